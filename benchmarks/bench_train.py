@@ -1,16 +1,21 @@
-"""Training throughput: raftlab's batching vs the official recipe, measured in the same run.
+"""Training throughput: raftlab's training recipe vs the official one, measured in the same run.
 
-All recipes train the same model (LoRA) on the same rationale-augmented examples with the same batch size and
-the same loss masks:
+Every recipe trains the same model (LoRA) on the same rationale-augmented examples with the same batch size,
+loss masks and optimizer; only the batching and the loss computation differ:
 
-* official: random order, every batch padded to ``--max-length`` (tokenizer padding="max_length");
-* dynamic: random order, each batch padded to its own longest example;
-* raftlab: length-grouped batches (``raftlab.training.sampler``) + dynamic padding.
+* official: random order, each batch padded to its longest example, full-vocabulary logits at every position
+  (the study's released recipe with dynamic padding);
+* raftlab: length-grouped batches (``raftlab.training.sampler``) and logits only where a token is trained
+  (``raftlab.training.loss``); the default of ``raftlab train``;
+* raftlab --pack: one padding-free row per batch (``PackCollator``) and target-only logits;
+* with ``--max-length-baseline``: also every batch padded to ``--max-length`` (tokenizer padding="max_length").
 
 Prints trained target tokens/s (tokens whose loss counts) for each and the speed-up over the official recipe.
+On a GPU the rate is per wall-clock second; on a CPU per CPU-second of this process, which other processes on a
+shared machine distort less. Rounds are interleaved and the fastest round of each recipe counts.
 
-    .venv/bin/python benchmarks/bench_train.py --model smollm2 --examples 32 --batch-size 4
-    .venv/bin/python benchmarks/bench_train.py --model tiny
+    .venv/bin/python benchmarks/bench_train.py --model smollm2 --threads 1
+    .venv/bin/python benchmarks/bench_train.py --model tiny --threads 1
 """
 
 from __future__ import annotations
@@ -20,6 +25,21 @@ import json
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
+
+
+class Recipe(NamedTuple):
+    name: str
+    grouped: bool
+    pack: bool
+    target_logits: bool
+    pad_to_max: bool = False
+
+
+OFFICIAL = Recipe("official (random order, pad per batch, full logits)", False, False, False)
+RAFTLAB = Recipe("raftlab (length-grouped, target-only logits)", True, False, True)
+PACKED = Recipe("raftlab --pack (packed rows, target-only logits)", False, True, True)
+MAX_LENGTH = Recipe("reference: random order, pad to max length", False, False, False, True)
 
 
 def make_data(path: Path, n: int) -> None:
@@ -34,32 +54,34 @@ def make_data(path: Path, n: int) -> None:
     write_jsonl(gsm + topic, path)
 
 
-def run(config, grouped: bool, fixed_width: bool) -> tuple[float, float, int, int]:
-    """(wall seconds, CPU seconds of this process, target tokens, padded tokens) of one epoch."""
+def run(config, recipe: Recipe) -> tuple[float, float, int, int, float]:
+    """(wall seconds, CPU seconds of this process, target tokens, tokens fed, final train loss) of one epoch."""
     from datasets import Dataset
     from transformers import set_seed
 
-    from raftlab.training import PadCollator, prepare
+    from raftlab.training import PackCollator, PadCollator, prepare
     from raftlab.training.trainer import _grouped_trainer_cls, training_arguments
 
     set_seed(config.seed)
     model, tok, rows = prepare(config)
     for r in rows:
         r["length"] = len(r["input_ids"])
-    cfg = config.model_copy(update={"group_by_length": grouped})
-    args = training_arguments(cfg, len(rows))
+    args = training_arguments(config.model_copy(update={"group_by_length": recipe.grouped}), len(rows))
     args.save_strategy = "no"
     args.disable_tqdm = True
-    width = config.max_length if fixed_width else None  # the official recipe: padding="max_length"
+    if recipe.pack:
+        collator = PackCollator()
+    else:
+        collator = PadCollator(tok.pad_token_id, pad_to=config.max_length if recipe.pad_to_max else None)
     trainer = _grouped_trainer_cls()(model=model, args=args, train_dataset=Dataset.from_list(rows),
-                                     data_collator=PadCollator(tok.pad_token_id, pad_to=width))
-    loader = trainer.get_train_dataloader()
-    batches = list(loader)
+                                     data_collator=collator, target_logits=recipe.target_logits)
+    assert trainer.target_logits == recipe.target_logits, "this model does not support target-only logits"
+    batches = list(trainer.get_train_dataloader())
     target_tokens = sum(int((b["labels"] != -100).sum()) for b in batches)
-    padded_tokens = sum(b["input_ids"].numel() for b in batches)
+    fed_tokens = sum(b["input_ids"].numel() for b in batches)
     t0, c0 = time.perf_counter(), time.process_time()
-    trainer.train()
-    return time.perf_counter() - t0, time.process_time() - c0, target_tokens, padded_tokens
+    result = trainer.train()
+    return time.perf_counter() - t0, time.process_time() - c0, target_tokens, fed_tokens, result.training_loss
 
 
 def main() -> None:
@@ -71,6 +93,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2, help="interleaved rounds; the fastest round of each recipe "
                     "counts (robust to other processes on a shared machine)")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    ap.add_argument("--no-pack", action="store_true", help="skip the packed recipe")
+    ap.add_argument("--max-length-baseline", action="store_true", help="also time padding to --max-length")
     args = ap.parse_args()
 
     import torch
@@ -80,6 +104,8 @@ def main() -> None:
     on_gpu = torch.cuda.is_available()
     if args.threads:
         torch.set_num_threads(args.threads)
+    recipes = [OFFICIAL, RAFTLAB] + ([] if args.no_pack else [PACKED]) + \
+        ([MAX_LENGTH] if args.max_length_baseline else [])
 
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data.jsonl"
@@ -87,25 +113,22 @@ def main() -> None:
         config = TrainConfig(model=args.model, data=str(data), objective="raft", out=str(Path(tmp) / "out"),
                              lora=True, epochs=1, batch_size=args.batch_size, max_length=args.max_length,
                              logging_steps=1000)
-        recipes = (("official (random order, pad to max length)", False, True),
-                   ("dynamic (random order, pad per batch)", False, False),
-                   ("raftlab (length-grouped, pad per batch)", True, False))
-        best: dict[str, tuple[float, float, int, int]] = {}
+        best: dict[Recipe, tuple[float, float, int, int, float]] = {}
+        key = 0 if on_gpu else 1  # wall time on a GPU, CPU time of this process on a CPU
         for _ in range(max(1, args.repeats)):
-            for name, grouped, fixed in recipes:
-                r = run(config, grouped, fixed)
-                key = 0 if on_gpu else 1  # wall time on a GPU, CPU time of this process on a CPU
-                if name not in best or r[key] < best[name][key]:
-                    best[name] = r
-        results = {}
-        for name, (secs, cpu, target, padded) in best.items():
-            results[name] = target / (secs if on_gpu else cpu)
-            print(f"{name:48s} {results[name]:8.1f} target tokens/{'s' if on_gpu else 'CPU-s'}  wall {secs:6.1f} s  "
-                  f"CPU {cpu:6.1f} s  {target} target / {padded} padded tokens ({target / padded:.0%} useful)")
-        base, dynamic, ours = results.values()
-        print(json.dumps({"model": args.model, "examples": args.examples, "batch_size": args.batch_size}))
-        print(f"speed-up (target tokens/s, raftlab / official): {ours / base:.2f}x "
-              f"(raftlab / dynamic padding only: {ours / dynamic:.2f}x)")
+            for recipe in recipes:
+                r = run(config, recipe)
+                if recipe not in best or r[key] < best[recipe][key]:
+                    best[recipe] = r
+    unit = "s" if on_gpu else "CPU-s"
+    rate = {rec: r[2] / r[key] for rec, r in best.items()}
+    for rec, (secs, cpu, target, fed, loss) in best.items():
+        print(f"{rec.name:54s} {rate[rec]:8.1f} target tokens/{unit}  wall {secs:6.1f} s  CPU {cpu:6.1f} s  "
+              f"{target} target / {fed} tokens fed ({target / fed:.0%} useful)  loss {loss:.4f}")
+    print(json.dumps({"model": args.model, "examples": args.examples, "batch_size": args.batch_size,
+                      "threads": torch.get_num_threads(), "device": "cuda" if on_gpu else "cpu"}))
+    for rec in recipes[1:]:
+        print(f"speed-up (target tokens/{unit}) {rec.name.split(' (')[0]} / official: {rate[rec] / rate[OFFICIAL]:.2f}x")
 
 
 if __name__ == "__main__":

@@ -30,6 +30,10 @@ def register(app: typer.Typer) -> None:
         mixture_size: int = typer.Option(None),
         mixture_polarity: str = typer.Option("full", help="full | positive | negative (tasks by --task-polarity)"),
         task_polarity: str = typer.Option(None, help="sign per task, e.g. 'sst2=-1,gsm8k=1'"),
+        pack: bool = typer.Option(False, "--pack/--no-pack", help="one padding-free row per batch (block-diagonal "
+                                  "attention; best with flash-attention on a GPU, slower than grouping on a CPU)"),
+        target_logits: bool = typer.Option(True, "--target-logits/--full-logits", help="LM-head logits only where "
+                                           "a token is trained (same loss, less compute)"),
         resume: bool = typer.Option(False, help="continue from the newest checkpoint in OUT/checkpoints"),
         debug_tokens: int = typer.Option(0, help="print N examples token by token (trained or not) and exit"),
     ) -> None:
@@ -47,7 +51,7 @@ def register(app: typer.Typer) -> None:
                                  max_length=max_length, seed=seed, align_lambda=align_lambda,
                                  blank_length=blank_length, mixture=weights, mixture_size=mixture_size,
                                  mixture_polarity=mixture_polarity, task_polarity=signs,
-                                 resume=resume)
+                                 pack=pack, target_logits=target_logits, resume=resume)
         except ValidationError as exc:
             raise typer.BadParameter(str(exc)) from exc
         try:

@@ -55,6 +55,11 @@ class TrainConfig(BaseModel):
         "full", description="train on every mixture task, or only on those of one polarity (see task_polarity)")
     task_polarity: dict[str, int] | None = Field(None, description="sign per task, e.g. of RAFT's gain over FT")
     group_by_length: bool = True
+    pack: bool = Field(False, description="concatenate each batch into one row (no padding; block-diagonal "
+                       "attention from position ids). Best with flash-attention on a GPU; on a CPU the grouped, "
+                       "padded batches are faster")
+    target_logits: bool = Field(True, description="compute LM-head logits only where a token is trained "
+                                "(same loss and gradients, less compute)")
     save_steps: int = 200
     resume: bool = False
     bf16: bool | None = None

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from raftlab.training.collate import PadCollator
+from raftlab.training.collate import PackCollator, PadCollator
 from raftlab.training.config import PAPER_PROFILE, TrainConfig
 from raftlab.training.data import (
     build_mixture, load_examples, mean_rationale_tokens, needed_think_tokens, polarity_weights, tokenize_examples,
@@ -17,10 +17,16 @@ from raftlab.training.features import add_think_tokens
 def _grouped_trainer_cls():
     from transformers import Trainer
 
+    from raftlab.training.loss import model_inputs, supports_target_logits, target_inputs
     from raftlab.training.sampler import GroupedByLengthSampler
 
-    class GroupedTrainer(Trainer):
-        """Trainer whose length-grouped sampler also groups small datasets (see ``sampler.py``)."""
+    class RaftTrainer(Trainer):
+        """Trainer with length-grouped sampling that also groups small datasets (``sampler.py``) and logits computed
+        only at target positions (``loss.py``; ``target_logits=False`` gives the stock full-vocabulary forward)."""
+
+        def __init__(self, *args: Any, target_logits: bool = True, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.target_logits = bool(target_logits and supports_target_logits(self.model))
 
         def _get_train_sampler(self, train_dataset=None):
             ds = train_dataset if train_dataset is not None else self.train_dataset
@@ -29,7 +35,17 @@ def _grouped_trainer_cls():
                 return GroupedByLengthSampler(ds["length"], batch, seed=self.args.seed)
             return super()._get_train_sampler(train_dataset)
 
-    return GroupedTrainer
+        def view_inputs(self, inputs: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+            """Model kwargs (with labels) of one view: ``""`` (the batch itself) or ``"r_"`` (align's rationale
+            view)."""
+            if self.target_logits:
+                return target_inputs(inputs, prefix)
+            return {**model_inputs(inputs, prefix), "labels": inputs[f"{prefix}labels"]}
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            return super().compute_loss(model, self.view_inputs(inputs), return_outputs, num_items_in_batch)
+
+    return RaftTrainer
 
 
 def _align_trainer_cls():
@@ -46,10 +62,8 @@ def _align_trainer_cls():
             self.model_accepts_loss_kwargs = False
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            label_out = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
-                              labels=inputs["labels"])
-            rat_out = model(input_ids=inputs["r_input_ids"], attention_mask=inputs["r_attention_mask"],
-                            labels=inputs["r_labels"])
+            label_out = model(**self.view_inputs(inputs, ""))
+            rat_out = model(**self.view_inputs(inputs, "r_"))
             loss = self.align_lambda * label_out.loss + (1 - self.align_lambda) * rat_out.loss
             return (loss, {"label": label_out, "rationale": rat_out}) if return_outputs else loss
 
@@ -154,7 +168,9 @@ def run_training(config: TrainConfig):
         r["length"] = len(r["input_ids"]) + len(r.get("r_input_ids", []))
     dataset = Dataset.from_list(rows)
     args = training_arguments(config, len(rows))
-    common = dict(model=model, args=args, train_dataset=dataset, data_collator=PadCollator(tok.pad_token_id))
+    collator = PackCollator() if config.pack else PadCollator(tok.pad_token_id)
+    common = dict(model=model, args=args, train_dataset=dataset, data_collator=collator,
+                  target_logits=config.target_logits)
     if config.objective == "align":
         trainer = _align_trainer_cls()(**common, align_lambda=config.align_lambda)
     else:

@@ -1,0 +1,149 @@
+"""Training speed features keep the loss exact: target-only logits and packing (padding-free batches) give the
+same loss, gradients and per-example logits as the plain padded forward, on tokenizers with and without BOS."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from raftlab.models import load_model
+from raftlab.tasks import get_task, write_jsonl
+from raftlab.training import IGNORE, TrainConfig, build_features, train
+from raftlab.training.collate import PackCollator, PadCollator
+from raftlab.training.loss import model_inputs, shifted_targets, supports_target_logits, target_inputs
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+RATIONALES = ("3 + 2 = 5.", "First add the two numbers of apples, then count them all again to be sure.", "Sum.")
+
+
+def _features(tok, objective="raft"):
+    task = get_task("synth_arith_easy")
+    examples = [e.model_copy(update={"rationale": r}) for e, r in zip(task.load("train", limit=3), RATIONALES)]
+    return [f for e in examples for f in build_features(e, task, tok, objective)]
+
+
+def _trainer(model, target_logits, cls="grouped", **kw):
+    from transformers import TrainingArguments
+
+    from raftlab.training.trainer import _align_trainer_cls, _grouped_trainer_cls
+
+    args = TrainingArguments(output_dir="/tmp/raftlab-speed-test", report_to=[], use_cpu=True)
+    make = _align_trainer_cls() if cls == "align" else _grouped_trainer_cls()
+    return make(model=model, args=args, target_logits=target_logits, **kw)
+
+
+def _loss_and_grads(trainer, model, batch, **kw):
+    model.zero_grad()
+    loss = trainer.compute_loss(model, batch, **kw)
+    loss.backward()
+    return loss.item(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.parametrize("name", ["tiny", "tiny-nobos"])
+def test_target_only_logits_give_the_full_loss_and_gradients(name):
+    model, tok = load_model(name)
+    feats = _features(tok)
+    batch = PadCollator(tok.pad_token_id)(feats)
+    full_loss, full_grads = _loss_and_grads(_trainer(model, False), model, batch)
+    seen = []
+    hook = model.lm_head.register_forward_hook(lambda m, i, o: seen.append(i[0].shape[1]))
+    trainer = _trainer(model, True)
+    assert trainer.target_logits
+    loss, grads = _loss_and_grads(trainer, model, batch)
+    hook.remove()
+    assert loss == pytest.approx(full_loss, rel=1e-5)
+    assert grads.keys() == full_grads.keys()
+    for n in grads:
+        torch.testing.assert_close(grads[n], full_grads[n], rtol=1e-4, atol=1e-6, msg=n)
+    # the LM head saw only the positions that predict a target, far fewer than the padded width
+    n_target_cols = int((shifted_targets(batch["labels"]) != IGNORE).any(0).sum())
+    assert seen == [n_target_cols] and n_target_cols < batch["input_ids"].shape[1]
+
+
+def test_target_only_loss_is_a_sum_over_items_under_gradient_accumulation():
+    model, tok = load_model("tiny")
+    batch = PadCollator(tok.pad_token_id)(_features(tok))
+    trainer = _trainer(model, True)
+    n = int((batch["labels"][:, 1:] != IGNORE).sum())
+    with torch.no_grad():
+        mean = trainer.compute_loss(model, batch).item()
+        half = trainer.compute_loss(model, batch, num_items_in_batch=torch.tensor(2 * n)).item()
+    assert half == pytest.approx(mean / 2, rel=1e-5)
+
+
+@pytest.mark.parametrize("name", ["tiny", "tiny-nobos"])
+def test_packed_row_keeps_examples_apart(name):
+    """Each example's logits inside the packed row equal its logits alone: attention never crosses examples."""
+    model, tok = load_model(name)
+    feats = _features(tok)
+    packed = PackCollator()(feats)
+    assert packed["input_ids"].shape == (1, sum(len(f["input_ids"]) for f in feats))
+    starts = [0]
+    for f in feats:
+        starts.append(starts[-1] + len(f["input_ids"]))
+    assert (packed["position_ids"][0, starts[:-1]] == 0).all()
+    assert (packed["labels"][0, starts[:-1]] == IGNORE).all()  # no target across a boundary
+    assert model.config.use_cache  # the packed mask must not depend on the caller turning the cache off
+    with torch.no_grad():
+        row = model(**model_inputs(packed)).logits[0]
+        for f, a, b in zip(feats, starts, starts[1:]):
+            alone = model(input_ids=torch.tensor([f["input_ids"]])).logits[0]
+            torch.testing.assert_close(row[a:b], alone, rtol=1e-4, atol=1e-4)
+    # and its loss is the padded batch's loss
+    trainer = _trainer(model, True)
+    with torch.no_grad():
+        padded_loss = trainer.compute_loss(model, PadCollator(tok.pad_token_id)(feats)).item()
+        packed_loss = trainer.compute_loss(model, packed).item()
+    assert packed_loss == pytest.approx(padded_loss, rel=1e-4)
+
+
+def test_packed_align_batch_gives_the_padded_align_loss():
+    model, tok = load_model("tiny")
+    feats = _features(tok, "align")
+    trainer = _trainer(model, True, cls="align", align_lambda=0.3)
+    with torch.no_grad():
+        padded = trainer.compute_loss(model, PadCollator(tok.pad_token_id)(feats)).item()
+        packed_batch = PackCollator()(feats)
+        assert {"r_input_ids", "r_labels", "r_position_ids"} <= packed_batch.keys()
+        packed = trainer.compute_loss(model, packed_batch).item()
+    assert packed == pytest.approx(padded, rel=1e-4)
+
+
+def test_target_inputs_select_the_union_of_target_columns():
+    labels = torch.tensor([[IGNORE, IGNORE, 7, 8, IGNORE], [IGNORE, 5, 6, IGNORE, IGNORE]])
+    got = target_inputs({"input_ids": torch.zeros_like(labels), "labels": labels})
+    # position i predicts label i+1: row 0 targets sit at columns 1-2, row 1 at columns 0-1
+    assert got["logits_to_keep"].tolist() == [0, 1, 2]
+    assert got["shift_labels"].tolist() == [[IGNORE, 7, 8], [5, 6, IGNORE]]
+    assert "attention_mask" not in got and got["labels"] is got["shift_labels"]
+
+
+def test_models_without_logits_to_keep_fall_back_to_the_full_forward():
+    class NoKeep(torch.nn.Module):
+        def forward(self, input_ids=None, labels=None):
+            return None
+
+    assert not supports_target_logits(NoKeep())
+    model, _ = load_model("tiny")
+    assert supports_target_logits(model)
+
+
+def test_packed_training_matches_padded_training(tmp_path):
+    """Three full-finetuning steps with --pack end with the padded run's weights."""
+    task = get_task("synth_arith_easy")
+    examples = [e.model_copy(update={"rationale": f"Think {i} times."}) for i, e in
+                enumerate(task.load("train", limit=8))]
+    write_jsonl(examples, tmp_path / "d.jsonl")
+    weights = {}
+    for pack in (False, True):
+        out = train(TrainConfig(model="tiny", data=str(tmp_path / "d.jsonl"), objective="raft", lora=False,
+                                out=str(tmp_path / f"p{pack}"), max_steps=3, batch_size=4, learning_rate=1e-3,
+                                pack=pack, logging_steps=1))
+        model, _ = load_model(str(out))
+        weights[pack] = {n: p.detach().clone() for n, p in model.named_parameters()}
+    base, _ = load_model("tiny")
+    moved = max((weights[False][n] - p).abs().max().item() for n, p in base.named_parameters())
+    assert moved > 1e-3  # training changed the weights ...
+    for n, w in weights[False].items():  # ... identically with and without packing
+        torch.testing.assert_close(weights[True][n], w, rtol=1e-3, atol=1e-4, msg=n)
