@@ -147,3 +147,20 @@ def test_packed_training_matches_padded_training(tmp_path):
     assert moved > 1e-3  # training changed the weights ...
     for n, w in weights[False].items():  # ... identically with and without packing
         torch.testing.assert_close(weights[True][n], w, rtol=1e-3, atol=1e-4, msg=n)
+
+
+def test_cli_pack_and_full_logits_flags_reach_the_config(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from raftlab.cli.main import app
+
+    task = get_task("synth_arith_easy")
+    write_jsonl([e.model_copy(update={"rationale": "Add."}) for e in task.load("train", limit=4)], tmp_path / "d.jsonl")
+    res = CliRunner().invoke(app, ["train", "--model", "tiny", "--data", str(tmp_path / "d.jsonl"), "--objective",
+                                   "raft", "--out", str(tmp_path / "o"), "--max-steps", "1", "--batch-size", "2",
+                                   "--pack", "--full-logits"])
+    assert res.exit_code == 0, res.output
+    config = json.loads((tmp_path / "o" / "train_summary.json").read_text())["config"]
+    assert config["pack"] is True and config["target_logits"] is False
