@@ -328,6 +328,8 @@ def test_tiny_end_to_end(tmp_path):
     assert set(report["accuracy"]) == {"implicit", "explicit", "random"}
     assert all(row["n"] == 2 and 1 <= row["mean_steps"] <= 2 for row in report["accuracy"].values())
     assert report["settings"]["k"] == 3 and report["settings"]["temperature"] == 0.7
+    assert [(p["a"], p["b"], p["n"]) for p in report["paired"]] == [("implicit", "random", 2), ("explicit", "random", 2)]
+    assert "exact McNemar p" in res.output
     rows = dict(open_store(tmp_path).items("solve"))
     assert len(rows) == 6 and all(len(r["steps"]) <= 2 for r in rows.values())
     assert all(len(c) == 3 for r in rows.values() if r["method"] == "implicit" for c in r["candidate_scores"])

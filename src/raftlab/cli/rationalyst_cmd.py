@@ -26,7 +26,9 @@ def _backend(spec: str):
 @rationalyst_app.command("mine")
 def mine_cmd(
     model: str = typer.Option("smollm2", help="extraction model (backend:model or a model spec), or 'oracle' "
-                              "for the rule-based annotator of synthetic arithmetic (offline demos)"),
+                              "for a rule-based annotator (offline demos): 'oracle:synthetic' (synthetic "
+                              "arithmetic, the default for synth_* tasks) or 'oracle:equations' (GSM8K-style "
+                              "'a op b = c' sentences, the default otherwise)"),
     task: str = typer.Option("gsm8k", help="task whose training solutions are the unlabeled text"),
     text_file: Path = typer.Option(None, help="mine this unlabeled text instead (.jsonl with 'text', or one "
                                    "document per line); --task is then ignored"),
@@ -51,10 +53,14 @@ def mine_cmd(
         if not docs:
             raise typer.BadParameter(f"no {task} example carries a solution text to mine", param_hint="--task")
     store = open_store(out)
-    if model == "oracle":
+    if model == "oracle" or model.startswith("oracle:"):
         from raftlab.rationalyst.oracle import OracleAnnotator
 
-        backend = OracleAnnotator()
+        default = "synthetic" if text_file is None and task.startswith("synth_") else "equations"
+        try:
+            backend = OracleAnnotator(model.partition(":")[2] or default)
+        except ValueError as e:
+            raise typer.BadParameter(str(e), param_hint="--model") from None
     else:
         backend = _backend(model)
     typer.echo(json.dumps(mine(backend, docs, store, max_edit_ratio=max_edit_ratio), indent=2))
@@ -108,7 +114,7 @@ def solve_cmd(
     out: Path = typer.Option(..., "--out", "-o"),
 ) -> None:
     """Decode with rationale supervision vs random candidates; prints and writes accuracies."""
-    from raftlab.rationalyst import open_store, solve
+    from raftlab.rationalyst import open_store, paired_comparison, solve
 
     t, examples = _examples(task, split, limit, seed, data_dir)
     method_list = [m.strip() for m in methods.split(",") if m.strip()]
@@ -123,11 +129,18 @@ def solve_cmd(
     except ValueError as e:
         raise typer.BadParameter(str(e)) from None
     settings = dict(store.items("settings"))[f"solve:{t.name}"]
-    report = {"task": t.name, "split": split, "settings": settings, "accuracy": result}
+    ids = [ex.id for ex in examples]
+    paired = [paired_comparison(store, t.name, ids, m, "random") for m in method_list
+              if m != "random" and "random" in method_list]
+    report = {"task": t.name, "split": split, "settings": settings, "accuracy": result, "paired": paired}
     path = out / f"solve_{t.name}.json"
     path.write_text(json.dumps(report, indent=2), encoding="utf-8")
     _print_table(t.name, result)
     typer.echo(json.dumps(result, indent=2))
+    for p in paired:
+        typer.echo(f"paired {p['a']} vs {p['b']} (n={p['n']}): both right {p['both']}, only {p['a']} "
+                   f"{p['a_only']}, only {p['b']} {p['b_only']}, neither {p['neither']}; "
+                   f"exact McNemar p = {p['p_mcnemar']:.3g}")
     typer.echo(f"written {path}")
 
 

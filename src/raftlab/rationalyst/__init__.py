@@ -8,6 +8,7 @@ from raftlab.rationalyst.pipeline import (
     docs_from_examples, docs_from_text_file, filter_triples, kept_triples, mine, mined_triples, open_store,
     source_text, summary,
 )
+from raftlab.rationalyst.paired import mcnemar_exact, paired_comparison, paired_counts
 from raftlab.rationalyst.scoring import discounted_score, keeps_rationale, length_normalised
 from raftlab.rationalyst.solve import (
     METHODS, best_candidate, close_step, solve, solve_example, solve_settings, solve_summary,
@@ -19,6 +20,6 @@ __all__ = [
     "BOT", "EOT", "METHODS", "StageStore", "Triple", "best_candidate", "close_step", "discounted_score",
     "docs_from_examples", "docs_from_text_file", "edit_distance_ratio",
     "extraction_prompt", "faithful", "filter_triples", "keeps_rationale", "kept_triples", "length_normalised",
-    "mine", "mined_triples", "open_store", "pair_features", "solve", "solve_example", "solve_settings",
+    "mcnemar_exact", "mine", "mined_triples", "open_store", "pair_features", "paired_comparison", "paired_counts", "solve", "solve_example", "solve_settings",
     "solve_summary", "source_text", "split_triples", "strip_rationales", "summary", "train_generator",
 ]
