@@ -12,8 +12,9 @@ set -euo pipefail
 OUT=${1:-runs/rationalyst-small}
 AGENT_TRAIN=${AGENT_TRAIN:-600}; AGENT_STEPS=${AGENT_STEPS:-120}
 SYNTH_MINE=${SYNTH_MINE:-150}; SYNTH_GEN_STEPS=${SYNTH_GEN_STEPS:-40}; SYNTH_TEST=${SYNTH_TEST:-30}
+SYNTH_TASKS=${SYNTH_TASKS:-synth_arith synth_arith_easy}
 GSM_MINE=${GSM_MINE:-60}; GSM_GEN_STEPS=${GSM_GEN_STEPS:-30}; GSM_TEST=${GSM_TEST:-10}
-GSM_METHODS=${GSM_METHODS:-implicit,random}; SYNTH_METHODS=${SYNTH_METHODS:-implicit,random}
+GSM_METHODS=${GSM_METHODS:-implicit,random}; GEN_LR=${GEN_LR:-5e-4}; SYNTH_METHODS=${SYNTH_METHODS:-implicit,random}
 PY=.venv/bin/python; RL=".venv/bin/raftlab rationalyst"
 mkdir -p "$OUT"
 stamp() { echo "[$(date -u +%H:%M:%S)] $*"; }
@@ -41,17 +42,19 @@ S="$OUT/synth"
 stamp "synth: mine"; $RL mine --model oracle --task synth_arith --limit "$SYNTH_MINE" --out "$S"
 stamp "synth: filter"; $RL filter --model smollm2 --out "$S"
 [ -f "$S/generator/adapter_config.json" ] || { stamp "synth: train generator"
-  $RL train --model smollm2 --epochs 2 --max-steps "$SYNTH_GEN_STEPS" --batch-size 8 --out "$S"; }
-stamp "synth: solve"
-$RL solve --agent "$OUT/agent" --task synth_arith_easy --limit "$SYNTH_TEST" --methods "$SYNTH_METHODS" \
-  --max-steps 10 --max-step-tokens 32 --max-rationale-tokens 16 --out "$S"
+  $RL train --model smollm2 --lr "$GEN_LR" --max-steps "$SYNTH_GEN_STEPS" --batch-size 8 --out "$S"; }
+for T in $SYNTH_TASKS; do
+  stamp "synth: solve $T"
+  $RL solve --agent "$OUT/agent" --task "$T" --limit "$SYNTH_TEST" --methods "$SYNTH_METHODS" \
+    --max-steps 10 --max-step-tokens 32 --max-rationale-tokens 16 --out "$S"
+done
 
 # 3. GSM8K (train/test from RAFTLAB_DATA_DIR or ../shared/datasets; --data-dir packaged for the MIT sample)
 G="$OUT/gsm8k"
 stamp "gsm8k: mine"; $RL mine --model oracle:equations --task gsm8k --limit "$GSM_MINE" --out "$G"
 stamp "gsm8k: filter"; $RL filter --model smollm2 --out "$G"
 [ -f "$G/generator/adapter_config.json" ] || { stamp "gsm8k: train generator"
-  $RL train --model smollm2 --epochs 2 --max-steps "$GSM_GEN_STEPS" --batch-size 8 --out "$G"; }
+  $RL train --model smollm2 --lr "$GEN_LR" --max-steps "$GSM_GEN_STEPS" --batch-size 8 --out "$G"; }
 stamp "gsm8k: solve"
 $RL solve --agent smollm2 --task gsm8k --limit "$GSM_TEST" --methods "$GSM_METHODS" \
   --max-steps "${GSM_MAX_STEPS:-8}" --max-step-tokens 40 --max-rationale-tokens 24 --out "$G"
