@@ -15,6 +15,7 @@ SYNTH_MINE=${SYNTH_MINE:-60}; SYNTH_GEN_STEPS=${SYNTH_GEN_STEPS:-40}; SYNTH_TEST
 SYNTH_TASKS=${SYNTH_TASKS:-synth_arith}  # add synth_arith_easy (not measured: agent near ceiling)
 GSM_MINE=${GSM_MINE:-30}; GSM_GEN_STEPS=${GSM_GEN_STEPS:-30}; GSM_TEST=${GSM_TEST:-10}
 GSM_METHODS=${GSM_METHODS:-implicit,random}; GEN_LR=${GEN_LR:-5e-4}; SYNTH_METHODS=${SYNTH_METHODS:-implicit,random}
+PARTS=${PARTS:-synth gsm8k}  # which comparisons to run after training the agent
 PY=.venv/bin/python; RL=".venv/bin/raftlab rationalyst"
 mkdir -p "$OUT"
 stamp() { echo "[$(date -u +%H:%M:%S)] $*"; }
@@ -39,6 +40,7 @@ fi
 
 # 2. synthetic arithmetic
 S="$OUT/synth"
+if [[ " $PARTS " == *" synth "* ]]; then
 stamp "synth: mine"; $RL mine --model oracle --task synth_arith --limit "$SYNTH_MINE" --out "$S"
 stamp "synth: filter"; $RL filter --model smollm2 --out "$S"
 [ -f "$S/generator/adapter_config.json" ] || { stamp "synth: train generator"
@@ -48,9 +50,11 @@ for T in $SYNTH_TASKS; do
   $RL solve --agent "$OUT/agent" --task "$T" --limit "$SYNTH_TEST" --methods "$SYNTH_METHODS" \
     --max-steps 10 --max-step-tokens 32 --max-rationale-tokens 16 --out "$S"
 done
+fi
 
 # 3. GSM8K (train/test from RAFTLAB_DATA_DIR or ../shared/datasets; --data-dir packaged for the MIT sample)
 G="$OUT/gsm8k"
+if [[ " $PARTS " == *" gsm8k "* ]]; then
 stamp "gsm8k: mine"; $RL mine --model oracle:equations --task gsm8k --limit "$GSM_MINE" --out "$G"
 stamp "gsm8k: filter"; $RL filter --model smollm2 --out "$G"
 [ -f "$G/generator/adapter_config.json" ] || { stamp "gsm8k: train generator"
@@ -58,4 +62,5 @@ stamp "gsm8k: filter"; $RL filter --model smollm2 --out "$G"
 stamp "gsm8k: solve"
 $RL solve --agent smollm2 --task gsm8k --limit "$GSM_TEST" --methods "$GSM_METHODS" \
   --max-steps "${GSM_MAX_STEPS:-8}" --max-step-tokens 40 --max-rationale-tokens 24 --out "$G"
+fi
 stamp "done"

@@ -10,7 +10,8 @@ import pytest
 from raftlab.backends.base import ContinuationScore, Generation
 from raftlab.rationalyst import (
     BOT, EOT, StageStore, Triple, best_candidate, close_step, discounted_score, edit_distance_ratio, faithful,
-    filter_triples, keeps_rationale, length_normalised, mine, open_store, solve, solve_example, split_triples, strip_rationales,
+    filter_triples, keeps_rationale, length_normalised, mine, open_store, paired_comparison, solve, solve_example,
+    split_triples, strip_rationales,
 )
 from raftlab.tasks import get_task
 
@@ -213,6 +214,25 @@ def test_solve_store_resumes(tmp_path):
         solve(agent, FakeGenerator(), task, examples, store, methods=["random"], k=2, progress=False)
 
 
+def test_solve_random_first_then_supervised(tmp_path):
+    """A random-only run records no generator, so a later implicit run in the same store is allowed and paired;
+    a different generator for the supervised methods is still refused."""
+    task = get_task("synth_arith")
+    examples = task.load("test", limit=2)
+    store = StageStore(tmp_path / "s.sqlite")
+    solve(FakeAgent(), None, task, examples, store, methods=["random"], progress=False)
+    solve(FakeAgent(), FakeGenerator(), task, examples, store, methods=["implicit"], progress=False)
+    assert paired_comparison(store, task.name, [e.id for e in examples])["n"] == 2
+
+    class OtherGenerator(FakeGenerator):
+        name = "other-gen"
+
+    with pytest.raises(ValueError, match=r"generator: stored 'fake-gen' vs requested 'other-gen'"):
+        solve(FakeAgent(), OtherGenerator(), task, examples, store, methods=["explicit"], progress=False)
+    with pytest.raises(ValueError, match=r"seed: stored 0 vs requested 1"):  # agent settings shared by all methods
+        solve(FakeAgent(), FakeGenerator(), task, examples, store, methods=["implicit"], seed=1, progress=False)
+
+
 def test_mine_and_filter_resume_after_a_crash(tmp_path):
     texts = [(f"d{i}", f"Ann has {i} apples. She buys 2 more.") for i in range(4)]
 
@@ -328,6 +348,7 @@ def test_tiny_end_to_end(tmp_path):
     assert set(report["accuracy"]) == {"implicit", "explicit", "random"}
     assert all(row["n"] == 2 and 1 <= row["mean_steps"] <= 2 for row in report["accuracy"].values())
     assert report["settings"]["k"] == 3 and report["settings"]["temperature"] == 0.7
+    assert report["settings"]["generator"] and report["settings"]["agent"]
     assert [(p["a"], p["b"], p["n"]) for p in report["paired"]] == [("implicit", "random", 2), ("explicit", "random", 2)]
     assert "exact McNemar p" in res.output
     rows = dict(open_store(tmp_path).items("solve"))
@@ -336,6 +357,27 @@ def test_tiny_end_to_end(tmp_path):
     # a rerun with other settings in the same run directory is refused with a clear message
     res = CliRunner().invoke(app, args[:-2] + ["--k", "2", "--out", str(tmp_path)])
     assert res.exit_code != 0 and "other settings" in res.output
+
+
+def test_generator_training_raises_the_rationale_likelihood(tmp_path):
+    """train_generator (the training package's trainer, loss on the rationale only) makes the mined rationale
+    more likely after its preceding text, and leaves what it is not trained on alone."""
+    from raftlab.backends import get_backend
+    from raftlab.rationalyst import Triple, train_generator
+    from raftlab.rationalyst.pipeline import generator_prompt, generator_target
+
+    triples = [Triple("Ann has 3 apples.", "Add the apples she buys.", "She has 5."),
+               Triple("Bo has 8 pens and gives 2 away.", "Subtract what was given.", "He has 6.")]
+    prompts = [generator_prompt(t.preceding) for t in triples]
+    targets = [generator_target(t.rationale) for t in triples]
+
+    def mean_logprob(backend):
+        return sum(length_normalised(s.token_logprobs) for s in backend.score(prompts, targets)) / len(prompts)
+
+    before = mean_logprob(get_backend("hf:tiny"))
+    gen_dir = train_generator("tiny", triples, tmp_path, max_steps=15, batch_size=2, lr=5e-3, progress=False)
+    after = mean_logprob(get_backend(f"hf:{gen_dir}"))
+    assert after > before + 0.5, (before, after)
 
 
 def test_oracle_annotator_is_faithful_and_yields_one_triple_per_step(tmp_path):

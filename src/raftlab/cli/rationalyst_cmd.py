@@ -128,10 +128,12 @@ def solve_cmd(
                        max_rationale_tokens=max_rationale_tokens)
     except ValueError as e:
         raise typer.BadParameter(str(e)) from None
-    settings = dict(store.items("settings"))[f"solve:{t.name}"]
+    stored = dict(store.items("settings"))
+    settings = {**stored[f"solve:{t.name}"], **stored.get(f"solve:{t.name}:generator", {"generator": None})}
     ids = [ex.id for ex in examples]
-    paired = [paired_comparison(store, t.name, ids, m, "random") for m in method_list
-              if m != "random" and "random" in method_list]
+    # supervised vs random on the same questions, also when the random baseline ran earlier in this directory
+    paired = [p for p in (paired_comparison(store, t.name, ids, m, "random") for m in method_list if m != "random")
+              if p["n"] > 0]
     report = {"task": t.name, "split": split, "settings": settings, "accuracy": result, "paired": paired}
     path = out / f"solve_{t.name}.json"
     path.write_text(json.dumps(report, indent=2), encoding="utf-8")

@@ -128,7 +128,8 @@ def solve(agent: Backend, generator: Backend | None, task: Any, examples: Sequen
           methods: Sequence[str] = METHODS, progress: bool = True, **kw: Any) -> dict[str, dict[str, float]]:
     """Run each method on every example (resumable: finished (task, method, example) results are skipped).
 
-    The settings (agent, generator, K, T, seed, ...) are recorded per task on the first run; a rerun with other
+    The settings (agent, K, T, seed, ...) are recorded per task on the first run, and the generator on the first
+    run of a supervised method (so a random-only run can be followed by an implicit one); a rerun with other
     settings in the same store raises instead of mixing results.
     """
     from tqdm.auto import tqdm
@@ -136,7 +137,11 @@ def solve(agent: Backend, generator: Backend | None, task: Any, examples: Sequen
     for m in methods:
         if m not in METHODS:
             raise ValueError(f"unknown method {m!r}; choose from {', '.join(METHODS)}")
-    store.check_settings(f"solve:{task.name}", solve_settings(agent, generator, task, **kw))
+    settings = solve_settings(agent, generator, task, **kw)
+    generator_id = settings.pop("generator")
+    store.check_settings(f"solve:{task.name}", settings)  # shared by all methods, so results stay paired
+    if any(m != "random" for m in methods):  # the random baseline never uses the generator
+        store.check_settings(f"solve:{task.name}:generator", {"generator": generator_id})
     for method in methods:
         for ex in tqdm(examples, desc=f"rationalyst solve [{method}]", disable=not progress):
             key = f"{task.name}|{method}|{ex.id}"

@@ -21,9 +21,14 @@ def pair_features(tokenizer, triple: Triple, max_length: int = 512) -> dict[str,
 def train_generator(model: str, triples: Sequence[Triple], out_dir: str | Path, *, epochs: float = 3.0,
                     lr: float = 1e-4, batch_size: int = 8, lora: bool = True, seed: int = 0,
                     max_steps: int = -1, max_length: int = 512, progress: bool = True) -> Path:
-    """Finetune ``model`` (a raftlab model spec) into a rationale generator saved in ``out_dir``."""
+    """Finetune ``model`` (a raftlab model spec) into a rationale generator saved in ``out_dir``.
+
+    Uses the training package's trainer: batches grouped by length and LM-head logits only at rationale tokens
+    (the same loss as the stock Trainer, less padding and no full-vocabulary logits at prompt positions)."""
     from datasets import Dataset
-    from transformers import Trainer, TrainingArguments
+    from transformers import TrainingArguments
+
+    from raftlab.training.trainer import _grouped_trainer_cls
 
     from raftlab.models import load_model, resolve_model_path
     from raftlab.training.collate import PadCollator
@@ -39,15 +44,18 @@ def train_generator(model: str, triples: Sequence[Triple], out_dir: str | Path, 
         net = get_peft_model(net, LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, task_type="CAUSAL_LM",
                                              target_modules="all-linear"))
         net.peft_config["default"].base_model_name_or_path = resolve_model_path(model)
-    ds = Dataset.from_list([pair_features(tok, t, max_length) for t in triples])
+    rows = [pair_features(tok, t, max_length) for t in triples]
+    ds = Dataset.from_list([{**r, "length": len(r["input_ids"])} for r in rows])
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
 
     args = TrainingArguments(output_dir=str(out / "checkpoints"), num_train_epochs=epochs, max_steps=max_steps,
                              learning_rate=lr, per_device_train_batch_size=batch_size, lr_scheduler_type="cosine",
                              warmup_steps=0.03, seed=seed, logging_steps=10, save_strategy="no", report_to=[],
-                             remove_unused_columns=False, disable_tqdm=not progress)
-    Trainer(model=net, args=args, train_dataset=ds, data_collator=PadCollator(tok.pad_token_id)).train()
+                             remove_unused_columns=False, disable_tqdm=not progress, length_column_name="length",
+                             train_sampling_strategy="group_by_length" if len(rows) > batch_size else "random")
+    trainer_cls = _grouped_trainer_cls()
+    trainer_cls(model=net, args=args, train_dataset=ds, data_collator=PadCollator(tok.pad_token_id)).train()
     net.save_pretrained(out / "generator")
     tok.save_pretrained(out / "generator")
     return out / "generator"
