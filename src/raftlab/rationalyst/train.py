@@ -28,10 +28,9 @@ def train_generator(model: str, triples: Sequence[Triple], out_dir: str | Path, 
     from datasets import Dataset
     from transformers import TrainingArguments
 
-    from raftlab.training.trainer import _grouped_trainer_cls
-
     from raftlab.models import load_model, resolve_model_path
     from raftlab.training.collate import PadCollator
+    from raftlab.training.trainer import _grouped_trainer_cls
 
     if not triples:
         raise ValueError("no rationales to train on: run `raftlab rationalyst filter` first (or none were kept)")
