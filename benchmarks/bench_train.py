@@ -60,12 +60,11 @@ def run(config, recipe: Recipe) -> tuple[float, float, int, int, float]:
     from transformers import set_seed
 
     from raftlab.training import PackCollator, PadCollator, prepare
-    from raftlab.training.trainer import _grouped_trainer_cls, training_arguments
+    from raftlab.training.trainer import raft_trainer_cls, training_arguments, with_lengths
 
     set_seed(config.seed)
     model, tok, rows = prepare(config)
-    for r in rows:
-        r["length"] = len(r["input_ids"])
+    with_lengths(rows)
     args = training_arguments(config.model_copy(update={"group_by_length": recipe.grouped}), len(rows))
     args.save_strategy = "no"
     args.disable_tqdm = True
@@ -73,8 +72,8 @@ def run(config, recipe: Recipe) -> tuple[float, float, int, int, float]:
         collator = PackCollator()
     else:
         collator = PadCollator(tok.pad_token_id, pad_to=config.max_length if recipe.pad_to_max else None)
-    trainer = _grouped_trainer_cls()(model=model, args=args, train_dataset=Dataset.from_list(rows),
-                                     data_collator=collator, target_logits=recipe.target_logits)
+    trainer = raft_trainer_cls()(model=model, args=args, train_dataset=Dataset.from_list(rows),
+                                 data_collator=collator, target_logits=recipe.target_logits)
     assert trainer.target_logits == recipe.target_logits, "this model does not support target-only logits"
     batches = list(trainer.get_train_dataloader())
     target_tokens = sum(int((b["labels"] != -100).sum()) for b in batches)

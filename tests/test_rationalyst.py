@@ -361,7 +361,7 @@ def test_tiny_end_to_end(tmp_path):
 
 def test_generator_training_raises_the_rationale_likelihood(tmp_path):
     """train_generator (the training package's trainer, loss on the rationale only) makes the mined rationale
-    more likely after its preceding text, and leaves what it is not trained on alone."""
+    more likely after its preceding text."""
     from raftlab.backends import get_backend
     from raftlab.rationalyst import Triple, train_generator
     from raftlab.rationalyst.pipeline import generator_prompt, generator_target

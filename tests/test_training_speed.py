@@ -26,10 +26,10 @@ def _features(tok, objective="raft"):
 def _trainer(model, target_logits, cls="grouped", **kw):
     from transformers import TrainingArguments
 
-    from raftlab.training.trainer import _align_trainer_cls, _grouped_trainer_cls
+    from raftlab.training.trainer import _align_trainer_cls, raft_trainer_cls
 
     args = TrainingArguments(output_dir="/tmp/raftlab-speed-test", report_to=[], use_cpu=True)
-    make = _align_trainer_cls() if cls == "align" else _grouped_trainer_cls()
+    make = _align_trainer_cls() if cls == "align" else raft_trainer_cls()
     return make(model=model, args=args, target_logits=target_logits, **kw)
 
 

@@ -114,7 +114,7 @@ def solve_cmd(
     out: Path = typer.Option(..., "--out", "-o"),
 ) -> None:
     """Decode with rationale supervision vs random candidates; prints and writes accuracies."""
-    from raftlab.rationalyst import open_store, paired_comparison, solve
+    from raftlab.rationalyst import open_store, paired_comparison, solve, stored_solve_settings
 
     t, examples = _examples(task, split, limit, seed, data_dir)
     method_list = [m.strip() for m in methods.split(",") if m.strip()]
@@ -128,8 +128,7 @@ def solve_cmd(
                        max_rationale_tokens=max_rationale_tokens)
     except ValueError as e:
         raise typer.BadParameter(str(e)) from None
-    stored = dict(store.items("settings"))
-    settings = {**stored[f"solve:{t.name}"], **stored.get(f"solve:{t.name}:generator", {"generator": None})}
+    settings = stored_solve_settings(store, t.name)
     ids = [ex.id for ex in examples]
     # supervised vs random on the same questions, also when the random baseline ran earlier in this directory
     paired = [p for p in (paired_comparison(store, t.name, ids, m, "random") for m in method_list if m != "random")

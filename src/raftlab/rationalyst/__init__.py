@@ -11,7 +11,7 @@ from raftlab.rationalyst.pipeline import (
 from raftlab.rationalyst.paired import mcnemar_exact, paired_comparison, paired_counts
 from raftlab.rationalyst.scoring import discounted_score, keeps_rationale, length_normalised
 from raftlab.rationalyst.solve import (
-    METHODS, best_candidate, close_step, solve, solve_example, solve_settings, solve_summary,
+    METHODS, best_candidate, close_step, solve, solve_example, solve_settings, solve_summary, stored_solve_settings,
 )
 from raftlab.rationalyst.store import StageStore
 from raftlab.rationalyst.train import pair_features, train_generator
@@ -21,5 +21,5 @@ __all__ = [
     "docs_from_examples", "docs_from_text_file", "edit_distance_ratio",
     "extraction_prompt", "faithful", "filter_triples", "keeps_rationale", "kept_triples", "length_normalised",
     "mcnemar_exact", "mine", "mined_triples", "open_store", "pair_features", "paired_comparison", "paired_counts", "solve", "solve_example", "solve_settings",
-    "solve_summary", "source_text", "split_triples", "strip_rationales", "summary", "train_generator",
+    "solve_summary", "source_text", "stored_solve_settings", "split_triples", "strip_rationales", "summary", "train_generator",
 ]

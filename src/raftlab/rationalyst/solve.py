@@ -139,15 +139,26 @@ def solve(agent: Backend, generator: Backend | None, task: Any, examples: Sequen
             raise ValueError(f"unknown method {m!r}; choose from {', '.join(METHODS)}")
     settings = solve_settings(agent, generator, task, **kw)
     generator_id = settings.pop("generator")
-    store.check_settings(f"solve:{task.name}", settings)  # shared by all methods, so results stay paired
+    store.check_settings(_settings_key(task.name), settings)  # shared by all methods, so results stay paired
     if any(m != "random" for m in methods):  # the random baseline never uses the generator
-        store.check_settings(f"solve:{task.name}:generator", {"generator": generator_id})
+        store.check_settings(_settings_key(task.name, "generator"), {"generator": generator_id})
     for method in methods:
         for ex in tqdm(examples, desc=f"rationalyst solve [{method}]", disable=not progress):
             key = f"{task.name}|{method}|{ex.id}"
             if not store.has("solve", key):
                 store.put("solve", key, solve_example(agent, generator, task, ex, method, **kw))
     return solve_summary(store, task.name, [ex.id for ex in examples], methods)
+
+
+def _settings_key(task_name: str, part: str = "") -> str:
+    return f"solve:{task_name}" + (f":{part}" if part else "")
+
+
+def stored_solve_settings(store: StageStore, task_name: str) -> dict[str, Any]:
+    """The settings recorded by :func:`solve` for ``task_name`` (``generator`` is None until a supervised run)."""
+    stored = dict(store.items("settings"))
+    return {**stored[_settings_key(task_name)],
+            **stored.get(_settings_key(task_name, "generator"), {"generator": None})}
 
 
 def solve_summary(store: StageStore, task_name: str, ids: Sequence[str],

@@ -30,7 +30,7 @@ def train_generator(model: str, triples: Sequence[Triple], out_dir: str | Path, 
 
     from raftlab.models import load_model, resolve_model_path
     from raftlab.training.collate import PadCollator
-    from raftlab.training.trainer import _grouped_trainer_cls
+    from raftlab.training.trainer import raft_trainer_cls, sampling_strategy, with_lengths
 
     if not triples:
         raise ValueError("no rationales to train on: run `raftlab rationalyst filter` first (or none were kept)")
@@ -43,8 +43,8 @@ def train_generator(model: str, triples: Sequence[Triple], out_dir: str | Path, 
         net = get_peft_model(net, LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, task_type="CAUSAL_LM",
                                              target_modules="all-linear"))
         net.peft_config["default"].base_model_name_or_path = resolve_model_path(model)
-    rows = [pair_features(tok, t, max_length) for t in triples]
-    ds = Dataset.from_list([{**r, "length": len(r["input_ids"])} for r in rows])
+    rows = with_lengths([pair_features(tok, t, max_length) for t in triples])
+    ds = Dataset.from_list(rows)
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
 
@@ -52,9 +52,8 @@ def train_generator(model: str, triples: Sequence[Triple], out_dir: str | Path, 
                              learning_rate=lr, per_device_train_batch_size=batch_size, lr_scheduler_type="cosine",
                              warmup_steps=0.03, seed=seed, logging_steps=10, save_strategy="no", report_to=[],
                              remove_unused_columns=False, disable_tqdm=not progress, length_column_name="length",
-                             train_sampling_strategy="group_by_length" if len(rows) > batch_size else "random")
-    trainer_cls = _grouped_trainer_cls()
-    trainer_cls(model=net, args=args, train_dataset=ds, data_collator=PadCollator(tok.pad_token_id)).train()
+                             train_sampling_strategy=sampling_strategy(len(rows), batch_size))
+    raft_trainer_cls()(model=net, args=args, train_dataset=ds, data_collator=PadCollator(tok.pad_token_id)).train()
     net.save_pretrained(out / "generator")
     tok.save_pretrained(out / "generator")
     return out / "generator"

@@ -14,7 +14,19 @@ from raftlab.training.data import (
 from raftlab.training.features import add_think_tokens
 
 
-def _grouped_trainer_cls():
+def with_lengths(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``rows`` with the ``length`` column the length-grouped sampler sorts by (tokens of every view)."""
+    for r in rows:
+        r["length"] = len(r["input_ids"]) + len(r.get("r_input_ids", []))
+    return rows
+
+
+def sampling_strategy(n_rows: int, batch_size: int, group_by_length: bool = True) -> str:
+    """Trainer's ``train_sampling_strategy``: grouped by length when there is more than one batch to group."""
+    return "group_by_length" if group_by_length and n_rows > batch_size else "random"
+
+
+def raft_trainer_cls():
     from transformers import Trainer
 
     from raftlab.training.loss import model_inputs, supports_target_logits, target_inputs
@@ -49,7 +61,7 @@ def _grouped_trainer_cls():
 
 
 def _align_trainer_cls():
-    class AlignTrainer(_grouped_trainer_cls()):
+    class AlignTrainer(raft_trainer_cls()):
         """Align: loss = λ·CE(label view) + (1−λ)·CE(rationale view) of the same examples, in the same batch.
 
         Each CE is the mean over that view's target tokens (the model's own ``labels`` loss)."""
@@ -138,8 +150,7 @@ def training_arguments(config: TrainConfig, n_rows: int):
         save_total_limit=2,
         report_to=[],
         remove_unused_columns=False,
-        train_sampling_strategy="group_by_length" if config.group_by_length and n_rows > config.batch_size
-        else "random",
+        train_sampling_strategy=sampling_strategy(n_rows, config.batch_size, config.group_by_length),
         length_column_name="length",
         disable_tqdm=False,
     )
@@ -164,9 +175,7 @@ def run_training(config: TrainConfig):
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     model, tok, rows = prepare(config)
-    for r in rows:
-        r["length"] = len(r["input_ids"]) + len(r.get("r_input_ids", []))
-    dataset = Dataset.from_list(rows)
+    dataset = Dataset.from_list(with_lengths(rows))
     args = training_arguments(config, len(rows))
     collator = PackCollator() if config.pack else PadCollator(tok.pad_token_id)
     common = dict(model=model, args=args, train_dataset=dataset, data_collator=collator,
@@ -174,7 +183,7 @@ def run_training(config: TrainConfig):
     if config.objective == "align":
         trainer = _align_trainer_cls()(**common, align_lambda=config.align_lambda)
     else:
-        trainer = _grouped_trainer_cls()(**common)
+        trainer = raft_trainer_cls()(**common)
     ckpts = sorted((out / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
     result = trainer.train(resume_from_checkpoint=str(ckpts[-1]) if config.resume and ckpts else None)
     trainer.save_model(str(out))  # gathers FSDP/ZeRO-3 shards; only the main process writes
