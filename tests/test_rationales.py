@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from raftlab.rationales import (
-    RationaleStore, SettingsConflict, add_think_tokens, export_jsonl, generate_rationales, make_blank_rationales,
+    RationaleStore, SettingsMismatch, add_think_tokens, export_jsonl, generate_rationales, make_blank_rationales,
     parse_verdict, strip_answer_sentence, think_tokens,
 )
 from raftlab.tasks import get_task, load_jsonl
@@ -87,7 +87,7 @@ def test_other_settings_are_refused_unless_forced(tmp_path):
     examples = TASK.load("train", limit=3)
     teacher = AttemptTeacher(examples, success_schedule(examples, 2))
     generate_rationales(teacher, TASK, examples, tmp_path / "r.sqlite", max_retries=2, progress=False)
-    with pytest.raises(SettingsConflict, match="max_retries"):
+    with pytest.raises(SettingsMismatch, match="max_retries"):
         generate_rationales(teacher, TASK, examples, tmp_path / "r.sqlite", max_retries=5, progress=False)
     generate_rationales(teacher, TASK, examples, tmp_path / "r.sqlite", max_retries=5, force_new_run=True,
                         progress=False)
@@ -107,7 +107,7 @@ def test_teacher_served_elsewhere_resumes_but_another_model_is_refused(tmp_path)
                         concurrency=1, progress=False)
     generate_rationales(teacher("m", "http://127.0.0.1:2/v1"), TASK, examples, store, max_retries=2,
                         progress=False)  # same model on another port: resumes
-    with pytest.raises(SettingsConflict, match="teacher"):
+    with pytest.raises(SettingsMismatch, match="teacher"):
         generate_rationales(teacher("other", "http://127.0.0.1:2/v1"), TASK, examples, store, max_retries=2,
                             progress=False)
     db = RationaleStore(store)

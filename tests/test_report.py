@@ -11,14 +11,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _report_helpers import EVIL, write_fake_run
 
 from raftlab.report import render_report
 from raftlab.report.build import add_records
-from raftlab.report.data import Fit, Interval, ReportData, TaskSummary
+from raftlab.report.data import Interval, OLSFit, ReportData, TaskSummary
 from raftlab.report.records import RecordError, eval_dirs, read_records
 from raftlab.report.tables import latex_table
-
-from _report_helpers import EVIL, write_fake_run
 
 TASKS = {"easy": (0.9, 0.8), "mid": (0.5, 0.55), "hard": (0.1, 0.3)}
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -39,8 +38,8 @@ def hand_data(run_dir: Path) -> ReportData:
                                 delta_ece=Interval(value=de, low=de - 0.02, high=de + 0.03),
                                 difficulty={"rationale_length": 10.0 + len(task), "acc_ft": metrics["ft"]["accuracy"]}))
     data = ReportData(title="Test <study> & report", arms=["ft", "raft"], tasks=rows,
-                      fit=Fit(slope=0.5, intercept=-0.1, r=0.7, p=0.03, n=len(rows)),
-                      difficulty_fits=[Fit(x="rationale_length", y="delta_acc", slope=0.01, intercept=0.0, r=0.2, p=0.5,
+                      fit=OLSFit(slope=0.5, intercept=-0.1, r=0.7, p=0.03, n=len(rows)),
+                      difficulty_fits=[OLSFit(x="rationale_length", y="delta_acc", slope=0.01, intercept=0.0, r=0.2, p=0.5,
                                            n=3)],
                       info_gain={"hard": {"raft": [0.2, 0.4, 0.9]}})
     return add_records(data, run_dir, samples_per_task=2)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from raftlab.storage import iter_jsonl
 
 #: Eval modes whose confidence is not a vote share (``k`` is then not used for binning).
 NON_VOTE_MODES = frozenset({"direct_prob"})
@@ -93,23 +93,10 @@ def _parse_row(rec: dict[str, Any], where: str) -> tuple[float, bool, int | None
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """JSON objects of a JSONL file (blank lines skipped), each tagged with ``_where`` ("file:line").
-
-    A torn last line (no final newline: the writer was interrupted mid-record, and a resumed
-    eval recomputes it) is skipped, as :mod:`raftlab.inference` does; any other bad line is an error.
-    """
+    """JSON objects of a JSONL file, each tagged with ``_where`` ("file:line"); a torn last line (a resumed eval
+    recomputes it) is skipped, any other bad line is a :class:`RecordError` naming file and line."""
     rows = []
-    text = path.read_text(encoding="utf-8")
-    lines = text.split("\n")
-    for lineno, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as exc:
-            if lineno == len(lines) and not text.endswith("\n"):
-                break  # torn last line
-            raise RecordError(f"{path}:{lineno}: invalid JSON ({exc.msg})") from None
+    for lineno, rec in iter_jsonl(path, allow_torn_tail=True, error=RecordError):
         if not isinstance(rec, dict):
             raise RecordError(f"{path}:{lineno}: expected a JSON object, got {type(rec).__name__}")
         rec["_where"] = f"{path}:{lineno}"

@@ -52,8 +52,8 @@ def register(app: typer.Typer) -> None:
         data_dir: Optional[Path] = typer.Option(None, help="datasets folder"),
     ) -> None:
         """Write a task split as a JSONL file of Examples (the interchange format)."""
+        from raftlab.storage import write_jsonl
         from raftlab.tasks import DataNotFoundError, get_task
-        from raftlab.tasks.validate import write_jsonl
 
         try:
             examples = get_task(task).load(split, data_dir, limit=limit, seed=seed)

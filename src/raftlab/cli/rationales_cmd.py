@@ -47,7 +47,7 @@ def generate_cmd(
     out: Path = typer.Option(..., "--out", "-o", help="run directory"),
 ) -> None:
     """Prompt the teacher per example, keep rationales that reach the gold answer (with retries)."""
-    from raftlab.rationales import SettingsConflict, export_jsonl, generate_rationales
+    from raftlab.rationales import SettingsMismatch, export_jsonl, generate_rationales
     from raftlab.tasks import get_task, load_jsonl
 
     t = get_task(task)
@@ -76,7 +76,7 @@ def generate_cmd(
     except KeyboardInterrupt:
         typer.echo(f"interrupted: everything so far is in {out / STORE}; rerun the same command to resume", err=True)
         raise typer.Exit(130) from None
-    except (SettingsConflict, ValueError) as exc:
+    except (SettingsMismatch, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
     stats["exported"] = export_jsonl(out / STORE, out / "rationales.jsonl")

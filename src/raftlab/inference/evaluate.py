@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -10,16 +9,13 @@ from typing import Any, Literal
 
 from raftlab.backends import describe_backend
 from raftlab.backends.base import Backend, SamplingParams
-from raftlab.inference.records import RecordWriter, read_records
+from raftlab.inference.records import read_records
 from raftlab.inference.voting import majority_vote
 from raftlab.schema import INVALID, Example
+from raftlab.storage import JsonlAppender, bind_settings_file, write_json
 
 Mode = Literal["sc", "cot", "direct", "direct_prob"]
 DEFAULT_STOP = ("\nHere is the question:", "\n\nQuestion:")
-
-
-class SettingsMismatch(ValueError):
-    """An output directory holds records made with other settings."""
 
 
 class EvalInterrupted(RuntimeError):
@@ -126,10 +122,10 @@ def evaluate(
     if out_dir is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        _check_settings(out / "settings.json", settings)
-        existing = [r for r in read_records(out / "records.jsonl")]
+        bind_settings_file(out / "settings.json", settings, hint="use another --out or delete the directory")
+        existing = read_records(out / "records.jsonl")
         done = {r["id"]: r for r in existing}
-        writer = RecordWriter(out / "records.jsonl", existing)
+        writer = JsonlAppender(out / "records.jsonl", existing)
     ids = [ex.id for ex in examples]
     if len(set(ids)) != len(ids):
         raise ValueError(f"{task.name}: example ids are not unique")
@@ -165,7 +161,7 @@ def evaluate(
     metrics["invalid_rate"] = sum(r["prediction"] == INVALID for r in ordered) / max(1, len(ordered))
     metrics.update({"task": task.name, "mode": mode, "prompt_mode": pmode, "k": k if mode == "sc" else 1})
     if out_dir is not None:
-        (Path(out_dir) / "metrics.json").write_text(json.dumps(_finite(metrics), indent=2), encoding="utf-8")
+        write_json(Path(out_dir) / "metrics.json", _finite(metrics))
     return metrics
 
 
@@ -173,17 +169,6 @@ def _ids_hash(examples: Sequence[Example]) -> str:
     import hashlib
 
     return hashlib.sha256("\n".join(ex.id for ex in examples).encode()).hexdigest()[:16]
-
-
-def _check_settings(path: Path, settings: dict[str, Any]) -> None:
-    if path.exists():
-        old = json.loads(path.read_text(encoding="utf-8"))
-        diff = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
-        if diff:
-            raise SettingsMismatch(f"{path.parent} holds records made with other settings (differs in: "
-                                   f"{', '.join(diff)}); use another --out or delete the directory")
-    else:
-        path.write_text(json.dumps(settings, indent=2), encoding="utf-8")
 
 
 def _finite(d: dict[str, Any]) -> dict[str, Any]:

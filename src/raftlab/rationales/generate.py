@@ -25,6 +25,7 @@ from raftlab.backends import describe_backend
 from raftlab.backends.base import Backend, Generation, SamplingParams
 from raftlab.rationales.store import RationaleStore
 from raftlab.schema import INVALID, Example
+from raftlab.storage import write_jsonl
 
 _ANSWER_CUE = re.compile(r"\b(?:the\s+)?(?:final|correct)?\s*answer\s*(?:is\b|:)", re.I)
 
@@ -289,12 +290,5 @@ def export_jsonl(store: RationaleStore | str | Path, path: str | Path) -> int:
     finally:
         if db is not store:
             db.close()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        for ex, rationale, attempt in rows:
-            meta = {**ex.meta, "rationale_attempt": attempt}
-            fh.write(ex.model_copy(update={"rationale": rationale, "meta": meta}).model_dump_json() + "\n")
-    tmp.replace(path)  # never a half-written training file
-    return len(rows)
+    return write_jsonl((ex.model_copy(update={"rationale": rationale, "meta": {**ex.meta, "rationale_attempt": attempt}})
+                        for ex, rationale, attempt in rows), path)  # atomic: never a half-written training file

@@ -7,12 +7,11 @@ WAL mode, one transaction per result, unique (example, attempt) keys: a run kill
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
-from pathlib import Path
 from typing import Any
 
 from raftlab.schema import Example
+from raftlab.storage import SqliteStore, bind_settings
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -47,20 +46,10 @@ def _comparable(settings: dict[str, Any]) -> dict[str, Any]:
     return settings
 
 
-class SettingsConflict(ValueError):
-    """The store was made with other settings."""
-
-
-class RationaleStore:
+class RationaleStore(SqliteStore):
     """One rationale run's results; every write is its own transaction."""
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")
-        self.db.executescript(SCHEMA)
+    SCHEMA = SCHEMA
 
     # ------------------------------------------------------------- settings
     def settings(self) -> dict[str, Any] | None:
@@ -68,18 +57,16 @@ class RationaleStore:
         return json.loads(row[0]) if row else None
 
     def bind_settings(self, settings: dict[str, Any], force_new_run: bool = False) -> None:
-        """Record the run settings, or check them against the stored ones."""
-        old = self.settings()
-        if old is not None and _comparable(old) != _comparable(settings):
-            if not force_new_run:
-                a, b = _comparable(old), _comparable(settings)
-                diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
-                raise SettingsConflict(f"{self.path} was made with other settings (differs in: {', '.join(diff)}); "
-                                       "use another --out, or --force-new-run to discard it")
+        """Record the run settings, or check them against the stored ones (:class:`SettingsMismatch`)."""
+        if force_new_run:
             self.clear()
-        if old is None or force_new_run:
+
+        def save(value: dict[str, Any]) -> None:
             with self.db:
-                self.db.execute("INSERT OR REPLACE INTO meta VALUES ('settings', ?)", (json.dumps(settings),))
+                self.db.execute("INSERT OR REPLACE INTO meta VALUES ('settings', ?)", (json.dumps(value),))
+
+        bind_settings(self.settings(), settings, where=str(self.path), save=save, comparable=_comparable,
+                      hint="use another --out, or --force-new-run to discard it")
 
     def clear(self) -> None:
         """Forget every result (the ``runs`` history stays)."""
@@ -175,5 +162,3 @@ class RationaleStore:
     def judgments(self) -> dict[str, str]:
         return dict(self.db.execute("SELECT example_id, verdict FROM judgments"))
 
-    def close(self) -> None:
-        self.db.close()

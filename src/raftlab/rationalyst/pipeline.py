@@ -11,6 +11,7 @@ from raftlab.rationalyst.extract import BOT, EOT, Triple, extraction_prompt, fai
 from raftlab.rationalyst.scoring import GAMMA, discounted_score
 from raftlab.rationalyst.store import StageStore
 from raftlab.schema import Example
+from raftlab.storage import iter_jsonl
 
 
 def source_text(example: Example) -> str | None:
@@ -96,23 +97,17 @@ def open_store(run_dir: str | Path) -> StageStore:
 
 def docs_from_text_file(path: str | Path) -> list[tuple[str, str]]:
     """Unlabeled documents: a ``.jsonl`` file of ``{"id"?, "text"}`` objects, or plain text, one document a line."""
-    import json
-
     path = Path(path)
     docs = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        if path.suffix == ".jsonl":
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{n}: not valid JSON ({e.msg})") from None
+    if path.suffix == ".jsonl":
+        for n, row in iter_jsonl(path):
             if not isinstance(row, dict) or not isinstance(row.get("text"), str) or not row["text"].strip():
                 raise ValueError(f"{path}:{n}: field 'text' (a non-empty string) is missing")
             docs.append((str(row.get("id", f"{path.stem}-{n}")), row["text"].strip()))
-        else:
-            docs.append((f"{path.stem}-{n}", line.strip()))
+    else:
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            if line.strip():
+                docs.append((f"{path.stem}-{n}", line.strip()))
     if not docs:
         raise ValueError(f"{path}: no documents (one per line)")
     return docs

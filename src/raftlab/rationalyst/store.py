@@ -3,26 +3,18 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
+from raftlab.storage import SqliteStore, bind_settings
 
-class StageStore:
+
+class StageStore(SqliteStore):
     """Results of the mine/filter/solve stages (and their settings) in one WAL SQLite file."""
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(self.path, timeout=30)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.execute(
-            "CREATE TABLE IF NOT EXISTS results (stage TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,"
-            " PRIMARY KEY (stage, key))"
-        )
-        self.db.commit()
+    SCHEMA = ("CREATE TABLE IF NOT EXISTS results (stage TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,"
+              " PRIMARY KEY (stage, key));")
+    SYNCHRONOUS = "NORMAL"
 
     def has(self, stage: str, key: str) -> bool:
         return self.db.execute("SELECT 1 FROM results WHERE stage=? AND key=?", (stage, key)).fetchone() is not None
@@ -39,17 +31,8 @@ class StageStore:
         return self.db.execute("SELECT COUNT(*) FROM results WHERE stage=?", (stage,)).fetchone()[0]
 
     def check_settings(self, name: str, settings: dict[str, Any]) -> None:
-        """Record ``settings`` under ``name`` on first use; raise if a later run asks for different ones."""
-        stored = dict(self.items("settings")).get(name)
-        if stored is None:
-            self.put("settings", name, settings)
-            return
-        keys = sorted(set(stored) | set(settings))
-        diff = {k: (stored.get(k), settings.get(k)) for k in keys if stored.get(k) != settings.get(k)}
-        if diff:
-            lines = ", ".join(f"{k}: stored {a!r} vs requested {b!r}" for k, (a, b) in diff.items())
-            raise ValueError(f"{self.path}: results for {name!r} were made with other settings ({lines}); "
-                             "use another --out directory or the stored settings")
-
-    def close(self) -> None:
-        self.db.close()
+        """Record ``settings`` under ``name`` on first use; raise :class:`~raftlab.storage.SettingsMismatch` if a
+        later run asks for different ones."""
+        bind_settings(dict(self.items("settings")).get(name), settings, where=f"{self.path} ({name!r})",
+                      save=lambda s: self.put("settings", name, s),
+                      hint="use another --out directory or the stored settings")

@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from raftlab.report.data import Fit, Interval, ReliabilityBin, ReportData, TaskSummary
+from raftlab.report.data import OLSFit, ReliabilityBin, ReportData, TaskSummary
 from raftlab.report.records import eval_dirs, read_records, sample_outputs
 
 #: Where the study's analysis stage saves its result (``AnalysisResult`` JSON), relative to the run directory.
@@ -100,8 +100,8 @@ def _finite(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def _fit(f: Any) -> Fit:
-    return Fit(x=f.x, y=f.y, slope=f.slope, intercept=f.intercept, r=f.r, p=f.p, n=f.n)
+def _fit(f: Any) -> OLSFit:
+    return OLSFit.model_validate(f.model_dump())
 
 
 def _arm_rank(arm: str, order: list[str]) -> int:
@@ -128,11 +128,11 @@ def from_analysis(result: Any, arms: tuple[str, str] = ("ft", "raft")) -> Report
         arm_order += [a for a in metrics if a not in arm_order]
         tasks.append(TaskSummary(
             task=row.task, n=row.n or (d.n_ft if d else 0), metrics=metrics,
-            delta_acc=Interval(**d.delta_acc.model_dump()) if d else None,
-            delta_ece=Interval(**d.delta_ece.model_dump()) if d else None,
+            delta_acc=d.delta_acc if d else None,
+            delta_ece=d.delta_ece if d else None,
             difficulty={k: float(v) for k, v in row.difficulty.items() if _finite(v)},
-            arm_deltas={arm: {"delta_acc": Interval(**ad.delta_acc.model_dump()),
-                              "delta_ece": Interval(**ad.delta_ece.model_dump())}
+            arm_deltas={arm: {"delta_acc": ad.delta_acc,
+                              "delta_ece": ad.delta_ece}
                         for arm, ad in (getattr(row, "arm_deltas", None) or {}).items()}))
     order = [a for a in arms if a in arm_order] + [a for a in arm_order if a not in arms]
     reliability = {row.task: {arm: [ReliabilityBin(**b) for b in bins] for arm, bins in

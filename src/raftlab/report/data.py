@@ -6,25 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-
-class Fit(BaseModel):
-    """An OLS line ``y = slope * x + intercept`` with its Pearson correlation."""
-
-    x: str = "delta_acc"
-    y: str = "delta_ece"
-    slope: float
-    intercept: float
-    r: float | None = None
-    p: float | None = None
-    n: int = 0
-
-
-class Interval(BaseModel):
-    """A point estimate with a (bootstrap) confidence interval."""
-
-    value: float
-    low: float | None = None
-    high: float | None = None
+from raftlab.analysis.models import Interval, OLSFit
 
 
 class ReliabilityBin(BaseModel):
@@ -68,8 +50,8 @@ class ReportData(BaseModel):
     title: str = "raftlab study report"
     arms: list[str] = Field(default_factory=list)
     tasks: list[TaskSummary] = Field(default_factory=list)
-    fit: Fit | None = None
-    difficulty_fits: list[Fit] = Field(default_factory=list)
+    fit: OLSFit | None = None
+    difficulty_fits: list[OLSFit] = Field(default_factory=list)
     reliability: dict[str, dict[str, list[ReliabilityBin]]] = Field(
         default_factory=dict, description="task -> arm -> bins")
     info_gain: dict[str, dict[str, list[float]]] = Field(

@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from raftlab.report.data import Fit, Interval, ReliabilityBin, ReportData  # noqa: E402
+from raftlab.report.data import Interval, ReliabilityBin, ReportData  # noqa: E402
 
 ARM_COLORS = {"ft": "#4C72B0", "raft": "#DD8452", "blank": "#55A868", "align": "#C44E52"}
 

@@ -9,6 +9,7 @@ from raftlab.report import figures as F
 from raftlab.report.data import ReportData
 from raftlab.report.html_page import render_page
 from raftlab.report.tables import latex_table, write_csv, write_json, write_latex
+from raftlab.storage import atomic_write_text
 
 REPORT_FILE = "report.html"
 
@@ -70,7 +71,5 @@ def render_report(source: Any, out_dir: str | Path | None = None, *, samples_per
     write_json(data, tables / "summary.json")
     write_latex(data, tables / "summary.tex")
     page = out / REPORT_FILE
-    tmp = page.with_suffix(".html.tmp")
-    tmp.write_text(render_page(data, figs, sections, latex_table(data)), encoding="utf-8")
-    tmp.replace(page)
+    atomic_write_text(page, render_page(data, figs, sections, latex_table(data)))
     return page

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
+from raftlab.storage import write_json
 from raftlab.study.config import stable_hash
 
 MANIFEST = "manifest.json"
@@ -61,9 +62,7 @@ class StageRunner:
         return f"({done}/{self.total}) " if self.total else ""
 
     def _save(self) -> None:
-        tmp = self.path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps({"stages": self.stages}, indent=2, sort_keys=True), encoding="utf-8")
-        tmp.replace(self.path)
+        write_json(self.path, {"stages": self.stages})
 
     def stage_dir(self, name: str) -> Path:
         return self.run_dir / name

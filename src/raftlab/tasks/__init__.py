@@ -6,6 +6,7 @@
 >>> prompt = task.prompt(examples[0], mode="cot")
 """
 
+from raftlab.storage import write_jsonl
 from raftlab.tasks.answers import extract_answer
 from raftlab.tasks.datadir import DataNotFoundError, resolve_data_dir
 from raftlab.tasks.records import TaskDataError
@@ -19,7 +20,7 @@ from raftlab.tasks.registry import (
     task_for,
 )
 from raftlab.tasks.task import SPLITS, Task
-from raftlab.tasks.validate import load_jsonl, validate_jsonl, write_jsonl
+from raftlab.tasks.validate import load_jsonl, validate_jsonl
 
 __all__ = [
     "SPLITS",

@@ -18,6 +18,7 @@ from string import Formatter
 from typing import TYPE_CHECKING, Any
 
 from raftlab.schema import Example
+from raftlab.storage import iter_jsonl
 from raftlab.tasks.answers import canonical_number
 
 if TYPE_CHECKING:
@@ -65,16 +66,11 @@ def cleaner(name: str):
 @reader("jsonl")
 def read_jsonl(path: Path) -> list[Record]:
     out = []
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise TaskDataError(f"{path}:{lineno}: invalid JSON ({exc.msg})") from exc
-            rec["_line"] = lineno
-            out.append(rec)
+    for lineno, rec in iter_jsonl(path, error=TaskDataError):
+        if not isinstance(rec, dict):
+            raise TaskDataError(f"{path}:{lineno}: expected a JSON object, got {type(rec).__name__}")
+        rec["_line"] = lineno
+        out.append(rec)
     return out
 
 

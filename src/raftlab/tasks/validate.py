@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,6 +9,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from raftlab.schema import Example
+from raftlab.storage import iter_jsonl
 from raftlab.tasks.answers import canonical_number
 
 REQUIRED = ("id", "task", "category", "question", "label")
@@ -67,56 +66,39 @@ def validate_jsonl(path: str | Path, task: Any | None = None, max_errors: int = 
         report.errors.append(f"{path}: file not found")
         return report
     seen_ids: dict[str, int] = {}
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            report.lines = lineno
-            if len(report.errors) >= max_errors:
-                report.errors.append(f"{path}: stopped after {max_errors} errors")
-                break
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                report.errors.append(f"{where}: invalid JSON: {exc.msg} (column {exc.colno})")
-                continue
-            if not isinstance(obj, dict):
-                report.errors.append(f"{where}: expected a JSON object, got {type(obj).__name__}")
-                continue
-            missing = [f for f in REQUIRED if f not in obj]
-            for f in missing:
-                report.errors.append(f"{where}: field '{f}': missing")
-            if missing:
-                continue
-            try:
-                ex = Example.model_validate(obj)
-            except ValidationError as exc:
-                for err in exc.errors():
-                    loc = ".".join(str(x) for x in err["loc"]) or "<root>"
-                    report.errors.append(f"{where}: field '{loc}': {err['msg']}")
-                continue
-            problems = _check_example(ex, task)
-            if ex.id in seen_ids:
-                problems.append(("id", f"duplicate id {ex.id!r} (first on line {seen_ids[ex.id]})"))
-            seen_ids.setdefault(ex.id, lineno)
-            for f, msg in problems:
-                report.errors.append(f"{where}: field '{f}': {msg}")
-            if not problems:
-                report.examples.append(ex)
+    for lineno, obj in iter_jsonl(path, errors=report.errors, max_errors=max_errors):
+        report.lines = lineno
+        if len(report.errors) >= max_errors:
+            break
+        where = f"{path}:{lineno}"
+        if not isinstance(obj, dict):
+            report.errors.append(f"{where}: expected a JSON object, got {type(obj).__name__}")
+            continue
+        missing = [f for f in REQUIRED if f not in obj]
+        for f in missing:
+            report.errors.append(f"{where}: field '{f}': missing")
+        if missing:
+            continue
+        try:
+            ex = Example.model_validate(obj)
+        except ValidationError as exc:
+            for err in exc.errors():
+                loc = ".".join(str(x) for x in err["loc"]) or "<root>"
+                report.errors.append(f"{where}: field '{loc}': {err['msg']}")
+            continue
+        problems = _check_example(ex, task)
+        if ex.id in seen_ids:
+            problems.append(("id", f"duplicate id {ex.id!r} (first on line {seen_ids[ex.id]})"))
+        seen_ids.setdefault(ex.id, lineno)
+        for f, msg in problems:
+            report.errors.append(f"{where}: field '{f}': {msg}")
+        if not problems:
+            report.examples.append(ex)
+    if len(report.errors) >= max_errors:
+        report.errors.append(f"{path}: stopped after {max_errors} errors")
     if not report.examples and not report.errors:
         report.errors.append(f"{path}: no examples (empty file)")
     return report
-
-
-def write_jsonl(examples: Iterable[Example], path: str | Path) -> int:
-    """Write examples as JSON lines; returns the number written."""
-    n = 0
-    with open(path, "w", encoding="utf-8") as fh:
-        for ex in examples:
-            fh.write(ex.model_dump_json() + "\n")
-            n += 1
-    return n
 
 
 def load_jsonl(path: str | Path, task: Any | None = None) -> list[Example]:
