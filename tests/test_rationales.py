@@ -323,9 +323,24 @@ def test_tiny_teacher_over_loopback_server(tmp_path):
     ("Add them: 5.\n\n**The answer is 5**", "Add them: 5."),
     ("Count the legs.\nAnswer: 12", "Count the legs."),
     ("In conclusion, the correct answer is (C).", ""),
+    # the cases on which the teacher filter's and the training target's strippers used to disagree
+    ("Add them.\nAnswer: 5", "Add them."),
+    ("Add them.\n**The answer is 5**", "Add them."),
+    ("Add them. The answer would be 5.", "Add them."),
+    ("3 + 2 = 5, so the answer is 5.", "3 + 2 = 5"),
 ])
 def test_strip_answer_sentence(raw, expected):
     assert strip_answer_sentence(raw) == expected
+
+
+@pytest.mark.parametrize("raw", ["Add them.\nAnswer: 5", "Add them.\n**The answer is 5**",
+                                 "Add them. The answer would be 5.", "3 + 2 = 5, so the answer is 5."])
+def test_kept_rationale_and_training_target_strip_alike(raw):
+    """The rationale the gold filter keeps and the training target built from the raw text are the same body."""
+    from raftlab.tasks import prompts
+
+    body = strip_answer_sentence(raw)
+    assert prompts.target_text("5", raw) == prompts.target_text("5", body) == f" {body.rstrip('.')}. The answer is 5."
 
 
 @pytest.mark.parametrize("text, verdict", [

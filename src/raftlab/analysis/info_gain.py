@@ -71,7 +71,7 @@ def average_curves(curves: Sequence[Sequence[float]]) -> np.ndarray:
 
 def split_sentences(rationale: str) -> list[str]:
     """Sentences of a rationale (split after ``.``, ``!`` or ``?`` followed by whitespace), answer sentence removed."""
-    from raftlab.tasks.prompts import strip_answer_sentence
+    from raftlab.tasks.answers import strip_answer_sentence
 
     body = strip_answer_sentence(rationale or "")
     return [s.strip() for s in _SENTENCE_END.split(body) if s.strip()]

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import queue
-import re
 import statistics
 import threading
 import time
@@ -26,23 +25,7 @@ from raftlab.backends.base import Backend, Generation, SamplingParams
 from raftlab.rationales.store import RationaleStore
 from raftlab.schema import INVALID, Example
 from raftlab.storage import write_jsonl
-
-_ANSWER_CUE = re.compile(r"\b(?:the\s+)?(?:final|correct)?\s*answer\s*(?:is\b|:)", re.I)
-
-
-def strip_answer_sentence(text: str) -> str:
-    """The rationale without its final "... The answer is X." sentence (training re-appends the canonical one).
-
-    The last answer cue ("the answer is", "the final answer is", "Answer:") and everything after it go, with
-    a lead-in such as "So," / "Therefore," and markdown emphasis around it."""
-    matches = list(_ANSWER_CUE.finditer(text))
-    if not matches:
-        return text.strip()
-    head = text[: matches[-1].start()].rstrip()
-    head = re.sub(r"[*_#>\s]+$", "", head)  # "**The answer is 5**", "### Answer: 5"
-    head = re.sub(r"(?:\b(?:so|therefore|thus|hence|in conclusion)\b,?\s*)$", "", head, flags=re.I)
-    return head.strip()
-
+from raftlab.tasks.answers import strip_answer_sentence
 
 def _prompt_hash(prompt: str) -> str:
     return hashlib.sha256(prompt.encode()).hexdigest()[:16]

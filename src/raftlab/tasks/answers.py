@@ -28,6 +28,7 @@ __all__ = [
     "numbers_equal",
     "parse_choice",
     "parse_number",
+    "strip_answer_sentence",
 ]
 
 NUMERIC_TOLERANCE = 1e-4
@@ -235,6 +236,26 @@ def _text_index(spec: AnswerSpec) -> list[tuple[str, str]]:
 def answer_sentence(answer: str) -> str:
     """The canonical answer sentence, e.g. ``"The answer is B."``."""
     return f"The answer is {answer}."
+
+
+_LEAD_IN = re.compile(r"(?:[,;:]?\s*\b(?:so|therefore|thus|hence|in\s+conclusion|the)\b[,:]?\s*)+$", re.IGNORECASE)
+
+
+def strip_answer_sentence(rationale: str) -> str:
+    """The rationale without its final answer sentence (training appends the canonical one instead).
+
+    Everything from the last answer cue on goes (the sentence cues of :data:`_ANSWER_CUES`: "the answer is",
+    "the final answer would be", "Answer:"; ``\\boxed{}`` is not cut), with markdown emphasis before it
+    ("**The answer is 5**") and a lead-in ("So,", "Therefore,", "In conclusion,", ", so"). Used by the
+    teacher's gold filter, the training targets and the information-gain prefixes alike."""
+    text = rationale.strip()
+    starts = [m.start() for cue in (_ANSWER_CUES[0], _ANSWER_CUES[2]) for m in cue.finditer(text)]
+    if not starts:
+        return text
+    head = text[: max(starts)].rstrip()
+    head = re.sub(r"[*_#>\s]+$", "", head)  # "**The answer is 5**", "### Answer: 5"
+    head = _LEAD_IN.sub("", head)
+    return head.rstrip(" ,;:").strip()
 
 
 def _answer_clauses(text: str) -> Iterator[str]:

@@ -8,9 +8,8 @@ annotators' instructions, written for this project. Length 3 is each annotator's
 
 from __future__ import annotations
 
-import re
 
-from raftlab.tasks.answers import _ANSWER_CUES, answer_sentence
+from raftlab.tasks.answers import answer_sentence, strip_answer_sentence
 
 #: The answer-format line of the paper's templates (``x``/``n`` kept as in the paper).
 ANSWER_FORMAT = {
@@ -44,22 +43,6 @@ def eval_prompt(instruction: str, answer_type: str, question: str, mode: str = "
     text = f"{instruction.strip()}\n{ANSWER_FORMAT[answer_type]}\n\nHere is the question:\n{question.strip()}\n\nAnswer:"
     if mode == "cot":
         text += " " + COT_TRIGGER
-    return text
-
-
-def strip_answer_sentence(rationale: str) -> str:
-    """Remove a trailing "The answer is ..." sentence (and anything after it) from a rationale."""
-    text = rationale.strip()
-    last = None
-    for m in _ANSWER_CUES[0].finditer(text):
-        last = m
-    if last is not None:
-        # cut only if the cue starts a sentence in the last part of the rationale
-        start = last.start()
-        head = text[:start]
-        if not head.strip() or re.search(r"(?:[.!?:\n]|\A)\s*(?:So,?|Therefore,?|Thus,?|Hence,?)?\s*$", head):
-            head = re.sub(r"\s*(?:So,?|Therefore,?|Thus,?|Hence,?)\s*$", "", head)
-            text = head.strip()
     return text
 
 

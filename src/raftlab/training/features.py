@@ -12,7 +12,7 @@ import re
 from typing import Any, Literal
 
 from raftlab.schema import Example
-from raftlab.tasks.prompts import strip_answer_sentence
+from raftlab.tasks.answers import strip_answer_sentence
 
 Objective = Literal["label", "raft", "blank", "reason", "explain", "mix", "align"]
 OBJECTIVES: tuple[str, ...] = ("label", "raft", "blank", "reason", "explain", "mix", "align")
