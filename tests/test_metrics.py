@@ -264,3 +264,17 @@ def test_bootstrap_skips_undefined_resamples_and_validates():
         M.bootstrap_ci(M.brier, conf, correct[:5])
     with pytest.raises(ValueError, match="alpha"):
         M.bootstrap_ci(M.accuracy, correct, alpha=1.5)
+
+
+def test_bootstrap_ci_agrees_with_scipy_percentile_bootstrap():
+    """Same estimator as scipy.stats.bootstrap (paired, percentile): intervals agree up to resampling noise."""
+    from scipy.stats import bootstrap
+
+    rng = np.random.default_rng(3)
+    conf = rng.uniform(0.3, 1.0, 300)
+    correct = (rng.uniform(size=300) < conf).astype(float)
+    ours = M.bootstrap_ci(M.brier, conf, correct, n_boot=4000, seed=0)
+    theirs = bootstrap((conf, correct), lambda c, y: M.brier(c, y), paired=True, vectorized=False,
+                       n_resamples=4000, method="percentile", random_state=0).confidence_interval
+    assert ours.low == pytest.approx(theirs.low, abs=0.004) and ours.high == pytest.approx(theirs.high, abs=0.004)
+    assert ours.low < ours.value < ours.high

@@ -26,20 +26,33 @@ def parse_spec(spec: str) -> tuple[str, str, str | None]:
     return kind, rest, base_url
 
 
-def get_backend(spec: str, **kwargs: Any) -> Backend:
-    """Build a backend from ``hf:<model>``, ``vllm:<model>`` or ``openai:<model>[@base_url]``."""
-    kind, model, base_url = parse_spec(spec)
+def backend_class(kind: str) -> type:
+    """The class of backend ``kind`` (imported on demand: vllm is an optional extra)."""
     if kind == "hf":
         from raftlab.backends.hf import HFBackend
 
-        return HFBackend(model, **kwargs)
+        return HFBackend
     if kind == "vllm":
         from raftlab.backends.vllm_backend import VLLMBackend
 
-        return VLLMBackend(model, **kwargs)
-    from raftlab.backends.openai_backend import OpenAIBackend
+        return VLLMBackend
+    if kind == "openai":
+        from raftlab.backends.openai_backend import OpenAIBackend
 
-    return OpenAIBackend(model, base_url=base_url, **kwargs)
+        return OpenAIBackend
+    raise ValueError(f"unknown backend kind {kind!r}; choose one of {', '.join(BACKENDS)}")
+
+
+def is_thread_safe(spec: str) -> bool:
+    """Whether the backend a spec names serves concurrent requests (see ``Backend.thread_safe``)."""
+    return bool(backend_class(parse_spec(spec)[0]).thread_safe)
+
+
+def get_backend(spec: str, **kwargs: Any) -> Backend:
+    """Build a backend from ``hf:<model>``, ``vllm:<model>`` or ``openai:<model>[@base_url]``."""
+    kind, model, base_url = parse_spec(spec)
+    cls = backend_class(kind)
+    return cls(model, base_url=base_url, **kwargs) if kind == "openai" else cls(model, **kwargs)
 
 
 def describe_backend(backend: Any) -> dict[str, Any]:
@@ -50,5 +63,5 @@ def describe_backend(backend: Any) -> dict[str, Any]:
             "model": getattr(backend, "model_name", None)}
 
 
-__all__ = ["Backend", "BACKENDS", "ContinuationScore", "Generation", "SamplingParams", "describe_backend",
-           "get_backend", "parse_spec"]
+__all__ = ["Backend", "BACKENDS", "ContinuationScore", "Generation", "SamplingParams", "backend_class",
+           "describe_backend", "get_backend", "is_thread_safe", "parse_spec"]

@@ -60,6 +60,9 @@ class Backend(Protocol):
     """
 
     name: str
+    #: ``generate`` may be called from several threads at once (remote requests); callers then keep several
+    #: requests in flight instead of batching prompts themselves.
+    thread_safe: bool
 
     def generate(self, prompts: list[str], params: SamplingParams) -> list[list[Generation]]:
         """Return ``params.n`` generations for each prompt, in prompt order."""

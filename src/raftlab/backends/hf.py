@@ -42,6 +42,7 @@ class HFBackend:
     """Generate and score with a transformers causal LM."""
 
     name = "hf"
+    thread_safe = False
 
     def __init__(
         self,

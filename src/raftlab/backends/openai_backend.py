@@ -46,6 +46,7 @@ class OpenAIBackend:
     """Generate with chat or completions requests; score with ``echo`` + ``logprobs`` completions."""
 
     name = "openai"
+    thread_safe = True
 
     def __init__(
         self,

@@ -13,6 +13,7 @@ from raftlab.backends.base import ContinuationScore, Generation, SamplingParams
 
 class VLLMBackend:
     name = "vllm"
+    thread_safe = False
 
     def __init__(self, model: str, *, tensor_parallel_size: int = 1, dtype: str = "auto",
                  gpu_memory_utilization: float = 0.9, max_model_len: int | None = None, **engine_kwargs: Any) -> None:

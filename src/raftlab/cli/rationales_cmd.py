@@ -63,10 +63,10 @@ def generate_cmd(
 
         backend = OracleTeacher(t, examples)
     else:
-        from raftlab.backends import get_backend, parse_spec
+        from raftlab.backends import get_backend, is_thread_safe
 
-        remote = parse_spec(teacher)[0] == "openai"  # let the client keep --concurrency requests in flight
-        backend = get_backend(teacher, concurrency=concurrency) if remote else get_backend(teacher)
+        # a concurrent backend keeps --concurrency requests in flight
+        backend = get_backend(teacher, concurrency=concurrency) if is_thread_safe(teacher) else get_backend(teacher)
     out.mkdir(parents=True, exist_ok=True)
     try:
         stats = generate_rationales(backend, t, examples, out / STORE, n=n, max_retries=max_retries,
@@ -91,12 +91,12 @@ def judge_cmd(
     seed: int = typer.Option(0),
 ) -> None:
     """LLM-as-judge: analysis then "Helpful"/"Unhelpful" for a sample of kept rationales."""
-    from raftlab.backends import get_backend, parse_spec
+    from raftlab.backends import get_backend, is_thread_safe
     from raftlab.rationales import judge_rationales
 
     store = _store(run)
-    # a request that fails after the client's retries is skipped (and retried by a rerun), not fatal
-    backend = get_backend(judge, on_error="empty") if parse_spec(judge)[0] == "openai" else get_backend(judge)
+    # a remote request that fails after the client's retries is skipped (and retried by a rerun), not fatal
+    backend = get_backend(judge, on_error="empty") if is_thread_safe(judge) else get_backend(judge)
     typer.echo(json.dumps(judge_rationales(backend, store, sample=sample, seed=seed), indent=2))
 
 

@@ -1,4 +1,11 @@
-"""Percentile bootstrap confidence intervals for any metric."""
+"""Percentile bootstrap confidence intervals for any metric.
+
+The interval is the one ``scipy.stats.bootstrap(..., paired=True, method="percentile")`` computes (a test checks
+that they agree). raftlab keeps its own resampler for what scipy's cannot do: resamples on which a metric is
+undefined (AUROC on a one-class resample) are dropped instead of turning the interval into NaN, and the
+resample indices are exposed (:func:`resample_indices`) so that the paired ΔAcc/ΔECE of two arms and their
+metrics are all computed on one and the same set of resamples (:mod:`raftlab.analysis.deltas`).
+"""
 
 from __future__ import annotations
 

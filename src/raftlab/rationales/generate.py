@@ -36,11 +36,8 @@ def _open(store: RationaleStore | str | Path) -> RationaleStore:
 
 
 def _uses_threads(backend: Backend) -> bool:
-    """Backends whose ``generate`` may be called from several threads at once (remote requests)."""
-    flag = getattr(backend, "thread_safe", None)
-    if flag is not None:
-        return bool(flag)
-    return describe_backend(backend).get("backend") == "openai"
+    """Backends whose ``generate`` may be called from several threads at once (``Backend.thread_safe``)."""
+    return bool(getattr(backend, "thread_safe", False))
 
 
 def _call(backend: Backend, prompts: list[str],

@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from math import comb
 from typing import Any
 
 from raftlab.rationalyst.store import StageStore
 
 
 def mcnemar_exact(a_only: int, b_only: int) -> float:
-    """Two-sided exact McNemar p-value: a binomial(n = a_only + b_only, 1/2) test on the discordant pairs."""
+    """Two-sided exact McNemar p-value: ``scipy.stats.binomtest`` (n = a_only + b_only, p = 1/2) on the
+    discordant pairs."""
+    from scipy.stats import binomtest
+
     if a_only < 0 or b_only < 0:
         raise ValueError(f"counts must be non-negative, got {a_only} and {b_only}")
     n = a_only + b_only
-    if n == 0:
-        return 1.0
-    tail = sum(comb(n, i) for i in range(min(a_only, b_only) + 1)) / 2**n
-    return min(1.0, 2 * tail)
+    return 1.0 if n == 0 else float(binomtest(a_only, n, 0.5).pvalue)
 
 
 def paired_counts(a: Sequence[bool], b: Sequence[bool]) -> dict[str, Any]:

@@ -111,6 +111,7 @@ class OracleTeacher:
     """Backend that answers a teacher prompt with the oracle rationale of the example it contains."""
 
     name = "oracle"
+    thread_safe = False
 
     def __init__(self, task, examples: Iterable[Example]) -> None:
         self.task = task
