@@ -92,3 +92,33 @@ def test_cli_rejects_a_malformed_task_polarity(tmp_path):
     res = CliRunner().invoke(app, ["train", "--model", "tiny", "--data", str(tmp_path / "d.jsonl"), "--out",
                                    str(tmp_path / "o"), "--mixture", "a=1", "--task-polarity", "a=plus"])
     assert res.exit_code == 2 and "task=value" in res.output
+
+
+def test_cli_options_are_the_train_config_fields_and_config_file_is_overridden_by_flags(tmp_path, monkeypatch):
+    """Every TrainConfig field is a `raftlab train` option; --config FILE gives the rest, flags override it."""
+    import inspect
+
+    from typer.testing import CliRunner
+
+    from raftlab.cli import train_cmd
+    from raftlab.cli.main import app
+    from raftlab.training import TrainConfig
+
+    options = set(inspect.signature(train_cmd.train_cmd).parameters)
+    assert options == set(TrainConfig.model_fields) | {"config", "debug_tokens"}
+
+    seen = {}
+    monkeypatch.setattr("raftlab.training.train", lambda config: seen.setdefault("config", config) and "done")
+    cfg = TrainConfig(model="tiny", data=str(tmp_path / "d.jsonl"), out=str(tmp_path / "o"), objective="raft",
+                      lora=False, learning_rate=0.01, mixture={"a": 2.0}, max_steps=5)
+    cfg.to_file(tmp_path / "c.yaml")
+    res = CliRunner().invoke(app, ["train", "--config", str(tmp_path / "c.yaml"), "--lr", "0.5", "--lora",
+                                   "--task-polarity", "a=-1"])
+    assert res.exit_code == 0, res.output
+    got = seen["config"]
+    assert got.model_dump() == cfg.model_copy(update={"learning_rate": 0.5, "lora": True,
+                                                      "task_polarity": {"a": -1}}).model_dump()
+    # a bad value in the file names the file, the field and its option
+    (tmp_path / "bad.yaml").write_text("model: tiny\ndata: x\nout: o\nbatch_size: 0\n")
+    res = CliRunner().invoke(app, ["train", "--config", str(tmp_path / "bad.yaml")])
+    assert res.exit_code == 2 and "bad.yaml: field 'batch_size' (--batch-size)" in res.output

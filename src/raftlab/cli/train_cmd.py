@@ -1,74 +1,77 @@
-"""``raftlab train``: finetune a model label-only (FT), on rationales (RAFT) or with another objective."""
+"""``raftlab train``: finetune a model label-only (FT), on rationales (RAFT) or with another objective.
+
+The options are generated from :class:`raftlab.training.TrainConfig` (one settings object: a new field is a new
+option), plus ``--config FILE`` (a YAML/JSON mapping of the same fields, e.g. written by a study's launcher;
+options given on the command line override it) and ``--debug-tokens``.
+"""
 
 from __future__ import annotations
 
+import inspect
+import types
+import typing
 from pathlib import Path
+from typing import Any, Optional
 
 import typer
 
 
-def register(app: typer.Typer) -> None:
-    @app.command("train")
-    def train_cmd(
-        model: str = typer.Option(..., "--model", "-m", help="smollm2 | tiny | a model dir | a hub id"),
-        data: list[Path] = typer.Option(..., "--data", "-d", help="JSONL of Examples or a rationale run dir "
-                                        "(repeat for a multi-task mixture)"),
-        objective: str = typer.Option("label", help="label | raft | blank | reason | explain | mix | align"),
-        out: Path = typer.Option(None, "--out", "-o", help="output directory (required unless --debug-tokens)"),
-        task: str = typer.Option(None, help="task name (default: each example's own task)"),
-        lora: bool = typer.Option(True, "--lora/--full", help="LoRA adapters (default) or full finetuning"),
-        epochs: float = typer.Option(3.0),
-        max_steps: int = typer.Option(-1, help="stop after this many optimizer steps (-1: use epochs)"),
-        lr: float = typer.Option(None, help="learning rate (default: 5e-6 full, 2e-4 LoRA)"),
-        batch_size: int = typer.Option(8),
-        grad_accum: int = typer.Option(1),
-        max_length: int = typer.Option(1024),
-        seed: int = typer.Option(0),
-        align_lambda: float = typer.Option(0.5, help="λ in λ·CE(label) + (1−λ)·CE(rationale)"),
-        blank_length: int = typer.Option(None, help="think tokens per blank rationale (default: task mean)"),
-        mixture: str = typer.Option(None, help="task sampling weights, e.g. 'sst2=1,gsm8k=2'"),
-        mixture_size: int = typer.Option(None),
-        mixture_polarity: str = typer.Option("full", help="full | positive | negative (tasks by --task-polarity)"),
-        task_polarity: str = typer.Option(None, help="sign per task, e.g. 'sst2=-1,gsm8k=1'"),
-        pack: bool = typer.Option(False, "--pack/--no-pack", help="one padding-free row per batch (block-diagonal "
-                                  "attention; best with flash-attention on a GPU, slower than grouping on a CPU)"),
-        target_logits: bool = typer.Option(True, "--target-logits/--full-logits", help="LM-head logits only where "
-                                           "a token is trained (same loss, less compute)"),
-        resume: bool = typer.Option(False, help="continue from the newest checkpoint in OUT/checkpoints"),
-        debug_tokens: int = typer.Option(0, help="print N examples token by token (trained or not) and exit"),
-    ) -> None:
-        """Finetune MODEL on DATA with OBJECTIVE; loss only on target tokens."""
-        from pydantic import ValidationError
-
-        from raftlab.training import TrainConfig
-
-        weights = _pairs(mixture, float, "--mixture") if mixture else None
-        signs = _pairs(task_polarity, int, "--task-polarity") if task_polarity else None
-        try:
-            config = TrainConfig(model=model, data=[str(d) for d in data], objective=objective,
-                                 out=str(out or "."), task=task, lora=lora, epochs=epochs, max_steps=max_steps,
-                                 learning_rate=lr, batch_size=batch_size, grad_accum=grad_accum,
-                                 max_length=max_length, seed=seed, align_lambda=align_lambda,
-                                 blank_length=blank_length, mixture=weights, mixture_size=mixture_size,
-                                 mixture_polarity=mixture_polarity, task_polarity=signs,
-                                 pack=pack, target_logits=target_logits, resume=resume)
-        except ValidationError as exc:
-            raise typer.BadParameter(str(exc)) from exc
-        try:
-            if debug_tokens:
-                _debug(config, debug_tokens)
-                return
-            if out is None:
-                raise typer.BadParameter("--out is required", param_hint="--out")
-            from raftlab.training import train
-
-            typer.echo(f"saved to {train(config)}")
-        except (ValueError, FileNotFoundError) as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(2) from exc
+def _base(annotation: Any) -> Any:
+    """``X`` of ``X | None``."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    return args[0] if typing.get_origin(annotation) in (typing.Union, types.UnionType) \
+        and len(args) == 1 else annotation
 
 
-def _pairs(text: str, cast, option: str) -> dict:
+def _dict_values(annotation: Any) -> Any:
+    """The value type of a ``dict[str, V]`` field (None for other fields)."""
+    base = _base(annotation)
+    return typing.get_args(base)[1] if typing.get_origin(base) is dict else None
+
+
+def _cli_type(name: str, annotation: Any) -> Any:
+    """The command-line type of a TrainConfig field: ``data`` repeats; dicts are 'a=1,b=2' strings."""
+    if name == "data":
+        return list[Path]
+    base = _base(annotation)
+    return base if base in (bool, int, float, str) else str
+
+
+def _flags(name: str, field: Any) -> list[str]:
+    extra = field.json_schema_extra or {}
+    if "cli" in extra:
+        return list(extra["cli"])
+    flag = "--" + name.replace("_", "-")
+    return [f"{flag}/--no-{flag[2:]}"] if _cli_type(name, field.annotation) is bool else [flag]
+
+
+def _parameters() -> list[inspect.Parameter]:
+    from raftlab.training.config import TrainConfig
+
+    params = [
+        inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[Path],  # noqa: UP045
+                          default=typer.Option(None, "--config", "-c", help="YAML/JSON file of TrainConfig fields "
+                                               "(options given here override it)")),
+        inspect.Parameter("debug_tokens", inspect.Parameter.KEYWORD_ONLY, annotation=int,
+                          default=typer.Option(0, help="print N examples token by token (trained or not) and exit")),
+    ]
+    from raftlab.training.config import TrainSettings
+
+    fields = TrainConfig.model_fields
+    run_first = [n for n in fields if n not in TrainSettings.model_fields] + list(TrainSettings.model_fields)
+    for name in run_first:
+        field = fields[name]
+        default = field.default if field.is_required() is False and not isinstance(field.default, (dict, list)) \
+            else None
+        shown = "" if default is None else f" (default: {default})"
+        params.append(inspect.Parameter(
+            name, inspect.Parameter.KEYWORD_ONLY, annotation=Optional[_cli_type(name, field.annotation)],  # noqa: UP045
+            default=typer.Option(None, *_flags(name, field), help=(field.description or "") + shown,
+                                 show_default=False)))
+    return params
+
+
+def _pairs(text: str, cast: Any, option: str) -> dict[str, Any]:
     """``"a=1,b=2"`` -> ``{"a": cast("1"), "b": cast("2")}``."""
     try:
         return {k.strip(): cast(v) for k, v in (p.split("=") for p in text.split(","))}
@@ -76,7 +79,64 @@ def _pairs(text: str, cast, option: str) -> dict:
         raise typer.BadParameter("use task=value pairs separated by commas", param_hint=option) from exc
 
 
-def _debug(config, n: int) -> None:
+def _given(options: dict[str, Any]) -> dict[str, Any]:
+    """TrainConfig values from the options actually given on the command line."""
+    from raftlab.training.config import TrainConfig
+
+    values = {}
+    for name, value in options.items():
+        if value is None:
+            continue
+        cast = _dict_values(TrainConfig.model_fields[name].annotation)
+        if name == "data":
+            value = [str(d) for d in value]
+        elif cast is not None:
+            value = _pairs(value, cast, "--" + name.replace("_", "-"))
+        values[name] = value
+    return values
+
+
+def train_cmd(**options: Any) -> None:
+    """Finetune MODEL on DATA with OBJECTIVE; loss only on target tokens."""
+    from pydantic import ValidationError
+
+    from raftlab.training import TrainConfig
+
+    config_file, debug_tokens = options.pop("config"), options.pop("debug_tokens")
+    given = _given(options)
+    if debug_tokens:
+        given.setdefault("out", ".")
+    try:
+        config = TrainConfig.from_file(config_file, **given) if config_file else TrainConfig(**given)
+    except ValidationError as exc:
+        where = f"{config_file}: " if config_file else ""
+        problems = "; ".join(f"{where}field '{'.'.join(str(p) for p in e['loc'])}' "
+                             f"(--{str(e['loc'][0]).replace('_', '-')}): {e['msg']}" for e in exc.errors())
+        typer.echo(f"error: {problems}", err=True)
+        raise typer.Exit(2) from None
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    try:
+        if debug_tokens:
+            _debug(config, debug_tokens)
+            return
+        from raftlab.training import train
+
+        typer.echo(f"saved to {train(config)}")
+    except (ValueError, FileNotFoundError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+
+
+train_cmd.__signature__ = inspect.Signature(_parameters())  # type: ignore[attr-defined]
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train")(train_cmd)
+
+
+def _debug(config: Any, n: int) -> None:
     from rich.console import Console
 
     from raftlab.models import load_tokenizer
@@ -95,3 +155,4 @@ def _debug(config, n: int) -> None:
                                                   blank)[:n]):
         console.rule(f"example {i} ({config.objective})")
         render(tok, feature, console)
+

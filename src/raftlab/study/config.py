@@ -10,6 +10,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from raftlab.training.config import TrainSettings
+
 CONFIG_DIR = Path(__file__).parent / "configs"
 BUILTIN = {"default": CONFIG_DIR / "default.yaml", "quick": CONFIG_DIR / "quick.yaml"}
 
@@ -50,20 +52,13 @@ class TeacherConfig(_Strict):
     max_new_tokens: int = Field(256, ge=1)
 
 
-class TrainSettings(_Strict):
-    """Settings passed to raftlab.training.TrainConfig (``extra`` for anything else it accepts)."""
+class StudyTrainSettings(TrainSettings):
+    """A study's ``train:`` section: any :class:`raftlab.training.TrainSettings` field (the same fields and
+    defaults as ``raftlab train``), plus how to launch each training run."""
 
-    epochs: float = Field(3.0, gt=0)
-    learning_rate: float | None = Field(None, gt=0)
-    lora: bool = False
-    batch_size: int = Field(8, ge=1)
-    max_steps: int | None = Field(None, ge=1)
-    max_length: int = Field(512, ge=16)
-    align_lambda: float = Field(0.5, ge=0.0, le=1.0)
-    launcher: str | None = Field(None, description="run each training as `<launcher> -m raftlab.cli.main train ...`, "
-                                                  "e.g. 'accelerate launch --config_file "
+    launcher: str | None = Field(None, description="run each training as `<launcher> -m raftlab.cli.main train "
+                                                  "--config FILE`, e.g. 'accelerate launch --config_file "
                                                   "src/raftlab/training/configs/fsdp.yaml' (default: in-process)")
-    extra: dict[str, Any] = Field(default_factory=dict, description="further raftlab.training.TrainConfig fields")
 
 
 class EvalSettings(_Strict):
@@ -93,7 +88,7 @@ class StudyConfig(_Strict):
     tasks: list[TaskSpec]
     teacher: TeacherConfig = Field(default_factory=TeacherConfig)
     arms: list[Arm] = Field(default_factory=lambda: ["ft", "raft"])
-    train: TrainSettings = Field(default_factory=TrainSettings)
+    train: StudyTrainSettings = Field(default_factory=StudyTrainSettings)
     eval: EvalSettings = Field(default_factory=EvalSettings)
     seed: int = 0
     device: str | None = Field(None, description="torch device for training/eval (default: auto)")

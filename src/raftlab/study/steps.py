@@ -80,45 +80,25 @@ def train(cfg: StudyConfig, spec: TaskSpec, arm: str, rat_out: dict[str, Any], o
     from raftlab.training import TrainConfig
     from raftlab.training import train as run_train
 
-    s = cfg.train
-    settings: dict[str, Any] = {
-        "model": cfg.model, "data": str(stage_path(rat_out, "rationales")), "objective": ARM_OBJECTIVE[arm],
-        "out": str(out / "model"), "task": spec.name, "epochs": s.epochs, "lora": s.lora,
-        "batch_size": s.batch_size, "max_length": s.max_length, "seed": cfg.seed, "align_lambda": s.align_lambda,
-        "resume": True,  # continue from the newest checkpoint after an interrupt
-        **({"learning_rate": s.learning_rate} if s.learning_rate else {}),
-        **({"max_steps": s.max_steps} if s.max_steps else {}), **s.extra,
-    }
-    config = TrainConfig(**settings)  # validates the settings either way
-    if s.launcher:
-        launch_training(s.launcher, settings)
+    config = TrainConfig(**cfg.train.model_dump(exclude={"launcher"}), model=cfg.model,
+                         data=str(stage_path(rat_out, "rationales")), objective=ARM_OBJECTIVE[arm],
+                         out=str(out / "model"), task=spec.name, seed=cfg.seed,
+                         resume=True)  # continue from the newest checkpoint after an interrupt
+    if cfg.train.launcher:
+        launch_training(cfg.train.launcher, config.to_file(out / "train_config.yaml"))
         model_dir = Path(config.out)
     else:
         model_dir = Path(run_train(config))
     return {"model": os.path.relpath(model_dir, out)}
 
 
-def train_cli_args(settings: dict[str, Any]) -> list[str]:
-    """``raftlab train`` flags for TrainConfig ``settings`` (``learning_rate`` -> ``--lr``, booleans as switches)."""
-    args: list[str] = []
-    for key, value in settings.items():
-        if value is None:
-            continue
-        if key == "lora":
-            args.append("--lora" if value else "--full")
-        elif isinstance(value, bool):
-            args.append(f"--{key.replace('_', '-')}" if value else f"--no-{key.replace('_', '-')}")
-        else:
-            args += ["--lr" if key == "learning_rate" else f"--{key.replace('_', '-')}", str(value)]
-    return args
-
-
-def launch_training(launcher: str, settings: dict[str, Any]) -> None:
-    """Run ``<launcher> -m raftlab.cli.main train ...`` (e.g. ``accelerate launch --config_file fsdp.yaml``)."""
+def launch_training(launcher: str, config_file: Path) -> None:
+    """Run ``<launcher> -m raftlab.cli.main train --config FILE`` (e.g. ``accelerate launch --config_file
+    fsdp.yaml``)."""
     import shlex
     import subprocess
 
-    cmd = [*shlex.split(launcher), "-m", "raftlab.cli.main", "train", *train_cli_args(settings)]
+    cmd = [*shlex.split(launcher), "-m", "raftlab.cli.main", "train", "--config", str(config_file)]
     proc = subprocess.run(cmd, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"training command failed with exit code {proc.returncode}: {shlex.join(cmd)}")

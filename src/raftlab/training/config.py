@@ -1,4 +1,5 @@
-"""Training configuration; defaults follow the paper's recipe."""
+"""Training configuration: :class:`TrainSettings` (hyper-parameters) and :class:`TrainConfig` (a run); defaults
+follow the paper's recipe."""
 
 from __future__ import annotations
 
@@ -26,49 +27,89 @@ def load_profile(path: str | Path = PROFILE_FILE) -> dict[str, Any]:
 PAPER_PROFILE: dict[str, Any] = load_profile()
 
 
-class TrainConfig(BaseModel):
-    """What to train, on what, and how. ``data`` is a JSONL file of Examples, a rationale run directory
-    (holding ``rationales.jsonl``), a list of those (a multi-task mixture, see ``mixture``) or a list of
-    Examples (Python API)."""
+class TrainSettings(BaseModel):
+    """How to train: the hyper-parameters shared by ``raftlab train`` (its options are generated from these
+    fields), a study's ``train:`` section and the Python API. :class:`TrainConfig` adds what to train on.
+
+    ``json_schema_extra={"cli": [...]}`` names a field's command-line flags where they are not
+    ``--field-name`` (booleans get ``--x/--no-x``)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    model: str = Field(..., description="raftlab model spec: smollm2 | tiny | a dir | a hub id")
-    data: str | list[str] | list[Example]
-    objective: Objective = "label"
-    out: str = Field(..., description="output directory (final model/adapter + tokenizer)")
-    task: str | None = Field(None, description="task name; default: each example's own task")
-    lora: bool = True
-    lora_r: int = PAPER_PROFILE["lora_r"]
-    epochs: float = PAPER_PROFILE["epochs"]
-    max_steps: int = -1
-    learning_rate: float | None = None
-    batch_size: int = 8
-    grad_accum: int = 1
-    max_length: int = 1024
-    seed: int = PAPER_PROFILE["seed"]
-    align_lambda: float = Field(0.5, ge=0.0, le=1.0)
-    blank_length: int | None = Field(None, description="think tokens per blank rationale (default: task mean)")
-    mixture: dict[str, float] | None = Field(None, description="sampling weight per task for multi-task data")
-    mixture_size: int | None = Field(None, description="examples drawn for the mixture (default: all)")
+    lora: bool = Field(True, description="LoRA adapters (default) or full finetuning",
+                       json_schema_extra={"cli": ["--lora/--full"]})
+    lora_r: int = Field(PAPER_PROFILE["lora_r"], ge=1, description="LoRA rank")
+    epochs: float = Field(PAPER_PROFILE["epochs"], gt=0)
+    max_steps: int = Field(-1, description="stop after this many optimizer steps (-1: use epochs)")
+    learning_rate: float | None = Field(None, gt=0, description="learning rate (default: the profile's, 5e-6 "
+                                        "full, 2e-4 LoRA)", json_schema_extra={"cli": ["--lr", "--learning-rate"]})
+    batch_size: int = Field(8, ge=1, description="examples per device per step")
+    grad_accum: int = Field(1, ge=1, description="gradient accumulation steps")
+    max_length: int = Field(1024, ge=16, description="longest tokenized prompt + target (longer rows are cut)")
+    align_lambda: float = Field(0.5, ge=0.0, le=1.0, description="λ in λ·CE(label) + (1−λ)·CE(rationale)")
+    blank_length: int | None = Field(None, ge=1, description="think tokens per blank rationale (default: task "
+                                     "mean)")
+    mixture: dict[str, float] | None = Field(None, description="sampling weight per task for multi-task data, "
+                                             "e.g. 'sst2=1,gsm8k=2'")
+    mixture_size: int | None = Field(None, ge=1, description="examples drawn for the mixture (default: all)")
     mixture_polarity: Literal["full", "positive", "negative"] = Field(
         "full", description="train on every mixture task, or only on those of one polarity (see task_polarity)")
-    task_polarity: dict[str, int] | None = Field(None, description="sign per task, e.g. of RAFT's gain over FT")
-    group_by_length: bool = True
+    task_polarity: dict[str, int] | None = Field(None, description="sign per task, e.g. of RAFT's gain over FT: "
+                                                 "'sst2=-1,gsm8k=1'")
+    group_by_length: bool = Field(True, description="batches of similar length (less padding)")
     pack: bool = Field(False, description="concatenate each batch into one row (no padding; block-diagonal "
                        "attention from position ids). Best with flash-attention on a GPU; on a CPU the grouped, "
                        "padded batches are faster")
     target_logits: bool = Field(True, description="compute LM-head logits only where a token is trained "
-                                "(same loss and gradients, less compute)")
-    save_steps: int = 200
-    resume: bool = False
-    bf16: bool | None = None
-    logging_steps: int = 10
+                                "(same loss and gradients, less compute)",
+                                json_schema_extra={"cli": ["--target-logits/--full-logits"]})
+    save_steps: int = Field(200, ge=1, description="checkpoint every N steps (resume continues from the newest)")
+    bf16: bool | None = Field(None, description="bf16 mixed precision (default: where the GPU supports it)")
+    logging_steps: int = Field(10, ge=1)
 
     def lr(self) -> float:
         if self.learning_rate is not None:
             return self.learning_rate
         return PAPER_PROFILE["learning_rate_lora" if self.lora else "learning_rate_full"]
+
+
+class TrainConfig(TrainSettings):
+    """What to train, on what, and how (the one training config object). ``data`` is a JSONL file of Examples,
+    a rationale run directory (holding ``rationales.jsonl``), a list of those (a multi-task mixture, see
+    ``mixture``) or a list of Examples (Python API)."""
+
+    model: str = Field(..., description="smollm2 | tiny | a model dir | a hub id",
+                       json_schema_extra={"cli": ["--model", "-m"]})
+    data: str | list[str] | list[Example] = Field(..., description="JSONL of Examples or a rationale run dir "
+                                                  "(repeat for a multi-task mixture)",
+                                                  json_schema_extra={"cli": ["--data", "-d"]})
+    objective: Objective = Field("label", description="label | raft | blank | reason | explain | mix | align")
+    out: str = Field(..., description="output directory (final model/adapter + tokenizer)",
+                     json_schema_extra={"cli": ["--out", "-o"]})
+    task: str | None = Field(None, description="task name (default: each example's own task)")
+    seed: int = Field(PAPER_PROFILE["seed"], description="random seed (data order, initialisation)")
+    resume: bool = Field(False, description="continue from the newest checkpoint in OUT/checkpoints")
+
+    @classmethod
+    def from_file(cls, path: str | Path, **overrides: Any) -> TrainConfig:
+        """A config from a YAML/JSON mapping of its fields (what a launcher passes: ``raftlab train --config``),
+        with ``overrides`` on top."""
+        path = Path(path)
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ValueError(f"{path}: cannot read the training config ({exc})") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: a training config must be a mapping of TrainConfig fields")
+        return cls(**{**data, **overrides})
+
+    def to_file(self, path: str | Path) -> Path:
+        """Write the config as YAML (round-trips through :meth:`from_file`); data must be paths, not Examples."""
+        if self.data_examples():
+            raise ValueError("a config with in-memory Examples cannot be written to a file; write them as JSONL")
+        from raftlab.storage import atomic_write_text
+
+        return atomic_write_text(path, yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False))
 
     def data_paths(self) -> list[Path]:
         """The data files/run dirs (empty when ``data`` is a list of Examples)."""
