@@ -44,7 +44,7 @@ MAX_LENGTH = Recipe("reference: random order, pad to max length", False, False, 
 
 def make_data(path: Path, n: int) -> None:
     """A two-task mixture with very different lengths: GSM8K (human rationales) and keyword topics."""
-    from raftlab.study.oracle import oracle_rationale
+    from raftlab.rationales.oracle import oracle_rationale
     from raftlab.tasks import get_task, write_jsonl
 
     gsm = get_task("gsm8k").load("train", data_dir="packaged", limit=n // 2, seed=0)

@@ -25,7 +25,7 @@ if [ ! -f "$OUT/agent_train.jsonl" ]; then
   $PY - "$OUT/agent_train.jsonl" "$AGENT_TRAIN" <<'PYEOF'
 import sys
 from pathlib import Path
-from raftlab.study.oracle import oracle_rationale
+from raftlab.rationales.oracle import oracle_rationale
 from raftlab.study.steps import write_examples
 from raftlab.tasks import get_task
 examples = get_task("synth_arith_easy").load("train", limit=int(sys.argv[2]))

@@ -16,7 +16,8 @@ from _report_helpers import EVIL, write_fake_run
 from raftlab.report import render_report
 from raftlab.report.build import add_records
 from raftlab.report.data import Interval, OLSFit, ReportData, TaskSummary
-from raftlab.report.records import RecordError, eval_dirs, read_records
+from raftlab.layout import eval_dirs
+from raftlab.report.records import RecordError, read_records
 from raftlab.report.tables import latex_table
 
 TASKS = {"easy": (0.9, 0.8), "mid": (0.5, 0.55), "hard": (0.1, 0.3)}

@@ -52,48 +52,48 @@ def all_stages() -> list[str]:
 
 def test_runs_every_stage_once_then_skips(tmp_path: Path) -> None:
     rec = Recorder()
-    res = run_study(CFG, tmp_path, steps=rec.steps(), log=None)
+    res = run_study(CFG, tmp_path, steps=rec.steps())
     assert rec.calls == all_stages()
     assert res.report == tmp_path / "report/report.html"
     manifest = json.loads((tmp_path / "manifest.json").read_text())["stages"]
     assert all(manifest[s]["status"] == "done" for s in all_stages())
     rec2 = Recorder()
-    res2 = run_study(CFG, tmp_path, steps=rec2.steps(), log=None)
+    res2 = run_study(CFG, tmp_path, steps=rec2.steps())
     assert rec2.calls == [] and res2.executed == [] and sorted(res2.skipped) == sorted(all_stages())
 
 
 def test_interrupt_resumes_where_it_stopped(tmp_path: Path) -> None:
     rec = Recorder(crash_at="eval/raft/a")
     with pytest.raises(KeyboardInterrupt):
-        run_study(CFG, tmp_path, steps=rec.steps(), log=None)
+        run_study(CFG, tmp_path, steps=rec.steps())
     manifest = json.loads((tmp_path / "manifest.json").read_text())["stages"]
     assert manifest["eval/raft/a"]["status"] == "running"
     assert (tmp_path / "eval/raft/a/done.txt").exists()  # partial work kept for the stage to resume
     rec2 = Recorder()
-    run_study(CFG, tmp_path, steps=rec2.steps(), log=None)
+    run_study(CFG, tmp_path, steps=rec2.steps())
     assert rec2.calls == all_stages()[all_stages().index("eval/raft/a"):]
 
 
 def test_changed_config_errors_or_reruns_affected(tmp_path: Path) -> None:
-    run_study(CFG, tmp_path, steps=Recorder().steps(), log=None)
+    run_study(CFG, tmp_path, steps=Recorder().steps())
     changed = {**CFG, "eval": {"k": 3}}
     with pytest.raises(StageChangedError, match="eval/ft/a.*--rerun-changed"):
-        run_study(changed, tmp_path, steps=Recorder().steps(), log=None)
+        run_study(changed, tmp_path, steps=Recorder().steps())
     assert "k: 10" in (tmp_path / "study.yaml").read_text()  # still the config of the finished run
     rec = Recorder()
-    run_study(changed, tmp_path, steps=rec.steps(), on_change="rerun", log=None)
+    run_study(changed, tmp_path, steps=rec.steps(), on_change="rerun")
     assert rec.calls == [s for s in all_stages() if s.startswith("eval/")] + ["analysis", "report"]
     # an upstream change (teacher) invalidates everything downstream of the rationales of every task
     rec = Recorder()
-    run_study({**changed, "teacher": {"style": "B"}}, tmp_path, steps=rec.steps(), on_change="rerun", log=None)
+    run_study({**changed, "teacher": {"style": "B"}}, tmp_path, steps=rec.steps(), on_change="rerun")
     assert rec.calls == [s for s in all_stages() if not s.startswith("data/")]
 
 
 def test_changed_stage_folder_is_cleared_on_rerun(tmp_path: Path) -> None:
-    run_study(CFG, tmp_path, steps=Recorder().steps(), log=None)
+    run_study(CFG, tmp_path, steps=Recorder().steps())
     stale = tmp_path / "eval/ft/a/stale.jsonl"
     stale.write_text("{}\n")
-    run_study({**CFG, "eval": {"k": 2}}, tmp_path, steps=Recorder().steps(), on_change="rerun", log=None)
+    run_study({**CFG, "eval": {"k": 2}}, tmp_path, steps=Recorder().steps(), on_change="rerun")
     assert not stale.exists()
 
 
@@ -119,7 +119,7 @@ def test_include_merges_base_config(tmp_path: Path) -> None:
 
 def test_info_gain_stage_runs_after_both_arms(tmp_path: Path) -> None:
     rec = Recorder()
-    res = run_study({**CFG, "info_gain_examples": 2}, tmp_path, steps=rec.steps(), log=None)
+    res = run_study({**CFG, "info_gain_examples": 2}, tmp_path, steps=rec.steps())
     assert rec.calls.index("info_gain/a") > rec.calls.index("eval/raft/a")
     assert res.outputs["info_gain/b"]["arms"] == ["ft", "raft"]
     manifest = json.loads((tmp_path / "manifest.json").read_text())["stages"]
@@ -129,7 +129,7 @@ def test_info_gain_stage_runs_after_both_arms(tmp_path: Path) -> None:
 def test_mean_of_task_stage_after_all_rationales(tmp_path: Path) -> None:
     cfg = {**CFG, "tasks": ["a", "b", "c", "d"], "mean_of_task": True}
     rec = Recorder()
-    res = run_study(cfg, tmp_path, steps=rec.steps(), log=None)
+    res = run_study(cfg, tmp_path, steps=rec.steps())
     first = rec.calls.index("difficulty/mean_of_task/a")
     assert first > max(rec.calls.index(f"rationales/{t}") for t in "abcd")
     assert rec.calls.index("analysis") > rec.calls.index("difficulty/mean_of_task/d")
@@ -148,8 +148,8 @@ def test_failing_stage_is_named_and_resumable(tmp_path: Path) -> None:
 
     steps.train = broken_train
     with pytest.raises(StageFailed, match=r"stage 'train/ft/a' failed \(ValueError: out of memory\).*rerun"):
-        run_study(CFG, tmp_path, steps=steps, log=None)
+        run_study(CFG, tmp_path, steps=steps)
     steps.train = good_train
     rec.calls.clear()
-    run_study(CFG, tmp_path, steps=steps, log=None)
+    run_study(CFG, tmp_path, steps=steps)
     assert rec.calls[0] == "train/ft/a"  # data and rationales were kept

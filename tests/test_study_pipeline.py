@@ -11,8 +11,8 @@ from raftlab.analysis import AnalysisResult
 from raftlab.backends.base import SamplingParams
 from raftlab.study import StudySteps, load_config, run_study
 from raftlab.study import steps as real
-from raftlab.study.oracle import OracleTeacher
-from raftlab.study.run import stage_path
+from raftlab.rationales.oracle import OracleTeacher
+from raftlab.layout import stage_path
 from raftlab.tasks import get_task
 
 from _report_helpers import fake_records

@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 from typing import Mapping
 
+from raftlab import layout
 from raftlab.analysis.deltas import task_deltas
 from raftlab.analysis.difficulty import difficulty_fits
 from raftlab.analysis.models import AnalysisResult, TaskRow
@@ -17,16 +18,11 @@ Runs = Mapping[str, Mapping[str, "str | Path | EvalRecords"]]
 
 
 def discover_runs(run_dir: str | Path) -> dict[str, dict[str, Path]]:
-    """``task -> arm -> folder`` for the ``RUN/eval/<arm>/<task>/`` folders holding ``*.jsonl`` records."""
-    root = Path(run_dir) / "eval"
-    if not root.is_dir():
-        raise FileNotFoundError(f"{run_dir}: not a run directory (no eval/ folder)")
-    found: dict[str, dict[str, Path]] = {}
-    for arm_dir in sorted(p for p in root.iterdir() if p.is_dir()):
-        for task_dir in sorted(p for p in arm_dir.iterdir() if p.is_dir()):
-            if any(task_dir.glob("*.jsonl")):
-                found.setdefault(task_dir.name, {})[arm_dir.name] = task_dir
-    return found
+    """``task -> arm -> folder`` of a run directory's eval records (:func:`raftlab.layout.eval_dirs`); an error
+    when it has no eval folder."""
+    if not (Path(run_dir) / layout.EVAL).is_dir():
+        raise FileNotFoundError(f"{run_dir}: not a run directory (no {layout.EVAL}/ folder)")
+    return layout.eval_dirs(run_dir)
 
 
 def _clean(metrics: dict[str, float]) -> dict[str, int | float | None]:

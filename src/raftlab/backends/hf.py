@@ -78,8 +78,15 @@ class HFBackend:
         self.score_batch_size = max(1, score_batch_size)
         self.chat_template = chat_template and getattr(tokenizer, "chat_template", None) is not None
         self.eos_ids = self._eos_ids()
+        # transformers >= 5.2x names the KV-cache argument and output `cache` (`past_key_values` is deprecated)
+        import inspect
+
+        self._cache_arg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
     # ----------------------------------------------------------------- helpers
+
+    def _cache_of(self, out: Any) -> Any:
+        return out.cache if self._cache_arg == "cache" else out.past_key_values
     def _eos_ids(self) -> set[int]:
         ids = set()
         for source in (self.tokenizer.eos_token_id, getattr(self.model.generation_config, "eos_token_id", None)):
@@ -131,7 +138,7 @@ class HFBackend:
         with torch.inference_mode():
             out = model(input_ids=input_ids, attention_mask=attn, position_ids=positions, use_cache=True,
                         logits_to_keep=1)
-            cache, logits = out.past_key_values, out.logits[:, -1, :].float()
+            cache, logits = self._cache_of(out), out.logits[:, -1, :].float()
             if n > 1:
                 cache.batch_repeat_interleave(n)
                 logits = logits.repeat_interleave(n, dim=0)
@@ -171,10 +178,10 @@ class HFBackend:
                     input_ids=chosen.view(-1, 1).to(self.device),
                     attention_mask=attn,
                     position_ids=next_pos.view(-1, 1),
-                    past_key_values=cache,
                     use_cache=True,
+                    **{self._cache_arg: cache},
                 )
-                cache, logits = out.past_key_values, out.logits[:, -1, :].float()
+                cache, logits = self._cache_of(out), out.logits[:, -1, :].float()
                 next_pos = next_pos + 1
         results: list[list[Generation]] = []
         for i in range(len(prompts)):

@@ -92,7 +92,9 @@ def register(app: typer.Typer) -> None:
         from raftlab.analysis import PUBLISHED_FITS, load_records, predict_gain
 
         if run is not None:
-            folder = run / "eval" / "ft" / task
+            from raftlab import layout
+
+            folder = run / layout.evaluation("ft", task)
             if value is not None:
                 raise typer.BadParameter("give --value or --run, not both")
             try:

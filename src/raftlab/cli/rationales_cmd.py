@@ -59,7 +59,7 @@ def generate_cmd(
     if data and limit:
         examples = examples[:limit]
     if teacher == "oracle":
-        from raftlab.study.oracle import OracleTeacher
+        from raftlab.rationales.oracle import OracleTeacher
 
         backend = OracleTeacher(t, examples)
     else:

@@ -39,8 +39,7 @@ def register(app: typer.Typer) -> None:
         console.print(f"study [bold]{cfg.name}[/bold]: {len(cfg.tasks)} tasks x arms {', '.join(cfg.arms)} "
                       f"with {cfg.model} (teacher {cfg.teacher.backend}) → {run_dir}")
         try:
-            result = run_study(cfg, run_dir, on_change="rerun" if rerun_changed else "error",
-                               log=lambda msg: console.print(msg, markup=False, highlight=False))
+            result = run_study(cfg, run_dir, on_change="rerun" if rerun_changed else "error")
         except StageChangedError as exc:
             console.print(f"error: {exc}", markup=False)
             raise typer.Exit(2) from None

@@ -18,7 +18,7 @@ def source_text(example: Example) -> str | None:
     """Unlabeled reasoning text of an example: question + its human or synthetic solution, if it has one."""
     solution = example.rationale or example.meta.get("human_rationale")
     if not solution:
-        from raftlab.study.oracle import arith_rationale, coinflip_rationale
+        from raftlab.rationales.oracle import arith_rationale, coinflip_rationale
 
         solution = arith_rationale(example.question) or coinflip_rationale(example.question)
     if not solution:

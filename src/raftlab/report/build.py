@@ -7,12 +7,11 @@ import math
 from pathlib import Path
 from typing import Any
 
+from raftlab import layout
 from raftlab.report.data import OLSFit, ReliabilityBin, ReportData, TaskSummary
-from raftlab.report.records import eval_dirs, read_records, sample_outputs
+from raftlab.report.records import read_records, sample_outputs
 
 #: Where the study's analysis stage saves its result (``AnalysisResult`` JSON), relative to the run directory.
-ANALYSIS_FILE = "analysis/analysis.json"
-PROMPTING_FILE = "analysis/prompting.json"
 
 
 def reliability_from_records(records: list[dict], n_bins: int = 10) -> list[ReliabilityBin]:
@@ -29,7 +28,7 @@ def reliability_from_records(records: list[dict], n_bins: int = 10) -> list[Reli
 
 def add_records(data: ReportData, run_dir: Path, samples_per_task: int = 3) -> ReportData:
     """Output samples (and reliability bins the analysis did not provide) from ``RUN/eval/<arm>/<task>/*.jsonl``."""
-    for task, arms in eval_dirs(run_dir).items():
+    for task, arms in layout.eval_dirs(run_dir).items():
         records = {arm: read_records(folder) for arm, folder in arms.items()}
         order = [a for a in data.arms if a in records] + [a for a in records if a not in data.arms]
         data.reliability.setdefault(task, {})
@@ -58,7 +57,7 @@ def study_meta(run_dir: Path) -> dict[str, Any]:
 
 def add_info_gain(data: ReportData, run_dir: Path) -> ReportData:
     """Information-gain curves saved by the study (``RUN/info_gain/<task>/curves.json``)."""
-    for path in sorted((run_dir / "info_gain").glob("*/curves.json")):
+    for path in sorted(run_dir.glob(layout.INFO_GAIN_CURVES)):
         saved = json.loads(path.read_text(encoding="utf-8"))
         curves = {str(k): [float(x) for x in v] for k, v in (saved.get("curves") or {}).items() if v}
         if curves:
@@ -76,9 +75,9 @@ def report_data(source: Any, samples_per_task: int = 3) -> ReportData:
         return source
     if isinstance(source, (str, Path)):
         run_dir = Path(source)
-        if not (run_dir / "eval").is_dir():
+        if not (run_dir / layout.EVAL).is_dir():
             raise FileNotFoundError(f"{run_dir}: not a run directory (no eval/ folder with eval records)")
-        saved = run_dir / ANALYSIS_FILE
+        saved = run_dir / layout.ANALYSIS_FILE
         if saved.is_file():  # written by the study's analysis stage
             data = from_analysis(json.loads(saved.read_text(encoding="utf-8")))
         else:
@@ -87,7 +86,7 @@ def report_data(source: Any, samples_per_task: int = 3) -> ReportData:
             data = from_analysis(analyze_study(run_dir))
         data.title = f"raftlab study report: {run_dir.resolve().name}"
         data.meta.update(study_meta(run_dir))
-        prompting = run_dir / PROMPTING_FILE
+        prompting = run_dir / layout.PROMPTING_FILE
         if prompting.is_file():
             data.prompting = from_analysis(json.loads(prompting.read_text(encoding="utf-8")),
                                            arms=("label", "rationale")).tasks

@@ -12,20 +12,7 @@ from pathlib import Path
 from raftlab.analysis.records import RecordError, read_jsonl
 from raftlab.report.data import OutputSample
 
-__all__ = ["RecordError", "eval_dirs", "read_records", "sample_outputs"]
-
-
-def eval_dirs(run_dir: Path) -> dict[str, dict[str, Path]]:
-    """``task -> arm -> folder`` for every ``RUN/eval/<arm>/<task>/`` folder holding a ``*.jsonl`` file."""
-    found: dict[str, dict[str, Path]] = {}
-    root = Path(run_dir) / "eval"
-    if not root.is_dir():
-        return found
-    for arm_dir in sorted(p for p in root.iterdir() if p.is_dir()):
-        for task_dir in sorted(p for p in arm_dir.iterdir() if p.is_dir()):
-            if any(task_dir.glob("*.jsonl")):
-                found.setdefault(task_dir.name, {})[arm_dir.name] = task_dir
-    return found
+__all__ = ["RecordError", "read_records", "sample_outputs"]
 
 
 def read_records(folder_or_file: Path) -> list[dict]:

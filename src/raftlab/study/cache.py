@@ -12,16 +12,19 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import logging
 import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
+from raftlab import layout
 from raftlab.storage import write_json
 from raftlab.study.config import stable_hash
 
-MANIFEST = "manifest.json"
+logger = logging.getLogger(__name__)
+MANIFEST = layout.MANIFEST
 OnChange = Literal["error", "rerun"]
 
 
@@ -40,12 +43,10 @@ def _now() -> str:
 class StageRunner:
     """Runs named stages at most once per input hash, recording them in ``RUN/manifest.json``."""
 
-    def __init__(self, run_dir: str | Path, on_change: OnChange = "error",
-                 log: Callable[[str], None] | None = None) -> None:
+    def __init__(self, run_dir: str | Path, on_change: OnChange = "error") -> None:
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.on_change = on_change
-        self.log = log or (lambda msg: None)
         self.path = self.run_dir / MANIFEST
         self.stages: dict[str, dict[str, Any]] = {}
         if self.path.exists():
@@ -89,7 +90,7 @@ class StageRunner:
         rec = self.stages.get(name)
         if rec is not None and rec["hash"] == key and rec["status"] == "done":
             self.skipped.append(name)
-            self.log(f"{self._progress()}[skip] {name} (done {rec.get('finished', '')})")
+            logger.info(f"{self._progress()}[skip] {name} (done {rec.get('finished', '')})")
             return rec.get("outputs") or {}
         if rec is not None and rec["hash"] != key:
             if self.on_change == "error":
@@ -97,10 +98,10 @@ class StageRunner:
                     f"{self.path}: stage '{name}' was {'run' if rec['status'] == 'done' else 'started'} with "
                     f"different inputs (hash {rec['hash']}, now {key}); the config changed since. Use a new run "
                     f"directory, or rerun with --rerun-changed to redo this stage and the ones after it.")
-            self.log(f"[changed] {name}: clearing {folder}")
+            logger.info(f"[changed] {name}: clearing {folder}")
             shutil.rmtree(folder, ignore_errors=True)
         resumed = rec is not None and rec["hash"] == key
-        self.log(f"{self._progress()}[{'resume' if resumed else 'run'}] {name}")
+        logger.info(f"{self._progress()}[{'resume' if resumed else 'run'}] {name}")
         folder.mkdir(parents=True, exist_ok=True)
         self.stages[name] = {"hash": key, "status": "running", "started": _now(), "inputs": inputs,
                              "deps": list(deps)}
@@ -114,6 +115,6 @@ class StageRunner:
         seconds = round(time.perf_counter() - t0, 3)
         self.stages[name].update(status="done", finished=_now(), seconds=seconds, outputs=outputs)
         self._save()
-        self.log(f"      {name} done in {seconds:.1f}s")
+        logger.info(f"      {name} done in {seconds:.1f}s")
         self.executed.append(name)
         return outputs

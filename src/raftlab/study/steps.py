@@ -1,14 +1,4 @@
-"""The real work of each study stage, built on the other raftlab modules.
-
-Stage folders (under the run directory):
-
-* ``data/<task>/``       ``train.jsonl``, ``test.jsonl`` (Examples; seeded subsets)
-* ``rationales/<task>/`` the teacher's SQLite store and ``rationales.jsonl`` (kept rationales)
-* ``train/<arm>/<task>/`` the finetuned model (``model/``) of each arm
-* ``eval/<arm>/<task>/``  self-consistency eval records (JSONL), ``metrics.json``, ``settings.json``
-* ``analysis/``           ``analysis.json`` (raftlab.analysis)
-* ``report/``             ``report.html`` + figures + tables
-"""
+"""The real work of each study stage, built on the other raftlab modules (folders: :mod:`raftlab.layout`)."""
 
 from __future__ import annotations
 
@@ -19,18 +9,17 @@ from typing import Any
 
 from raftlab.schema import Example
 from raftlab.study.config import ARM_OBJECTIVE, ARM_PROMPT_MODE, StudyConfig, TaskSpec
-from raftlab.study.run import stage_path
+from raftlab.storage import read_jsonl, write_jsonl
+from raftlab import layout
+from raftlab.layout import stage_path
 
 
 def write_examples(examples: list[Example], path: Path) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(e.model_dump_json() + "\n" for e in examples), encoding="utf-8")
-    tmp.replace(path)
+    write_jsonl(examples, path)
 
 
 def read_examples(path: Path) -> list[Example]:
-    with path.open(encoding="utf-8") as fh:
-        return [Example.model_validate_json(line) for line in fh if line.strip()]
+    return [Example.model_validate(row) for row in read_jsonl(path)]
 
 
 def prepare_data(cfg: StudyConfig, spec: TaskSpec, out: Path) -> dict[str, Any]:
@@ -47,7 +36,7 @@ def prepare_data(cfg: StudyConfig, spec: TaskSpec, out: Path) -> dict[str, Any]:
 
 def teacher_backend(cfg: StudyConfig, task: Any, examples: list[Example]) -> Any:
     if cfg.teacher.backend == "oracle":
-        from raftlab.study.oracle import OracleTeacher
+        from raftlab.rationales.oracle import OracleTeacher
 
         return OracleTeacher(task, examples)
     from raftlab.backends import get_backend
@@ -104,27 +93,30 @@ def launch_training(launcher: str, config_file: Path) -> None:
         raise RuntimeError(f"training command failed with exit code {proc.returncode}: {shlex.join(cmd)}")
 
 
+def _self_consistency(cfg: StudyConfig, backend_spec: str, task: Any, data_out: dict[str, Any], prompt_mode: str,
+                      out: Path) -> dict[str, Any]:
+    """The study's eval settings applied to one model on the test subset (records resume after a crash)."""
+    from raftlab.backends import get_backend, parse_spec
+    from raftlab.inference import evaluate as run_eval
+
+    e = cfg.eval
+    kwargs: dict[str, Any] = {}
+    if parse_spec(backend_spec)[0] == "hf":  # questions x samples per forward
+        kwargs = {"batch_size": e.batch_size * (e.k if e.mode == "sc" else 1),
+                  **({"device": cfg.device} if cfg.device else {})}
+    return run_eval(get_backend(backend_spec, **kwargs), task, read_examples(stage_path(data_out, "test")),
+                    mode=e.mode, k=e.k, temperature=e.temperature, max_new_tokens=e.max_new_tokens, seed=cfg.seed,
+                    batch_size=e.batch_size, prompt_mode=prompt_mode, out_dir=out, progress=True)
+
+
 def evaluate(cfg: StudyConfig, spec: TaskSpec, arm: str, train_out: dict[str, Any], data_out: dict[str, Any],
              out: Path) -> dict[str, Any]:
-    """Self-consistency evaluation of the arm's model on the test subset (records resume after a crash)."""
-    from raftlab.backends import get_backend
-    from raftlab.inference import evaluate as run_eval
+    """Self-consistency evaluation of the arm's model, with the prompt it was trained on."""
     from raftlab.tasks import get_task
 
-    task = get_task(spec.name)
-    e = cfg.eval
-    backend = get_backend(f"{e.backend}:{stage_path(train_out, 'model')}", **_backend_kwargs(cfg, e.backend))
-    metrics = run_eval(backend, task, read_examples(stage_path(data_out, "test")), mode=e.mode, k=e.k,
-                       temperature=e.temperature, max_new_tokens=e.max_new_tokens, seed=cfg.seed,
-                       batch_size=e.batch_size, prompt_mode=ARM_PROMPT_MODE[arm], out_dir=out, progress=True)
+    metrics = _self_consistency(cfg, f"{cfg.eval.backend}:{stage_path(train_out, 'model')}", get_task(spec.name),
+                                data_out, ARM_PROMPT_MODE[arm], out)
     return {"metrics": _jsonable(metrics)}
-
-
-def _backend_kwargs(cfg: StudyConfig, kind: str) -> dict[str, Any]:
-    if kind != "hf":
-        return {}
-    seqs = cfg.eval.batch_size * (cfg.eval.k if cfg.eval.mode == "sc" else 1)  # questions x samples per forward
-    return {"batch_size": seqs, **({"device": cfg.device} if cfg.device else {})}
 
 
 def info_gain(cfg: StudyConfig, spec: TaskSpec, train_outs: dict[str, dict[str, Any]], rat_out: dict[str, Any],
@@ -170,18 +162,12 @@ class MeanOfTaskPrompting:
 def mean_of_task(cfg: StudyConfig, spec: TaskSpec, rat_outs: dict[str, dict[str, Any]], data_out: dict[str, Any],
                  out: Path) -> dict[str, Any]:
     """Self-consistency accuracy of the untrained student with mean-of-task prompting (a difficulty metric)."""
-    from raftlab.backends import get_backend
-    from raftlab.inference import evaluate as run_eval
     from raftlab.tasks import get_task
 
     by_task = {name: [e for e in read_examples(stage_path(o, "rationales")) if e.rationale]
                for name, o in rat_outs.items()}
     task = MeanOfTaskPrompting(get_task(spec.name), by_task, cfg.seed)
-    e = cfg.eval
-    backend = get_backend(f"{e.backend}:{cfg.model}", **_backend_kwargs(cfg, e.backend))
-    metrics = run_eval(backend, task, read_examples(stage_path(data_out, "test")), mode=e.mode, k=e.k,
-                       temperature=e.temperature, max_new_tokens=e.max_new_tokens, seed=cfg.seed,
-                       batch_size=e.batch_size, prompt_mode="cot", out_dir=out, progress=True)
+    metrics = _self_consistency(cfg, f"{cfg.eval.backend}:{cfg.model}", task, data_out, "cot", out)
     return {"accuracy": float(metrics["accuracy"]), "metrics": _jsonable(metrics)}
 
 
@@ -193,7 +179,7 @@ def rationale_lengths(cfg: StudyConfig, run_dir: Path) -> dict[str, dict[str, fl
 
     by_task = {}
     for spec in cfg.tasks:
-        path = run_dir / "rationales" / spec.name / "rationales.jsonl"
+        path = run_dir / layout.rationales(spec.name) / "rationales.jsonl"
         if path.is_file():
             by_task[spec.name] = [e.rationale for e in read_examples(path)]
     return rationale_length_by_task({t: r for t, r in by_task.items() if any(r)}, load_tokenizer(cfg.model))
@@ -201,17 +187,10 @@ def rationale_lengths(cfg: StudyConfig, run_dir: Path) -> dict[str, dict[str, fl
 
 def prompt_eval(cfg: StudyConfig, spec: TaskSpec, mode: str, data_out: dict[str, Any], out: Path) -> dict[str, Any]:
     """Self-consistency eval of the prompted (untrained) model, label-only ("direct") or with rationale ("cot")."""
-    from raftlab.backends import get_backend
-    from raftlab.inference import evaluate as run_eval
     from raftlab.tasks import get_task
 
     assert cfg.prompting is not None
-    e = cfg.eval
-    spec_str = cfg.prompting.backend
-    backend = get_backend(spec_str, **_backend_kwargs(cfg, spec_str.split(":", 1)[0]))
-    metrics = run_eval(backend, get_task(spec.name), read_examples(stage_path(data_out, "test")), mode=e.mode, k=e.k,
-                       temperature=e.temperature, max_new_tokens=e.max_new_tokens, seed=cfg.seed,
-                       batch_size=e.batch_size, prompt_mode=mode, out_dir=out, progress=True)
+    metrics = _self_consistency(cfg, cfg.prompting.backend, get_task(spec.name), data_out, mode, out)
     return {"metrics": _jsonable(metrics)}
 
 
@@ -220,19 +199,17 @@ def analyze(cfg: StudyConfig, run_dir: Path, out: Path) -> dict[str, Any]:
     with ``prompting`` also the same comparison of rationale vs label-only prompting (``prompting.json``)."""
     from raftlab.analysis import analyze_study
 
-    runs = {spec.name: {arm: run_dir / "eval" / arm / spec.name for arm in cfg.arms} for spec in cfg.tasks}
+    runs = {spec.name: {arm: run_dir / layout.evaluation(arm, spec.name) for arm in cfg.arms} for spec in cfg.tasks}
     difficulty = rationale_lengths(cfg, run_dir)
     for spec in cfg.tasks:
-        saved = run_dir / "difficulty" / "mean_of_task" / spec.name / "metrics.json"
+        saved = run_dir / layout.mean_of_task(spec.name) / "metrics.json"
         if cfg.mean_of_task and saved.is_file():
             difficulty.setdefault(spec.name, {})["mean_of_task"] = float(json.loads(saved.read_text())["accuracy"])
     result = analyze_study(runs, difficulty=difficulty, seed=cfg.seed)
     result.save(str(out / "analysis.json"))
     outputs = {"analysis": "analysis.json"}
     if cfg.prompting is not None:
-        from raftlab.study.run import PROMPT_ARMS
-
-        prompt_runs = {spec.name: {arm: run_dir / "prompting" / arm / spec.name for arm in PROMPT_ARMS}
+        prompt_runs = {spec.name: {arm: run_dir / layout.prompting(arm, spec.name) for arm in layout.PROMPT_ARMS}
                        for spec in cfg.tasks}
         analyze_study(prompt_runs, seed=cfg.seed, baseline="label", treatment="rationale").save(
             str(out / "prompting.json"))

@@ -148,6 +148,7 @@ def training_arguments(config: TrainConfig, n_rows: int):
         save_strategy="steps",
         save_steps=config.save_steps,
         save_total_limit=2,
+        dataloader_pin_memory=torch.cuda.is_available(),  # pinning needs an accelerator (warns on CPU-only hosts)
         report_to=[],
         remove_unused_columns=False,
         train_sampling_strategy=sampling_strategy(n_rows, config.batch_size, config.group_by_length),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from raftlab.backends.base import SamplingParams
-from raftlab.study.oracle import OracleTeacher, arith_rationale, coinflip_rationale, human_rationale
+from raftlab.rationales.oracle import OracleTeacher, arith_rationale, coinflip_rationale, human_rationale
 from raftlab.schema import Example
 from raftlab.tasks import get_task
 

@@ -1,0 +1,83 @@
+"""The run-directory layout of a study: every stage's folder name, in one place (a leaf module: the study
+writes these folders, the analysis, the report and the CLI read them).
+
+```
+RUN/study.yaml, RUN/manifest.json, RUN/study_result.json
+RUN/data/<task>/                      train.jsonl, test.jsonl (seeded subsets)
+RUN/rationales/<task>/                the teacher's SQLite store, rationales.jsonl (kept rationales)
+RUN/prompting/<label|rationale>/<task>/  eval of the untrained, prompted model (optional)
+RUN/train/<arm>/<task>/               the finetuned model (model/), train_config.yaml when launched
+RUN/eval/<arm>/<task>/                self-consistency records.jsonl, metrics.json, settings.json
+RUN/info_gain/<task>/                 curves.json (optional)
+RUN/difficulty/mean_of_task/<task>/   eval of the student under mean-of-task prompting (optional)
+RUN/analysis/                         analysis.json (and prompting.json)
+RUN/report/                           report.html, figures, tables
+```
+
+A stage name is its folder relative to the run directory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+#: Prompting-comparison arms (folder name -> prompt mode): label-only vs rationale-augmented prompting.
+PROMPT_ARMS = {"label": "direct", "rationale": "cot"}
+
+EVAL = "eval"
+ANALYSIS = "analysis"
+REPORT = "report"
+ANALYSIS_FILE = "analysis/analysis.json"
+PROMPTING_FILE = "analysis/prompting.json"
+INFO_GAIN_CURVES = "info_gain/*/curves.json"
+MANIFEST = "manifest.json"
+CONFIG_FILE = "study.yaml"
+RESULT_FILE = "study_result.json"
+
+
+def data(task: str) -> str:
+    return f"data/{task}"
+
+
+def rationales(task: str) -> str:
+    return f"rationales/{task}"
+
+
+def prompting(arm: str, task: str) -> str:
+    return f"prompting/{arm}/{task}"
+
+
+def train(arm: str, task: str) -> str:
+    return f"train/{arm}/{task}"
+
+
+def evaluation(arm: str, task: str) -> str:
+    return f"{EVAL}/{arm}/{task}"
+
+
+def info_gain(task: str) -> str:
+    return f"info_gain/{task}"
+
+
+def mean_of_task(task: str) -> str:
+    return f"difficulty/mean_of_task/{task}"
+
+
+def stage_path(outputs: dict[str, Any], key: str) -> Path:
+    """Absolute path of output ``key`` of a stage (outputs store paths relative to the stage folder, and carry
+    that folder as ``"_stage_dir"`` when handed to later stages)."""
+    return Path(outputs["_stage_dir"]) / outputs[key]
+
+
+def eval_dirs(run_dir: str | Path) -> dict[str, dict[str, Path]]:
+    """``task -> arm -> folder`` for every ``RUN/eval/<arm>/<task>/`` folder holding ``*.jsonl`` records."""
+    found: dict[str, dict[str, Path]] = {}
+    root = Path(run_dir) / EVAL
+    if not root.is_dir():
+        return found
+    for arm_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+        for task_dir in sorted(p for p in arm_dir.iterdir() if p.is_dir()):
+            if any(task_dir.glob("*.jsonl")):
+                found.setdefault(task_dir.name, {})[arm_dir.name] = task_dir
+    return found

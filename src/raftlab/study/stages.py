@@ -1,0 +1,108 @@
+"""A study's stages, declared once as data: name, hashed inputs, dependencies, and the work to do.
+
+:func:`plan` turns a :class:`~raftlab.study.config.StudyConfig` into the ordered list of :class:`Stage`; the
+runner (:func:`raftlab.study.run.run_study`) walks that list. The work itself is in :class:`StudySteps`
+(:mod:`raftlab.study.steps` by default; tests swap in fakes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from raftlab import layout
+from raftlab.study.config import StudyConfig
+
+Outputs = dict[str, Any]
+
+
+@dataclass
+class StudySteps:
+    """The functions that do each stage's work (swap them in tests or to customise a study).
+
+    Each receives the config, what it works on (the outputs of the stages it depends on, each with its folder
+    as ``"_stage_dir"``, see :func:`raftlab.layout.stage_path`) and its own stage folder, and returns a
+    JSON-able dict of outputs whose paths are relative to that folder.
+    """
+
+    prepare_data: Callable[..., Outputs]  # (config, task_spec, out_dir)
+    rationales: Callable[..., Outputs]  # (config, task_spec, data_out, out_dir)
+    train: Callable[..., Outputs]  # (config, task_spec, arm, rationale_out, out_dir)
+    evaluate: Callable[..., Outputs]  # (config, task_spec, arm, train_out, data_out, out_dir)
+    analyze: Callable[..., Outputs]  # (config, run_dir, out_dir)
+    report: Callable[..., Outputs]  # (config, run_dir, analysis_out, out_dir)
+    #: (config, task_spec, mode "direct"|"cot", data_out, out_dir); runs when config.prompting is set
+    prompt_eval: Callable[..., Outputs] | None = None
+    #: (config, task_spec, {task: rationale_out}, data_out, out_dir); runs when config.mean_of_task is set
+    mean_of_task: Callable[..., Outputs] | None = None
+    #: (config, task_spec, {arm: train_out}, rationale_out, out_dir); runs when config.info_gain_examples > 0
+    info_gain: Callable[..., Outputs] | None = None
+
+    @classmethod
+    def real(cls) -> StudySteps:
+        from raftlab.study import steps
+
+        return cls(prepare_data=steps.prepare_data, rationales=steps.rationales, train=steps.train,
+                   evaluate=steps.evaluate, analyze=steps.analyze, report=steps.report, info_gain=steps.info_gain,
+                   prompt_eval=steps.prompt_eval, mean_of_task=steps.mean_of_task)
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One cached unit of work. ``inputs`` (with the hashes of ``deps``) decide whether a finished stage is
+    still valid; ``work(deps_outputs, folder)`` gets the outputs of its dependencies by stage name."""
+
+    name: str
+    inputs: dict[str, Any]
+    deps: tuple[str, ...]
+    work: Callable[[dict[str, Outputs], Path], Outputs]
+
+
+def plan(cfg: StudyConfig, steps: StudySteps, run_dir: Path) -> list[Stage]:
+    """Every stage of the study, in an order that respects the dependencies."""
+    stages: list[Stage] = []
+    add = stages.append
+    seed, device, eval_settings = cfg.seed, cfg.device, cfg.eval.model_dump()
+    for spec in cfg.tasks:
+        data, rats = layout.data(spec.name), layout.rationales(spec.name)
+        add(Stage(data, {"task": spec.model_dump(), "seed": seed}, (),
+                  lambda d, out, spec=spec: steps.prepare_data(cfg, spec, out)))
+        add(Stage(rats, {"teacher": cfg.teacher.model_dump()}, (data,),
+                  lambda d, out, spec=spec, data=data: steps.rationales(cfg, spec, d[data], out)))
+        if cfg.prompting is not None and steps.prompt_eval is not None:
+            for arm, mode in layout.PROMPT_ARMS.items():
+                add(Stage(layout.prompting(arm, spec.name),
+                          {"prompting": cfg.prompting.model_dump(), "mode": mode, "eval": eval_settings,
+                           "seed": seed}, (data,),
+                          lambda d, out, spec=spec, mode=mode, data=data:
+                          steps.prompt_eval(cfg, spec, mode, d[data], out)))
+        for arm in cfg.arms:
+            train, evaluation = layout.train(arm, spec.name), layout.evaluation(arm, spec.name)
+            add(Stage(train, {"arm": arm, "model": cfg.model, "train": cfg.train.model_dump(), "seed": seed,
+                              "device": device}, (rats,),
+                      lambda d, out, spec=spec, arm=arm, rats=rats: steps.train(cfg, spec, arm, d[rats], out)))
+            add(Stage(evaluation, {"eval": eval_settings, "seed": seed, "device": device}, (train, data),
+                      lambda d, out, spec=spec, arm=arm, train=train, data=data:
+                      steps.evaluate(cfg, spec, arm, d[train], d[data], out)))
+        if cfg.info_gain_examples and steps.info_gain is not None:
+            trains = {arm: layout.train(arm, spec.name) for arm in cfg.arms}
+            add(Stage(layout.info_gain(spec.name), {"examples": cfg.info_gain_examples}, (rats, *trains.values()),
+                      lambda d, out, spec=spec, trains=trains, rats=rats:
+                      steps.info_gain(cfg, spec, {arm: d[name] for arm, name in trains.items()}, d[rats], out)))
+    if cfg.mean_of_task and steps.mean_of_task is not None:
+        all_rats = {spec.name: layout.rationales(spec.name) for spec in cfg.tasks}
+        for spec in cfg.tasks:  # after every task's rationales exist (the demonstrations come from other tasks)
+            data = layout.data(spec.name)
+            add(Stage(layout.mean_of_task(spec.name), {"model": cfg.model, "eval": eval_settings, "seed": seed,
+                                                       "device": device}, (data, *all_rats.values()),
+                      lambda d, out, spec=spec, data=data:
+                      steps.mean_of_task(cfg, spec, {t: d[name] for t, name in all_rats.items()}, d[data], out)))
+    evals = tuple(s.name for s in stages if s.name.split("/")[0] in ("eval", "prompting", "difficulty"))
+    add(Stage(layout.ANALYSIS, {"arms": cfg.arms, "tasks": [t.name for t in cfg.tasks]}, evals,
+              lambda d, out: steps.analyze(cfg, run_dir, out)))
+    info = tuple(s.name for s in stages if s.name.startswith("info_gain/"))
+    add(Stage(layout.REPORT, {"samples_per_task": cfg.samples_per_task}, (layout.ANALYSIS, *info),
+              lambda d, out: steps.report(cfg, run_dir, d[layout.ANALYSIS], out)))
+    return stages
