@@ -114,7 +114,8 @@ CHOICE_CASES = [
 
 @pytest.mark.parametrize("text,expected", CHOICE_CASES)
 def test_extract_choice(text: str, expected: str) -> None:
-    assert extract_answer(text, NLI) == expected
+    """Through the task, which adds its synonyms (\"contradictory\") to the example's options."""
+    assert get_task("cb").extract(text, NLI) == expected
 
 
 @pytest.mark.parametrize("text,expected", [
@@ -161,8 +162,11 @@ def test_task_as_spec() -> None:
 
 
 def test_answer_spec_from_example_adds_task_synonyms() -> None:
-    spec = AnswerSpec.of(NLI)
+    spec = get_task("cb").answer_spec(NLI)
     assert "contradictory" in spec.verbalizers["B"]
+    # answers.py is a leaf: an Example alone gives only its own options (no registry lookup)
+    assert AnswerSpec.of(NLI).verbalizers["B"] == ["contradiction"]
+    assert extract_answer("The answer is contradictory.", NLI) == INVALID
 
 
 @pytest.mark.parametrize("value,expected", [

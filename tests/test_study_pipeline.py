@@ -67,7 +67,7 @@ def study(tmp_path_factory: pytest.TempPathFactory):
     cfg = load_config({**load_config("quick").model_dump(), "samples_per_task": 1, "info_gain_examples": 2,
                        "prompting": {"backend": "hf:smollm2"}})
     run = tmp_path_factory.mktemp("study")
-    return cfg, run, run_study(cfg, run, steps=steps(), log=None)
+    return cfg, run, run_study(cfg, run, steps=steps())
 
 
 def test_report_and_analysis_written(study) -> None:
@@ -93,7 +93,7 @@ def test_report_and_analysis_written(study) -> None:
 def test_rerun_skips_everything(study) -> None:
     cfg, run, first = study
     before = (run / "report" / "report.html").stat().st_mtime_ns
-    res = run_study(cfg, run, steps=steps(), log=None)
+    res = run_study(cfg, run, steps=steps())
     assert res.executed == [] and set(res.skipped) == set(first.executed)
     assert (run / "report" / "report.html").stat().st_mtime_ns == before
 

@@ -31,7 +31,7 @@ def _example(rationale="Ann has 3 apples and buys 2, so 3 + 2 = 5."):
 def test_loss_mask_token_by_token(tokenizer_name, objective):
     tok = load_tokenizer(tokenizer_name)
     task, ex = _example()
-    add_think_tokens(tok, None, 12)
+    add_think_tokens(tok, 12)
     pairs = views(ex, task, objective, blank_len=12)
     feats = build_features(ex, task, tok, objective, blank_len=12)
     flat = []

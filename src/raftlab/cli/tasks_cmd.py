@@ -102,16 +102,15 @@ def register(app: typer.Typer) -> None:
             typer.echo(str(exc.args[0]), err=True)
             raise typer.Exit(2) from None
         data = task.data
-        source = ("generated: " + str(data["synthetic"].get("generator"))) if data.get("synthetic") else \
-            f"local folder: {data.get('dir')}"
+        source = f"generated: {data.synthetic.generator}" if data.synthetic else f"local folder: {data.dir}"
         lines = [
             f"{task.name} ({task.category}, {task.group}; answer: {task.answer_type})",
             f"aliases: {', '.join(task.aliases) or '-'}",
             f"description: {task.description}",
             f"data: {source}",
-            f"hub: {task.hub.get('path', '-')}" + (f" [{task.hub['name']}]" if task.hub.get("name") else ""),
+            f"hub: {task.hub.path if task.hub else '-'}" + (f" [{task.hub.name}]" if task.hub and task.hub.name else ""),
             f"license: {task.license or '-'}",
-            f"options: " + (", ".join(f"({x}) {' / '.join(task.verbalizers[x])}" for x in task.option_letters)
+            "options: " + (", ".join(f"({x}) {' / '.join(task.verbalizers[x])}" for x in task.option_letters)
                            if task.verbalizers else "per question" if task.answer_type == "choice" else "number"),
             f"notes: {task.notes.strip()}",
             f"config: {task.config_path}",

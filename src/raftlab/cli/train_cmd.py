@@ -149,7 +149,7 @@ def _debug(config: Any, n: int) -> None:
     blank = config.blank_length or (mean_rationale_tokens(examples, tok) if config.objective == "blank" else None)
     k = needed_think_tokens(examples, config.objective, blank)
     if k:
-        add_think_tokens(tok, None, k)
+        add_think_tokens(tok, k)
     console = Console()
     for i, feature in enumerate(tokenize_examples(examples, tok, config.objective, config.max_length, config.task,
                                                   blank)[:n]):

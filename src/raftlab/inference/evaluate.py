@@ -40,11 +40,9 @@ def _sampling(mode: str, k: int, temperature: float, top_p: float, top_k: int, m
 
 def _sample_records(task: Any, examples: list[Example], backend: Backend, prompts: list[str],
                     params: SamplingParams, mode: str) -> list[dict[str, Any]]:
-    from raftlab.tasks.answers import extract_answer
-
     out = []
     for ex, gens in zip(examples, backend.generate(prompts, params)):
-        answers = [extract_answer(g.text, ex) for g in gens]
+        answers = [task.extract(g.text, ex) for g in gens]
         pred, conf, votes = majority_vote(answers)
         out.append({"id": ex.id, "task": ex.task, "gold": ex.label, "prediction": pred, "confidence": conf,
                     "correct": bool(pred != INVALID and task.is_correct(pred, ex)), "votes": votes,

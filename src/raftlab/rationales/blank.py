@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import statistics
 from collections import defaultdict
 from collections.abc import Sequence
@@ -9,16 +10,35 @@ from pathlib import Path
 from typing import Any
 
 from raftlab.schema import Example
-from raftlab.training.features import add_think_tokens as _add_think_tokens
-from raftlab.training.features import think_tokens
 
-__all__ = ["add_think_tokens", "make_blank_rationales", "think_tokens"]
+__all__ = ["add_think_tokens", "blank_length", "is_blank", "make_blank_rationales", "think_tokens"]
+
+_THINK = re.compile(r"<Think_\d+>")
+
+
+def think_tokens(length: int) -> list[str]:
+    """``["<Think_0>", ..., "<Think_{L-1}>"]``."""
+    return [f"<Think_{i}>" for i in range(max(0, length))]
 
 
 def add_think_tokens(tokenizer: Any, length: int, model: Any = None) -> list[int]:
     """Add ``<Think_0> … <Think_{length-1}>`` to ``tokenizer`` as real special tokens (one id each) and return
-    their ids; with ``model`` its embeddings are resized too (the trainer does this itself)."""
-    return _add_think_tokens(tokenizer, model, length)
+    their ids; with ``model`` its embeddings are resized too (mean-initialised)."""
+    tokens = think_tokens(length)
+    tokenizer.add_tokens(tokens, special_tokens=True)
+    if model is not None and model.get_input_embeddings().num_embeddings < len(tokenizer):
+        model.resize_token_embeddings(len(tokenizer), mean_resizing=True)
+    return tokenizer.convert_tokens_to_ids(tokens)
+
+
+def is_blank(rationale: str | None) -> bool:
+    """True for a rationale made only of think tokens."""
+    return bool(rationale) and _THINK.sub("", rationale).strip() == ""
+
+
+def blank_length(rationale: str | None) -> int:
+    """Number of think tokens in a rationale."""
+    return len(_THINK.findall(rationale or ""))
 
 
 def _length(text: str, tokenizer: Any) -> int:

@@ -173,12 +173,10 @@ def generate_rationales(
 def _check(task: Any, ex: Example, gen: Generation | None,
            err: str | None) -> tuple[str, str, bool, str | None, str | None]:
     """(raw, parsed answer, correct, error, rationale to keep) for one teacher output."""
-    from raftlab.tasks.answers import extract_answer
-
     raw = gen.text if gen is not None else ""
     if err is None and not raw.strip():
         err = "empty output"
-    answer = extract_answer(raw, ex) if err is None else INVALID
+    answer = task.extract(raw, ex) if err is None else INVALID
     correct = err is None and answer != INVALID and task.is_correct(answer, ex)
     if err is None and answer == INVALID:
         err = "unparseable answer"

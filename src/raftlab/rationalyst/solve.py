@@ -63,8 +63,6 @@ def solve_example(agent: Backend, generator: Backend | None, task: Any, example:
                   k: int = 3, temperature: float = 0.7, max_steps: int = 15, max_step_tokens: int = 64,
                   max_rationale_tokens: int = 48, seed: int = 0) -> dict[str, Any]:
     """Decode one question step by step; returns steps, rationales, candidate scores, prediction, correctness."""
-    from raftlab.tasks.answers import extract_answer
-
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {METHODS}")
     if method != "random" and generator is None:
@@ -103,7 +101,7 @@ def solve_example(agent: Backend, generator: Backend | None, task: Any, example:
         steps.append(chosen)
         if ANSWER_CUE.lower() in chosen.lower():
             break
-    pred = extract_answer(" ".join(steps), example)
+    pred = task.extract(" ".join(steps), example)
     return {"id": example.id, "method": method, "steps": steps, "rationales": rationales,
             "candidate_scores": scores_log, "prediction": pred,
             "correct": bool(pred != INVALID and task.is_correct(pred, example)), "gold": example.label}

@@ -19,6 +19,7 @@ from raftlab.tasks.registry import (
     register_task,
     task_for,
 )
+from raftlab.tasks.config import TaskConfig
 from raftlab.tasks.task import SPLITS, Task
 from raftlab.tasks.validate import load_jsonl, validate_jsonl
 
@@ -26,6 +27,7 @@ __all__ = [
     "SPLITS",
     "DataNotFoundError",
     "Task",
+    "TaskConfig",
     "TaskDataError",
     "all_tasks",
     "extract_answer",

@@ -68,30 +68,17 @@ class AnswerSpec:
 
     @classmethod
     def of(cls, obj: Any) -> AnswerSpec:
-        """Build from an :class:`Example`, a task (anything with ``answer_spec()``), or an AnswerSpec."""
+        """Build from an :class:`Example` (its own options only), a task (anything with ``answer_spec()``;
+        ``task.answer_spec(example)`` adds the task's synonyms), or an AnswerSpec."""
         if isinstance(obj, AnswerSpec):
             return obj
         if isinstance(obj, Example):
             verbal = {letter: [text] for letter, text in zip(obj.option_letters, obj.options)}
-            extra = _task_synonyms(obj.task)
-            for letter, texts in extra.items():
-                if letter in verbal and verbal[letter] and texts and texts[0].lower() == verbal[letter][0].lower():
-                    verbal[letter] = verbal[letter] + list(texts[1:])
             return cls(obj.answer_type, obj.option_letters, verbal)
         spec = getattr(obj, "answer_spec", None)
         if callable(spec):
             return spec()
         raise TypeError(f"cannot derive an answer spec from {type(obj).__name__}")
-
-
-def _task_synonyms(task_name: str) -> dict[str, list[str]]:
-    """Synonyms declared by a registered task's verbalizers (empty if unknown)."""
-    try:
-        from raftlab.tasks.registry import get_task
-
-        return {k: list(v) for k, v in get_task(task_name).verbalizers.items()}
-    except Exception:  # unknown / user task
-        return {}
 
 
 # ----------------------------------------------------------------------------- numbers

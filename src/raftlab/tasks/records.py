@@ -15,20 +15,19 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from string import Formatter
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from raftlab.registry import Registry
 from raftlab.schema import Example
 from raftlab.storage import iter_jsonl
 from raftlab.tasks.answers import canonical_number
-
-if TYPE_CHECKING:
-    from raftlab.tasks.task import Task
+from raftlab.tasks.config import TaskConfig as Task
 
 Record = dict[str, Any]
 
-READERS: dict[str, Callable[..., list[Record]]] = {}
-CONVERTERS: dict[str, Callable[..., list[Example]]] = {}
-CLEANERS: dict[str, Callable[[str], str]] = {}
+READERS: Registry[Callable[..., list[Record]]] = Registry("reader")
+CONVERTERS: Registry[Callable[..., list[Example]]] = Registry("converter")
+CLEANERS: Registry[Callable[[str], str]] = Registry("cleaner")
 
 
 class TaskDataError(ValueError):
@@ -40,24 +39,15 @@ def _where(rec: Record) -> str:
 
 
 def reader(name: str):
-    def deco(fn):
-        READERS[name] = fn
-        return fn
-    return deco
+    return READERS.register(name)
 
 
 def converter(name: str):
-    def deco(fn):
-        CONVERTERS[name] = fn
-        return fn
-    return deco
+    return CONVERTERS.register(name)
 
 
 def cleaner(name: str):
-    def deco(fn):
-        CLEANERS[name] = fn
-        return fn
-    return deco
+    return CLEANERS.register(name)
 
 
 # ----------------------------------------------------------------------------- readers
@@ -170,9 +160,7 @@ def read_trec_raw(path: Path) -> list[Record]:
 
 def read_files(kind: str, paths: list[Path], args: dict[str, Any] | None = None) -> list[Record]:
     """Records of all files of one split; multi-file readers (wic) get all paths at once."""
-    if kind not in READERS:
-        raise KeyError(f"unknown reader {kind!r}; known: {sorted(READERS)}")
-    fn = READERS[kind]
+    fn = READERS.get(kind)  # KeyError naming the known readers
     args = dict(args or {})
     if kind == "wic":
         recs = fn(*paths)

@@ -13,14 +13,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import yaml
 
+from raftlab.registry import Registry
+from raftlab.tasks.config import CONFIG_DIR, load_config, merge_includes
 from raftlab.tasks.task import Task
 
-CONFIG_DIR = Path(__file__).parent / "configs"
 
-_REGISTRY: dict[str, Task] = {}
-_ALIASES: dict[str, str] = {}
+_TASKS: Registry[Task] = Registry("task", normalize=lambda name: normalize_name(name))
 _LOADED = False
 _LOCK = threading.RLock()
 
@@ -29,50 +28,8 @@ def normalize_name(name: str) -> str:
     return re.sub(r"[^a-z0-9]", "", str(name).lower())
 
 
-def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for k, v in over.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = _deep_merge(out[k], v)
-        else:
-            out[k] = v
-    return out
-
-
-def load_config(path: str | Path, _stack: tuple[Path, ...] = ()) -> dict[str, Any]:
-    """A YAML task config with its ``include`` (str or list, relative to the file) merged in first."""
-    path = Path(path).resolve()
-    if path in _stack:
-        raise ValueError(f"{path}: circular include ({' -> '.join(p.name for p in _stack)})")
-    try:
-        cfg = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise ValueError(f"{path}: invalid YAML: {exc}") from exc
-    if not isinstance(cfg, dict):
-        raise ValueError(f"{path}: a task config must be a mapping")
-    includes = cfg.pop("include", None) or []
-    if isinstance(includes, str):
-        includes = [includes]
-    merged: dict[str, Any] = {}
-    for inc in includes:
-        merged = _deep_merge(merged, load_config(path.parent / inc, (*_stack, path)))
-    return _deep_merge(merged, cfg)
-
-
 def _add(task: Task, replace: bool = False) -> Task:
-    with _LOCK:
-        key = normalize_name(task.name)
-        keys = [key] + [normalize_name(a) for a in task.aliases]
-        for k in keys:
-            owner = _ALIASES.get(k)
-            if owner is not None and owner != key and not replace:
-                raise ValueError(f"task name/alias {k!r} of {task.name!r} is already used by {owner!r}")
-        if key in _REGISTRY and not replace and _REGISTRY[key] is not task:
-            raise ValueError(f"task {task.name!r} is already registered (pass replace=True to override)")
-        _REGISTRY[key] = task
-        for k in keys:
-            _ALIASES[k] = key
-        return task
+    return _TASKS.add(task.name, task, aliases=task.aliases, replace=replace)
 
 
 def _ensure_loaded() -> None:
@@ -83,16 +40,16 @@ def _ensure_loaded() -> None:
         if _LOADED:
             return
         for path in sorted(CONFIG_DIR.glob("*.yaml")):
-            if path.name.startswith("_"):
-                continue
-            _add(Task.from_config(load_config(path), path))
+            if not path.name.startswith("_"):
+                _add(Task.from_config(load_config(path), path))
         _LOADED = True
 
 
 def register_task(task: Task | str | Path | dict[str, Any] | Callable[[], Task] | None = None, *,
                   replace: bool = False) -> Any:
-    """Register a task: a :class:`Task`, a YAML config path, a config dict, or (as a decorator) a factory
-    returning a Task. Returns the registered Task (or the decorated factory unchanged)."""
+    """Register a task: a :class:`Task`, a YAML config path, a config dict (``include`` paths relative to the
+    shipped configs), or (as a decorator) a factory returning a Task. Returns the registered Task (or the
+    decorated factory unchanged). A name or alias another task holds is an error unless ``replace=True``."""
     _ensure_loaded()
     if task is None:  # @register_task(replace=True)
         return lambda fn: register_task(fn, replace=replace)
@@ -101,15 +58,7 @@ def register_task(task: Task | str | Path | dict[str, Any] | Callable[[], Task] 
     if isinstance(task, (str, Path)):
         return _add(Task.from_config(load_config(task), Path(task)), replace)
     if isinstance(task, dict):
-        cfg = dict(task)
-        if "include" in cfg:
-            base: dict[str, Any] = {}
-            incs = cfg.pop("include")
-            for inc in [incs] if isinstance(incs, str) else incs:
-                inc_path = Path(inc) if Path(inc).is_absolute() else CONFIG_DIR / inc
-                base = _deep_merge(base, load_config(inc_path))
-            cfg = _deep_merge(base, cfg)
-        return _add(Task.from_config(cfg), replace)
+        return _add(Task.from_config(merge_includes(task, CONFIG_DIR)), replace)
     if callable(task):
         made = task()
         if not isinstance(made, Task):
@@ -122,10 +71,9 @@ def register_task(task: Task | str | Path | dict[str, Any] | Callable[[], Task] 
 def get_task(name: str) -> Task:
     """The task called ``name`` (case-insensitive; aliases such as "sst-2", "arc-easy", "cb")."""
     _ensure_loaded()
-    key = _ALIASES.get(normalize_name(name))
-    if key is None:
+    if name not in _TASKS:
         raise KeyError(f"unknown task {name!r}; known tasks: {', '.join(list_tasks())}")
-    return _REGISTRY[key]
+    return _TASKS.get(name)
 
 
 #: The paper's task order (tables/figures); other tasks follow alphabetically.
@@ -144,7 +92,7 @@ def _order_key(task: Task) -> tuple[int, str]:
 def all_tasks(category: str | None = None) -> list[Task]:
     """Registered tasks (optionally of one category): the paper's 20 in paper order, then the rest."""
     _ensure_loaded()
-    tasks = [t for t in _REGISTRY.values() if category is None or t.category == category]
+    tasks = [t for t in _TASKS.values() if category is None or t.category == category]
     return sorted(tasks, key=_order_key)
 
 

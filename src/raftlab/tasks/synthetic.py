@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from raftlab.registry import Registry
 from raftlab.schema import Example
+from raftlab.tasks.config import TaskConfig, builtin_config
 
-if TYPE_CHECKING:
-    from raftlab.tasks.task import Task
-
-GENERATORS: dict[str, Callable[..., list[Example]]] = {}
+GENERATORS: Registry[Callable[..., list[Example]]] = Registry("generator")
 
 NAMES = [
     "Aaron", "Abby", "Adele", "Ahmed", "Alba", "Alice", "Amir", "Ana", "Arjun", "Ava", "Ben", "Bianca", "Boris",
@@ -31,21 +30,14 @@ NAMES = [
 
 
 def generator(name: str):
-    def deco(fn):
-        GENERATORS[name] = fn
-        return fn
-    return deco
+    return GENERATORS.register(name)
 
 
-def _task_or_default(task: Task | None, default: str) -> Task:
-    if task is not None:
-        return task
-    from raftlab.tasks.registry import get_task
-
-    return get_task(default)
+def _task_or_default(task: TaskConfig | None, default: str) -> TaskConfig:
+    return task if task is not None else builtin_config(default)
 
 
-def _choice_example(task: Task, idx: int, body: str, letter: str, meta: dict[str, Any]) -> Example:
+def _choice_example(task: TaskConfig, idx: int, body: str, letter: str, meta: dict[str, Any]) -> Example:
     letters = task.option_letters
     texts = [task.verbalizers[x][0] for x in letters]
     return Example(id=f"{task.name}-{idx}", task=task.name, category=task.category,
@@ -54,7 +46,7 @@ def _choice_example(task: Task, idx: int, body: str, letter: str, meta: dict[str
 
 
 @generator("coinflip")
-def generate_coinflip(n: int, steps: int = 4, seed: int = 0, task: Task | None = None) -> list[Example]:
+def generate_coinflip(n: int, steps: int = 4, seed: int = 0, task: TaskConfig | None = None) -> list[Example]:
     """CoinFlip questions with ``steps`` people, each flipping or not (p=0.5). Label: (A) yes / (B) no."""
     if steps < 1:
         raise ValueError("steps must be >= 1")
@@ -77,7 +69,7 @@ _ITEMS = ["apples", "marbles", "stickers", "books", "coins", "pencils", "cards",
 
 
 @generator("multistep_arith")
-def generate_multistep_arith(n: int, steps: int = 3, seed: int = 0, task: Task | None = None,
+def generate_multistep_arith(n: int, steps: int = 3, seed: int = 0, task: TaskConfig | None = None,
                              min_steps: int | None = None, max_steps: int | None = None) -> list[Example]:
     """Word problems with ``steps`` operations (+, -, x, /; all intermediate values whole and >= 0).
 
@@ -148,7 +140,7 @@ _TAILS = ["all afternoon", "yesterday", "again", "during lunch", "on the bus", "
 
 
 @generator("keyword_topic")
-def generate_keyword_topic(n: int, seed: int = 0, task: Task | None = None) -> list[Example]:
+def generate_keyword_topic(n: int, seed: int = 0, task: TaskConfig | None = None) -> list[Example]:
     """One-keyword topic classification: (A) sports (B) food (C) weather (D) technology."""
     task = _task_or_default(task, "synth_topic")
     rng = random.Random(f"topic-{seed}")
@@ -164,14 +156,15 @@ def generate_keyword_topic(n: int, seed: int = 0, task: Task | None = None) -> l
     return out
 
 
-def generate_splits(task: Task, seed: int = 0) -> dict[str, list[Example]]:
+def generate_splits(task: TaskConfig, seed: int = 0) -> dict[str, list[Example]]:
     """Train and test sets of a fully synthetic task (config ``data.synthetic``); test shares no question
     with train."""
-    spec = task.data["synthetic"]
-    fn = GENERATORS[spec["generator"]]
-    args = dict(spec.get("args") or {})
-    sizes = spec.get("sizes", {"train": 1000, "test": 200})
-    base = int(spec.get("seed", 0)) * 1_000_003 + seed * 2
+    spec = task.data.synthetic
+    assert spec is not None, f"task {task.name!r} is not fully synthetic (data.synthetic)"
+    fn = GENERATORS[spec.generator]
+    args = dict(spec.args)
+    sizes = spec.sizes
+    base = int(spec.seed) * 1_000_003 + seed * 2
     train = fn(n=int(sizes["train"]), seed=base, task=task, **args)
     seen = {e.question for e in train}
     test: list[Example] = []

@@ -8,9 +8,9 @@ longest common prefix, which is exact for tokenizers with or without BOS (nothin
 
 from __future__ import annotations
 
-import re
 from typing import Any, Literal
 
+from raftlab.rationales.blank import add_think_tokens, blank_length, is_blank, think_tokens
 from raftlab.schema import Example
 from raftlab.tasks.answers import strip_answer_sentence
 
@@ -18,29 +18,6 @@ Objective = Literal["label", "raft", "blank", "reason", "explain", "mix", "align
 OBJECTIVES: tuple[str, ...] = ("label", "raft", "blank", "reason", "explain", "mix", "align")
 RATIONALE_OBJECTIVES = frozenset({"raft", "blank", "reason", "explain", "mix", "align"})
 IGNORE = -100
-_THINK = re.compile(r"<Think_\d+>")
-
-
-def think_tokens(length: int) -> list[str]:
-    """``["<Think_0>", ..., "<Think_{L-1}>"]``."""
-    return [f"<Think_{i}>" for i in range(max(0, length))]
-
-
-def add_think_tokens(tokenizer: Any, model: Any | None, length: int) -> list[int]:
-    """Add ``<Think_i>`` as real special tokens (one id each) and resize the model's embeddings; returns ids."""
-    tokens = think_tokens(length)
-    tokenizer.add_tokens(tokens, special_tokens=True)
-    if model is not None and model.get_input_embeddings().num_embeddings < len(tokenizer):
-        model.resize_token_embeddings(len(tokenizer), mean_resizing=True)
-    return tokenizer.convert_tokens_to_ids(tokens)
-
-
-def is_blank(rationale: str | None) -> bool:
-    return bool(rationale) and _THINK.sub("", rationale).strip() == ""
-
-
-def blank_length(rationale: str | None) -> int:
-    return len(_THINK.findall(rationale or ""))
 
 
 def encode(tokenizer: Any, prompt: str, target: str, max_length: int = 1024) -> dict[str, list[int]]:

@@ -107,7 +107,7 @@ def prepare(config: TrainConfig):
     think_ids: list[int] = []
     n_think = needed_think_tokens(examples, config.objective, blank)
     if n_think:
-        think_ids = add_think_tokens(tok, model, n_think)
+        think_ids = add_think_tokens(tok, n_think, model)
     rows = tokenize_examples(examples, tok, config.objective, config.max_length, config.task, blank)
     model.train()
     if config.lora:
