@@ -14,6 +14,24 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 
+@pytest.fixture(scope="module")
+def hf():
+    """The tiny random-init model behind the hf backend (one per test module)."""
+    from raftlab.backends.hf import HFBackend
+
+    return HFBackend("tiny", batch_size=4)
+
+
+@pytest.fixture(scope="module")
+def served_hf(hf):
+    """Base URL of `raftlab serve` over :func:`hf` on loopback (the model is called "tiny")."""
+    from raftlab.backends.server import serve_in_thread
+
+    url, stop = serve_in_thread(hf, model_name="tiny")
+    yield url
+    stop()
+
+
 @pytest.fixture
 def one_torch_thread():
     """One intra-op torch thread: on a shared 2-core machine two spinning threads make tiny-model training steps
@@ -24,3 +42,16 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+#: Fixtures that load or train a model (a shared fixture's name, or (test file, fixture name)): every test using one
+#: is marked ``slow``, like
+#: the tests that load a model themselves (``pytest -m "not slow"`` is the quick development run).
+MODEL_FIXTURES = {"hf", "served_hf", ("test_eval.py", "served_tiny"), ("test_study_pipeline.py", "study")}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        module = os.path.basename(str(getattr(item, "fspath", "")))
+        if any(name in MODEL_FIXTURES or (module, name) in MODEL_FIXTURES for name in getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

@@ -383,6 +383,7 @@ def test_analyze_study_from_dict_with_too_few_tasks_and_missing_arm(tmp_path):
         A.analyze_study(tmp_path)
 
 
+@pytest.mark.slow
 def test_information_gain_with_a_real_tiny_model():
     """End to end through the hf backend: one batched score call equals scoring each prefix alone."""
     pytest.importorskip("torch")

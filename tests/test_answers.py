@@ -190,6 +190,7 @@ def test_numbers_equal_tolerance() -> None:
     assert parse_number("no digits") == INVALID
 
 
+@pytest.mark.slow
 def test_target_round_trips_through_extraction() -> None:
     """Every task's canonical target parses back to its gold label (the contract training relies on)."""
     for name in ["gsm8k", "svamp", "creak", "synth_arith", "synth_topic", "synth_coinflip"]:
@@ -202,6 +203,7 @@ def test_target_round_trips_through_extraction() -> None:
                 assert task.is_correct(extract_answer(out, ex), ex)
 
 
+@pytest.mark.slow
 def test_fuzz_never_raises_and_is_fast() -> None:
     import random
     import time

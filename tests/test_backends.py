@@ -11,21 +11,13 @@ import torch
 from raftlab.backends import get_backend, parse_spec
 from raftlab.backends.base import SamplingParams
 from raftlab.backends.hf import HFBackend
-from raftlab.backends.server import serve_in_thread
 
 PROMPTS = ["Question: How many apples are left?\nAnswer:", "Hello", "The answer is"]
 
 
 @pytest.fixture(scope="module")
-def hf():
-    return HFBackend("tiny", batch_size=4)
-
-
-@pytest.fixture(scope="module")
-def server(hf):
-    url, stop = serve_in_thread(hf, model_name="tiny")
-    yield url
-    stop()
+def server(served_hf):
+    return served_hf
 
 
 @pytest.fixture(params=["hf", "openai-chat", "openai-completions", "vllm"])
@@ -40,6 +32,7 @@ def backend(request, hf, server):
     return get_backend(f"openai:tiny@{server}", api=api)
 
 
+@pytest.mark.slow
 def test_generate_shape_and_limits(backend):
     out = backend.generate(PROMPTS, SamplingParams(n=3, temperature=0.9, max_new_tokens=6, seed=1))
     assert len(out) == len(PROMPTS)
@@ -103,6 +96,7 @@ def test_hf_fast_loop_equals_transformers_generate_with_padding(hf):
         assert row[0].text == tok.decode(ref[0, ids.input_ids.shape[1]:], skip_special_tokens=True)
 
 
+@pytest.mark.slow
 def test_real_openai_client_talks_to_raftlab_serve(server):
     from openai import OpenAI
 
@@ -116,12 +110,14 @@ def test_real_openai_client_talks_to_raftlab_serve(server):
     assert all(lp < 0 for lp in comp.choices[0].logprobs.token_logprobs[1:])
 
 
+@pytest.mark.slow
 def test_api_key_is_never_recorded(monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-secret-123")
     b = get_backend("openai:gpt-x@https://api.example.invalid/v1")
     assert "sk-secret" not in repr(b) and "sk-secret" not in str(b.describe())
 
 
+@pytest.mark.slow
 def test_missing_api_key_is_a_clear_error(monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     monkeypatch.delenv("RAFTLAB_API_KEY", raising=False)
@@ -129,6 +125,7 @@ def test_missing_api_key_is_a_clear_error(monkeypatch):
         get_backend("openai:gpt-x@https://api.example.invalid/v1")
 
 
+@pytest.mark.slow
 def test_parse_spec():
     assert parse_spec("hf:tiny") == ("hf", "tiny", None)
     assert parse_spec("smollm2") == ("hf", "smollm2", None)
@@ -137,6 +134,7 @@ def test_parse_spec():
         parse_spec("hf:")
 
 
+@pytest.mark.slow
 def test_hf_score_without_bos_and_across_a_merging_boundary():
     nobos = HFBackend("tiny-nobos", score_batch_size=2)
     tok, model = nobos.tokenizer, nobos.model

@@ -50,6 +50,7 @@ def slow_server():
     t.join(5)
 
 
+@pytest.mark.slow
 def test_requests_run_concurrently_but_bounded(slow_server):
     url, state = slow_server
     prompts = [f"q{i}" for i in range(9)]
@@ -58,6 +59,7 @@ def test_requests_run_concurrently_but_bounded(slow_server):
     assert state["max_active"] == 3
 
 
+@pytest.mark.slow
 def test_a_timed_out_request_is_retried(slow_server):
     url, state = slow_server
     state["delays"] = [3.0]  # the first request outlives the client timeout

@@ -31,6 +31,7 @@ def _eval(tmp_path, name, *extra):
     return read_records(out / "records.jsonl"), json.loads((out / "settings.json").read_text())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("api", ["completions", "chat"])
 def test_openai_backend_over_loopback_matches_hf(tmp_path, served_tiny, api):
     hf_recs, hf_settings = _eval(tmp_path, "hf", "--model", "tiny", "--backend", "hf")
@@ -42,6 +43,7 @@ def test_openai_backend_over_loopback_matches_hf(tmp_path, served_tiny, api):
     assert hf_settings["model"]["backend"] == "hf"
 
 
+@pytest.mark.slow
 def test_bad_backend_and_api_are_clear_errors(tmp_path):
     base = ["eval", "--model", "tiny", "--task", "synth_arith", "--limit", "1", "--out", str(tmp_path / "x")]
     res = CliRunner().invoke(app, base + ["--backend", "tgi"])

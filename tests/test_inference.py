@@ -90,6 +90,7 @@ class _HashAnswers:
                  for g in row] for row in rows]
 
 
+@pytest.mark.slow
 def test_interrupted_eval_resumes_with_identical_metrics(tmp_path):
     from raftlab.backends.hf import HFBackend
 
@@ -144,6 +145,7 @@ def test_direct_prob_confidence_is_a_softmax_over_options(tmp_path):
                  progress=False)
 
 
+@pytest.mark.slow
 def test_eval_cli_writes_and_resumes(tmp_path):
     from typer.testing import CliRunner
 

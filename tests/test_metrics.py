@@ -222,6 +222,7 @@ def test_batched_metrics_equal_row_by_row():
     np.testing.assert_allclose(M.ece(conf, correct, k=10), [M.ece(c, y, k=10) for c, y in zip(conf, correct)])
 
 
+@pytest.mark.slow
 def test_bootstrap_ci_contains_estimate_and_shrinks_with_n():
     widths = []
     for n in (50, 400, 3200):

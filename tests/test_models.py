@@ -8,6 +8,7 @@ import torch
 from raftlab.models import build_tiny_model, load_model, load_tokenizer, resolve_model_path
 
 
+@pytest.mark.slow
 def test_tiny_variants_differ_only_in_bos():
     tok_bos = load_tokenizer("tiny")
     tok_nobos = load_tokenizer("tiny-nobos")
@@ -18,6 +19,7 @@ def test_tiny_variants_differ_only_in_bos():
     assert tok_bos.decode(without) == "The answer is 42."
 
 
+@pytest.mark.slow
 def test_tiny_model_generates_and_is_deterministic(tmp_path):
     a = build_tiny_model(tmp_path / "a", seed=3)
     b = build_tiny_model(tmp_path / "b", seed=3)
@@ -31,6 +33,7 @@ def test_tiny_model_generates_and_is_deterministic(tmp_path):
     assert out.shape[1] == ids.input_ids.shape[1] + 5
 
 
+@pytest.mark.slow
 def test_smollm2_packaged_model_loads_offline():
     model, tok = load_model("smollm2")
     assert model.config.model_type == "llama"
@@ -41,6 +44,7 @@ def test_smollm2_packaged_model_loads_offline():
     assert tok.decode(int(logits.argmax())).strip() == "Paris"
 
 
+@pytest.mark.slow
 def test_lora_adapter_dir_loads_on_its_base(tmp_path):
     from peft import LoraConfig, get_peft_model
 

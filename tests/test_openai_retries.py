@@ -43,6 +43,7 @@ def flaky_server():
     t.join(5)
 
 
+@pytest.mark.slow
 def test_retries_then_succeeds(flaky_server):
     url, state = flaky_server
     state["codes"] = [429, 500, 503]
@@ -52,6 +53,7 @@ def test_retries_then_succeeds(flaky_server):
     assert state["calls"] == 4
 
 
+@pytest.mark.slow
 def test_persistent_failure_raises_or_returns_error_generations(flaky_server):
     url, state = flaky_server
     state["codes"] = [500] * 10

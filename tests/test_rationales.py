@@ -47,6 +47,7 @@ def _check_store(path, examples, schedule, max_retries, n=None):
     return by_ex, kept, failed
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("threaded", [False, True], ids=["batched", "thread-pool"])
 def test_gold_filter_and_retry_counts(tmp_path, threaded):
     examples = TASK.load("train", limit=12)
@@ -94,6 +95,7 @@ def test_other_settings_are_refused_unless_forced(tmp_path):
     assert RationaleStore(tmp_path / "r.sqlite").settings()["max_retries"] == 5
 
 
+@pytest.mark.slow
 def test_teacher_served_elsewhere_resumes_but_another_model_is_refused(tmp_path):
     examples = TASK.load("train", limit=3)
 
@@ -129,6 +131,7 @@ generate_rationales(teacher, task, examples, {store!r}, max_retries=3, concurren
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("threaded", [False, True], ids=["batched", "thread-pool"])
 def test_kill_9_and_resume_loses_nothing(tmp_path, threaded):
     root = str(Path(__file__).resolve().parents[1])
@@ -162,6 +165,7 @@ def test_kill_9_and_resume_loses_nothing(tmp_path, threaded):
     assert runs[1]["attempts"] == sum(min(s, 3) for s in schedule.values())
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_a_threaded_run_at_once(tmp_path):
     root = str(Path(__file__).resolve().parents[1])
     store = str(tmp_path / "r.sqlite")
@@ -228,6 +232,7 @@ def faulty_server():
     t.join(5)
 
 
+@pytest.mark.slow
 def test_faults_429_500_timeouts_empty_garbage(faulty_server, tmp_path, monkeypatch):
     from raftlab.backends import get_backend
 
@@ -260,6 +265,7 @@ def test_faults_429_500_timeouts_empty_garbage(faulty_server, tmp_path, monkeypa
         assert b"sk-do-not-store-me" not in f.read_bytes()
 
 
+@pytest.mark.slow
 def test_judge_over_the_openai_backend_and_cli(faulty_server, tmp_path):
     from typer.testing import CliRunner
 
@@ -289,6 +295,7 @@ def test_judge_over_the_openai_backend_and_cli(faulty_server, tmp_path):
     assert raw[ex[1].id] == "#$%^ qwerty"
 
 
+@pytest.mark.slow
 def test_tiny_teacher_over_loopback_server(tmp_path):
     from raftlab.backends import get_backend
     from raftlab.backends.hf import HFBackend
@@ -428,6 +435,7 @@ def test_sampling_params_reach_the_teacher(tmp_path):
     assert not (tmp_path / "other.sqlite").exists() or not RationaleStore(tmp_path / "other.sqlite").settings()
 
 
+@pytest.mark.slow
 def test_blank_rationales_lengths(tmp_path):
     from raftlab.models import load_tokenizer
 

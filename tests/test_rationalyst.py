@@ -214,6 +214,7 @@ def test_solve_store_resumes(tmp_path):
         solve(agent, FakeGenerator(), task, examples, store, methods=["random"], k=2, progress=False)
 
 
+@pytest.mark.slow
 def test_solve_random_first_then_supervised(tmp_path):
     """A random-only run records no generator, so a later implicit run in the same store is allowed and paired;
     a different generator for the supervised methods is still refused."""
@@ -270,6 +271,7 @@ def test_mine_and_filter_resume_after_a_crash(tmp_path):
     assert CountingScorer.calls == calls
 
 
+@pytest.mark.slow
 def test_generator_features_put_the_loss_on_the_rationale_only():
     from raftlab.models import load_model
     from raftlab.rationalyst import pair_features
@@ -319,6 +321,7 @@ def test_mine_and_filter_with_fake_models(tmp_path):
     assert filter_triples(Scorer(), store, progress=False) == {"scored": 1, "kept": 1}
 
 
+@pytest.mark.slow
 def test_tiny_end_to_end(tmp_path):
     """mine → filter → train → solve with the tiny random model: checks bookkeeping, not quality."""
     from raftlab.backends import get_backend
@@ -359,6 +362,7 @@ def test_tiny_end_to_end(tmp_path):
     assert res.exit_code != 0 and "other settings" in res.output
 
 
+@pytest.mark.slow
 def test_generator_training_raises_the_rationale_likelihood(tmp_path):
     """train_generator (the training package's trainer, loss on the rationale only) makes the mined rationale
     more likely after its preceding text."""

@@ -56,6 +56,7 @@ def img_sources(page: str) -> dict[str, str]:
     return dict(re.findall(r'<img alt="[^"]*" data-figure="([^"]+)" src="([^"]+)"', page))
 
 
+@pytest.mark.slow
 def test_report_files_and_figures(report: Path) -> None:
     out = report.parent
     page = report.read_text()
@@ -100,6 +101,7 @@ def test_bad_records_name_file_and_line(tmp_path: Path) -> None:
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (scripts/install.sh installs it with apt-get)")
 def test_headless_chromium_renders_figures(report: Path, tmp_path: Path) -> None:
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -22,6 +22,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_fake_run(tmp_path_factory.mktemp("run"), TASKS, n=50)
 
 
+@pytest.mark.slow
 def test_report_numbers_match_analysis(run: Path) -> None:
     page = render_report(run)
     assert page == run / "report" / "report.html"
@@ -75,6 +76,7 @@ def test_saved_analysis_is_used_when_present(run: Path, tmp_path: Path) -> None:
         (run / "analysis" / "analysis.json").unlink()
 
 
+@pytest.mark.slow
 def test_further_arms_are_reported_against_ft(tmp_path: Path) -> None:
     from _report_helpers import fake_records
 

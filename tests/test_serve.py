@@ -8,20 +8,11 @@ import httpx
 import pytest
 import torch
 
-from raftlab.backends.hf import HFBackend
-from raftlab.backends.server import serve_in_thread
 
 
 @pytest.fixture(scope="module")
-def hf():
-    return HFBackend("tiny", batch_size=4)
-
-
-@pytest.fixture(scope="module")
-def url(hf):
-    base, stop = serve_in_thread(hf, model_name="tiny")
-    yield base
-    stop()
+def url(served_hf):
+    return served_hf
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +33,7 @@ def _manual_logprobs(hf, prompt, text):
     return [logp[i - 1, full[i]].item() for i in range(n_ctx, len(full))]
 
 
+@pytest.mark.slow
 def test_completion_logprobs_are_the_model_logprobs_of_the_returned_text(client, hf):
     r = client.completions.create(model="tiny", prompt="Hello", max_tokens=6, n=2, temperature=1.0, seed=3,
                                   logprobs=2)
@@ -56,6 +48,7 @@ def test_completion_logprobs_are_the_model_logprobs_of_the_returned_text(client,
             assert 1 <= len(top) <= 2 and max(top.values()) >= chosen - 1e-6
 
 
+@pytest.mark.slow
 def test_chat_logprobs_with_top_alternatives(client):
     r = client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "Hi"}], max_tokens=5,
                                        temperature=0.0, logprobs=True, top_logprobs=3)
@@ -70,6 +63,7 @@ def test_chat_logprobs_with_top_alternatives(client):
     assert plain.choices[0].logprobs is None and plain.choices[0].message.content == r.choices[0].message.content
 
 
+@pytest.mark.slow
 def test_seed_n_and_stop(client):
     kw = dict(model="tiny", prompt="The answer is", max_tokens=8, n=3, temperature=1.0)
     a = client.completions.create(seed=5, **kw)
@@ -82,6 +76,7 @@ def test_seed_n_and_stop(client):
     assert cut.choices[0].text == text[: text.find(stop)] and cut.choices[0].finish_reason == "stop"
 
 
+@pytest.mark.slow
 def test_echo_scoring_sums_to_the_backend_score(client, hf):
     r = client.completions.create(model="tiny", prompt="Question: 2 + 3? The answer is 5.", max_tokens=0, echo=True,
                                   logprobs=1)
@@ -90,6 +85,7 @@ def test_echo_scoring_sums_to_the_backend_score(client, hf):
     assert lp.token_logprobs[0] is None and all(math.isfinite(x) and x < 0 for x in lp.token_logprobs[1:])
 
 
+@pytest.mark.slow
 def test_bad_requests_are_rejected_with_4xx(url):
     with httpx.Client(base_url=url) as h:
         assert h.post("/completions", json={"model": "tiny", "prompt": "x", "n": 0}).status_code == 422
@@ -98,6 +94,7 @@ def test_bad_requests_are_rejected_with_4xx(url):
         assert h.post("/chat/completions", json={"model": "tiny"}).status_code == 422
 
 
+@pytest.mark.slow
 def test_raftlab_serve_cli_end_to_end():
     """`raftlab serve tiny --port N` in its own process, used by the openai backend."""
     import subprocess

@@ -50,6 +50,7 @@ def all_stages() -> list[str]:
     return out + ["analysis", "report"]
 
 
+@pytest.mark.slow
 def test_runs_every_stage_once_then_skips(tmp_path: Path) -> None:
     rec = Recorder()
     res = run_study(CFG, tmp_path, steps=rec.steps())
@@ -62,6 +63,7 @@ def test_runs_every_stage_once_then_skips(tmp_path: Path) -> None:
     assert rec2.calls == [] and res2.executed == [] and sorted(res2.skipped) == sorted(all_stages())
 
 
+@pytest.mark.slow
 def test_interrupt_resumes_where_it_stopped(tmp_path: Path) -> None:
     rec = Recorder(crash_at="eval/raft/a")
     with pytest.raises(KeyboardInterrupt):
@@ -74,6 +76,7 @@ def test_interrupt_resumes_where_it_stopped(tmp_path: Path) -> None:
     assert rec2.calls == all_stages()[all_stages().index("eval/raft/a"):]
 
 
+@pytest.mark.slow
 def test_changed_config_errors_or_reruns_affected(tmp_path: Path) -> None:
     run_study(CFG, tmp_path, steps=Recorder().steps())
     changed = {**CFG, "eval": {"k": 3}}
@@ -89,6 +92,7 @@ def test_changed_config_errors_or_reruns_affected(tmp_path: Path) -> None:
     assert rec.calls == [s for s in all_stages() if not s.startswith("data/")]
 
 
+@pytest.mark.slow
 def test_changed_stage_folder_is_cleared_on_rerun(tmp_path: Path) -> None:
     run_study(CFG, tmp_path, steps=Recorder().steps())
     stale = tmp_path / "eval/ft/a/stale.jsonl"
@@ -117,6 +121,7 @@ def test_include_merges_base_config(tmp_path: Path) -> None:
     assert cfg.eval.k == 7 and cfg.eval.temperature == 0.5 and cfg.seed == 3 and [t.name for t in cfg.tasks] == ["a", "b"]
 
 
+@pytest.mark.slow
 def test_info_gain_stage_runs_after_both_arms(tmp_path: Path) -> None:
     rec = Recorder()
     res = run_study({**CFG, "info_gain_examples": 2}, tmp_path, steps=rec.steps())
@@ -126,6 +131,7 @@ def test_info_gain_stage_runs_after_both_arms(tmp_path: Path) -> None:
     assert set(manifest["report"]["deps"]) == {"analysis", "info_gain/a", "info_gain/b"}
 
 
+@pytest.mark.slow
 def test_mean_of_task_stage_after_all_rationales(tmp_path: Path) -> None:
     cfg = {**CFG, "tasks": ["a", "b", "c", "d"], "mean_of_task": True}
     rec = Recorder()
@@ -138,6 +144,7 @@ def test_mean_of_task_stage_after_all_rationales(tmp_path: Path) -> None:
         load_config({**CFG, "mean_of_task": True})
 
 
+@pytest.mark.slow
 def test_failing_stage_is_named_and_resumable(tmp_path: Path) -> None:
     rec = Recorder()
     steps = rec.steps()

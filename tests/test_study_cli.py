@@ -77,6 +77,7 @@ def test_predict_errors(tmp_path: Path) -> None:
     assert res.exit_code != 0 and "--value" in res.output
 
 
+@pytest.mark.slow
 def test_report_cli(run: Path, tmp_path: Path) -> None:
     res = runner.invoke(app, ["report", str(run), "--out", str(tmp_path / "rep"), "--samples", "1"])
     assert res.exit_code == 0, res.output

@@ -90,6 +90,7 @@ def test_report_and_analysis_written(study) -> None:
     assert len((run / "data/synth_coinflip/test.jsonl").read_text().splitlines()) == cfg.task("synth_coinflip").test_limit
 
 
+@pytest.mark.slow
 def test_rerun_skips_everything(study) -> None:
     cfg, run, first = study
     before = (run / "report" / "report.html").stat().st_mtime_ns
@@ -111,6 +112,7 @@ def test_prompting_and_info_gain_in_report(study) -> None:
     assert not (run / "eval" / "label").exists()  # prompting arms live outside eval/
 
 
+@pytest.mark.slow
 def test_mean_of_task_prompting_with_real_eval(tmp_path: Path) -> None:
     """The mean-of-task eval puts 3 other tasks' demonstrations before each question (untrained tiny model)."""
     from raftlab.inference import read_records
@@ -137,6 +139,7 @@ def test_mean_of_task_prompting_with_real_eval(tmp_path: Path) -> None:
     assert len(read_records(out / "records.jsonl")) == 2
 
 
+@pytest.mark.slow
 def test_training_through_a_launcher_command(tmp_path: Path) -> None:
     """`train.launcher` runs `raftlab train` as a subprocess (here with plain python; accelerate launch on GPUs)."""
     import sys

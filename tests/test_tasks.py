@@ -75,6 +75,7 @@ def test_unknown_task_lists_known_ones() -> None:
         get_task("no_such_task")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(EXPECTED_COUNTS))
 def test_counts_and_schema(name: str, loaded) -> None:
     task = get_task(name)
@@ -363,6 +364,7 @@ def test_user_data_gets_a_generic_task(tmp_path: Path) -> None:
         load_jsonl(path)
 
 
+@pytest.mark.slow
 def test_every_gold_answer_round_trips(loaded) -> None:
     """For every task: the canonical target, and the option text in place of the letter, parse back to gold."""
     from raftlab.tasks.answers import extract_answer

@@ -29,6 +29,7 @@ needs_data = pytest.mark.skipif(not _have_data(), reason="staged datasets not fo
 # ----------------------------------------------------------------------------- CLI
 
 
+@pytest.mark.slow
 @needs_data
 def test_tasks_table_lists_counts() -> None:
     res = runner.invoke(app, ["tasks"])
@@ -145,6 +146,7 @@ def test_multistep_arith_answers_are_right(steps: int) -> None:
     assert len({e.question for e in exs}) > 90
 
 
+@pytest.mark.slow
 def test_multistep_arith_step_range_and_task() -> None:
     task = get_task("synth_arith")
     train, test = task.load("train"), task.load("test")

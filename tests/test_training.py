@@ -26,6 +26,7 @@ def _example(rationale="Ann has 3 apples and buys 2, so 3 + 2 = 5."):
     return task, ex.model_copy(update={"rationale": rationale})
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("tokenizer_name", ["tiny", "tiny-nobos"])
 @pytest.mark.parametrize("objective", OBJECTIVES)
 def test_loss_mask_token_by_token(tokenizer_name, objective):
@@ -68,6 +69,7 @@ def test_loss_mask_token_by_token(tokenizer_name, objective):
         assert pairs[0][1].index("The answer is") < pairs[0][1].index("apples")
 
 
+@pytest.mark.slow
 def test_align_loss_is_the_weighted_sum_of_the_two_view_losses():
     from transformers import TrainingArguments
 
@@ -94,6 +96,7 @@ def test_align_loss_is_the_weighted_sum_of_the_two_view_losses():
     assert got.item() == pytest.approx(expected.item(), rel=1e-4)
 
 
+@pytest.mark.slow
 def test_align_loss_is_divided_over_gradient_accumulation_steps():
     """Each micro-batch's Align loss is a mean, so with accumulation over 2 batches Trainer must halve it."""
     from transformers import TrainingArguments
@@ -114,6 +117,7 @@ def test_align_loss_is_divided_over_gradient_accumulation_steps():
     assert step == pytest.approx(whole / 2, rel=1e-4)
 
 
+@pytest.mark.slow
 def test_blank_lora_trains_think_rows_of_an_untied_output_layer(tmp_path):
     """With an untied lm_head the think tokens' output rows must train too, or all <Think_i> share one logit."""
     from safetensors.torch import load_file
@@ -151,6 +155,7 @@ def _keyword_task(n: int, seed: int) -> list[Example]:
     return out
 
 
+@pytest.mark.slow
 def test_tiny_model_learns_a_synthetic_task(tmp_path):
     """Full finetuning of the random-init tiny model: loss falls and held-out accuracy rises above chance."""
     from raftlab.backends.hf import HFBackend
@@ -169,6 +174,7 @@ def test_tiny_model_learns_a_synthetic_task(tmp_path):
     assert after["accuracy"] >= 0.8 > before["accuracy"]
 
 
+@pytest.mark.slow
 def test_lora_adapter_saves_reloads_and_evaluates(tmp_path):
     from typer.testing import CliRunner
 
@@ -191,6 +197,7 @@ def test_lora_adapter_saves_reloads_and_evaluates(tmp_path):
     assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["n"] == 2
 
 
+@pytest.mark.slow
 def test_blank_objective_trains_think_tokens_with_lora(tmp_path):
     task, _ = _example()
     examples = [e.model_copy(update={"rationale": "one two three four"}) for e in task.load("train", limit=8)]
@@ -202,6 +209,7 @@ def test_blank_objective_trains_think_tokens_with_lora(tmp_path):
     assert model.get_input_embeddings().num_embeddings == len(tok)
 
 
+@pytest.mark.slow
 def test_missing_rationale_error_names_the_line(tmp_path):
     task, ex = _example()
     rows = [ex, ex.model_copy(update={"id": "no-rationale", "rationale": None})]
@@ -222,6 +230,7 @@ def test_mixture_follows_the_sampling_weights():
         build_mixture(a, {"tc": 1})
 
 
+@pytest.mark.slow
 def test_debug_tokens_cli(tmp_path):
     from typer.testing import CliRunner
 
@@ -247,6 +256,7 @@ def test_length_grouped_sampler_groups_even_small_datasets():
     assert order != list(GroupedByLengthSampler(lengths, 4, seed=4))  # seeded shuffle
 
 
+@pytest.mark.slow
 def test_resume_from_a_checkpoint_reproduces_the_uninterrupted_run(tmp_path, monkeypatch):
     """A run cut off after checkpoint-4 and resumed ends with the same weights as one that never stopped."""
     import shutil
@@ -282,6 +292,7 @@ def test_resume_from_a_checkpoint_reproduces_the_uninterrupted_run(tmp_path, mon
         assert torch.allclose(a[k], b[k], atol=1e-6), k
 
 
+@pytest.mark.slow
 def test_cli_reads_a_rationale_run_directory_and_names_a_missing_export(tmp_path):
     from typer.testing import CliRunner
 
@@ -304,7 +315,8 @@ def test_cli_reads_a_rationale_run_directory_and_names_a_missing_export(tmp_path
 
 
 @pytest.mark.parametrize("name", ["fsdp", "deepspeed_zero2", "deepspeed_zero3"])
-def test_shipped_accelerate_configs_parse_and_save_a_loadable_final_model(name):
+def test_shipped_accelerate_configs_parse_and_request_a_full_final_save(name):
+    """Parses each shipped config and checks the settings that make the final save a whole model (no training)."""
     from pathlib import Path
 
     from accelerate.commands.config.config_args import ClusterConfig

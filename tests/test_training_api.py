@@ -22,6 +22,7 @@ def _examples(n: int, rationale: str | None = "3 + 2 = 5."):
     return task, [e.model_copy(update={"rationale": rationale}) for e in task.load("train", limit=n)]
 
 
+@pytest.mark.slow
 def test_lora_adapter_reloads_with_the_trained_models_logits(tmp_path):
     task, examples = _examples(8)
     out, trainer = run_training(TrainConfig(model="tiny", data=examples, objective="raft", out=str(tmp_path / "lora"),
@@ -38,6 +39,7 @@ def test_lora_adapter_reloads_with_the_trained_models_logits(tmp_path):
     torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)  # the merged adapter is that model
 
 
+@pytest.mark.slow
 def test_resume_continues_from_the_newest_checkpoint_and_skips_finished_runs(tmp_path):
     _, examples = _examples(8)
     write_jsonl(examples, tmp_path / "d.jsonl")
@@ -57,12 +59,14 @@ def test_resume_continues_from_the_newest_checkpoint_and_skips_finished_runs(tmp
     assert (out / "train_summary.json").stat().st_mtime_ns == summary
 
 
+@pytest.mark.slow
 def test_examples_given_directly_need_rationales_for_rationale_objectives(tmp_path):
     _, examples = _examples(2, rationale=None)
     with pytest.raises(ValueError, match=r"data\[0\].*'rationale'"):
         train(TrainConfig(model="tiny", data=examples, objective="align", out=str(tmp_path / "o")))
 
 
+@pytest.mark.slow
 def test_default_profile_is_the_papers_recipe(tmp_path):
     full = TrainConfig(model="tiny", data="x.jsonl", out=str(tmp_path), lora=False)
     lora = TrainConfig(model="tiny", data="x.jsonl", out=str(tmp_path), lora=True)
@@ -84,6 +88,7 @@ def test_polarity_mixtures_keep_the_tasks_of_one_sign():
         polarity_weights(weights, {"a": 1, "b": -1}, "positive")
 
 
+@pytest.mark.slow
 def test_cli_rejects_a_malformed_task_polarity(tmp_path):
     from typer.testing import CliRunner
 
@@ -94,6 +99,7 @@ def test_cli_rejects_a_malformed_task_polarity(tmp_path):
     assert res.exit_code == 2 and "task=value" in res.output
 
 
+@pytest.mark.slow
 def test_cli_options_are_the_train_config_fields_and_config_file_is_overridden_by_flags(tmp_path, monkeypatch):
     """Every TrainConfig field is a `raftlab train` option; --config FILE gives the rest, flags override it."""
     import inspect

@@ -40,6 +40,7 @@ def _loss_and_grads(trainer, model, batch, **kw):
     return loss.item(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["tiny", "tiny-nobos"])
 def test_target_only_logits_give_the_full_loss_and_gradients(name):
     model, tok = load_model(name)
@@ -61,6 +62,7 @@ def test_target_only_logits_give_the_full_loss_and_gradients(name):
     assert seen == [n_target_cols] and n_target_cols < batch["input_ids"].shape[1]
 
 
+@pytest.mark.slow
 def test_target_only_loss_is_a_sum_over_items_under_gradient_accumulation():
     model, tok = load_model("tiny")
     batch = PadCollator(tok.pad_token_id)(_features(tok))
@@ -72,6 +74,7 @@ def test_target_only_loss_is_a_sum_over_items_under_gradient_accumulation():
     assert half == pytest.approx(mean / 2, rel=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["tiny", "tiny-nobos"])
 def test_packed_row_keeps_examples_apart(name):
     """Each example's logits inside the packed row equal its logits alone: attention never crosses examples."""
@@ -98,6 +101,7 @@ def test_packed_row_keeps_examples_apart(name):
     assert packed_loss == pytest.approx(padded_loss, rel=1e-4)
 
 
+@pytest.mark.slow
 def test_packed_align_batch_gives_the_padded_align_loss():
     model, tok = load_model("tiny")
     feats = _features(tok, "align")
@@ -119,6 +123,7 @@ def test_target_inputs_select_the_union_of_target_columns():
     assert "attention_mask" not in got and got["labels"] is got["shift_labels"]
 
 
+@pytest.mark.slow
 def test_models_without_logits_to_keep_fall_back_to_the_full_forward():
     class NoKeep(torch.nn.Module):
         def forward(self, input_ids=None, labels=None):
@@ -129,6 +134,7 @@ def test_models_without_logits_to_keep_fall_back_to_the_full_forward():
     assert supports_target_logits(model)
 
 
+@pytest.mark.slow
 def test_packed_training_matches_padded_training(tmp_path):
     """Three full-finetuning steps with --pack end with the padded run's weights."""
     task = get_task("synth_arith_easy")
@@ -149,6 +155,7 @@ def test_packed_training_matches_padded_training(tmp_path):
         torch.testing.assert_close(weights[True][n], w, rtol=1e-3, atol=1e-4, msg=n)
 
 
+@pytest.mark.slow
 def test_cli_pack_and_full_logits_flags_reach_the_config(tmp_path):
     import json
 
