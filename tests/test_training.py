@@ -14,7 +14,7 @@ from raftlab.schema import Example
 from raftlab.tasks import get_task, task_for, write_jsonl
 from raftlab.training import IGNORE, OBJECTIVES, TrainConfig, build_features, build_mixture, train, views
 from raftlab.training.collate import PadCollator
-from raftlab.training.features import add_think_tokens, think_tokens
+from raftlab.rationales.blank import add_think_tokens, think_tokens
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -142,7 +142,7 @@ def _debug(config: Any, n: int) -> None:
     from raftlab.models import load_tokenizer
     from raftlab.training.data import load_examples, mean_rationale_tokens, needed_think_tokens, tokenize_examples
     from raftlab.training.debug import render
-    from raftlab.training.features import add_think_tokens
+    from raftlab.rationales.blank import add_think_tokens
 
     tok = load_tokenizer(config.model)
     examples = load_examples(config.data_paths(), config.objective)[:n]

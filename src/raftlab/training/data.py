@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from raftlab.schema import Example
-from raftlab.training.features import RATIONALE_OBJECTIVES, blank_length, build_features, is_blank
+from raftlab.rationales.blank import blank_length, is_blank
+from raftlab.training.features import RATIONALE_OBJECTIVES, build_features
 
 
 def resolve_data_file(path: str | Path) -> Path:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from raftlab.rationales.blank import add_think_tokens, blank_length, is_blank, think_tokens
+from raftlab.rationales.blank import is_blank, think_tokens
 from raftlab.schema import Example
 from raftlab.tasks.answers import strip_answer_sentence
 

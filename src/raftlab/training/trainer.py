@@ -6,12 +6,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+from raftlab.rationales.blank import add_think_tokens
+from raftlab.storage import settings_diff, write_json
 from raftlab.training.collate import PackCollator, PadCollator
 from raftlab.training.config import PAPER_PROFILE, TrainConfig
 from raftlab.training.data import (
     build_mixture, load_examples, mean_rationale_tokens, needed_think_tokens, polarity_weights, tokenize_examples,
 )
-from raftlab.training.features import add_think_tokens
 
 
 def with_lengths(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -163,8 +164,7 @@ def _finished(out: Path, config: TrainConfig) -> bool:
     if not summary.is_file():
         return False
     done = json.loads(summary.read_text(encoding="utf-8")).get("config") or {}
-    now = config.model_dump(mode="json")
-    return {k: v for k, v in done.items() if k != "resume"} == {k: v for k, v in now.items() if k != "resume"}
+    return settings_diff(done, config.model_dump(mode="json")) in ([], ["resume"])
 
 
 def run_training(config: TrainConfig):
@@ -193,7 +193,7 @@ def run_training(config: TrainConfig):
         summary = {"config": config.model_dump(mode="json"), "train_rows": len(rows),
                    "global_step": result.global_step, "train_loss": result.training_loss,
                    "log_history": trainer.state.log_history}
-        (out / "train_summary.json").write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
+        write_json(out / "train_summary.json", summary)
     return out, trainer
 
 
