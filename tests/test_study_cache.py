@@ -32,7 +32,7 @@ class Recorder:
             prepare_data=lambda c, s, d: self._do(f"data/{s.name}", d),
             rationales=lambda c, s, data, d: self._do(f"rationales/{s.name}", d),
             train=lambda c, s, arm, rat, d: self._do(f"train/{arm}/{s.name}", d),
-            evaluate=lambda c, s, arm, tr, data, d: self._do(f"eval/{arm}/{s.name}", d),
+            evaluate=lambda c, s, arm, tr, data, d, rats: self._do(f"eval/{arm}/{s.name}", d),
             analyze=lambda c, run, d: self._do("analysis", d),
             report=lambda c, run, an, d: self._do("report", d, html="report.html"),
             info_gain=lambda c, s, trains, rat, d: self._do(f"info_gain/{s.name}", d, arms=sorted(trains)),

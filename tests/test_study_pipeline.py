@@ -36,14 +36,14 @@ def fake_train(cfg, spec, arm, rat_out, out):
     return {"model": "model"}
 
 
-def fake_eval(cfg, spec, arm, train_out, data_out, out):
+def fake_eval(cfg, spec, arm, train_out, data_out, out, rat_out):
     n = len(real.read_examples(stage_path(data_out, "test")))
     recs = fake_records(spec.name, arm, n, ACC[(spec.name, arm)], k=cfg.eval.k)
     (out / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
     return {"n": n}
 
 
-def fake_prompt_eval(cfg, spec, mode, data_out, out):
+def fake_prompt_eval(cfg, spec, mode, data_out, out, rat_out):
     n = len(real.read_examples(stage_path(data_out, "test")))
     recs = fake_records(spec.name, mode, n, 0.3 if mode == "direct" else 0.6, k=cfg.eval.k)
     (out / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))

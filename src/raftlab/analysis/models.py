@@ -6,6 +6,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from raftlab.analysis.checks import Check
+
 
 class Interval(BaseModel):
     """A point estimate with a percentile-bootstrap interval (``low``/``high`` None when not computed)."""
@@ -67,6 +69,12 @@ class TaskRow(BaseModel):
     reliability: dict[str, list[dict[str, Any]]] = Field(
         default_factory=dict, description="arm -> reliability-diagram bins [{low, high, count, accuracy, confidence}]")
     sources: dict[str, str] = Field(default_factory=dict, description="arm -> eval-record path")
+    checks: list[Check] = Field(default_factory=list, description="artifact checks of every arm (analysis.checks)")
+    trustworthy: bool = Field(True, description="no failed check on the compared arms")
+    reasons: list[str] = Field(default_factory=list, description="why the verdict is 'not trustworthy'")
+    baselines: dict[str, float] = Field(default_factory=dict, description="majority_class / chance accuracy")
+    invalid_policies: dict[str, dict[str, dict[str, float | int | None]]] = Field(
+        default_factory=dict, description="arm -> invalid-answer policy -> {accuracy, ece, n}")
 
 
 class AnalysisResult(BaseModel):

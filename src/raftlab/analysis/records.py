@@ -9,10 +9,22 @@ from typing import Any
 
 import numpy as np
 
+from raftlab.schema import INVALID
 from raftlab.storage import iter_jsonl
 
 #: Eval modes whose confidence is not a vote share (``k`` is then not used for binning).
 NON_VOTE_MODES = frozenset({"direct_prob"})
+
+#: How a question whose samples are (partly) unparseable is scored (docs/study.md, "Is this result trustworthy?"):
+#:
+#: * ``vote`` (default, as recorded): an invalid output is an answer of its own. A question whose majority is
+#:   invalid is wrong, with confidence = the invalid share; a unanimous invalid vote is a confident (1.0) wrong
+#:   answer, which is how a too-small generation budget inflates ECE.
+#: * ``exclude``: invalid votes are left out of the majority; the prediction is the most-voted valid answer and
+#:   its confidence its share of all k samples (invalid votes lower it). No valid vote: wrong, confidence 0.
+#: * ``abstain``: a question whose majority is invalid is abstained from: left out of accuracy and calibration
+#:   (``n`` drops; coverage = answered / asked).
+INVALID_POLICIES = ("vote", "exclude", "abstain")
 
 
 class RecordError(ValueError):
@@ -45,19 +57,29 @@ class EvalRecords:
                            None if self.k is None else self.k[idx], self.task, self.source)
 
     @classmethod
-    def from_dicts(cls, records: list[dict[str, Any]], source: str = "<records>") -> EvalRecords:
-        """Validate and convert record dicts (later duplicates of an id replace earlier ones)."""
+    def from_dicts(cls, records: list[dict[str, Any]], source: str = "<records>",
+                   invalid: str = "vote") -> EvalRecords:
+        """Validate and convert record dicts (later duplicates of an id replace earlier ones); ``invalid`` is the
+        policy for unparseable samples (:data:`INVALID_POLICIES`)."""
+        if invalid not in INVALID_POLICIES:
+            raise ValueError(f"invalid-answer policy must be one of {', '.join(INVALID_POLICIES)}, not {invalid!r}")
         by_id: dict[str, tuple[float, bool, int | None]] = {}
         tasks: set[str] = set()
         for i, rec in enumerate(records, 1):
             if not isinstance(rec, dict):
                 raise RecordError(f"{source}:{i}: expected a JSON object, got {type(rec).__name__}")
             where = str(rec.get("_where", f"{source}:{i}"))
-            by_id[_field_id(rec, where)] = _parse_row(rec, where)
+            qid = _field_id(rec, where)
+            scored = rescore(rec, invalid, where)
+            if scored is None:  # abstained
+                by_id.pop(qid, None)
+                continue
+            by_id[qid] = _parse_row(scored, where)
             if rec.get("task") is not None:
                 tasks.add(str(rec["task"]))
         if not by_id:
-            raise RecordError(f"{source}: no eval records")
+            raise RecordError(f"{source}: no eval records" + ("" if invalid == "vote" else
+                                                             f" left under the {invalid!r} policy"))
         ids = list(by_id)
         conf = np.array([by_id[q][0] for q in ids], dtype=float)
         correct = np.array([by_id[q][1] for q in ids], dtype=bool)
@@ -65,6 +87,36 @@ class EvalRecords:
         k = None if any(v is None for v in ks) else np.array(ks, dtype=np.int64)
         task = tasks.pop() if len(tasks) == 1 else None
         return cls(ids, conf, correct, k, task, source)
+
+
+def answers_match(prediction: str, gold: str) -> bool:
+    """A canonical answer equals the gold label: numbers within 1e-4, option letters exactly."""
+    from raftlab.tasks.answers import numbers_equal
+
+    try:
+        float(prediction), float(gold)
+    except (TypeError, ValueError):
+        return str(prediction).strip().upper() == str(gold).strip().upper()
+    return numbers_equal(prediction, gold)
+
+
+def rescore(rec: dict[str, Any], invalid: str, where: str = "<record>") -> dict[str, Any] | None:
+    """The record scored under an invalid-answer policy (None: abstained). ``vote`` returns it unchanged."""
+    if invalid == "vote" or rec.get("mode") in NON_VOTE_MODES:
+        return rec
+    for key in ("votes", "prediction", "gold", "k"):
+        if key not in rec:
+            raise RecordError(f"{where}: field {key!r} is needed for the {invalid!r} invalid-answer policy")
+    if invalid == "abstain":
+        return None if rec["prediction"] == INVALID else rec
+    valid = {a: c for a, c in rec["votes"].items() if a != INVALID}
+    if not valid:
+        return {**rec, "prediction": INVALID, "confidence": 0.0, "correct": False}
+    top = max(valid.values())
+    if valid.get(rec["prediction"]) == top:  # a valid majority: as recorded
+        return rec
+    pred = next(a for a, c in valid.items() if c == top)
+    return {**rec, "prediction": pred, "confidence": top / rec["k"], "correct": answers_match(pred, rec["gold"])}
 
 
 def _field_id(rec: dict[str, Any], where: str) -> str:
@@ -104,11 +156,15 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def load_records(path: str | Path) -> EvalRecords:
-    """Eval records of one JSONL file, or of every ``*.jsonl`` file in a folder (sorted by name).
+def load_records(path: str | Path, invalid: str = "vote") -> EvalRecords:
+    """Eval records of one JSONL file, or of every ``*.jsonl`` file in a folder (sorted by name), scored under an
+    invalid-answer policy (:data:`INVALID_POLICIES`). A question id seen again (a resumed eval) keeps its last
+    record."""
+    return EvalRecords.from_dicts(read_records(path), source=str(path), invalid=invalid)
 
-    A question id seen again (a resumed eval) keeps its last record.
-    """
+
+def read_records(path: str | Path) -> list[dict[str, Any]]:
+    """The raw record dicts of a JSONL file or of every ``*.jsonl`` file in a folder (sorted by name)."""
     p = Path(path)
     if p.is_dir():
         files = sorted(p.glob("*.jsonl"))
@@ -118,5 +174,4 @@ def load_records(path: str | Path) -> EvalRecords:
         files = [p]
     else:
         raise FileNotFoundError(f"{p}: no such eval-record file or folder")
-    rows = [rec for f in files for rec in read_jsonl(f)]
-    return EvalRecords.from_dicts(rows, source=str(p))
+    return [rec for f in files for rec in read_jsonl(f)]

@@ -11,7 +11,8 @@ from raftlab.analysis.deltas import task_deltas
 from raftlab.analysis.difficulty import difficulty_fits
 from raftlab.analysis.models import AnalysisResult, TaskRow
 from raftlab.analysis.ols import fit_ols
-from raftlab.analysis.records import EvalRecords, load_records
+from raftlab.analysis.checks import THRESHOLDS, ArmContext, arm_checks, baselines, verdict
+from raftlab.analysis.records import INVALID_POLICIES, EvalRecords, RecordError, read_records
 from raftlab.metrics import reliability_bins, summarize
 
 Runs = Mapping[str, Mapping[str, "str | Path | EvalRecords"]]
@@ -29,15 +30,30 @@ def _clean(metrics: dict[str, float]) -> dict[str, int | float | None]:
     return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in metrics.items()}
 
 
-def _load(src: str | Path | EvalRecords) -> tuple[EvalRecords, str]:
+def _load(src: str | Path | EvalRecords, invalid: str) -> tuple[EvalRecords, str, list[dict] | None]:
+    """The scored records, their source, and the raw record dicts (None for in-memory EvalRecords)."""
     if isinstance(src, EvalRecords):
-        return src, src.source
-    return load_records(src), str(src)
+        return src, src.source, None
+    raw = read_records(src)
+    return EvalRecords.from_dicts(raw, source=str(src), invalid=invalid), str(src), raw
+
+
+def _policy_metrics(raw: list[dict], n_bins: int) -> dict[str, dict[str, float | int | None]]:
+    out = {}
+    for policy in INVALID_POLICIES:
+        try:
+            rec = EvalRecords.from_dicts(raw, invalid=policy)
+        except RecordError:  # nothing answered, or fields the policy needs are missing
+            continue
+        m = summarize(rec.confidence, rec.correct, k=rec.k, n_bins=n_bins)
+        out[policy] = _clean({"accuracy": float(m["accuracy"]), "ece": float(m["ece"]), "n": len(rec)})
+    return out
 
 
 def analyze_study(runs: Runs | str | Path, difficulty: Mapping[str, Mapping[str, float]] | None = None,
                   n_boot: int = 1000, seed: int = 0, alpha: float = 0.05, n_bins: int = 10,
-                  baseline: str = "ft", treatment: str = "raft") -> AnalysisResult:
+                  baseline: str = "ft", treatment: str = "raft", invalid: str = "vote",
+                  include_flagged: bool = False) -> AnalysisResult:
     """Analyse a study given ``{task: {"ft": records, "raft": records, ...}}`` (paths or EvalRecords) or a run dir.
 
     Per task: every arm's metrics (:func:`raftlab.metrics.summarize`), ΔAcc/ΔECE of
@@ -47,6 +63,11 @@ def analyze_study(runs: Runs | str | Path, difficulty: Mapping[str, Mapping[str,
     rationale prompting) the ``*_ft``/``*_raft`` fields of the deltas hold baseline/treatment.
     Over tasks: the OLS fit ΔECE = α·ΔAcc + β with Pearson r and p, and fits of ΔAcc and ΔECE
     on each difficulty metric. Fits need 3 or more tasks; missing fits are explained in ``notes``.
+
+    Records read from files also get the artifact checks (:mod:`raftlab.analysis.checks`), the majority-class
+    and chance baselines, and their metrics under every invalid-answer policy; ``invalid`` picks the policy of
+    the main numbers. A task whose compared arms fail a check is *not trustworthy* and is left out of the fits
+    unless ``include_flagged``.
     """
     if isinstance(runs, (str, Path)):
         runs = discover_runs(runs)
@@ -54,9 +75,18 @@ def analyze_study(runs: Runs | str | Path, difficulty: Mapping[str, Mapping[str,
     rows, notes = [], []
     for task in sorted(runs):
         arms = runs[task]
-        loaded = {arm: _load(src) for arm, src in arms.items()}
+        full = {arm: _load(src, invalid) for arm, src in arms.items()}
+        loaded = {arm: (rec, s) for arm, (rec, s, _) in full.items()}
         row = TaskRow(task=task, sources={arm: s for arm, (_, s) in loaded.items()},
                       difficulty={str(k): float(v) for k, v in (difficulty.get(task) or {}).items()})
+        for arm, (_, source, raw) in full.items():
+            if raw is None:
+                continue
+            ctx = ArmContext.of_folder(source) if Path(source).is_dir() else ArmContext()
+            row.checks += arm_checks(arm, raw, ctx)
+            row.invalid_policies[arm] = _policy_metrics(raw, n_bins)
+            row.baselines = row.baselines or baselines(raw)
+        row.trustworthy, row.reasons = verdict(row.checks, (baseline, treatment))
         for arm, (rec, _) in loaded.items():
             row.metrics[arm] = _clean(summarize(rec.confidence, rec.correct, k=rec.k, n_bins=n_bins))
             row.reliability[arm] = reliability_bins(rec.confidence, rec.correct, n_bins=n_bins, k=rec.k).to_dicts()
@@ -75,7 +105,11 @@ def analyze_study(runs: Runs | str | Path, difficulty: Mapping[str, Mapping[str,
         if row.delta is None:
             notes.append(f"task {task}: no {baseline!r} and {treatment!r} records to compare (arms: {sorted(arms)})")
         rows.append(row)
-    compared = [r for r in rows if r.delta is not None]
+    compared = [r for r in rows if r.delta is not None and (r.trustworthy or include_flagged)]
+    for r in rows:
+        if r.delta is not None and not r.trustworthy:
+            notes.append(f"task {r.task} is not trustworthy ({'; '.join(r.reasons)}); "
+                         + ("kept in the fits as asked" if include_flagged else "left out of the fits"))
     fit = None
     try:
         fit = fit_ols([r.delta.delta_acc.value for r in compared], [r.delta.delta_ece.value for r in compared],
@@ -86,6 +120,7 @@ def analyze_study(runs: Runs | str | Path, difficulty: Mapping[str, Mapping[str,
     return AnalysisResult(
         tasks=rows, fit=fit, difficulty_fits=d_fits, notes=notes + d_notes,
         settings={"n_boot": n_boot, "seed": seed, "alpha": alpha, "n_bins": n_bins, "baseline": baseline,
-                  "treatment": treatment,
+                  "treatment": treatment, "invalid_policy": invalid, "include_flagged": include_flagged,
+                  "check_thresholds": THRESHOLDS,
                   "delta_definitions": {"delta_acc": "Acc_RAFT - Acc_FT", "delta_ece": "-(ECE_RAFT - ECE_FT)"}},
     )

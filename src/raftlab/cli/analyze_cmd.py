@@ -24,6 +24,16 @@ def merge_runs(runs: list[Path]) -> dict[str, dict[str, Path]]:
     return merged
 
 
+def print_checks(console, result) -> None:
+    """The failed artifact checks, before any number (or one line saying every check passed)."""
+    flagged = [row for row in result.tasks if not row.trustworthy]
+    if not flagged:
+        console.print("artifact checks: passed on every task", style="green")
+        return
+    for row in flagged:
+        console.print(f"NOT TRUSTWORTHY {row.task}: " + "; ".join(row.reasons), style="bold red", markup=False)
+
+
 def _fmt(iv) -> str:
     if iv.low is None or iv.high is None:
         return f"{iv.value:+.3f}"
@@ -38,29 +48,47 @@ def register(app: typer.Typer) -> None:
                                                            "(default: analysis.json in the first run)"),
         n_boot: int = typer.Option(1000, "--n-boot", min=0, help="bootstrap resamples (0: no CIs)"),
         seed: int = typer.Option(0, "--seed"),
+        invalid: str = typer.Option("vote", "--invalid", help="scoring of unparseable answers: vote (an answer of "
+                                    "its own) | exclude (majority of valid votes) | abstain (drop invalid-majority "
+                                    "questions)"),
+        include_flagged: bool = typer.Option(False, "--include-flagged", help="keep tasks that fail an artifact "
+                                             "check in the across-task fits"),
     ) -> None:
-        """Per task ΔAcc = Acc_RAFT − Acc_FT and ΔECE = −(ECE_RAFT − ECE_FT) with 95% CIs; OLS ΔECE ~ ΔAcc."""
+        """Per task ΔAcc = Acc_RAFT − Acc_FT and ΔECE = −(ECE_RAFT − ECE_FT) with 95% CIs; OLS ΔECE ~ ΔAcc.
+
+        Artifact checks (truncation, invalid answers, ...) come first: a task that fails one is marked not
+        trustworthy and left out of the fits."""
         from rich.console import Console
         from rich.table import Table
 
         from raftlab.analysis import RecordError, analyze_study
+        from raftlab.analysis.records import INVALID_POLICIES
 
+        if invalid not in INVALID_POLICIES:
+            typer.echo(f"error: --invalid must be one of {', '.join(INVALID_POLICIES)}, not {invalid!r}", err=True)
+            raise typer.Exit(2)
         try:
-            result = analyze_study(merge_runs(runs), n_boot=n_boot, seed=seed)
+            result = analyze_study(merge_runs(runs), n_boot=n_boot, seed=seed, invalid=invalid,
+                                   include_flagged=include_flagged)
         except (FileNotFoundError, RecordError) as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from None
+        console = Console(width=max(Console().width, 170))
+        print_checks(console, result)
         table = Table(title="RAFT vs FT (95% bootstrap CI)")
-        for col in ("task", "n", "Acc FT", "Acc RAFT", "ECE FT", "ECE RAFT", "ΔAcc", "ΔECE"):
-            table.add_column(col, justify="left" if col == "task" else "right")
+        for col in ("task", "n", "Acc FT", "Acc RAFT", "ECE FT", "ECE RAFT", "ΔAcc", "ΔECE", "majority/chance",
+                    "verdict"):
+            table.add_column(col, justify="left" if col in ("task", "verdict") else "right")
         for row in result.tasks:
             d = row.delta
+            base = "/".join(f"{row.baselines[b]:.2f}" if b in row.baselines else "–"
+                            for b in ("majority_class", "chance"))
+            verdict = "ok" if row.trustworthy else "[red]not trustworthy[/red]"
             if d is None:
-                table.add_row(row.task, str(row.n), *["–"] * 6)
+                table.add_row(row.task, str(row.n), *["–"] * 6, base, verdict)
                 continue
             table.add_row(row.task, str(row.n), f"{d.acc_ft:.3f}", f"{d.acc_raft:.3f}", f"{d.ece_ft:.3f}",
-                          f"{d.ece_raft:.3f}", _fmt(d.delta_acc), _fmt(d.delta_ece))
-        console = Console(width=max(Console().width, 120))
+                          f"{d.ece_raft:.3f}", _fmt(d.delta_acc), _fmt(d.delta_ece), base, verdict)
         console.print(table)
         if result.fit is not None:
             f = result.fit

@@ -22,7 +22,9 @@ def register(app: typer.Typer) -> None:
         k: int = typer.Option(10, help="self-consistency samples"),
         temperature: float = typer.Option(0.8),
         top_p: float = typer.Option(1.0),
-        max_new_tokens: int = typer.Option(256),
+        max_new_tokens: int = typer.Option(None, min=1, help="generation budget (default: what a raftlab-trained "
+                                           "model's training targets need, else 256); a smaller value is warned "
+                                           "about"),
         split: str = typer.Option("test"),
         limit: int = typer.Option(None, help="evaluate a seeded random subset of this size"),
         data: Path = typer.Option(None, help="a JSONL file of Examples instead of the task's own split"),
@@ -56,6 +58,7 @@ def register(app: typer.Typer) -> None:
             backend = get_backend(spec, batch_size=batch_size * (k if mode == "sc" else 1))
         else:
             backend = get_backend(spec)
+        max_new_tokens = _budget(spec, t, mode, prompt_mode, max_new_tokens, out)
         try:
             metrics = evaluate(backend, t, examples, mode=mode, k=k, temperature=temperature, top_p=top_p,
                                max_new_tokens=max_new_tokens, seed=seed, out_dir=out, prompt_mode=prompt_mode,
@@ -64,3 +67,27 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from exc
         typer.echo(json.dumps(metrics, indent=2, default=str))
+
+
+DEFAULT_MAX_NEW_TOKENS = 256
+
+
+def _budget(spec: str, task, mode: str, prompt_mode: str | None, requested: int | None, out: Path) -> int:
+    """``requested``, else the model's own need (:func:`raftlab.training.budget.budget_for_model`), else 256; the
+    need is saved in ``OUT/budget.json`` for the artifact checks."""
+    from raftlab.backends import parse_spec
+    from raftlab.inference.evaluate import resolved_prompt_mode
+    from raftlab.training.budget import budget_for_model, choose_budget
+
+    kind, model, _ = parse_spec(spec)
+    budget = budget_for_model(model, task, resolved_prompt_mode(mode, prompt_mode)) if kind != "openai" else None
+    if budget is None:
+        return requested or DEFAULT_MAX_NEW_TOKENS
+    chosen = choose_budget(requested, budget, f"{task.name} ({budget.objective}, {budget.prompt_mode} prompt)")
+    from raftlab.storage import write_json
+
+    write_json(out / "budget.json", {"max_new_tokens": chosen, "requested": requested, **budget.model_dump()})
+    if requested is None:
+        typer.echo(f"generation budget: {chosen} new tokens (99% of the training targets take up to "
+                   f"{budget.quantile_tokens})", err=True)
+    return chosen

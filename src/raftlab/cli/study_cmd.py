@@ -22,6 +22,7 @@ def register(app: typer.Typer) -> None:
         import yaml
         from rich.console import Console
 
+        from raftlab import layout
         from raftlab.study import ConfigError, StageChangedError, StageFailed, load_config, run_study
 
         console = Console(stderr=True)
@@ -50,5 +51,11 @@ def register(app: typer.Typer) -> None:
             console.print(f"interrupted; rerun the same command to resume from {run_dir}", markup=False)
             raise typer.Exit(130) from None
         console.print(f"done: {len(result.executed)} stages run, {len(result.skipped)} reused")
+        analysis = run_dir / layout.ANALYSIS_FILE
+        if analysis.is_file():
+            from raftlab.analysis.models import AnalysisResult
+            from raftlab.cli.analyze_cmd import print_checks
+
+            print_checks(console, AnalysisResult.load(str(analysis)))
         if result.report is not None:
             typer.echo(str(result.report))

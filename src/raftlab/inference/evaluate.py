@@ -22,7 +22,8 @@ class EvalInterrupted(RuntimeError):
     """Raised by ``stop_after`` (tests, time budgets): records written so far are kept."""
 
 
-def _prompt_mode(mode: str, prompt_mode: str | None) -> str:
+def resolved_prompt_mode(mode: str, prompt_mode: str | None) -> str:
+    """The prompt an eval uses: ``prompt_mode`` if given, else direct for direct modes and cot otherwise."""
     if prompt_mode is not None:
         if prompt_mode not in ("cot", "direct"):
             raise ValueError(f"prompt_mode must be 'cot' or 'direct', not {prompt_mode!r}")
@@ -47,7 +48,8 @@ def _sample_records(task: Any, examples: list[Example], backend: Backend, prompt
         out.append({"id": ex.id, "task": ex.task, "gold": ex.label, "prediction": pred, "confidence": conf,
                     "correct": bool(pred != INVALID and task.is_correct(pred, ex)), "votes": votes,
                     "k": len(gens), "mode": mode, "samples": [g.text for g in gens], "answers": answers,
-                    "num_tokens": [g.num_tokens for g in gens]})
+                    "num_tokens": [g.num_tokens for g in gens], "finish": [g.finish_reason for g in gens],
+                    "question": ex.question, "labels": list(ex.option_letters)})
     return out
 
 
@@ -110,7 +112,7 @@ def evaluate(
     if mode == "sc" and k < 1:
         raise ValueError("k must be at least 1")
     examples = list(examples)
-    pmode = _prompt_mode(mode, prompt_mode)
+    pmode = resolved_prompt_mode(mode, prompt_mode)
     params = _sampling(mode, k, temperature, top_p, top_k, max_new_tokens, stop, seed)
     settings = {"task": task.name, "mode": mode, "prompt_mode": pmode, "sampling": params.to_dict(),
                 "model": describe_backend(backend), "n_examples": len(examples),

@@ -132,7 +132,9 @@ def from_analysis(result: Any, arms: tuple[str, str] = ("ft", "raft")) -> Report
             difficulty={k: float(v) for k, v in row.difficulty.items() if _finite(v)},
             arm_deltas={arm: {"delta_acc": ad.delta_acc,
                               "delta_ece": ad.delta_ece}
-                        for arm, ad in (getattr(row, "arm_deltas", None) or {}).items()}))
+                        for arm, ad in (getattr(row, "arm_deltas", None) or {}).items()},
+            trustworthy=row.trustworthy, reasons=list(row.reasons), baselines=dict(row.baselines),
+            invalid_policies=row.invalid_policies))
     order = [a for a in arms if a in arm_order] + [a for a in arm_order if a not in arms]
     reliability = {row.task: {arm: [ReliabilityBin(**b) for b in bins] for arm, bins in
                               sorted(row.reliability.items(), key=lambda kv: _arm_rank(kv[0], order))}

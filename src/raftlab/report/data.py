@@ -42,6 +42,11 @@ class TaskSummary(BaseModel):
     difficulty: dict[str, float] = Field(default_factory=dict, description="metric name -> value")
     arm_deltas: dict[str, dict[str, Interval]] = Field(
         default_factory=dict, description="further arm (blank, align) -> {'delta_acc', 'delta_ece'} vs the baseline")
+    trustworthy: bool = True
+    reasons: list[str] = Field(default_factory=list, description="failed artifact checks of the compared arms")
+    baselines: dict[str, float] = Field(default_factory=dict, description="majority_class / chance accuracy")
+    invalid_policies: dict[str, dict[str, dict[str, float | int | None]]] = Field(
+        default_factory=dict, description="arm -> invalid-answer policy -> {accuracy, ece, n}")
 
 
 class ReportData(BaseModel):

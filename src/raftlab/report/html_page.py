@@ -61,7 +61,7 @@ def delta_table_html(tasks: list[TaskSummary], arms: list[str], table_id: str) -
     head = ["task", "n"]
     for arm in arms:
         head += [f"Acc {arm.upper()}", f"ECE {arm.upper()}"]
-    head += ["ΔAcc [95% CI]", "ΔECE [95% CI]"]
+    head += ["ΔAcc [95% CI]", "ΔECE [95% CI]", "majority / chance", "verdict"]
     extra = sorted({arm for t in tasks for arm in t.arm_deltas})
     for arm in extra:
         head += [f"ΔAcc {arm.upper()} vs {arms[0].upper() if arms else 'FT'}",
@@ -73,13 +73,46 @@ def delta_table_html(tasks: list[TaskSummary], arms: list[str], table_id: str) -
         for arm in arms:
             m = t.metrics.get(arm, {})
             cells += [_num(m.get("accuracy")), _num(m.get("ece"))]
-        cells += [_ci(t.delta_acc), _ci(t.delta_ece)]
+        cells += [_ci(t.delta_acc), _ci(t.delta_ece),
+                  f"{_num(t.baselines.get('majority_class'))} / {_num(t.baselines.get('chance'))}",
+                  '<span class="ok">ok</span>' if t.trustworthy else '<span class="bad">not trustworthy</span>']
         for arm in extra:
             d = t.arm_deltas.get(arm, {})
             cells += [_ci(d.get("delta_acc")), _ci(d.get("delta_ece"))]
         out.append(f'<tr data-task="{escape(t.task)}">' + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     out.append("</tbody></table>")
     return "".join(out)
+
+
+def checks_html(data: ReportData) -> str:
+    """The failed artifact checks, task by task (empty when every task passed)."""
+    flagged = [t for t in data.tasks if not t.trustworthy]
+    if not flagged:
+        return ('<p id="checks" class="ok">Artifact checks passed on every task (truncation, invalid answers, '
+                "answers outside the options, constant votes, prompt mismatch, train/test overlap).</p>")
+    items = "".join(f'<li data-task="{escape(t.task)}"><b>{escape(t.task)}: not trustworthy</b> — '
+                    + "; ".join(escape(r) for r in t.reasons) + "</li>" for t in flagged)
+    return ('<div id="checks" class="bad"><h2>Is this result trustworthy? No, for '
+            f'{len(flagged)} task(s)</h2><ul>{items}</ul><p>These tasks are left out of the across-task fit. '
+            "See docs/study.md, “Is this result trustworthy?”.</p></div>")
+
+
+def invalid_policy_html(data: ReportData) -> str:
+    """Accuracy/ECE under each invalid-answer policy, for the arms where the policies disagree."""
+    rows = []
+    for t in data.tasks:
+        for arm, by_policy in t.invalid_policies.items():
+            values = {(m.get("accuracy"), m.get("ece"), m.get("n")) for m in by_policy.values()}
+            if len(values) > 1:
+                cells = [escape(t.task), escape(arm.upper())] + [
+                    f"{_num(by_policy[p].get('accuracy'))} / {_num(by_policy[p].get('ece'))} (n={by_policy[p].get('n')})"
+                    if p in by_policy else "–" for p in ("vote", "exclude", "abstain")]
+                rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    if not rows:
+        return ""
+    head = ["task", "arm", "vote (default)", "exclude invalid votes", "abstain on invalid majority"]
+    return ('<table id="invalid-policies"><thead><tr>' + "".join(f"<th>{escape(h)}</th>" for h in head)
+            + "</tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
 
 
 def difficulty_table_html(data: ReportData) -> str:
@@ -121,6 +154,7 @@ def render_page(data: ReportData, figures: list[tuple[str, bytes, str]], section
             f'<p class="meta">Generated {escape(_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))}'
             + "".join(f" · {escape(str(k))}: {escape(str(v))}" for k, v in data.meta.items()
                       if isinstance(v, (str, int, float))) + "</p>"]
+    body.append(checks_html(data))
     if data.fit is not None:
         f = data.fit
         body.append(f'<p id="fit">OLS fit over {f.n} tasks: ΔECE = {f.slope:.4f}·ΔAcc {f.intercept:+.4f}; '
@@ -129,6 +163,12 @@ def render_page(data: ReportData, figures: list[tuple[str, bytes, str]], section
     if data.notes:
         body.append('<ul id="notes">' + "".join(f"<li>{escape(n)}</li>" for n in data.notes) + "</ul>")
     body.append("<h2>Per-task results</h2>" + summary_table_html(data))
+    policies = invalid_policy_html(data)
+    if policies:
+        body.append("<h2>Invalid answers: accuracy / ECE under each scoring policy</h2><p>Where the policies "
+                    "disagree: <i>vote</i> counts an unparseable output as an answer of its own (a unanimous "
+                    "invalid vote is a confident wrong answer); <i>exclude</i> takes the majority of the valid "
+                    "votes; <i>abstain</i> leaves questions with an invalid majority out.</p>" + policies)
     for title, ids in sections.items():
         if ids:
             body.append(f"<h2>{escape(title)}</h2><div class=\"grid\">" + "".join(by_id[i] for i in ids) + "</div>")

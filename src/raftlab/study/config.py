@@ -68,7 +68,9 @@ class EvalSettings(_Strict):
     mode: Literal["sc", "cot", "direct"] = "sc"
     k: int = Field(10, ge=1)
     temperature: float = Field(0.8, ge=0.0)
-    max_new_tokens: int = Field(128, ge=1)
+    max_new_tokens: int | None = Field(None, ge=1, description="generation budget per sample (default: derived "
+                                       "from each arm's training targets, see raftlab.training.budget; a "
+                                       "smaller explicit value is used but warned about)")
     batch_size: int = Field(8, ge=1, description="questions per batch (each with its k samples)")
 
 

@@ -30,10 +30,10 @@ class StudySteps:
     prepare_data: Callable[..., Outputs]  # (config, task_spec, out_dir)
     rationales: Callable[..., Outputs]  # (config, task_spec, data_out, out_dir)
     train: Callable[..., Outputs]  # (config, task_spec, arm, rationale_out, out_dir)
-    evaluate: Callable[..., Outputs]  # (config, task_spec, arm, train_out, data_out, out_dir)
+    evaluate: Callable[..., Outputs]  # (config, task_spec, arm, train_out, data_out, out_dir, rationale_out)
     analyze: Callable[..., Outputs]  # (config, run_dir, out_dir)
     report: Callable[..., Outputs]  # (config, run_dir, analysis_out, out_dir)
-    #: (config, task_spec, mode "direct"|"cot", data_out, out_dir); runs when config.prompting is set
+    #: (config, task_spec, mode "direct"|"cot", data_out, out_dir, rationale_out); runs when config.prompting is set
     prompt_eval: Callable[..., Outputs] | None = None
     #: (config, task_spec, {task: rationale_out}, data_out, out_dir); runs when config.mean_of_task is set
     mean_of_task: Callable[..., Outputs] | None = None
@@ -75,17 +75,17 @@ def plan(cfg: StudyConfig, steps: StudySteps, run_dir: Path) -> list[Stage]:
             for arm, mode in layout.PROMPT_ARMS.items():
                 add(Stage(layout.prompting(arm, spec.name),
                           {"prompting": cfg.prompting.model_dump(), "mode": mode, "eval": eval_settings,
-                           "seed": seed}, (data,),
-                          lambda d, out, spec=spec, mode=mode, data=data:
-                          steps.prompt_eval(cfg, spec, mode, d[data], out)))
+                           "seed": seed}, (data, rats),
+                          lambda d, out, spec=spec, mode=mode, data=data, rats=rats:
+                          steps.prompt_eval(cfg, spec, mode, d[data], out, d[rats])))
         for arm in cfg.arms:
             train, evaluation = layout.train(arm, spec.name), layout.evaluation(arm, spec.name)
             add(Stage(train, {"arm": arm, "model": cfg.model, "train": cfg.train.model_dump(), "seed": seed,
                               "device": device}, (rats,),
                       lambda d, out, spec=spec, arm=arm, rats=rats: steps.train(cfg, spec, arm, d[rats], out)))
-            add(Stage(evaluation, {"eval": eval_settings, "seed": seed, "device": device}, (train, data),
-                      lambda d, out, spec=spec, arm=arm, train=train, data=data:
-                      steps.evaluate(cfg, spec, arm, d[train], d[data], out)))
+            add(Stage(evaluation, {"eval": eval_settings, "seed": seed, "device": device}, (train, data, rats),
+                      lambda d, out, spec=spec, arm=arm, train=train, data=data, rats=rats:
+                      steps.evaluate(cfg, spec, arm, d[train], d[data], out, d[rats])))
         if cfg.info_gain_examples and steps.info_gain is not None:
             trains = {arm: layout.train(arm, spec.name) for arm in cfg.arms}
             add(Stage(layout.info_gain(spec.name), {"examples": cfg.info_gain_examples}, (rats, *trains.values()),

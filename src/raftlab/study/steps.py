@@ -9,7 +9,7 @@ from typing import Any
 
 from raftlab.schema import Example
 from raftlab.study.config import ARM_OBJECTIVE, ARM_PROMPT_MODE, StudyConfig, TaskSpec
-from raftlab.storage import read_jsonl, write_jsonl
+from raftlab.storage import read_jsonl, write_json, write_jsonl
 from raftlab import layout
 from raftlab.layout import stage_path
 
@@ -93,8 +93,26 @@ def launch_training(launcher: str, config_file: Path) -> None:
         raise RuntimeError(f"training command failed with exit code {proc.returncode}: {shlex.join(cmd)}")
 
 
+def arm_budget(cfg: StudyConfig, task: Any, rat_out: dict[str, Any], objective: str, prompt_mode: str,
+               out: Path) -> int:
+    """The eval's ``max_new_tokens``: ``eval.max_new_tokens`` if set, else what the arm's training targets need
+    (:func:`raftlab.training.budget.generation_budget` over the kept rationales, student tokenizer); both, and
+    the need, are saved in ``budget.json`` for the artifact checks."""
+    from raftlab.models import load_tokenizer
+    from raftlab.training.budget import choose_budget, generation_budget
+
+    examples = [e for e in read_examples(stage_path(rat_out, "rationales")) if e.rationale]
+    tok = load_tokenizer(cfg.model)
+    context = tok.model_max_length if 0 < (tok.model_max_length or 0) < 1_000_000 else None
+    budget = generation_budget(examples, task, tok, objective, prompt_mode, context_length=context)
+    chosen = choose_budget(cfg.eval.max_new_tokens, budget, f"{task.name} ({objective}, {prompt_mode} prompt)")
+    write_json(out / "budget.json", {"max_new_tokens": chosen, "requested": cfg.eval.max_new_tokens,
+                                     **budget.model_dump()})
+    return chosen
+
+
 def _self_consistency(cfg: StudyConfig, backend_spec: str, task: Any, data_out: dict[str, Any], prompt_mode: str,
-                      out: Path) -> dict[str, Any]:
+                      out: Path, max_new_tokens: int) -> dict[str, Any]:
     """The study's eval settings applied to one model on the test subset (records resume after a crash)."""
     from raftlab.backends import get_backend, parse_spec
     from raftlab.inference import evaluate as run_eval
@@ -105,17 +123,20 @@ def _self_consistency(cfg: StudyConfig, backend_spec: str, task: Any, data_out: 
         kwargs = {"batch_size": e.batch_size * (e.k if e.mode == "sc" else 1),
                   **({"device": cfg.device} if cfg.device else {})}
     return run_eval(get_backend(backend_spec, **kwargs), task, read_examples(stage_path(data_out, "test")),
-                    mode=e.mode, k=e.k, temperature=e.temperature, max_new_tokens=e.max_new_tokens, seed=cfg.seed,
+                    mode=e.mode, k=e.k, temperature=e.temperature, max_new_tokens=max_new_tokens, seed=cfg.seed,
                     batch_size=e.batch_size, prompt_mode=prompt_mode, out_dir=out, progress=True)
 
 
 def evaluate(cfg: StudyConfig, spec: TaskSpec, arm: str, train_out: dict[str, Any], data_out: dict[str, Any],
-             out: Path) -> dict[str, Any]:
-    """Self-consistency evaluation of the arm's model, with the prompt it was trained on."""
+             out: Path, rat_out: dict[str, Any]) -> dict[str, Any]:
+    """Self-consistency evaluation of the arm's model, with the prompt it was trained on and a generation budget
+    that fits its training targets."""
     from raftlab.tasks import get_task
 
-    metrics = _self_consistency(cfg, f"{cfg.eval.backend}:{stage_path(train_out, 'model')}", get_task(spec.name),
-                                data_out, ARM_PROMPT_MODE[arm], out)
+    task = get_task(spec.name)
+    budget = arm_budget(cfg, task, rat_out, ARM_OBJECTIVE[arm], ARM_PROMPT_MODE[arm], out)
+    metrics = _self_consistency(cfg, f"{cfg.eval.backend}:{stage_path(train_out, 'model')}", task,
+                                data_out, ARM_PROMPT_MODE[arm], out, budget)
     return {"metrics": _jsonable(metrics)}
 
 
@@ -167,7 +188,8 @@ def mean_of_task(cfg: StudyConfig, spec: TaskSpec, rat_outs: dict[str, dict[str,
     by_task = {name: [e for e in read_examples(stage_path(o, "rationales")) if e.rationale]
                for name, o in rat_outs.items()}
     task = MeanOfTaskPrompting(get_task(spec.name), by_task, cfg.seed)
-    metrics = _self_consistency(cfg, f"{cfg.eval.backend}:{cfg.model}", task, data_out, "cot", out)
+    budget = arm_budget(cfg, task, rat_outs[spec.name], "raft", "cot", out)
+    metrics = _self_consistency(cfg, f"{cfg.eval.backend}:{cfg.model}", task, data_out, "cot", out, budget)
     return {"accuracy": float(metrics["accuracy"]), "metrics": _jsonable(metrics)}
 
 
@@ -185,12 +207,15 @@ def rationale_lengths(cfg: StudyConfig, run_dir: Path) -> dict[str, dict[str, fl
     return rationale_length_by_task({t: r for t, r in by_task.items() if any(r)}, load_tokenizer(cfg.model))
 
 
-def prompt_eval(cfg: StudyConfig, spec: TaskSpec, mode: str, data_out: dict[str, Any], out: Path) -> dict[str, Any]:
+def prompt_eval(cfg: StudyConfig, spec: TaskSpec, mode: str, data_out: dict[str, Any], out: Path,
+                rat_out: dict[str, Any]) -> dict[str, Any]:
     """Self-consistency eval of the prompted (untrained) model, label-only ("direct") or with rationale ("cot")."""
     from raftlab.tasks import get_task
 
     assert cfg.prompting is not None
-    metrics = _self_consistency(cfg, cfg.prompting.backend, get_task(spec.name), data_out, mode, out)
+    task = get_task(spec.name)  # budget: the teacher's kept rationales (cot) or labels (direct), student tokenizer
+    budget = arm_budget(cfg, task, rat_out, "raft" if mode == "cot" else "label", mode, out)
+    metrics = _self_consistency(cfg, cfg.prompting.backend, task, data_out, mode, out, budget)
     return {"metrics": _jsonable(metrics)}
 
 

@@ -48,6 +48,13 @@ def _need_rationale(example: Example, objective: str, line: int | None = None) -
     return example.rationale.strip()
 
 
+#: The prompt modes an objective trains on (the ``task.prompt`` modes of its :func:`views`): a model is evaluated
+#: faithfully only with one of these.
+PROMPT_MODES: dict[str, tuple[str, ...]] = {"label": ("direct",), "raft": ("cot",), "reason": ("cot",),
+                                            "blank": ("cot",), "explain": ("direct",), "mix": ("direct", "cot"),
+                                            "align": ("direct", "cot")}
+
+
 def views(example: Example, task: Any, objective: str, blank_len: int | None = None) -> list[tuple[str, str]]:
     """The (prompt, target) pairs an example contributes under ``objective`` (two for mix and align)."""
     if objective not in OBJECTIVES:

@@ -1,0 +1,193 @@
+"""Artifact checks: is a measured accuracy what the model does, or an artifact of how it was measured?
+
+Each check reads an arm's eval records (and, where the run has them, the eval's ``settings.json``, the
+``budget.json`` a study writes, and the model's ``train_summary.json``). A check past its threshold marks the
+task's verdict *not trustworthy* with its reason; such tasks are left out of the across-task fit unless asked
+(docs/study.md, "Is this result trustworthy?").
+
+=================  ===========  =======================================================================
+check              threshold    fails when
+=================  ===========  =======================================================================
+truncated          5% samples   samples hit ``max_new_tokens`` without a parseable answer
+invalid            25% samples  samples have no parseable answer at all
+outside_labels     1% answers   parsed answers are not among the question's options
+constant           (any)        every sample of every question gives the same answer (>= 5 questions)
+prompt_mismatch    (any)        the eval prompt is not the prompt the model was trained on
+train_test_overlap 2% questions test questions also appear in the model's training data
+=================  ===========  =======================================================================
+
+Majority-class and chance accuracies are reported next to each accuracy (not a check: a weak model is not an
+artifact).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from raftlab.schema import INVALID
+
+THRESHOLDS: dict[str, float] = {"truncated": 0.05, "invalid": 0.25, "outside_labels": 0.01, "constant": 0.0,
+                                "prompt_mismatch": 0.0, "train_test_overlap": 0.02}
+MIN_QUESTIONS_FOR_CONSTANT = 5
+
+
+class Check(BaseModel):
+    """One artifact check of one arm."""
+
+    name: str
+    arm: str
+    value: float | None = None
+    threshold: float
+    failed: bool
+    message: str
+
+
+class ArmContext(BaseModel):
+    """What the checks know about how an arm was evaluated (read from its eval folder; all optional)."""
+
+    max_new_tokens: int | None = None
+    budget_need: int | None = None
+    prompt_mode: str | None = None
+    trained_prompt_modes: list[str] | None = None
+    objective: str | None = None
+    train_questions: list[str] | None = None
+
+    @classmethod
+    def of_folder(cls, folder: str | Path) -> ArmContext:
+        """From ``settings.json`` (budget, prompt, model), ``budget.json`` and the model's ``train_summary.json``."""
+        folder = Path(folder)
+        ctx = cls()
+        settings = _json(folder / "settings.json")
+        if settings:
+            ctx.max_new_tokens = (settings.get("sampling") or {}).get("max_new_tokens")
+            ctx.prompt_mode = settings.get("prompt_mode")
+            model = (settings.get("model") or {}).get("model")
+            summary = _json(Path(str(model)) / "train_summary.json") if model else None
+            if summary:
+                _add_training(ctx, summary.get("config") or {})
+        budget = _json(folder / "budget.json")
+        if budget:
+            ctx.budget_need = budget.get("need")
+        return ctx
+
+
+def _json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _add_training(ctx: ArmContext, config: dict[str, Any]) -> None:
+    from raftlab.storage import read_jsonl
+    from raftlab.training.features import PROMPT_MODES
+
+    ctx.objective = config.get("objective")
+    ctx.trained_prompt_modes = list(PROMPT_MODES.get(ctx.objective or "", ())) or None
+    data = config.get("data")
+    questions: list[str] = []
+    for item in [data] if isinstance(data, str) else data or []:
+        path = Path(str(item))
+        path = path / "rationales.jsonl" if path.is_dir() else path
+        try:
+            questions += [str(r.get("question", "")) for r in read_jsonl(path)]
+        except (OSError, ValueError):
+            return  # training data moved or unreadable: the overlap check is skipped
+    ctx.train_questions = questions or None
+
+
+def baselines(records: list[dict[str, Any]]) -> dict[str, float]:
+    """Accuracy of always answering the most frequent gold label, and of guessing uniformly among the options
+    (choice tasks only)."""
+    golds = [str(r.get("gold")) for r in records if "gold" in r]
+    out: dict[str, float] = {}
+    if golds:
+        out["majority_class"] = Counter(golds).most_common(1)[0][1] / len(golds)
+    options = [len(r["labels"]) for r in records if r.get("labels")]
+    if options and len(options) == len(records):
+        out["chance"] = sum(1 / n for n in options) / len(options)
+    return out
+
+
+def _samples(records: list[dict[str, Any]]) -> list[tuple[str, str | None, int | None]]:
+    """(answer, finish reason, tokens) of every sample that has a parsed answer."""
+    out = []
+    for r in records:
+        answers = r.get("answers") or []
+        finish = r.get("finish") or [None] * len(answers)
+        tokens = r.get("num_tokens") or [None] * len(answers)
+        out += list(zip(answers, finish, tokens))
+    return out
+
+
+def _check(name: str, arm: str, value: float | None, message: str, failed: bool | None = None) -> Check:
+    threshold = THRESHOLDS[name]
+    return Check(name=name, arm=arm, value=value, threshold=threshold, message=message,
+                 failed=bool(value is not None and value > threshold) if failed is None else failed)
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.0f}%"
+
+
+def arm_checks(arm: str, records: list[dict[str, Any]], ctx: ArmContext | None = None) -> list[Check]:
+    """Every check that the records and context allow, failed or not."""
+    ctx = ctx or ArmContext()
+    checks: list[Check] = []
+    samples = _samples(records)
+    if samples:
+        budget = ctx.max_new_tokens
+
+        def cut(finish: str | None, tokens: int | None) -> bool:
+            if finish is not None:
+                return finish == "length"
+            return budget is not None and tokens is not None and tokens >= budget
+
+        truncated = sum(a == INVALID and cut(f, t) for a, f, t in samples) / len(samples)
+        advice = ""
+        if budget and ctx.budget_need and budget >= ctx.budget_need:
+            advice = ("; the budget already covers the training targets (99th percentile + margin), so the model "
+                      "does not end its answers the way its targets do")
+        elif budget:
+            advice = f"; rerun with max_new_tokens >= {ctx.budget_need or 2 * budget}"
+        checks.append(_check("truncated", arm, truncated, f"{arm}: {_pct(truncated)} of samples were cut off at "
+                             f"{budget or 'the budget'} tokens before an answer{advice}"))
+        invalid = sum(a == INVALID for a, _, _ in samples) / len(samples)
+        checks.append(_check("invalid", arm, invalid, f"{arm}: {_pct(invalid)} of samples have no parseable answer"))
+        answers = [(a, r.get("labels")) for r in records for a in r.get("answers") or [] if a != INVALID]
+        with_labels = [(a, labels) for a, labels in answers if labels]
+        if with_labels:
+            outside = sum(a not in labels for a, labels in with_labels) / len(with_labels)
+            checks.append(_check("outside_labels", arm, outside,
+                                 f"{arm}: {_pct(outside)} of parsed answers are not among the question's options"))
+        distinct = {a for a, _, _ in samples}
+        if len(records) >= MIN_QUESTIONS_FOR_CONSTANT:
+            only = next(iter(distinct)) if len(distinct) == 1 else None
+            checks.append(_check("constant", arm, float(len(distinct) == 1),
+                                 f"{arm}: every sample of all {len(records)} questions answers {only!r}"
+                                 if only is not None else f"{arm}: {len(distinct)} distinct answers",
+                                 failed=len(distinct) == 1))
+    if ctx.prompt_mode and ctx.trained_prompt_modes:
+        mismatch = ctx.prompt_mode not in ctx.trained_prompt_modes
+        checks.append(_check("prompt_mismatch", arm, float(mismatch),
+                             f"{arm}: evaluated with the {ctx.prompt_mode!r} prompt but trained ({ctx.objective}) on "
+                             f"{' / '.join(ctx.trained_prompt_modes)}", failed=mismatch))
+    questions = [str(r["question"]) for r in records if r.get("question")]
+    if ctx.train_questions is not None and questions:
+        seen = {q.strip() for q in ctx.train_questions}
+        overlap = sum(q.strip() in seen for q in questions) / len(questions)
+        checks.append(_check("train_test_overlap", arm, overlap,
+                             f"{arm}: {_pct(overlap)} of test questions are also in the training data"))
+    return checks
+
+
+def verdict(checks: list[Check], arms: tuple[str, ...] | list[str]) -> tuple[bool, list[str]]:
+    """``(trustworthy, reasons)`` of a task from the checks of the compared ``arms``."""
+    reasons = [c.message for c in checks if c.failed and c.arm in arms]
+    return not reasons, reasons
