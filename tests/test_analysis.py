@@ -193,9 +193,37 @@ def test_fit_ols_needs_three_points_and_varying_x():
 
 def test_predict_gain_uses_the_published_fits():
     assert A.PUBLISHED_FITS["length"].slope == 0.0029 and A.PUBLISHED_FITS["length"].intercept == -0.5567
-    assert A.PUBLISHED_FITS["acc_ft"].slope == 0.8031 and A.PUBLISHED_FITS["acc_ft"].intercept == 0.6730
+    # Eq. 10 with the sign that reproduces the paper's points (printed +0.8031, see analysis.prediction)
+    assert A.PUBLISHED_FITS["acc_ft"].slope == -0.8031 and A.PUBLISHED_FITS["acc_ft"].intercept == 0.6730
     assert A.predict_gain("length", 300).delta_acc == pytest.approx(0.0029 * 300 - 0.5567)  # 0.3133
-    assert A.predict_gain("acc_ft", 0.5).delta_acc == pytest.approx(0.8031 * 0.5 + 0.6730)  # 1.07455
+    assert A.predict_gain("acc_ft", 0.5).delta_acc == pytest.approx(-0.8031 * 0.5 + 0.6730)  # 0.27145
+
+
+@pytest.mark.parametrize("task, delta_acc", [("gsm8k", 0.509), ("qqp", -0.092), ("cr", -0.002)])
+def test_eq10_sign_reproduces_the_papers_points_with_a_possible_accuracy(task, delta_acc):
+    """Table 6's ΔAcc values need an FT accuracy in [0, 1] under the published fit: only slope -0.8031 gives one
+    (with +0.8031 GSM8K's +0.509 would need Acc_FT = -0.20)."""
+    fit = A.PUBLISHED_FITS["acc_ft"]
+    acc_ft = (delta_acc - fit.intercept) / fit.slope
+    assert 0.0 <= acc_ft <= 1.0
+    assert (delta_acc - fit.intercept) / -fit.slope < 0 or task != "gsm8k"
+    assert A.predict_gain("acc_ft", acc_ft).delta_acc == pytest.approx(delta_acc)
+
+
+def test_predictions_stay_in_range_warn_outside_the_fit_and_give_intervals_for_own_fits():
+    low = A.predict_gain("acc_ft", 0.05)
+    assert low.delta_acc == pytest.approx(0.6328, abs=1e-4) and any("outside the range" in w for w in low.warnings)
+    assert A.predict_gain("acc_ft", 0.5).warnings == [] and A.predict_gain("acc_ft", 0.5).interval is None
+    far = A.predict_gain("length", 900)
+    assert far.delta_acc == 1.0 and far.unclamped > 1 and any("clamped" in w for w in far.warnings)
+    with pytest.raises(ValueError, match="in \\[0, 1\\]"):
+        A.predict_gain("acc_ft", 1.5)
+    own = A.fit_ols([0.2, 0.4, 0.6, 0.8], [0.5, 0.32, 0.18, -0.01], x_name="acc_ft", y_name="delta_acc")
+    pred = A.predict_gain("acc_ft", 0.5, fit=own)
+    assert pred.interval is not None and pred.interval.low < pred.delta_acc < pred.interval.high
+    wider = A.predict_gain("acc_ft", 0.95, fit=own).interval
+    assert wider.high - wider.low > pred.interval.high - pred.interval.low  # wider away from the data
+    assert own.p_one_sided == pytest.approx(1 - own.p / 2)  # negative r: the one-tailed (positive) p is large
     with pytest.raises(ValueError, match="no published fit"):
         A.predict_gain("mean_of_task", 0.4)
 
@@ -230,8 +258,11 @@ def test_mean_rationale_length_words_and_tokens():
 
     assert A.mean_rationale_length(["ab", "abcd"], CharTokenizer()) == pytest.approx(3.0)
     assert A.mean_rationale_length(["ab", "abcd"], lambda s: s.split("b")) == pytest.approx(2.0)
-    assert A.rationale_length_by_task({"a": ["x y", "z"], "b": ["p q r s"]}) == {"a": {"length": 1.5},
-                                                                                  "b": {"length": 4.0}}
+    assert A.rationale_length_by_task({"a": ["x y", "z"], "b": ["p q r s"]}) == {
+        "a": {"teacher_rationale_length": 1.5}, "b": {"teacher_rationale_length": 4.0}}
+    # paper metrics 1 and 2 measure what a model generates: the text before its answer sentence, in words
+    assert A.generated_rationale_length(["Two heads. So the answer is A.", "", "One two three four."]) == \
+        pytest.approx((2 + 0 + 4) / 3)
     with pytest.raises(ValueError, match="no \\(non-empty\\) rationales"):
         A.mean_rationale_length([None, ""])
 

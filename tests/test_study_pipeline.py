@@ -79,12 +79,12 @@ def test_report_and_analysis_written(study) -> None:
     for row in analysis.tasks:
         assert summary[row.task]["delta_acc"] == pytest.approx(row.delta.delta_acc.value)
         assert summary[row.task]["delta_ece_low"] == pytest.approx(row.delta.delta_ece.low)
-        # the rationale-length difficulty metric came from the kept rationales (student tokens)
-        assert row.difficulty["length"] > 3
+        # raftlab's teacher-rationale length variant came from the kept rationales (student tokens)
+        assert row.difficulty["teacher_rationale_length"] > 3
     assert analysis.fit is not None and analysis.fit.n == 3
     html = res.report.read_text()
     assert "student: tiny" in html and "teacher: oracle" in html and "k=4" in html
-    assert any(f.x == "length" for f in analysis.difficulty_fits)
+    assert any(f.x == "teacher_rationale_length" for f in analysis.difficulty_fits)
     data = json.loads((run / "data/synth_coinflip/train.jsonl").read_text().splitlines()[0])
     assert data["task"] == "synth_coinflip"
     assert len((run / "data/synth_coinflip/test.jsonl").read_text().splitlines()) == cfg.task("synth_coinflip").test_limit
@@ -137,6 +137,28 @@ def test_mean_of_task_prompting_with_real_eval(tmp_path: Path) -> None:
     prompt = task.prompt(ex)
     assert prompt.endswith(get_task("synth_coinflip").prompt(ex, "cot")) and prompt.count("Let's think step by step.") == 4
     assert len(read_records(out / "records.jsonl")) == 2
+    # paper metric 2: the mean length (words) of what the untrained model wrote under this prompt
+    samples = [s for r in read_records(out / "records.jsonl") for s in r["samples"]]
+    from raftlab.analysis import generated_rationale_length
+
+    assert real.generated_lengths(out) == pytest.approx(generated_rationale_length(samples))
+
+
+@pytest.mark.slow
+def test_reference_rationales_stage_samples_zero_shot_cot(tmp_path: Path) -> None:
+    """Paper metric 1: k zero-shot CoT samples of a reference model on the first `questions` test questions."""
+    from raftlab.inference import read_records
+
+    cfg = load_config({"model": "tiny", "tasks": ["synth_arith"],
+                       "reference": {"backend": "hf:tiny", "questions": 3, "k": 2, "max_new_tokens": 6}})
+    d, out = tmp_path / "d", tmp_path / "ref"
+    d.mkdir(), out.mkdir()
+    spec = cfg.tasks[0].model_copy(update={"train_limit": 2, "test_limit": 5})
+    data_out = {**real.prepare_data(cfg, spec, d), "_stage_dir": str(d)}
+    assert real.reference(cfg, spec, data_out, out)["n"] == 3
+    recs = read_records(out / "records.jsonl")
+    assert len(recs) == 3 and all(len(r["samples"]) == 2 for r in recs)
+    assert real.generated_lengths(out) is not None
 
 
 @pytest.mark.slow

@@ -10,6 +10,7 @@ RUN/train/<arm>/<task>/               the finetuned model (model/), train_config
 RUN/eval/<arm>/<task>/                self-consistency records.jsonl, metrics.json, settings.json
 RUN/info_gain/<task>/                 curves.json (optional)
 RUN/difficulty/mean_of_task/<task>/   eval of the student under mean-of-task prompting (optional)
+RUN/difficulty/reference/<task>/      a reference model's zero-shot CoT samples (optional)
 RUN/analysis/                         analysis.json (and prompting.json)
 RUN/report/                           report.html, figures, tables
 ```
@@ -62,6 +63,10 @@ def info_gain(task: str) -> str:
 
 def mean_of_task(task: str) -> str:
     return f"difficulty/mean_of_task/{task}"
+
+
+def reference(task: str) -> str:
+    return f"difficulty/reference/{task}"
 
 
 def stage_path(outputs: dict[str, Any], key: str) -> Path:

@@ -9,12 +9,29 @@ from raftlab.analysis.models import OLSFit, TaskRow
 from raftlab.analysis.ols import fit_ols
 from raftlab.schema import Example
 
-#: Difficulty metric keys used in analysis results and by ``predict_gain``.
+#: Difficulty metric keys used in analysis results and by ``predict_gain``. The first three are the paper's
+#: (section 4.1); the last two are raftlab's cheaper variants, named as such.
 DIFFICULTY_METRICS = {
-    "length": "mean rationale length of a reference model (tokens, or words without a tokenizer)",
-    "mean_of_task": "accuracy with mean-of-task in-context prompting (3 demonstrations from 3 other tasks)",
-    "acc_ft": "absolute accuracy of label-only finetuning (FT)",
+    "reference_length": "paper metric 1: mean length (words) of a reference model's zero-shot CoT rationales, "
+                        "10 samples on each of 100 test questions",
+    "length": "paper metric 2 (Eq. 8; the x of Eq. 9): mean length (words) of the rationales the untrained base "
+              "model writes under mix-of-task 3-demonstration prompting",
+    "acc_ft": "paper metric 3: absolute accuracy of label-only finetuning (FT)",
+    "teacher_rationale_length": "raftlab variant: mean length (student tokens) of the teacher's kept training "
+                                "rationales",
+    "mean_of_task_accuracy": "raftlab variant: accuracy of the untrained student under mix-of-task prompting",
 }
+
+
+def generated_rationale_length(samples: Iterable[str], tokenizer: Any = None) -> float:
+    """Mean length of generated rationales (the model's text before its answer sentence): whitespace words, or
+    tokens of ``tokenizer``. Empty samples count as length 0 (a model that writes no rationale)."""
+    from raftlab.tasks.answers import strip_answer_sentence
+
+    lengths = [_count_tokens(strip_answer_sentence(s), tokenizer) if s.strip() else 0 for s in samples]
+    if not lengths:
+        raise ValueError("generated_rationale_length: no samples given")
+    return sum(lengths) / len(lengths)
 
 
 def _count_tokens(text: str, tokenizer: Any) -> int:
@@ -41,10 +58,10 @@ def mean_rationale_length(rationales: Iterable[str | None], tokenizer: Any = Non
     return sum(lengths) / len(lengths)
 
 
-def rationale_length_by_task(rationales_by_task: Mapping[str, Iterable[str | None]], tokenizer: Any = None
-                             ) -> dict[str, dict[str, float]]:
-    """``{task: {"length": mean rationale length}}``, ready for ``analyze_study(difficulty=...)``."""
-    return {task: {"length": mean_rationale_length(rats, tokenizer)} for task, rats in rationales_by_task.items()}
+def rationale_length_by_task(rationales_by_task: Mapping[str, Iterable[str | None]], tokenizer: Any = None,
+                             key: str = "teacher_rationale_length") -> dict[str, dict[str, float]]:
+    """``{task: {key: mean rationale length}}``, ready for ``analyze_study(difficulty=...)``."""
+    return {task: {key: mean_rationale_length(rats, tokenizer)} for task, rats in rationales_by_task.items()}
 
 
 def _demonstration(example: Example, mode: str, with_rationale: bool) -> str:

@@ -36,7 +36,8 @@ class TaskDelta(BaseModel):
 
 
 class OLSFit(BaseModel):
-    """Ordinary least squares ``y = slope * x + intercept`` with Pearson r and its two-sided p-value."""
+    """Ordinary least squares ``y = slope * x + intercept`` with Pearson r, its two-sided p-value, and the
+    one-tailed p-value of a positive relation (H1: r > 0), as the paper's Table 10 reports."""
 
     x: str = "delta_acc"
     y: str = "delta_ece"
@@ -44,11 +45,14 @@ class OLSFit(BaseModel):
     intercept: float
     r: float | None = None
     p: float | None = None
+    p_one_sided: float | None = Field(None, description="one-tailed p-value, H1: positive correlation (Table 10)")
     r2: float | None = None
     n: int = 0
     slope_stderr: float | None = None
     intercept_stderr: float | None = None
     points: list[dict[str, Any]] = Field(default_factory=list, description="[{label, x, y}] the fit was made on")
+    x_range: list[float] | None = Field(None, description="[low, high] of x the fit was made on (published fits: "
+                                        "approximate, see analysis.prediction)")
     source: str = "fitted"
 
     def predict(self, x: float) -> float:

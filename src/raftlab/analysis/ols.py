@@ -13,7 +13,8 @@ from raftlab.analysis.models import OLSFit
 
 def fit_ols(x: Sequence[float], y: Sequence[float], x_name: str = "delta_acc", y_name: str = "delta_ece",
             labels: Sequence[str] | None = None) -> OLSFit:
-    """Least-squares line ``y = slope * x + intercept`` with Pearson r, its two-sided p-value, and R² = r².
+    """Least-squares line ``y = slope * x + intercept`` with Pearson r, its two-sided p-value, the one-tailed
+    p-value of a positive relation (the paper's Table 10), and R² = r².
 
     Needs at least 3 points (with 2 the line passes through both and r = ±1 says nothing)
     and x values that are not all equal.
@@ -36,8 +37,11 @@ def fit_ols(x: Sequence[float], y: Sequence[float], x_name: str = "delta_acc", y
     res = stats.linregress(xs, ys)
     r = float(res.rvalue) if np.isfinite(res.rvalue) else None
     p = float(res.pvalue) if np.isfinite(res.pvalue) else None
+    greater = stats.linregress(xs, ys, alternative="greater").pvalue
+    p_one = float(greater) if np.isfinite(greater) else None
     return OLSFit(
-        x=x_name, y=y_name, slope=float(res.slope), intercept=float(res.intercept), r=r, p=p,
+        x=x_name, y=y_name, slope=float(res.slope), intercept=float(res.intercept), r=r, p=p, p_one_sided=p_one,
+        x_range=[float(xs.min()), float(xs.max())],
         r2=None if r is None else r * r, n=len(xs),
         slope_stderr=float(res.stderr), intercept_stderr=float(res.intercept_stderr),
         points=[{"label": lab, "x": float(a), "y": float(b)} for lab, a, b in zip(labels, xs, ys)],

@@ -82,6 +82,17 @@ class PromptingConfig(_Strict):
                                           "or hf:smollm2")
 
 
+class ReferenceConfig(_Strict):
+    """Difficulty metric 1 of the paper: a reference model's zero-shot CoT rationales on test questions (the paper:
+    gpt-3.5-turbo, 100 questions x 10 samples); their mean length in words is ``reference_length``."""
+
+    backend: str = Field(..., description="backend spec of the reference model, e.g. openai:gpt-4o-mini@URL")
+    questions: int = Field(100, ge=1, description="test questions (the first of the task's test subset)")
+    k: int = Field(10, ge=1, description="rationales sampled per question")
+    temperature: float = Field(0.8, ge=0.0)
+    max_new_tokens: int = Field(512, ge=1)
+
+
 class StudyConfig(_Strict):
     """A whole study: tasks x arms, one student model, one teacher, train and eval settings, a seed."""
 
@@ -99,6 +110,7 @@ class StudyConfig(_Strict):
                                                   "mean-of-task prompting (3 demonstrations from 3 other tasks; "
                                                   "needs 4+ tasks)")
     prompting: PromptingConfig | None = Field(None, description="optional prompting comparison (no training)")
+    reference: ReferenceConfig | None = Field(None, description="difficulty metric 1 (reference rationale length)")
     info_gain_examples: int = Field(0, ge=0, description="rationales per task scored for information-gain "
                                                          "curves with each arm's model (0: skip)")
 

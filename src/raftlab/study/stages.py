@@ -39,6 +39,8 @@ class StudySteps:
     mean_of_task: Callable[..., Outputs] | None = None
     #: (config, task_spec, {arm: train_out}, rationale_out, out_dir); runs when config.info_gain_examples > 0
     info_gain: Callable[..., Outputs] | None = None
+    #: (config, task_spec, data_out, out_dir); runs when config.reference is set
+    reference: Callable[..., Outputs] | None = None
 
     @classmethod
     def real(cls) -> StudySteps:
@@ -46,7 +48,7 @@ class StudySteps:
 
         return cls(prepare_data=steps.prepare_data, rationales=steps.rationales, train=steps.train,
                    evaluate=steps.evaluate, analyze=steps.analyze, report=steps.report, info_gain=steps.info_gain,
-                   prompt_eval=steps.prompt_eval, mean_of_task=steps.mean_of_task)
+                   prompt_eval=steps.prompt_eval, mean_of_task=steps.mean_of_task, reference=steps.reference)
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,9 @@ def plan(cfg: StudyConfig, steps: StudySteps, run_dir: Path) -> list[Stage]:
             add(Stage(evaluation, {"eval": eval_settings, "seed": seed, "device": device}, (train, data, rats),
                       lambda d, out, spec=spec, arm=arm, train=train, data=data, rats=rats:
                       steps.evaluate(cfg, spec, arm, d[train], d[data], out, d[rats])))
+        if cfg.reference is not None and steps.reference is not None:
+            add(Stage(layout.reference(spec.name), {"reference": cfg.reference.model_dump(), "seed": seed}, (data,),
+                      lambda d, out, spec=spec, data=data: steps.reference(cfg, spec, d[data], out)))
         if cfg.info_gain_examples and steps.info_gain is not None:
             trains = {arm: layout.train(arm, spec.name) for arm in cfg.arms}
             add(Stage(layout.info_gain(spec.name), {"examples": cfg.info_gain_examples}, (rats, *trains.values()),

@@ -194,8 +194,8 @@ def mean_of_task(cfg: StudyConfig, spec: TaskSpec, rat_outs: dict[str, dict[str,
 
 
 def rationale_lengths(cfg: StudyConfig, run_dir: Path) -> dict[str, dict[str, float]]:
-    """``{task: {"length": mean kept-rationale length in student tokens}}`` (the paper's length metric,
-    with the study's teacher as the reference model)."""
+    """``{task: {"teacher_rationale_length": ...}}``: mean kept-rationale length in student tokens (raftlab's
+    variant of the paper's length metrics, which measure rationales a model *generates* on test questions)."""
     from raftlab.analysis import rationale_length_by_task
     from raftlab.models import load_tokenizer
 
@@ -205,6 +205,18 @@ def rationale_lengths(cfg: StudyConfig, run_dir: Path) -> dict[str, dict[str, fl
         if path.is_file():
             by_task[spec.name] = [e.rationale for e in read_examples(path)]
     return rationale_length_by_task({t: r for t, r in by_task.items() if any(r)}, load_tokenizer(cfg.model))
+
+
+def generated_lengths(folder: Path) -> float | None:
+    """Mean generated-rationale length (words) of the samples in an eval folder's records (None: no records)."""
+    from raftlab.analysis import generated_rationale_length
+    from raftlab.analysis.records import read_records
+
+    try:
+        samples = [s for r in read_records(folder) for s in r.get("samples") or []]
+    except (OSError, ValueError):
+        return None
+    return generated_rationale_length(samples) if samples else None
 
 
 def prompt_eval(cfg: StudyConfig, spec: TaskSpec, mode: str, data_out: dict[str, Any], out: Path,
@@ -219,6 +231,22 @@ def prompt_eval(cfg: StudyConfig, spec: TaskSpec, mode: str, data_out: dict[str,
     return {"metrics": _jsonable(metrics)}
 
 
+def reference(cfg: StudyConfig, spec: TaskSpec, data_out: dict[str, Any], out: Path) -> dict[str, Any]:
+    """Paper difficulty metric 1: ``reference.k`` zero-shot CoT samples of the reference model on the first
+    ``reference.questions`` test questions (their mean length is computed by the analysis)."""
+    from raftlab.backends import get_backend
+    from raftlab.inference import evaluate as run_eval
+    from raftlab.tasks import get_task
+
+    r = cfg.reference
+    assert r is not None
+    questions = read_examples(stage_path(data_out, "test"))[: r.questions]
+    metrics = run_eval(get_backend(r.backend), get_task(spec.name), questions, mode="sc", k=r.k,
+                       temperature=r.temperature, max_new_tokens=r.max_new_tokens, seed=cfg.seed,
+                       batch_size=cfg.eval.batch_size, prompt_mode="cot", out_dir=out, progress=True)
+    return {"n": len(questions), "accuracy": float(metrics["accuracy"])}
+
+
 def analyze(cfg: StudyConfig, run_dir: Path, out: Path) -> dict[str, Any]:
     """ΔAcc/ΔECE with bootstrap CIs per task, the OLS fit, and difficulty fits (raftlab.analysis);
     with ``prompting`` also the same comparison of rationale vs label-only prompting (``prompting.json``)."""
@@ -227,9 +255,16 @@ def analyze(cfg: StudyConfig, run_dir: Path, out: Path) -> dict[str, Any]:
     runs = {spec.name: {arm: run_dir / layout.evaluation(arm, spec.name) for arm in cfg.arms} for spec in cfg.tasks}
     difficulty = rationale_lengths(cfg, run_dir)
     for spec in cfg.tasks:
-        saved = run_dir / layout.mean_of_task(spec.name) / "metrics.json"
-        if cfg.mean_of_task and saved.is_file():
-            difficulty.setdefault(spec.name, {})["mean_of_task"] = float(json.loads(saved.read_text())["accuracy"])
+        folder = run_dir / layout.mean_of_task(spec.name)
+        if cfg.mean_of_task and (folder / "metrics.json").is_file():
+            row = difficulty.setdefault(spec.name, {})
+            row["mean_of_task_accuracy"] = float(json.loads((folder / "metrics.json").read_text())["accuracy"])
+            length = generated_lengths(folder)  # paper metric 2: what the untrained model writes (Eq. 8)
+            if length is not None:
+                row["length"] = length
+        reference = generated_lengths(run_dir / layout.reference(spec.name))  # paper metric 1
+        if reference is not None:
+            difficulty.setdefault(spec.name, {})["reference_length"] = reference
     result = analyze_study(runs, difficulty=difficulty, seed=cfg.seed)
     result.save(str(out / "analysis.json"))
     outputs = {"analysis": "analysis.json"}
