@@ -128,3 +128,20 @@ def test_cli_options_are_the_train_config_fields_and_config_file_is_overridden_b
     (tmp_path / "bad.yaml").write_text("model: tiny\ndata: x\nout: o\nbatch_size: 0\n")
     res = CliRunner().invoke(app, ["train", "--config", str(tmp_path / "bad.yaml")])
     assert res.exit_code == 2 and "bad.yaml: field 'batch_size' (--batch-size)" in res.output
+
+
+def test_paper_profile_is_table_2_scaled_to_a_global_batch_of_64():
+    from raftlab.training import TrainConfig
+    from raftlab.training.trainer import training_arguments
+
+    cfg = TrainConfig(model="tiny", data="d.jsonl", out="o", profile="paper")
+    assert (cfg.epochs, cfg.lr(), cfg.batch_size, cfg.max_length, cfg.weight_decay) == (3, 5e-6, 4, 2048, 0.0)
+    assert cfg.lora is False and cfg.gradient_checkpointing is True and cfg.bf16 is True
+    assert [cfg.accumulation(n) for n in (1, 2, 4, 8, 16)] == [16, 8, 4, 2, 1]  # 4 x 4 x 4 GPUs = 64
+    with pytest.raises(ValueError, match="not a multiple"):
+        cfg.accumulation(3)
+    args = training_arguments(cfg.model_copy(update={"bf16": False}), n_rows=64)  # bf16 needs a GPU here
+    assert (args.lr_scheduler_type.value, args.warmup_steps, args.weight_decay) == ("cosine", 0.03, 0.0)
+    assert args.gradient_accumulation_steps == 16 and args.gradient_checkpointing
+    # explicit values still win over the profile
+    assert TrainConfig(model="tiny", data="d", out="o", profile="paper", max_length=512, lora=True).lora

@@ -117,6 +117,42 @@ def mean_of_task_prompts(task_name: str, examples_by_task: Mapping[str, Sequence
     return [prefix + "\n\n\n" + task_for(ex).prompt(ex, mode) for ex in eval_examples]
 
 
+#: Tasks whose rationales raftlab has offline (oracle rationales of the synthetic tasks, human rationales of the
+#: packaged GSM8K and CREAK samples): the default demonstration pool of mix-of-task prompting.
+OFFLINE_DEMONSTRATION_TASKS = ("synth_arith", "synth_coinflip", "synth_topic", "gsm8k", "creak")
+
+
+def offline_demonstrations(per_task: int = 8, seed: int = 0) -> dict[str, list[Example]]:
+    """``{task: examples with rationales}`` for :data:`OFFLINE_DEMONSTRATION_TASKS` (no network, no teacher)."""
+    from raftlab.rationales.oracle import oracle_rationale
+    from raftlab.tasks import get_task
+
+    pool = {}
+    for name in OFFLINE_DEMONSTRATION_TASKS:
+        task = get_task(name)
+        data_dir = "packaged" if not task.data.synthetic else None
+        examples = task.load("train", data_dir=data_dir, limit=per_task, seed=seed)
+        with_rationale = [e.model_copy(update={"rationale": r}) for e in examples if (r := oracle_rationale(e))]
+        if with_rationale:
+            pool[name] = with_rationale
+    return pool
+
+
+def base_model_rationale_length(backend: Any, task: Any, examples: Sequence[Example],
+                                demonstrations: Mapping[str, Sequence[Example]] | None = None, k: int = 10,
+                                temperature: float = 0.8, max_new_tokens: int = 256, seed: int = 0) -> float:
+    """Paper difficulty metric 2 (Eq. 8), the ``Len`` of Eq. 9: the mean length in words of the rationales an
+    untrained base model writes for ``examples`` under mix-of-task prompting (3 demonstrations from 3 other
+    tasks; default pool: :func:`offline_demonstrations`), ``k`` samples each."""
+    from raftlab.backends.base import SamplingParams
+
+    pool = dict(demonstrations) if demonstrations is not None else offline_demonstrations(seed=seed)
+    prompts = mean_of_task_prompts(task.name, pool, examples, seed=seed)
+    rows = backend.generate(prompts, SamplingParams(n=k, temperature=temperature, max_new_tokens=max_new_tokens,
+                                                    stop=("\n\n\n",), seed=seed))
+    return generated_rationale_length([g.text for row in rows for g in row])
+
+
 def difficulty_fits(rows: Sequence[TaskRow], metrics: Sequence[str] | None = None,
                     targets: Sequence[str] = ("delta_acc", "delta_ece")) -> tuple[list[OLSFit], list[str]]:
     """OLS fits of ΔAcc and ΔECE on each difficulty metric over tasks; returns (fits, notes on skipped fits)."""

@@ -108,11 +108,19 @@ def register(app: typer.Typer) -> None:
     @app.command("predict")
     def predict(
         task: str = typer.Option(..., "--task", help="the task the estimate is for (a label in the output)"),
-        metric: str = typer.Option(None, "--metric", help="difficulty metric: length | acc_ft"),
+        metric: str = typer.Option(None, "--metric", help="difficulty metric: acc_ft (label-only FT accuracy in "
+                                   "[0, 1]) | length (Eq. 9: mean words of the rationales an UNTRAINED base model "
+                                   "writes under mix-of-task prompting; the paper fit it on LLaMA-2-7B; "
+                                   "--length-from computes it)"),
         value: float = typer.Option(None, "--value", help="the task's value of that metric"),
         fit: Path = typer.Option(None, "--fit", help="your own fit: a save_fit JSON or an analysis.json "
                                                      "(default: the paper's published fits)"),
         run: Path = typer.Option(None, "--run", help="take acc_ft of --task from this study run (FT arm)"),
+        length_from: str = typer.Option(None, "--length-from", help="compute the length metric of --task with "
+                                        "this untrained base model (backend spec, e.g. hf:smollm2) as the paper "
+                                        "did: mix-of-task prompting, --questions x --k samples"),
+        questions: int = typer.Option(20, min=1, help="with --length-from: test questions"),
+        k: int = typer.Option(10, min=1, help="with --length-from: samples per question"),
     ) -> None:
         """Estimate ΔAcc of RAFT over FT for a task from its difficulty (paper fits or your study's)."""
         import json
@@ -132,6 +140,25 @@ def register(app: typer.Typer) -> None:
             metric = metric or "acc_ft"
             if metric != "acc_ft":
                 raise typer.BadParameter("--run provides acc_ft; use --metric acc_ft")
+        if length_from is not None:
+            if value is not None or run is not None:
+                raise typer.BadParameter("give one of --value, --run, --length-from")
+            from raftlab.analysis.difficulty import base_model_rationale_length
+            from raftlab.backends import get_backend
+            from raftlab.tasks import get_task
+
+            try:
+                t = get_task(task)
+                examples = t.load("test", limit=questions, seed=0)
+                value = base_model_rationale_length(get_backend(length_from), t, examples, k=k)
+            except (KeyError, ValueError, FileNotFoundError) as exc:
+                typer.echo(f"error: {exc}", err=True)
+                raise typer.Exit(2) from None
+            metric = metric or "length"
+            if metric != "length":
+                raise typer.BadParameter("--length-from provides the length metric; use --metric length")
+            typer.echo(f"{task}: length = {value:.1f} words ({length_from}, mix-of-task prompting, "
+                       f"{questions} questions x {k} samples)", err=True)
         metrics = [metric] if metric else sorted(PUBLISHED_FITS)
         if value is None:
             raise typer.BadParameter("--value (or --run) is required")
@@ -145,10 +172,14 @@ def register(app: typer.Typer) -> None:
                 typer.echo(f"error: {exc}", err=True)
                 raise typer.Exit(2) from None
             f = pred.fit
-            typer.echo(f"{task}: ΔAcc ≈ {pred.delta_acc:+.4f} from {m} = {value:g} "
+            interval = (f" [95% PI {pred.interval.low:+.3f}, {pred.interval.high:+.3f}]"
+                        if pred.interval is not None else "")
+            typer.echo(f"{task}: ΔAcc ≈ {pred.delta_acc:+.4f}{interval} from {m} = {value:g} "
                        f"(fit {f.y} = {f.slope:g}·{f.x} {f.intercept:+g}, {f.source})")
+            for warning in pred.warnings:
+                typer.echo(f"warning: {warning}", err=True)
             results.append({"task": task, **pred.model_dump(mode="json")})
         if len(results) > 1:
             typer.echo("note: without --metric each published fit is applied to the same --value; "
-                       "they are on different scales (length in tokens, acc_ft in [0, 1])", err=True)
+                       "they are on different scales (length in words, acc_ft in [0, 1])", err=True)
         typer.echo(json.dumps(results if len(results) > 1 else results[0]))

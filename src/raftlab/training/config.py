@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from raftlab.schema import Example
 from raftlab.training.features import Objective
@@ -23,8 +23,10 @@ def load_profile(path: str | Path = PROFILE_FILE) -> dict[str, Any]:
     return data
 
 
-#: The paper's hyper-parameters (full finetuning); LoRA uses a larger learning rate.
+#: The hyper-parameter file: the paper's Table 2 (``table2``) and raftlab's own defaults.
 PAPER_PROFILE: dict[str, Any] = load_profile()
+#: ``profile: paper``: exactly the paper's Table 2 (fields given explicitly still override it).
+TABLE2: dict[str, Any] = dict(PAPER_PROFILE["table2"])
 
 
 class TrainSettings(BaseModel):
@@ -36,6 +38,10 @@ class TrainSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    profile: Literal["raftlab", "paper"] = Field(
+        "raftlab", description="paper: the paper's Table 2 recipe (full finetuning, lr 5e-6, 3 epochs, 4 per "
+        "device, global batch 64, gradient checkpointing, bf16, max length 2048, no weight decay); raftlab: LoRA "
+        "defaults for small budgets. Fields given explicitly override the profile")
     lora: bool = Field(True, description="LoRA adapters (default) or full finetuning",
                        json_schema_extra={"cli": ["--lora/--full"]})
     lora_r: int = Field(PAPER_PROFILE["lora_r"], ge=1, description="LoRA rank")
@@ -45,6 +51,10 @@ class TrainSettings(BaseModel):
                                         "full, 2e-4 LoRA)", json_schema_extra={"cli": ["--lr", "--learning-rate"]})
     batch_size: int = Field(8, ge=1, description="examples per device per step")
     grad_accum: int = Field(1, ge=1, description="gradient accumulation steps")
+    global_batch: int | None = Field(None, ge=1, description="sequences per optimizer step over all processes: "
+                                     "sets grad_accum = global_batch / (batch_size x processes)")
+    gradient_checkpointing: bool = Field(False, description="recompute activations in the backward pass")
+    weight_decay: float = Field(0.0, ge=0.0)
     max_length: int = Field(1024, ge=16, description="longest tokenized prompt + target (longer rows are cut)")
     align_lambda: float = Field(0.5, ge=0.0, le=1.0, description="λ in λ·CE(label) + (1−λ)·CE(rationale)")
     blank_length: int | None = Field(None, ge=1, description="think tokens per blank rationale (default: task "
@@ -67,10 +77,28 @@ class TrainSettings(BaseModel):
     bf16: bool | None = Field(None, description="bf16 mixed precision (default: where the GPU supports it)")
     logging_steps: int = Field(10, ge=1)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _profile(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("profile") == "paper":
+            data = {**TABLE2, **{k: v for k, v in data.items() if v is not None}}
+        return data
+
     def lr(self) -> float:
         if self.learning_rate is not None:
             return self.learning_rate
         return PAPER_PROFILE["learning_rate_lora" if self.lora else "learning_rate_full"]
+
+    def accumulation(self, processes: int = 1) -> int:
+        """Gradient accumulation steps: from ``global_batch`` when set (an error if it does not divide), else
+        ``grad_accum``."""
+        if self.global_batch is None:
+            return self.grad_accum
+        per_step = self.batch_size * processes
+        if self.global_batch % per_step:
+            raise ValueError(f"global_batch {self.global_batch} is not a multiple of batch_size {self.batch_size} x "
+                             f"{processes} process(es)")
+        return self.global_batch // per_step
 
 
 class TrainConfig(TrainSettings):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -141,7 +142,9 @@ def training_arguments(config: TrainConfig, n_rows: int):
         lr_scheduler_type=PAPER_PROFILE["scheduler"],
         warmup_steps=PAPER_PROFILE["warmup_ratio"],  # < 1: a ratio of the total steps
         per_device_train_batch_size=config.batch_size,
-        gradient_accumulation_steps=config.grad_accum,
+        gradient_accumulation_steps=config.accumulation(int(os.environ.get("WORLD_SIZE", "1"))),
+        gradient_checkpointing=config.gradient_checkpointing,
+        weight_decay=config.weight_decay,
         seed=config.seed,
         data_seed=config.seed,
         bf16=bf16,
