@@ -12,7 +12,7 @@ NLI = Example(id="x", task="cb", category="nlu", question="Premise: p\nHypothesi
               "(B) contradiction (C) neutral", label="B", option_letters=["A", "B", "C"],
               options=["entailment", "contradiction", "neutral"])
 MATH = Example(id="m", task="gsm8k", category="math", question="q", label="18", answer_type="number")
-WINO = Example(id="w", task="winogrande", category="commonsense", question="Sentence: _ won.\nOptions: (A) Maria "
+WINO = Example(id="w", task="winogrande", category="nlu", question="Sentence: _ won.\nOptions: (A) Maria "
                "(B) Katrina", label="A", option_letters=["A", "B"], options=["Maria", "Katrina"])
 USER = Example(id="u", task="my_task", category="nlu", question="q", label="A", option_letters=["A", "B"],
                options=["positive", "negative"])

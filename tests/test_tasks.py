@@ -33,8 +33,8 @@ EXPECTED_COUNTS = {
 }
 CATEGORIES = {
     "math": {"multiarith", "asdiv", "svamp", "gsm8k"},
-    "commonsense": {"arc_easy", "arc_challenge", "commonsenseqa", "creak", "winogrande"},
-    "nlu": {"cr", "sst2", "trec", "agnews", "paws", "qqp", "cb", "anli", "wic", "subj"},
+    "commonsense": {"arc_easy", "arc_challenge", "commonsenseqa", "creak"},
+    "nlu": {"cr", "sst2", "trec", "agnews", "paws", "qqp", "cb", "anli", "wic", "winogrande", "subj"},
 }
 
 
@@ -224,9 +224,42 @@ def test_teacher_prompts(style: str, data_dir: Path) -> None:
     assert len(set(prompts)) == 5
     for p in prompts:
         assert ex.question in p and "The answer is" in p
-    assert "one short sentence" in prompts[0] and "very thoroughly" in prompts[4]
+    # the paper's Appendix D.2 levels, same numbering: 1 the most thorough ... 5 the shortest
+    assert prompts[0].endswith("Answer: Give a thorough analysis of the problem and explain your solution.\n")
+    assert prompts[1].endswith("Answer: Analyze the problems and explain your solution as detailed as possible.\n")
+    assert prompts[2].endswith("Answer: Let's think step by step.\n")
+    assert prompts[3].endswith("Answer: Explain your solution with a few words.\n")
+    assert prompts[4].endswith("Answer: Explain the solution as short as you can.\n")
+    assert prompts[2].startswith(task.instructions[style])
     with pytest.raises(ValueError):
         task.teacher_prompt(ex, style, 6)
+
+
+@pytest.mark.parametrize("task_name, style, start", [
+    ("cb", "B", "You are now required to perform a natural language inference task."),
+    ("anli", "C", "Review a given premise, determine whether the relevant hypothesis can be logically inferred"),
+    ("sst2", "B", "You are now required to perform a sentiment analysis task."),
+    ("cr", "C", "You will see a passage of text, please determine the sentiment of the text."),
+    ("trec", "B", "You are now required to perform a topic classification task. I will give you a sentence, and "
+                  "you need to determine which of the six possible topics"),
+    ("trec", "C", "Given a sentence, please determine which of the six categories it belongs to."),
+    ("agnews", "C", "Given a sentence, please determine which of the four categories it belongs to."),
+    ("arc_challenge", "C", "You will be shown a question and four answers, from which you need to choose one"),
+    ("arc_easy", "C", "You will be shown a question and four answers, from which you need to choose one"),
+    ("winogrande", "B", "You are now required to perform a coreference resolution task."),
+    ("winogrande", "C", "Given a passage of text where a word is left blank, and you will see two options"),
+])
+def test_annotators_b_and_c_use_the_papers_instructions(task_name: str, style: str, start: str) -> None:
+    """Appendix D.3 (B) and D.4 (C), for the categories the paper gives them (AG News: 'four', a departure)."""
+    task = get_task(task_name)
+    assert task.instructions[style].startswith(start)
+    ex = Example(id="x", task=task.name, category=task.category, question="Q?", label="A", answer_type="choice",
+                 option_letters=["A", "B"], options=["a", "b"])
+    assert task.teacher_prompt(ex, style).startswith(start)
+
+
+def test_winogrande_is_coreference_resolution_as_in_the_paper() -> None:
+    assert get_task("winogrande").group == "coreference resolution"
 
 
 def test_teacher_prompt_A_is_the_paper_template(data_dir: Path) -> None:

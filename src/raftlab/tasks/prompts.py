@@ -1,9 +1,11 @@
 """Prompt templates: the evaluation prompt, training targets and teacher (rationale-annotator) prompts.
 
 Annotator **A** is the paper's template (official code: github Ignoramus0817/rationales,
-``data/data_synthesize.py`` / ``evaluate.py``); annotators **B** and **C** are two other
-annotators' instructions, written for this project. Length 3 is each annotator's default;
-1 (very brief) ... 5 (very detailed) add an explicit length request.
+``data/data_synthesize.py`` / ``evaluate.py``). Annotators **B** and **C** swap in the other annotators'
+instructions; the paper's Appendix D.3/D.4 texts are used for the categories it gives (NLI, sentiment, topic,
+ARC (C only), coreference; in the task configs), raftlab's own elsewhere (docs/fidelity.md). The five length
+levels are the paper's Appendix D.2 triggers with its numbering: 1 = the most thorough ... 5 = the shortest,
+3 = "Let's think step by step." (the default), each in the place of the CoT trigger.
 """
 
 from __future__ import annotations
@@ -22,14 +24,13 @@ COT_TRIGGER = "Let's think step by step."
 STYLES = ("A", "B", "C")
 LENGTHS = (1, 2, 3, 4, 5)
 
-#: Length requests per level (3 = the annotator's default: no explicit request).
-LENGTH_REQUESTS = {
-    1: "Keep the reasoning very brief: one short sentence.",
-    2: "Keep the reasoning brief: two or three short sentences.",
-    3: "",
-    4: "Explain the reasoning in detail, covering each step.",
-    5: "Explain the reasoning very thoroughly: state every fact and intermediate step you rely on, "
-       "and say why the other possibilities are wrong.",
+#: Zhu et al. (2025), Appendix D.2, "Prompt Templates for Different Lengths" (verbatim, same numbering).
+LENGTH_TRIGGERS = {
+    1: "Give a thorough analysis of the problem and explain your solution.",
+    2: "Analyze the problems and explain your solution as detailed as possible.",
+    3: COT_TRIGGER,
+    4: "Explain your solution with a few words.",
+    5: "Explain the solution as short as you can.",
 }
 
 
@@ -60,30 +61,13 @@ def target_text(answer: str, rationale: str | None = None) -> str:
 
 def teacher_prompt(instructions: dict[str, str], answer_type: str, question: str,
                    style: str = "A", length: int = 3) -> str:
-    """Prompt asking a teacher LLM for a rationale that ends in "The answer is X"."""
+    """Prompt asking a teacher LLM for a rationale that ends in "The answer is X": the annotator's instruction,
+    the answer-format line, the question, and ``Answer:`` followed by the length level's trigger (Appendix D)."""
     style = style.upper()
     if style not in STYLES:
         raise ValueError(f"style must be one of {STYLES}, got {style!r}")
     if length not in LENGTHS:
         raise ValueError(f"length must be one of {LENGTHS}, got {length!r}")
     instruction = instructions.get(style) or instructions["A"]
-    request = LENGTH_REQUESTS[length]
-    what = "the answer value" if answer_type == "number" else "the letter of the correct option"
-    if style == "A":
-        lines = [instruction.strip(), ANSWER_FORMAT[answer_type]]
-        if request:
-            lines.append(request)
-        return "\n".join(lines) + f"\n\nHere is the question:\n{question.strip()}\n\nAnswer: {COT_TRIGGER}\n"
-    if style == "B":
-        request = request or "Reason step by step."
-        return (
-            f"{instruction.strip()}\n{request} Finish with a final line of the form \"The answer is X\", "
-            f"where X is {what}.\n\nQuestion:\n{question.strip()}\n\nReasoning:"
-        )
-    request = request or "A few sentences are enough."
-    return (
-        "You are writing explanations for a dataset of solved problems.\n"
-        f"Task: {instruction.strip()}\n\n{question.strip()}\n\n"
-        f"Write an explanation that leads to the correct answer. {request} "
-        f"The last sentence must be \"The answer is X.\" with X being {what}.\n\nExplanation:"
-    )
+    return (f"{instruction.strip()}\n{ANSWER_FORMAT[answer_type]}\n\nHere is the question:\n{question.strip()}\n\n"
+            f"Answer: {LENGTH_TRIGGERS[length]}\n")
