@@ -32,7 +32,8 @@ def generate_cmd(
     teacher: str = typer.Option(..., help="BACKEND:MODEL (hf:smollm2, openai:gpt-4o-mini@URL, vllm:...) or 'oracle'"),
     n: int = typer.Option(20000, help="stop once this many rationales are kept"),
     prompt_style: str = typer.Option("A", help="annotator style A | B | C"),
-    length: int = typer.Option(3, min=1, max=5, help="length style 1 (brief) .. 5 (detailed)"),
+    length: int = typer.Option(3, min=1, max=5, help="length level (the paper's App. D.2): 1 most thorough .. 3 "
+                        "step by step .. 5 shortest"),
     max_retries: int = typer.Option(10, min=1),
     concurrency: int = typer.Option(4, min=1, help="examples sent to the teacher at once"),
     temperature: float = typer.Option(0.7),
