@@ -434,3 +434,37 @@ def test_information_gain_with_a_real_tiny_model():
              for p in A.rationale_prefixes(rationale)]
     np.testing.assert_allclose(curve.logprob, alone, atol=1e-4)
     np.testing.assert_allclose(curve.gain, np.diff(alone) / math.log(2), atol=1e-3)
+
+
+def test_sampled_information_gain_is_the_share_of_sampled_gold_answers_after_each_token_prefix():
+    """The paper's Appendix A.1: prefixes of 0..T rationale tokens, n sampled answers each, P = share of gold."""
+    from raftlab.analysis.info_gain import sampled_answer_probabilities, token_prefix_prompts
+    from raftlab.backends.base import Generation
+    from raftlab.models import load_tokenizer
+    from raftlab.tasks import get_task
+
+    tok = load_tokenizer("tiny")
+    task = get_task("synth_coinflip")
+    ex = task.load("test", limit=1)[0]
+    rationale = "Heads first. Then tails. So the answer is B."
+    prompt = task.prompt(ex, "cot")
+    prompts = token_prefix_prompts(prompt, rationale, tok)
+    n_tokens = len(tok(" Heads first. Then tails.", add_special_tokens=False).input_ids)
+    assert len(prompts) == n_tokens + 1 and prompts[0] == prompt and prompts[-1] == prompt + " Heads first. Then tails."
+    assert len(token_prefix_prompts(prompt, rationale, tok, stride=3)) == len(range(0, n_tokens + 1, 3)) + (
+        n_tokens % 3 != 0)
+
+    class Scripted:  # after the word "tails" 3 of 4 samples answer the gold letter, before it 1 of 4
+        name, tokenizer, thread_safe = "scripted", tok, False
+
+        def generate(self, prompts, params):
+            assert params.n == 4
+            out = []
+            for p in prompts:
+                good = 3 if "tails" in p[len(prompt):] else 1
+                out.append([Generation(f"The answer is {ex.label if i < good else 'Z'}.") for i in range(4)])
+            return out
+
+    probs = sampled_answer_probabilities(Scripted(), task, ex, rationale, n=4)
+    assert len(probs) == n_tokens + 1 and probs[0] == 0.25 and probs[-1] == 0.75
+    assert set(probs.tolist()) == {0.25, 0.75}

@@ -1,4 +1,13 @@
-"""Information gain along a rationale: how the probability of the final answer grows with each prefix."""
+"""Information gain along a rationale: how the probability of the final answer grows with each prefix.
+
+Two procedures:
+
+* :func:`sampled_answer_probabilities`: the paper's (Appendix A.1). After each *token* prefix of the rationale,
+  100 answers are sampled, and the probability is the share that is the gold answer.
+* :func:`answer_logprobs_by_prefix` / :func:`example_information_gain`: raftlab's cheaper variant (labelled
+  "scored"). After each *sentence* prefix, the probability is the teacher-forced P(" The answer is X.") from
+  ``Backend.score``: one forward pass per prefix instead of 100 samples.
+"""
 
 from __future__ import annotations
 
@@ -103,9 +112,48 @@ def answer_logprobs_by_prefix(backend: Any, prompt: str, rationale: str, answer:
 
 def example_information_gain(backend: Any, task: Any, example: Any, rationale: str | None = None,
                              unit: Literal["bits", "nats"] = "bits") -> InfoGainCurve:
-    """Information-gain curve of ``rationale`` (default: the example's own) for the gold answer of ``example``."""
+    """raftlab's "scored" variant (not the paper's procedure, see the module docstring): information-gain curve of ``rationale`` (default: the example's own) for the gold answer of ``example``."""
     text = rationale if rationale is not None else example.rationale
     if not text:
         raise ValueError(f"example {example.id}: no rationale to analyse")
     lps = answer_logprobs_by_prefix(backend, task.prompt(example, "cot"), text, task.canonical_label(example))
     return information_gain_curve(lps, unit)
+
+
+def token_prefix_prompts(prompt: str, rationale: str, tokenizer: Any, stride: int = 1) -> list[str]:
+    """``prompt`` followed by the first 0, s, 2s, ..., T tokens of the rationale (answer sentence removed), as
+    text: the inputs ``(x; r_{i<t})`` of the paper's Appendix A.1."""
+    from raftlab.tasks.answers import strip_answer_sentence
+
+    if stride < 1:
+        raise ValueError(f"stride must be >= 1, got {stride}")
+    ids = tokenizer(" " + strip_answer_sentence(rationale or ""), add_special_tokens=False).input_ids
+    cuts = list(range(0, len(ids) + 1, stride))
+    if cuts[-1] != len(ids):
+        cuts.append(len(ids))
+    return [prompt + tokenizer.decode(ids[:c]) for c in cuts]
+
+
+def sampled_answer_probabilities(backend: Any, task: Any, example: Any, rationale: str | None = None, *,
+                                 n: int = 100, stride: int = 1, temperature: float = 0.8,
+                                 max_new_tokens: int | None = None, seed: int = 0, tokenizer: Any = None
+                                 ) -> np.ndarray:
+    """The paper's information-gain procedure (Appendix A.1): after each token prefix ``r_{i<t}`` of the rationale,
+    sample ``n`` continuations (default 100) and record the share whose answer is the gold answer ``y``.
+
+    ``stride`` > 1 samples every ``stride`` tokens (cheaper; the paper uses 1). The tokenizer is the backend's
+    (``backend.tokenizer``) unless given. Returns the probabilities for prefixes of 0, s, 2s, ..., T tokens.
+    """
+    from raftlab.backends.base import SamplingParams
+
+    text = rationale if rationale is not None else example.rationale
+    if not text:
+        raise ValueError(f"example {example.id}: no rationale to analyse")
+    tok = tokenizer if tokenizer is not None else getattr(backend, "tokenizer", None)
+    if tok is None:
+        raise ValueError("sampled information gain needs the model's tokenizer (pass tokenizer=...)")
+    prompts = token_prefix_prompts(task.prompt(example, "cot"), text, tok, stride)
+    budget = max_new_tokens or len(tok(" " + text, add_special_tokens=False).input_ids) + 16
+    rows = backend.generate(prompts, SamplingParams(n=n, temperature=temperature, max_new_tokens=budget, seed=seed))
+    return np.array([sum(task.is_correct(task.extract(g.text, example), example) for g in row) / max(1, len(row))
+                     for row in rows])

@@ -61,7 +61,9 @@ def add_info_gain(data: ReportData, run_dir: Path) -> ReportData:
         saved = json.loads(path.read_text(encoding="utf-8"))
         curves = {str(k): [float(x) for x in v] for k, v in (saved.get("curves") or {}).items() if v}
         if curves:
-            data.info_gain[str(saved.get("task") or path.parent.name)] = curves
+            name = str(saved.get("task") or path.parent.name)
+            data.info_gain[name] = curves
+            data.info_gain_steps[name] = str(saved.get("step", "sentences"))
     return data
 
 

@@ -61,6 +61,7 @@ class ReportData(BaseModel):
         default_factory=dict, description="task -> arm -> bins")
     info_gain: dict[str, dict[str, list[float]]] = Field(
         default_factory=dict, description="task -> label -> P(final answer) after each rationale prefix")
+    info_gain_steps: dict[str, str] = Field(default_factory=dict, description="task -> prefix unit (tokens|sentences)")
     samples: dict[str, list[OutputSample]] = Field(default_factory=dict, description="task -> sample outputs")
     meta: dict[str, Any] = Field(default_factory=dict, description="config, model names, settings")
     prompting: list[TaskSummary] = Field(

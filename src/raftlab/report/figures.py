@@ -139,12 +139,13 @@ def difficulty_plot(data: ReportData, metric: str) -> Figure:
     return fig
 
 
-def info_gain_plot(task: str, curves: dict[str, list[float]]) -> Figure:
-    """P(final answer) after each rationale prefix (information-gain curve)."""
+def info_gain_plot(task: str, curves: dict[str, list[float]], step: str = "sentences") -> Figure:
+    """P(final answer) after each rationale prefix of 0, 1, ... ``step`` (tokens: the paper's sampled procedure;
+    sentences: raftlab's scored variant)."""
     fig, ax = plt.subplots(figsize=(5, 3.4))
     for i, (label, ys) in enumerate(curves.items()):
         ax.plot(np.arange(len(ys)), ys, marker="o", ms=3, label=label, color=_color(label, i))
-    ax.set_xlabel("rationale prefix (sentences)")
+    ax.set_xlabel(f"rationale prefix ({step})")
     ax.set_ylabel("P(final answer)")
     peak = max((max(ys) for ys in curves.values() if ys), default=1.0)
     if 0 < peak < 0.05:  # an untrained/weak model: show the orders of magnitude

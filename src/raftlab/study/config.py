@@ -113,6 +113,11 @@ class StudyConfig(_Strict):
     reference: ReferenceConfig | None = Field(None, description="difficulty metric 1 (reference rationale length)")
     info_gain_examples: int = Field(0, ge=0, description="rationales per task scored for information-gain "
                                                          "curves with each arm's model (0: skip)")
+    info_gain_method: Literal["sampled", "scored"] = Field(
+        "sampled", description="sampled: the paper's (App. A.1: token prefixes, info_gain_samples answers each, "
+        "P = share correct); scored: raftlab's cheaper variant (sentence prefixes, teacher-forced P(answer))")
+    info_gain_samples: int = Field(100, ge=1, description="answers sampled per prefix (sampled method)")
+    info_gain_stride: int = Field(1, ge=1, description="tokens between prefixes (sampled method; the paper: 1)")
 
     @field_validator("tasks", mode="before")
     @classmethod

@@ -142,10 +142,11 @@ def evaluate(cfg: StudyConfig, spec: TaskSpec, arm: str, train_out: dict[str, An
 
 def info_gain(cfg: StudyConfig, spec: TaskSpec, train_outs: dict[str, dict[str, Any]], rat_out: dict[str, Any],
               out: Path) -> dict[str, Any]:
-    """Mean P(gold answer) after each sentence prefix of kept teacher rationales, under each arm's model."""
-    import numpy as np
-
-    from raftlab.analysis import example_information_gain
+    """Mean P(gold answer) along kept teacher rationales under each arm's model: ``sampled`` (the paper's
+    Appendix A.1: token prefixes, ``info_gain_samples`` answers each) or ``scored`` (raftlab's sentence-prefix,
+    teacher-forced variant)."""
+    from raftlab.analysis import average_curves, example_information_gain
+    from raftlab.analysis.info_gain import sampled_answer_probabilities
     from raftlab.backends import get_backend
     from raftlab.tasks import get_task
 
@@ -155,12 +156,17 @@ def info_gain(cfg: StudyConfig, spec: TaskSpec, train_outs: dict[str, dict[str, 
     curves: dict[str, list[float]] = {}
     for arm, train_out in train_outs.items():
         backend = get_backend(f"hf:{stage_path(train_out, 'model')}")
-        probs = [example_information_gain(backend, task, e).prob for e in examples]
-        steps = min((len(p) for p in probs), default=0)  # common prefix count
-        if steps:
-            curves[arm] = np.mean([p[:steps] for p in probs], axis=0).tolist()
-    (out / "curves.json").write_text(json.dumps({"task": spec.name, "n": len(examples), "curves": curves},
-                                                indent=2), encoding="utf-8")
+        if cfg.info_gain_method == "sampled":
+            probs = [sampled_answer_probabilities(backend, task, e, n=cfg.info_gain_samples,
+                                                  stride=cfg.info_gain_stride, temperature=cfg.eval.temperature,
+                                                  seed=cfg.seed) for e in examples]
+        else:
+            probs = [example_information_gain(backend, task, e).prob for e in examples]
+        if probs:
+            curves[arm] = average_curves(probs).tolist()
+    write_json(out / "curves.json", {"task": spec.name, "n": len(examples), "method": cfg.info_gain_method,
+                                     "step": "tokens" if cfg.info_gain_method == "sampled" else "sentences",
+                                     "curves": curves})
     return {"curves": "curves.json", "n": len(examples)}
 
 
