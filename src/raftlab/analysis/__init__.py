@@ -41,5 +41,6 @@ __all__ = [
     "answer_probability_curve", "average_curves", "difficulty_fits", "discover_runs", "example_information_gain",
     "fit_ols", "information_gain", "information_gain_curve", "load_fit", "load_records",
     "mean_of_task_demonstrations", "mean_of_task_prompt", "mean_of_task_prompts", "mean_rationale_length",
-    "generated_rationale_length", "predict_gain", "rationale_length_by_task", "rationale_prefixes", "save_fit", "split_sentences", "task_deltas",
+    "generated_rationale_length", "predict_gain", "rationale_length_by_task", "rationale_prefixes", "save_fit",
+    "split_sentences", "task_deltas",
 ]

@@ -43,7 +43,8 @@ def draw_figures(data: ReportData, fig_dir: Path) -> tuple[list[tuple[str, bytes
             f"Difficulty metric {metric} vs ΔAcc and ΔECE.")
     for task, curves in data.info_gain.items():
         if curves:
-            add("Information gain", f"info_gain_{_safe_name(task)}", F.info_gain_plot(task, curves, data.info_gain_steps.get(task, "sentences")),
+            step = data.info_gain_steps.get(task, "sentences")
+            add("Information gain", f"info_gain_{_safe_name(task)}", F.info_gain_plot(task, curves, step),
                 f"Probability of the final answer after each rationale prefix ({task}).")
     return figs, sections
 
