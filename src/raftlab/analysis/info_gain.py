@@ -112,7 +112,8 @@ def answer_logprobs_by_prefix(backend: Any, prompt: str, rationale: str, answer:
 
 def example_information_gain(backend: Any, task: Any, example: Any, rationale: str | None = None,
                              unit: Literal["bits", "nats"] = "bits") -> InfoGainCurve:
-    """raftlab's "scored" variant (not the paper's procedure, see the module docstring): information-gain curve of ``rationale`` (default: the example's own) for the gold answer of ``example``."""
+    """raftlab's "scored" variant (not the paper's procedure, see the module docstring): the information-gain
+    curve of ``rationale`` (default: the example's own) for the gold answer of ``example``."""
     text = rationale if rationale is not None else example.rationale
     if not text:
         raise ValueError(f"example {example.id}: no rationale to analyse")
