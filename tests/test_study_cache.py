@@ -50,7 +50,6 @@ def all_stages() -> list[str]:
     return out + ["analysis", "report"]
 
 
-@pytest.mark.slow
 def test_runs_every_stage_once_then_skips(tmp_path: Path) -> None:
     rec = Recorder()
     res = run_study(CFG, tmp_path, steps=rec.steps())
@@ -63,7 +62,6 @@ def test_runs_every_stage_once_then_skips(tmp_path: Path) -> None:
     assert rec2.calls == [] and res2.executed == [] and sorted(res2.skipped) == sorted(all_stages())
 
 
-@pytest.mark.slow
 def test_interrupt_resumes_where_it_stopped(tmp_path: Path) -> None:
     rec = Recorder(crash_at="eval/raft/a")
     with pytest.raises(KeyboardInterrupt):
@@ -76,7 +74,6 @@ def test_interrupt_resumes_where_it_stopped(tmp_path: Path) -> None:
     assert rec2.calls == all_stages()[all_stages().index("eval/raft/a"):]
 
 
-@pytest.mark.slow
 def test_changed_config_errors_or_reruns_affected(tmp_path: Path) -> None:
     run_study(CFG, tmp_path, steps=Recorder().steps())
     changed = {**CFG, "eval": {"k": 3}}
@@ -92,7 +89,6 @@ def test_changed_config_errors_or_reruns_affected(tmp_path: Path) -> None:
     assert rec.calls == [s for s in all_stages() if not s.startswith("data/")]
 
 
-@pytest.mark.slow
 def test_changed_stage_folder_is_cleared_on_rerun(tmp_path: Path) -> None:
     run_study(CFG, tmp_path, steps=Recorder().steps())
     stale = tmp_path / "eval/ft/a/stale.jsonl"
@@ -121,7 +117,6 @@ def test_include_merges_base_config(tmp_path: Path) -> None:
     assert cfg.eval.k == 7 and cfg.eval.temperature == 0.5 and cfg.seed == 3 and [t.name for t in cfg.tasks] == ["a", "b"]
 
 
-@pytest.mark.slow
 def test_info_gain_stage_runs_after_both_arms(tmp_path: Path) -> None:
     rec = Recorder()
     res = run_study({**CFG, "info_gain_examples": 2}, tmp_path, steps=rec.steps())
@@ -131,7 +126,6 @@ def test_info_gain_stage_runs_after_both_arms(tmp_path: Path) -> None:
     assert set(manifest["report"]["deps"]) == {"analysis", "info_gain/a", "info_gain/b"}
 
 
-@pytest.mark.slow
 def test_mean_of_task_stage_after_all_rationales(tmp_path: Path) -> None:
     cfg = {**CFG, "tasks": ["a", "b", "c", "d"], "mean_of_task": True}
     rec = Recorder()
@@ -144,7 +138,6 @@ def test_mean_of_task_stage_after_all_rationales(tmp_path: Path) -> None:
         load_config({**CFG, "mean_of_task": True})
 
 
-@pytest.mark.slow
 def test_failing_stage_is_named_and_resumable(tmp_path: Path) -> None:
     rec = Recorder()
     steps = rec.steps()
@@ -160,3 +153,33 @@ def test_failing_stage_is_named_and_resumable(tmp_path: Path) -> None:
     rec.calls.clear()
     run_study(CFG, tmp_path, steps=steps)
     assert rec.calls[0] == "train/ft/a"  # data and rationales were kept
+
+
+def test_both_prompts_evaluates_every_arm_with_direct_and_cot(tmp_path: Path) -> None:
+    """NLURC's contrast: each trained arm also evaluated with the other prompt, as arm <arm>@<mode>."""
+    rec = Recorder()
+    run_study({**CFG, "arms": ["ft", "raft", "explain"], "eval": {"both_prompts": True}}, tmp_path, steps=rec.steps())
+    evals = sorted(c for c in rec.calls if c.startswith("eval/") and c.endswith("/a"))
+    assert evals == ["eval/explain/a", "eval/explain@cot/a", "eval/ft/a", "eval/ft@cot/a", "eval/raft/a",
+                     "eval/raft@direct/a"]
+    manifest = json.loads((tmp_path / "manifest.json").read_text())["stages"]
+    assert set(manifest["eval/ft@cot/a"]["deps"]) == {"train/ft/a", "data/a", "rationales/a"}
+
+
+def test_leave_one_task_out_trains_on_the_other_tasks(tmp_path: Path) -> None:
+    seen = {}
+    rec = Recorder()
+    steps = rec.steps()
+
+    def train(c, s, arm, rats, d):
+        seen[(arm, s.name)] = sorted(r["marker"] for r in (rats if isinstance(rats, list) else [rats]))
+        return rec._do(f"train/{arm}/{s.name}", d)
+
+    steps.train = train
+    run_study({**CFG, "tasks": ["a", "b", "c"], "protocol": "leave_one_task_out"}, tmp_path, steps=steps)
+    assert seen[("raft", "a")] == ["rationales/b", "rationales/c"] and seen[("ft", "c")] == ["rationales/a",
+                                                                                             "rationales/b"]
+    manifest = json.loads((tmp_path / "manifest.json").read_text())["stages"]
+    assert set(manifest["train/raft/b"]["deps"]) == {"rationales/a", "rationales/c"}
+    with pytest.raises(ConfigError, match="at least 2 tasks"):
+        load_config({**CFG, "tasks": ["a"], "protocol": "leave_one_task_out"})

@@ -15,11 +15,21 @@ from raftlab.training.config import TrainSettings
 CONFIG_DIR = Path(__file__).parent / "configs"
 BUILTIN = {"default": CONFIG_DIR / "default.yaml", "quick": CONFIG_DIR / "quick.yaml"}
 
-Arm = Literal["ft", "raft", "blank", "align"]
-#: The training objective of each arm (see raftlab.training).
-ARM_OBJECTIVE: dict[str, str] = {"ft": "label", "raft": "raft", "blank": "blank", "align": "align"}
-#: The prompt each arm was trained on and is evaluated with (label-only models get the direct prompt).
-ARM_PROMPT_MODE: dict[str, str] = {"ft": "direct", "raft": "cot", "blank": "cot", "align": "cot"}
+Arm = Literal["ft", "raft", "blank", "align", "reason", "explain", "mix"]
+#: The training objective of each arm (see raftlab.training; reason/explain/mix/align are NLURC's methods).
+ARM_OBJECTIVE: dict[str, str] = {"ft": "label", "raft": "raft", "blank": "blank", "align": "align",
+                                 "reason": "reason", "explain": "explain", "mix": "mix"}
+#: The prompt each arm is evaluated with by default: one it was trained on (label-only and explain-after-label
+#: models get the direct prompt). ``eval.both_prompts`` adds the other one as arm ``<arm>@<mode>``.
+ARM_PROMPT_MODE: dict[str, str] = {"ft": "direct", "raft": "cot", "blank": "cot", "align": "cot",
+                                   "reason": "cot", "explain": "direct", "mix": "cot"}
+PROMPT_MODES = ("direct", "cot")
+
+
+def eval_arm(arm: str) -> tuple[str, str]:
+    """``(trained arm, prompt mode)`` of an evaluated arm name: ``raft`` or ``raft@direct`` (cross-prompt)."""
+    base, _, mode = arm.partition("@")
+    return base, mode or ARM_PROMPT_MODE[base]
 
 
 class _Strict(BaseModel):
@@ -72,6 +82,8 @@ class EvalSettings(_Strict):
                                        "from each arm's training targets, see raftlab.training.budget; a "
                                        "smaller explicit value is used but warned about)")
     batch_size: int = Field(8, ge=1, description="questions per batch (each with its k samples)")
+    both_prompts: bool = Field(False, description="also evaluate every trained arm with the other prompt (direct "
+                                                  "vs CoT inference, as NLURC does); reported as arm <arm>@<mode>")
 
 
 class PromptingConfig(_Strict):
@@ -110,6 +122,9 @@ class StudyConfig(_Strict):
                                                   "mean-of-task prompting (3 demonstrations from 3 other tasks; "
                                                   "needs 4+ tasks)")
     prompting: PromptingConfig | None = Field(None, description="optional prompting comparison (no training)")
+    protocol: Literal["per_task", "leave_one_task_out"] = Field(
+        "per_task", description="per_task: train on each task's own data; leave_one_task_out: train on the other "
+        "tasks' data (multi-task) and evaluate on the held-out task (NLURC's unseen-task protocol)")
     reference: ReferenceConfig | None = Field(None, description="difficulty metric 1 (reference rationale length)")
     info_gain_examples: int = Field(0, ge=0, description="rationales per task scored for information-gain "
                                                          "curves with each arm's model (0: skip)")
@@ -146,6 +161,12 @@ class StudyConfig(_Strict):
         if len(set(v)) != len(v):
             raise ValueError("arms must not repeat")
         return v
+
+    @model_validator(mode="after")
+    def _leave_one_out_needs_two_tasks(self) -> StudyConfig:
+        if self.protocol == "leave_one_task_out" and len(self.tasks) < 2:
+            raise ValueError("protocol leave_one_task_out needs at least 2 tasks")
+        return self
 
     @model_validator(mode="after")
     def _mean_of_task_needs_four_tasks(self) -> StudyConfig:

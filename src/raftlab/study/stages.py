@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from raftlab import layout
-from raftlab.study.config import StudyConfig
+from raftlab.study.config import ARM_PROMPT_MODE, PROMPT_MODES, StudyConfig
 
 Outputs = dict[str, Any]
 
@@ -67,12 +67,20 @@ def plan(cfg: StudyConfig, steps: StudySteps, run_dir: Path) -> list[Stage]:
     stages: list[Stage] = []
     add = stages.append
     seed, device, eval_settings = cfg.seed, cfg.device, cfg.eval.model_dump()
-    for spec in cfg.tasks:
+    def add_sources(spec: Any) -> None:
         data, rats = layout.data(spec.name), layout.rationales(spec.name)
         add(Stage(data, {"task": spec.model_dump(), "seed": seed}, (),
                   lambda d, out, spec=spec: steps.prepare_data(cfg, spec, out)))
         add(Stage(rats, {"teacher": cfg.teacher.model_dump()}, (data,),
                   lambda d, out, spec=spec, data=data: steps.rationales(cfg, spec, d[data], out)))
+
+    if cfg.protocol == "leave_one_task_out":  # every task's rationales before any training
+        for spec in cfg.tasks:
+            add_sources(spec)
+    for spec in cfg.tasks:
+        data, rats = layout.data(spec.name), layout.rationales(spec.name)
+        if cfg.protocol == "per_task":
+            add_sources(spec)
         if cfg.prompting is not None and steps.prompt_eval is not None:
             for arm, mode in layout.PROMPT_ARMS.items():
                 add(Stage(layout.prompting(arm, spec.name),
@@ -80,14 +88,25 @@ def plan(cfg: StudyConfig, steps: StudySteps, run_dir: Path) -> list[Stage]:
                            "seed": seed}, (data, rats),
                           lambda d, out, spec=spec, mode=mode, data=data, rats=rats:
                           steps.prompt_eval(cfg, spec, mode, d[data], out, d[rats])))
+        # what each arm trains on: the task's own rationales, or (leave one task out) every other task's
+        sources = ((rats,) if cfg.protocol == "per_task" else
+                   tuple(layout.rationales(t.name) for t in cfg.tasks if t.name != spec.name))
+        train_inputs = {"model": cfg.model, "train": cfg.train.model_dump(), "seed": seed, "device": device,
+                        **({} if cfg.protocol == "per_task" else {"protocol": cfg.protocol})}
         for arm in cfg.arms:
-            train, evaluation = layout.train(arm, spec.name), layout.evaluation(arm, spec.name)
-            add(Stage(train, {"arm": arm, "model": cfg.model, "train": cfg.train.model_dump(), "seed": seed,
-                              "device": device}, (rats,),
-                      lambda d, out, spec=spec, arm=arm, rats=rats: steps.train(cfg, spec, arm, d[rats], out)))
-            add(Stage(evaluation, {"eval": eval_settings, "seed": seed, "device": device}, (train, data, rats),
-                      lambda d, out, spec=spec, arm=arm, train=train, data=data, rats=rats:
-                      steps.evaluate(cfg, spec, arm, d[train], d[data], out, d[rats])))
+            train = layout.train(arm, spec.name)
+            add(Stage(train, {"arm": arm, **train_inputs}, sources,
+                      lambda d, out, spec=spec, arm=arm, sources=sources:
+                      steps.train(cfg, spec, arm, d[sources[0]] if len(sources) == 1 else [d[s] for s in sources],
+                                  out)))
+            modes = [ARM_PROMPT_MODE[arm]] + ([m for m in PROMPT_MODES if m != ARM_PROMPT_MODE[arm]]
+                                              if cfg.eval.both_prompts else [])
+            for mode in modes:
+                evaluated = arm if mode == ARM_PROMPT_MODE[arm] else f"{arm}@{mode}"
+                add(Stage(layout.evaluation(evaluated, spec.name), {"eval": eval_settings, "seed": seed,
+                                                                    "device": device}, (train, data, rats),
+                          lambda d, out, spec=spec, arm=evaluated, train=train, data=data, rats=rats:
+                          steps.evaluate(cfg, spec, arm, d[train], d[data], out, d[rats])))
         if cfg.reference is not None and steps.reference is not None:
             add(Stage(layout.reference(spec.name), {"reference": cfg.reference.model_dump(), "seed": seed}, (data,),
                       lambda d, out, spec=spec, data=data: steps.reference(cfg, spec, d[data], out)))

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from raftlab.schema import Example
-from raftlab.study.config import ARM_OBJECTIVE, ARM_PROMPT_MODE, StudyConfig, TaskSpec
+from raftlab.study.config import ARM_OBJECTIVE, StudyConfig, TaskSpec, eval_arm
 from raftlab.storage import read_jsonl, write_json, write_jsonl
 from raftlab import layout
 from raftlab.layout import stage_path
@@ -63,15 +63,19 @@ def rationales(cfg: StudyConfig, spec: TaskSpec, data_out: dict[str, Any], out: 
     return {"rationales": "rationales.jsonl", "kept": kept, "stats": _jsonable(stats)}
 
 
-def train(cfg: StudyConfig, spec: TaskSpec, arm: str, rat_out: dict[str, Any], out: Path) -> dict[str, Any]:
+def train(cfg: StudyConfig, spec: TaskSpec, arm: str, rat_out: dict[str, Any] | list[dict[str, Any]],
+          out: Path) -> dict[str, Any]:
     """Finetune the student with the arm's objective on the examples that have a kept rationale
-    (FT sees the same questions with the label only; ``blank`` swaps rationales for think tokens)."""
+    (FT sees the same questions with the label only; ``blank`` swaps rationales for think tokens). ``rat_out``
+    is the task's rationale stage, or a list of them (leave-one-task-out: the other tasks, multi-task)."""
     from raftlab.training import TrainConfig
     from raftlab.training import train as run_train
 
+    sources = rat_out if isinstance(rat_out, list) else [rat_out]
+    data = [str(stage_path(o, "rationales")) for o in sources]
     config = TrainConfig(**cfg.train.model_dump(exclude={"launcher"}), model=cfg.model,
-                         data=str(stage_path(rat_out, "rationales")), objective=ARM_OBJECTIVE[arm],
-                         out=str(out / "model"), task=spec.name, seed=cfg.seed,
+                         data=data[0] if len(data) == 1 else data, objective=ARM_OBJECTIVE[arm],
+                         out=str(out / "model"), task=spec.name if len(data) == 1 else None, seed=cfg.seed,
                          resume=True)  # continue from the newest checkpoint after an interrupt
     if cfg.train.launcher:
         launch_training(cfg.train.launcher, config.to_file(out / "train_config.yaml"))
@@ -133,10 +137,16 @@ def evaluate(cfg: StudyConfig, spec: TaskSpec, arm: str, train_out: dict[str, An
     that fits its training targets."""
     from raftlab.tasks import get_task
 
+    from raftlab.training.features import PROMPT_MODES as TRAINED_MODES
+
     task = get_task(spec.name)
-    budget = arm_budget(cfg, task, rat_out, ARM_OBJECTIVE[arm], ARM_PROMPT_MODE[arm], out)
+    base, mode = eval_arm(arm)
+    objective = ARM_OBJECTIVE[base]
+    if mode not in TRAINED_MODES[objective]:  # cross-prompt eval: budget of what that prompt's targets look like
+        objective = "raft" if mode == "cot" else "label"
+    budget = arm_budget(cfg, task, rat_out, objective, mode, out)
     metrics = _self_consistency(cfg, f"{cfg.eval.backend}:{stage_path(train_out, 'model')}", task,
-                                data_out, ARM_PROMPT_MODE[arm], out, budget)
+                                data_out, mode, out, budget)
     return {"metrics": _jsonable(metrics)}
 
 
