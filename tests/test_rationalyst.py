@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pytest
 
 from raftlab.backends.base import ContinuationScore, Generation
@@ -401,3 +402,52 @@ def test_oracle_annotator_is_faithful_and_yields_one_triple_per_step(tmp_path):
                                    "--limit", "3", "--out", str(tmp_path)])
     assert res.exit_code == 0, res.output
     assert '"faithful": 3' in res.output
+
+
+def test_prefilter_keeps_the_documents_most_similar_to_the_task():
+    from raftlab.rationalyst.prefilter import prefilter, similarity_scores
+
+    docs = [("cook", "Stir the soup and add salt and pepper before serving."),
+            ("math1", "Tom has 5 apples and buys 3 more apples. How many apples does Tom have now?"),
+            ("sport", "The team won the final match after extra time."),
+            ("math2", "A shop sells 4 pens for 2 dollars each. How many dollars do the pens cost?")]
+    task = ["Anna has 7 apples and gives 2 apples away. How many apples does she have?",
+            "Each box holds 6 pens. How many pens are in 3 boxes?"]
+    kept, info = prefilter(docs, task, keep=2)
+    assert [d for d, _ in kept] == ["math1", "math2"]  # original order, the two arithmetic word problems
+    assert info["kept"] == 2 and info["min_kept_score"] > info["max_dropped_score"]
+    scores = similarity_scores([t for _, t in docs], task)
+    assert scores.shape == (4,) and scores.max() <= 1 + 1e-9
+    with pytest.raises(ValueError, match="unknown embedder"):
+        similarity_scores(["x"], ["y"], "word2vec")
+
+
+@pytest.mark.slow
+def test_prefilter_with_a_transformers_encoder_gives_unit_vectors():
+    from raftlab.rationalyst.prefilter import hf_embed, prefilter
+
+    vecs = hf_embed(["one two", "three four five"], "tiny")
+    assert vecs.shape[0] == 2 and np.allclose(np.linalg.norm(vecs, axis=1), 1.0)
+    kept, info = prefilter([("a", "one two"), ("b", "three four five")], ["one two"], keep=1, embedder="hf:tiny")
+    assert [d for d, _ in kept] == ["a"] and info["embedder"] == "hf:tiny"
+
+
+@pytest.mark.slow
+def test_filter_ablation_trains_on_every_extracted_rationale(tmp_path):
+    """`rationalyst train --all-rationales` uses the mined triples (kept or not) and saves generator-unfiltered."""
+    from typer.testing import CliRunner
+
+    from raftlab.cli.main import app
+    from raftlab.rationalyst import kept_triples, mined_triples
+
+    res = CliRunner().invoke(app, ["rationalyst", "mine", "--model", "oracle", "--task", "synth_arith", "--limit",
+                                   "3", "--out", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    store = open_store(tmp_path)
+    assert mined_triples(store) and not kept_triples(store)  # nothing filtered yet: only the ablation can train
+    store.close()
+    res = CliRunner().invoke(app, ["rationalyst", "train", "--model", "tiny", "--max-steps", "1", "--batch-size",
+                                   "2", "--all-rationales", "--out", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "generator-unfiltered" / "adapter_config.json").exists()
+    assert not (tmp_path / "generator").exists()

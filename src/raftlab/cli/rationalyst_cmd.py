@@ -37,6 +37,11 @@ def mine_cmd(
     seed: int = typer.Option(0),
     data_dir: str = typer.Option(None),
     max_edit_ratio: float = typer.Option(0.10, help="drop annotations whose text differs by more than this"),
+    prefilter_keep: int = typer.Option(None, min=1, help="mine only the N documents most similar to the target "
+                                       "task's questions (the paper's embedding prefilter)"),
+    prefilter_task: str = typer.Option("gsm8k", help="target task whose test questions the prefilter compares with"),
+    embedder: str = typer.Option("tfidf", help="prefilter embedding: hf:<model dir> (a sentence encoder, e.g. "
+                                 "all-MiniLM-L6-v2) or tfidf (offline lexical fallback)"),
     out: Path = typer.Option(..., "--out", "-o", help="run directory (rationalyst.sqlite)"),
 ) -> None:
     """Insert <BOT>…<EOT> rationales into solutions; keep faithful annotations; store triples."""
@@ -52,6 +57,15 @@ def mine_cmd(
         docs = docs_from_examples(examples)
         if not docs:
             raise typer.BadParameter(f"no {task} example carries a solution text to mine", param_hint="--task")
+    if prefilter_keep is not None:
+        from raftlab.rationalyst.prefilter import prefilter
+
+        _, targets = _examples(prefilter_task, "test", 200, seed, data_dir)
+        try:
+            docs, info = prefilter(docs, [e.question for e in targets], prefilter_keep, embedder)
+        except ValueError as e:
+            raise typer.BadParameter(str(e), param_hint="--embedder") from None
+        typer.echo(f"prefilter: {json.dumps(info)}", err=True)
     store = open_store(out)
     if model == "oracle" or model.startswith("oracle:"):
         from raftlab.rationalyst.oracle import OracleAnnotator
@@ -87,12 +101,17 @@ def train_cmd(
     full: bool = typer.Option(False, help="full finetuning instead of LoRA"),
     max_steps: int = typer.Option(-1, help="stop after this many optimizer steps (-1: run all epochs)"),
     seed: int = typer.Option(0),
+    all_rationales: bool = typer.Option(False, "--all-rationales", help="filter ablation: train on every extracted "
+                                        "rationale, not only the kept ones (saved as OUT/generator-unfiltered)"),
 ) -> None:
     """Train the generator (input: preceding text; target: rationale) on the kept rationales."""
-    from raftlab.rationalyst import kept_triples, open_store, train_generator
+    from raftlab.rationalyst import kept_triples, mined_triples, open_store, train_generator
 
-    path = train_generator(model, kept_triples(open_store(out)), out, epochs=epochs, lr=lr, batch_size=batch_size,
-                           lora=not full, max_steps=max_steps, seed=seed)
+    store = open_store(out)
+    triples = [t for _, t in mined_triples(store)] if all_rationales else kept_triples(store)
+    path = train_generator(model, triples, out, epochs=epochs, lr=lr, batch_size=batch_size, lora=not full,
+                           max_steps=max_steps, seed=seed, name="generator-unfiltered" if all_rationales
+                           else "generator")
     typer.echo(f"generator saved to {path}")
 
 

@@ -20,8 +20,10 @@ def pair_features(tokenizer, triple: Triple, max_length: int = 512) -> dict[str,
 
 def train_generator(model: str, triples: Sequence[Triple], out_dir: str | Path, *, epochs: float = 3.0,
                     lr: float = 1e-4, batch_size: int = 8, lora: bool = True, seed: int = 0,
-                    max_steps: int = -1, max_length: int = 512, progress: bool = True) -> Path:
-    """Finetune ``model`` (a raftlab model spec) into a rationale generator saved in ``out_dir``.
+                    max_steps: int = -1, max_length: int = 512, progress: bool = True,
+                    name: str = "generator") -> Path:
+    """Finetune ``model`` (a raftlab model spec) into a rationale generator saved in ``out_dir/name`` (``generator``;
+    the filter ablation trains on every extracted rationale into ``generator-unfiltered``).
 
     Uses the training package's trainer: batches grouped by length and LM-head logits only at rationale tokens
     (the same loss as the stock Trainer, less padding and no full-vocabulary logits at prompt positions)."""
@@ -54,6 +56,6 @@ def train_generator(model: str, triples: Sequence[Triple], out_dir: str | Path, 
                              remove_unused_columns=False, disable_tqdm=not progress, length_column_name="length",
                              train_sampling_strategy=sampling_strategy(len(rows), batch_size))
     raft_trainer_cls()(model=net, args=args, train_dataset=ds, data_collator=PadCollator(tok.pad_token_id)).train()
-    net.save_pretrained(out / "generator")
-    tok.save_pretrained(out / "generator")
-    return out / "generator"
+    net.save_pretrained(out / name)
+    tok.save_pretrained(out / name)
+    return out / name
