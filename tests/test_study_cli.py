@@ -54,7 +54,7 @@ def test_predict_published_and_own_fit(run: Path, tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     assert json.loads(res.output.strip().splitlines()[-1])["delta_acc"] == pytest.approx(0.0029 * 200 - 0.5567)
     res = runner.invoke(app, ["predict", "--task", "x", "--metric", "acc_ft", "--value", "0.5"])
-    assert json.loads(res.output.strip().splitlines()[-1])["delta_acc"] == pytest.approx(0.8031 * 0.5 + 0.6730)
+    assert json.loads(res.output.strip().splitlines()[-1])["delta_acc"] == pytest.approx(-0.8031 * 0.5 + 0.6730)
     # the user's own fit from an analysis.json of their study
     analysis = tmp_path / "analysis.json"
     result = analyze_study(run, n_boot=0)

@@ -93,11 +93,13 @@ def register(app: typer.Typer) -> None:
         if result.fit is not None:
             f = result.fit
             console.print(f"OLS over {f.n} tasks: ΔECE = {f.slope:.4f}·ΔAcc {f.intercept:+.4f}  "
-                          f"(Pearson r = {f.r:.3f}, p = {f.p:.3g})" if f.r is not None and f.p is not None else
+                          f"(Pearson r = {f.r:.3f}, p = {f.p:.3g} two-sided, {f.p_one_sided:.3g} one-tailed)"
+                          if f.r is not None and f.p is not None and f.p_one_sided is not None else
                           f"OLS over {f.n} tasks: ΔECE = {f.slope:.4f}·ΔAcc {f.intercept:+.4f}")
         for f in result.difficulty_fits:
             console.print(f"  {f.y} = {f.slope:.4g}·{f.x} {f.intercept:+.4g}"
-                          + (f"  (r = {f.r:.3f}, p = {f.p:.3g})" if f.r is not None and f.p is not None else ""))
+                          + (f"  (r = {f.r:.3f}, p = {f.p:.3g} two-sided, {f.p_one_sided:.3g} one-tailed)"
+                             if f.r is not None and f.p is not None and f.p_one_sided is not None else ""))
         for note in result.notes:
             console.print(f"note: {note}", style="yellow")
         path = out or runs[0] / "analysis.json"

@@ -124,7 +124,8 @@ def difficulty_table_html(data: ReportData) -> str:
         "<tr>" + f"<td>{escape(t.task)}</td>" + "".join(f"<td>{_num(t.difficulty.get(m))}</td>" for m in metrics)
         + "</tr>" for t in data.tasks)
     fits = "".join(
-        f"<li>{escape(f.y)} = {f.slope:.4g}·{escape(f.x)} {f.intercept:+.4g} (r={_num(f.r)}, p={_num(f.p)}, "
+        f"<li>{escape(f.y)} = {f.slope:.4g}·{escape(f.x)} {f.intercept:+.4g} (r={_num(f.r)}, p={_num(f.p)} "
+        f"two-sided, {_num(f.p_one_sided)} one-tailed, "
         f"n={f.n})</li>" for f in data.difficulty_fits)
     return ('<table id="difficulty"><thead><tr>' + "".join(f"<th>{escape(h)}</th>" for h in head)
             + f"</tr></thead><tbody>{rows}</tbody></table>" + (f"<ul>{fits}</ul>" if fits else ""))
@@ -158,7 +159,8 @@ def render_page(data: ReportData, figures: list[tuple[str, bytes, str]], section
     if data.fit is not None:
         f = data.fit
         body.append(f'<p id="fit">OLS fit over {f.n} tasks: ΔECE = {f.slope:.4f}·ΔAcc {f.intercept:+.4f}; '
-                    f"Pearson r = {_num(f.r)}, p = {_num(f.p)}.</p>")
+                    f"Pearson r = {_num(f.r)}, p = {_num(f.p)} (two-sided; one-tailed, H1: r &gt; 0, as the paper's "
+                    f"Table 10: {_num(f.p_one_sided)}).</p>")
     body.append(_INTRO)
     if data.notes:
         body.append('<ul id="notes">' + "".join(f"<li>{escape(n)}</li>" for n in data.notes) + "</ul>")
