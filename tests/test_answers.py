@@ -147,15 +147,16 @@ def test_never_raises_on_odd_input() -> None:
 
 
 def test_synonym_containing_another_option() -> None:
-    qqp = get_task("qqp")  # verbalizers: A = yes/paraphrase, B = no/not paraphrase
-    assert extract_answer("The answer is not paraphrase.", qqp) == "B"
-    assert extract_answer("The answer is paraphrase.", qqp) == "A"
+    qqp = get_task("qqp")  # verbalizers (the paper's order): A = different/no/not paraphrase, B = same/yes/paraphrase
+    assert extract_answer("The answer is not paraphrase.", qqp) == "A"
+    assert extract_answer("The answer is paraphrase.", qqp) == "B"
+    assert extract_answer("The answer is Same.", qqp) == "B" and extract_answer("The answer is (A) Different", qqp) == "A"
     assert extract_answer("The answer is not A.", qqp) == INVALID
 
 
 def test_task_as_spec() -> None:
     sst2 = get_task("sst2")
-    assert extract_answer("The answer is positive.", sst2) == "B"
+    assert extract_answer("The answer is positive.", sst2) == "A"  # the paper's order: (A) positive (B) negative
     assert extract_answer("The answer is (A)", sst2) == "A"
     assert extract_answer("The answer is 1,024.", get_task("gsm8k")) == "1024"
     assert extract_answer("The answer is heads up.", get_task("coinflip")) == "A"

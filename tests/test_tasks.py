@@ -313,7 +313,7 @@ data:
     task = register_task(cfg)
     assert get_task("MY-SENT") is task
     exs = task.load("test", data_dir=tmp_path / "data")
-    assert [e.label for e in exs] == ["B", "A"] and exs[0].options == ["negative", "positive"]
+    assert [e.label for e in exs] == ["B", "A"] and exs[0].options == ["positive", "negative"]
     with pytest.raises(ValueError, match="already"):
         register_task(cfg)
     register_task(cfg, replace=True)

@@ -82,7 +82,7 @@ def test_tasks_info() -> None:
     res = runner.invoke(app, ["tasks", "info", "PAWS"])
     assert res.exit_code == 0, res.output
     assert "google-research-datasets/paws [labeled_final]" in res.output
-    assert "(A) yes / paraphrase" in res.output and "dev (8,000) is the training pool" in res.output
+    assert "(A) different / no / not paraphrase" in res.output and "dev (8,000) is the training pool" in res.output
     res = runner.invoke(app, ["tasks", "info", "synth_arith"])
     assert "generated: multistep_arith" in res.output and "options: number" in res.output
     assert runner.invoke(app, ["tasks", "info", "nope"]).exit_code == 2
