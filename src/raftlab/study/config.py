@@ -7,9 +7,9 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from raftlab import storage
 from raftlab.training.config import TrainSettings
 
 CONFIG_DIR = Path(__file__).parent / "configs"
@@ -182,33 +182,11 @@ class ConfigError(ValueError):
     """A study config that cannot be read or validated (message names the file and field)."""
 
 
-def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for k, v in over.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
-
-
-def read_yaml(path: Path, _stack: tuple[Path, ...] = ()) -> dict[str, Any]:
+def read_yaml(path: str | Path) -> dict[str, Any]:
     """YAML mapping with ``include`` (a path or list of paths relative to the file, or a built-in
     config name such as ``default``/``quick``) merged underneath it."""
-    path = Path(path).resolve()
-    if path in _stack:
-        raise ConfigError(f"{path}: circular include")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such config file") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: invalid YAML: {exc}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: a study config must be a YAML mapping")
-    includes = raw.pop("include", None) or []
-    merged: dict[str, Any] = {}
-    for inc in [includes] if isinstance(includes, str) else includes:
-        inc_path = BUILTIN.get(inc, path.parent / inc)
-        merged = _merge(merged, read_yaml(inc_path, (*_stack, path)))
-    return _merge(merged, raw)
+    return storage.read_yaml(path, resolve=lambda name, base: BUILTIN.get(name, base / name), error=ConfigError,
+                             what="study config")
 
 
 def load_config(source: str | Path | dict[str, Any] | None = None) -> StudyConfig:

@@ -11,8 +11,9 @@ import string
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from raftlab.storage import read_yaml
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 SPLITS = ("train", "test")
@@ -185,37 +186,9 @@ class TaskConfig(_Strict):
             raise ValueError(f"{where}: {problems}") from None
 
 
-def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for k, v in over.items():
-        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
-
-
-def load_config(path: str | Path, _stack: tuple[Path, ...] = ()) -> dict[str, Any]:
+def load_config(path: str | Path) -> dict[str, Any]:
     """A YAML task config with its ``include`` (str or list, relative to the file) merged in first."""
-    path = Path(path).resolve()
-    if path in _stack:
-        raise ValueError(f"{path}: circular include ({' -> '.join(p.name for p in _stack)})")
-    try:
-        cfg = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except FileNotFoundError:
-        raise ValueError(f"{path}: no such task config file") from None
-    except yaml.YAMLError as exc:
-        raise ValueError(f"{path}: invalid YAML: {exc}") from None
-    if not isinstance(cfg, dict):
-        raise ValueError(f"{path}: a task config must be a mapping")
-    return merge_includes(cfg, path.parent, (*_stack, path))
-
-
-def merge_includes(cfg: dict[str, Any], base_dir: Path, _stack: tuple[Path, ...] = ()) -> dict[str, Any]:
-    """``cfg`` with its ``include`` files (relative to ``base_dir``, or absolute) merged underneath."""
-    cfg = dict(cfg)
-    includes = cfg.pop("include", None) or []
-    merged: dict[str, Any] = {}
-    for inc in [includes] if isinstance(includes, str) else includes:
-        merged = _deep_merge(merged, load_config(Path(base_dir) / inc, _stack))
-    return _deep_merge(merged, cfg)
+    return read_yaml(path, what="task config")
 
 
 def builtin_config(name: str) -> TaskConfig:

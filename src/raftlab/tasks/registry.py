@@ -15,7 +15,8 @@ from typing import Any
 
 
 from raftlab.registry import Registry
-from raftlab.tasks.config import CONFIG_DIR, load_config, merge_includes
+from raftlab.storage import merge_includes
+from raftlab.tasks.config import CONFIG_DIR, load_config
 from raftlab.tasks.task import Task
 
 
@@ -58,7 +59,7 @@ def register_task(task: Task | str | Path | dict[str, Any] | Callable[[], Task] 
     if isinstance(task, (str, Path)):
         return _add(Task.from_config(load_config(task), Path(task)), replace)
     if isinstance(task, dict):
-        return _add(Task.from_config(merge_includes(task, CONFIG_DIR)), replace)
+        return _add(Task.from_config(merge_includes(task, CONFIG_DIR, what="task config")), replace)
     if callable(task):
         made = task()
         if not isinstance(made, Task):
