@@ -7,11 +7,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-from raftlab.schema import Example
-from raftlab.study.config import ARM_OBJECTIVE, StudyConfig, TaskSpec, eval_arm
-from raftlab.storage import read_jsonl, write_json, write_jsonl
 from raftlab import layout
 from raftlab.layout import stage_path
+from raftlab.schema import Example
+from raftlab.storage import read_jsonl, write_json, write_jsonl
+from raftlab.study.config import ARM_OBJECTIVE, StudyConfig, TaskSpec, eval_arm
 
 
 def write_examples(examples: list[Example], path: Path) -> None:
@@ -103,12 +103,11 @@ def arm_budget(cfg: StudyConfig, task: Any, rat_out: dict[str, Any], objective: 
     (:func:`raftlab.training.budget.generation_budget` over the kept rationales, student tokenizer); both, and
     the need, are saved in ``budget.json`` for the artifact checks."""
     from raftlab.models import load_tokenizer
-    from raftlab.training.budget import choose_budget, generation_budget
+    from raftlab.training.budget import choose_budget, context_length, generation_budget
 
     examples = [e for e in read_examples(stage_path(rat_out, "rationales")) if e.rationale]
     tok = load_tokenizer(cfg.model)
-    context = tok.model_max_length if 0 < (tok.model_max_length or 0) < 1_000_000 else None
-    budget = generation_budget(examples, task, tok, objective, prompt_mode, context_length=context)
+    budget = generation_budget(examples, task, tok, objective, prompt_mode, context_length(tok))
     chosen = choose_budget(cfg.eval.max_new_tokens, budget, f"{task.name} ({objective}, {prompt_mode} prompt)")
     write_json(out / "budget.json", {"max_new_tokens": chosen, "requested": cfg.eval.max_new_tokens,
                                      **budget.model_dump()})

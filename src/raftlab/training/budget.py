@@ -39,6 +39,12 @@ class Budget(BaseModel):
     capped_by_context: bool = False
 
 
+def context_length(tokenizer: Any) -> int | None:
+    """The tokenizer's ``model_max_length`` when it is a real limit (transformers uses ~1e30 for "unknown")."""
+    limit = getattr(tokenizer, "model_max_length", None) or 0
+    return int(limit) if 0 < limit < 1_000_000 else None
+
+
 def generation_budget(examples: Sequence[Example], task: Any, tokenizer: Any, objective: str, prompt_mode: str,
                       context_length: int | None = None, quantile: float = QUANTILE) -> Budget:
     """The ``max_new_tokens`` an arm needs: the ``quantile`` of its training targets' token counts (the views
@@ -97,9 +103,8 @@ def budget_for_model(model_dir: str | Path, task: Any, prompt_mode: str) -> Budg
         logger.info("no generation budget from %s (%s)", summary, exc)
         return None
     tok = load_tokenizer(str(model_dir))
-    context = tok.model_max_length if 0 < (tok.model_max_length or 0) < 1_000_000 else None
     try:
-        return generation_budget(examples, task, tok, config.objective, prompt_mode, context_length=context)
+        return generation_budget(examples, task, tok, config.objective, prompt_mode, context_length(tok))
     except ValueError as exc:  # evaluated with a prompt it was not trained on
         logger.warning("%s: %s", model_dir, exc)
         return None
