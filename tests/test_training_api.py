@@ -142,6 +142,7 @@ def test_paper_profile_is_table_2_scaled_to_a_global_batch_of_64():
         cfg.accumulation(3)
     args = training_arguments(cfg.model_copy(update={"bf16": False}), n_rows=64)  # bf16 needs a GPU here
     assert (args.lr_scheduler_type.value, args.warmup_steps, args.weight_decay) == ("cosine", 0.03, 0.0)
-    assert args.gradient_accumulation_steps == 16 and args.gradient_checkpointing
+    assert args.gradient_accumulation_steps == 16
+    assert getattr(args, "activation_checkpointing", None) or args.gradient_checkpointing
     # explicit values still win over the profile
     assert TrainConfig(model="tiny", data="d", out="o", profile="paper", max_length=512, lora=True).lora

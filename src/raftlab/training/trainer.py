@@ -126,6 +126,17 @@ def prepare(config: TrainConfig):
     return model, tok, rows
 
 
+def _checkpointing_argument(enabled: bool) -> dict[str, bool]:
+    """transformers >= 5.2x calls it ``activation_checkpointing`` (``gradient_checkpointing`` is deprecated)."""
+    import inspect
+
+    from transformers import TrainingArguments
+
+    name = ("activation_checkpointing" if "activation_checkpointing" in inspect.signature(TrainingArguments).parameters
+            else "gradient_checkpointing")
+    return {name: enabled}
+
+
 def training_arguments(config: TrainConfig, n_rows: int):
     import torch
     from transformers import TrainingArguments
@@ -143,7 +154,7 @@ def training_arguments(config: TrainConfig, n_rows: int):
         warmup_steps=PAPER_PROFILE["warmup_ratio"],  # < 1: a ratio of the total steps
         per_device_train_batch_size=config.batch_size,
         gradient_accumulation_steps=config.accumulation(int(os.environ.get("WORLD_SIZE", "1"))),
-        gradient_checkpointing=config.gradient_checkpointing,
+        **_checkpointing_argument(config.gradient_checkpointing),
         weight_decay=config.weight_decay,
         seed=config.seed,
         data_seed=config.seed,
