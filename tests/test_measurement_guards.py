@@ -80,6 +80,12 @@ def test_a_budget_shorter_than_the_rationales_is_flagged_and_the_derived_budget_
     assert any("not trustworthy" in n for n in forced["notes"])
     budget = json.loads((tmp_path / "forced" / "eval" / "raft" / "synth_coinflip" / "budget.json").read_text())
     assert budget["max_new_tokens"] == 12 and budget["need"] > 12
+    # the report opens with the failed check, before any number
+    from raftlab.report import render_report
+
+    page = render_report(tmp_path / "forced", tmp_path / "report").read_text()
+    assert page.index('id="checks"') < page.index('id="summary"')
+    assert "synth_coinflip: not trustworthy" in page and "cut off at 12 tokens" in page
 
     derived = _study(tmp_path / "derived", monkeypatch, {})
     (row,) = derived["tasks"]
