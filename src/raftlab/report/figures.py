@@ -41,15 +41,21 @@ def _yerr(intervals: list[Interval | None]) -> np.ndarray:
 
 
 def delta_scatter(data: ReportData) -> Figure:
-    """ΔAcc (x) vs ΔECE (y) per task, with the fitted OLS line and Pearson r / p."""
+    """ΔAcc (x) vs ΔECE (y) per task, with the fitted OLS line and Pearson r / p. Tasks that failed an
+    artifact check are drawn hollow and red, labelled "(not trustworthy)": they are not in the fit."""
     rows = [t for t in data.tasks if t.delta_acc is not None and t.delta_ece is not None]
     fig, ax = plt.subplots(figsize=(6, 4.5))
     xs = np.array([t.delta_acc.value for t in rows])
     ys = np.array([t.delta_ece.value for t in rows])
-    ax.errorbar(xs, ys, xerr=_yerr([t.delta_acc for t in rows]), yerr=_yerr([t.delta_ece for t in rows]),
-                fmt="o", color="#4C72B0", ecolor="#999999", capsize=2, label="tasks")
+    for trusted, style in ((True, dict(fmt="o", color="#4C72B0", label="tasks")),
+                           (False, dict(fmt="o", color="#C44E52", mfc="none", label="not trustworthy (not fitted)"))):
+        part = [i for i, t in enumerate(rows) if t.trustworthy == trusted]
+        if part:
+            ax.errorbar(xs[part], ys[part], xerr=_yerr([rows[i].delta_acc for i in part]),
+                        yerr=_yerr([rows[i].delta_ece for i in part]), ecolor="#999999", capsize=2, **style)
     for t, x, y in zip(rows, xs, ys):
-        ax.annotate(t.task, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+        ax.annotate(t.task if t.trustworthy else f"{t.task} (not trustworthy)", (x, y), textcoords="offset points",
+                    xytext=(4, 4), fontsize=8)
     if data.fit is not None and len(xs):
         span = np.linspace(min(xs.min(), 0.0) - 0.02, max(xs.max(), 0.0) + 0.02, 50)
         f = data.fit
