@@ -183,3 +183,20 @@ def test_leave_one_task_out_trains_on_the_other_tasks(tmp_path: Path) -> None:
     assert set(manifest["train/raft/b"]["deps"]) == {"rationales/a", "rationales/c"}
     with pytest.raises(ConfigError, match="at least 2 tasks"):
         load_config({**CFG, "tasks": ["a"], "protocol": "leave_one_task_out"})
+
+
+def test_leave_one_task_out_training_uses_each_examples_own_task(tmp_path: Path, monkeypatch) -> None:
+    """The held-out task's name must not be forced onto the other tasks' examples (their own prompts apply)."""
+    import raftlab.training
+    from raftlab.study import steps as real
+
+    seen = []
+    monkeypatch.setattr(raftlab.training, "train", lambda config: seen.append(config) or config.out)
+    cfg = load_config({**CFG, "tasks": ["synth_arith", "synth_topic"], "protocol": "leave_one_task_out"})
+    (tmp_path / "r").mkdir()
+    rat = {"rationales": "rationales.jsonl", "_stage_dir": str(tmp_path / "r")}
+    real.train(cfg, cfg.tasks[0], "raft", rat, tmp_path)
+    assert seen[0].task is None and seen[0].data == str(tmp_path / "r" / "rationales.jsonl")
+    per_task = load_config({**CFG, "tasks": ["synth_arith"]})
+    real.train(per_task, per_task.tasks[0], "raft", rat, tmp_path)
+    assert seen[1].task == "synth_arith"

@@ -67,6 +67,7 @@ def plan(cfg: StudyConfig, steps: StudySteps, run_dir: Path) -> list[Stage]:
     stages: list[Stage] = []
     add = stages.append
     seed, device, eval_settings = cfg.seed, cfg.device, cfg.eval.model_dump()
+
     def add_sources(spec: Any) -> None:
         data, rats = layout.data(spec.name), layout.rationales(spec.name)
         add(Stage(data, {"task": spec.model_dump(), "seed": seed}, (),

@@ -75,7 +75,8 @@ def train(cfg: StudyConfig, spec: TaskSpec, arm: str, rat_out: dict[str, Any] | 
     data = [str(stage_path(o, "rationales")) for o in sources]
     config = TrainConfig(**cfg.train.model_dump(exclude={"launcher"}), model=cfg.model,
                          data=data[0] if len(data) == 1 else data, objective=ARM_OBJECTIVE[arm],
-                         out=str(out / "model"), task=spec.name if len(data) == 1 else None, seed=cfg.seed,
+                         out=str(out / "model"), task=spec.name if cfg.protocol == "per_task" else None,
+                         seed=cfg.seed,
                          resume=True)  # continue from the newest checkpoint after an interrupt
     if cfg.train.launcher:
         launch_training(cfg.train.launcher, config.to_file(out / "train_config.yaml"))
