@@ -102,12 +102,20 @@ class HFBackend:
             return self.tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True)
         return "\n\n".join(m["content"] for m in messages)
 
-    def _prompt_text(self, prompt: str) -> str:
+    def _prompt_text(self, prompt: str | list[int]) -> str | list[int]:
+        if not isinstance(prompt, str):  # token ids: used as given
+            return prompt
         return self.render_chat([{"role": "user", "content": prompt}]) if self.chat_template else prompt
 
-    def _encode(self, texts: Sequence[str]) -> list[list[int]]:
+    def _encode(self, texts: Sequence[str | list[int]]) -> list[list[int]]:
+        """Token ids of prompts (texts are tokenized; token-id lists pass through unchanged)."""
         add_special = not self.chat_template  # chat templates already contain the BOS/special tokens
-        return [self.tokenizer(t, add_special_tokens=add_special).input_ids for t in texts]
+        return [list(t) if not isinstance(t, str) else self.tokenizer(t, add_special_tokens=add_special).input_ids
+                for t in texts]
+
+    def encode_prompt(self, prompt: str | list[int]) -> list[int]:
+        """The token ids this backend feeds the model for ``prompt`` (text or token ids)."""
+        return self._encode([self._prompt_text(prompt)])[0]
 
     # ---------------------------------------------------------------- generate
     def generate(self, prompts: list[str], params: SamplingParams) -> list[list[Generation]]:
@@ -207,6 +215,38 @@ class HFBackend:
         return torch.stack([torch.multinomial(probs[r], 1, generator=g)[0] for r, g in enumerate(gens)])
 
     # ------------------------------------------------------------------- score
+    def score_ids(self, sequences: list[list[int]], top_logprobs: int = 0
+                  ) -> list[tuple[list[float], list[dict[int, float]] | None]]:
+        """For each token-id sequence, the log-probability of every token after the first given the ones before
+        it (``len - 1`` values; the ids are scored exactly as given), and optionally the ``top_logprobs`` most
+        likely token ids at each of those positions."""
+        import torch
+
+        results: list[tuple[list[float], list[dict[int, float]] | None]] = [([], None)] * len(sequences)
+        order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
+        pad = self.tokenizer.pad_token_id
+        for b in range(0, len(order), self.score_batch_size):
+            idx = [i for i in order[b : b + self.score_batch_size] if len(sequences[i]) > 1]
+            if not idx:
+                continue
+            width = max(len(sequences[i]) for i in idx)
+            ids = torch.tensor([sequences[i] + [pad] * (width - len(sequences[i])) for i in idx])
+            mask = torch.tensor([[1] * len(sequences[i]) + [0] * (width - len(sequences[i])) for i in idx])
+            with torch.inference_mode():
+                logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits
+            logp = torch.log_softmax(logits[:, :-1].float(), dim=-1).cpu()
+            for r, i in enumerate(idx):
+                n = len(sequences[i]) - 1
+                rows = logp[r, :n]
+                lp = rows.gather(-1, torch.tensor(sequences[i][1:])[:, None])[:, 0].tolist()
+                top = None
+                if top_logprobs > 0:
+                    best = rows.topk(top_logprobs, dim=-1)
+                    top = [dict(zip(t.tolist(), v.tolist())) for v, t in zip(best.values, best.indices)]
+                results[i] = (lp, top)
+        return results
+
+
     def score(self, prompts: list[str], continuations: list[str], top_logprobs: int = 0) -> list[ContinuationScore]:
         """Token log-probabilities of each continuation given its prompt (batched, right-padded).
 

@@ -1,60 +1,153 @@
-"""``raftlab serve``: an OpenAI-compatible HTTP server over a local backend (hf by default).
+"""``raftlab serve``: an OpenAI-compatible HTTP server over a local backend (hf by default), speaking the protocol
+the way real clients (the openai client, lm-evaluation-harness, vLLM-style tokenizer endpoints) use it.
 
-Endpoints: ``GET /v1/models``, ``POST /v1/completions`` (``n``, ``temperature``, ``top_p``, ``max_tokens``,
-``stop``, ``seed``, ``logprobs``; ``echo`` + ``logprobs`` with ``max_tokens=0`` scores a text) and
-``POST /v1/chat/completions`` (messages rendered with the model's chat template when it has one; ``logprobs``,
-``top_logprobs``).
+Endpoints:
 
-Log-probs of generated text are those of the model itself (temperature 1, no top-p), computed by re-scoring the
-returned text with ``backend.score``: the tokens are the tokenization of the returned (stop-trimmed) text, which
-can differ from the sampled token ids where a text has several tokenizations.
-Meant for localhost: it lets the ``openai`` backend, and any real OpenAI client, be tested over loopback.
+* ``GET /v1/models``.
+* ``POST /v1/completions``. ``prompt`` is a string, a list of strings, a list of token ids, or a list of token-id
+  lists. Also ``n``, ``temperature``, ``top_p``, ``top_k``, ``max_tokens``/``max_completion_tokens``, ``stop``,
+  ``seed``, ``logprobs``, ``stream``. ``echo`` with ``logprobs`` returns the prompt's token log-probs (the first
+  is null), followed by the generated tokens' when ``max_tokens`` >= 1, as vLLM does.
+* ``POST /v1/chat/completions``. ``content`` is a string or a list of text parts. Messages are rendered with the
+  model's chat template when it has one. Also ``logprobs``, ``top_logprobs``, ``stream``.
+* ``GET /tokenizer_info``, ``POST /tokenize``, ``POST /detokenize`` (vLLM's tokenizer endpoints; lm-eval uses them
+  as its "remote" tokenizer).
+
+Log-probs are scored on token ids: the prompt's ids as given (or as the model tokenizes the prompt text), then the
+tokenization of the returned text. ``text_offset`` comes from the tokenizer's character offsets (or from cumulative
+decoding for token-id prompts), never from per-token decoded lengths, so multi-byte characters do not shift
+it. Streaming sends each choice's text as one chunk once generation finishes (not token by token), then
+``[DONE]``. Fields that would change the result and that raftlab does not implement (penalties, ``logit_bias``,
+``suffix``, ``best_of`` != n, non-text ``response_format``, unknown fields) are refused with 400, not ignored.
+Errors use OpenAI's ``{"error": {...}}`` bodies.
 """
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
 import uuid
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from raftlab.backends.base import SamplingParams
 
+MAX_N = 128
 
-class _Common(BaseModel):
-    model: str = "local"
-    n: int = Field(1, ge=1, le=128)
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class StreamOptions(_Strict):
+    include_usage: bool = False
+
+
+class _Common(_Strict):
+    model: str | None = None
+    n: int = Field(1, ge=1, le=MAX_N)
     temperature: float = Field(1.0, ge=0.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
+    top_k: int | None = Field(None, ge=-1, description="vLLM extension; -1/0/None: disabled")
     max_tokens: int | None = Field(None, ge=0)
+    max_completion_tokens: int | None = Field(None, ge=0)
     stop: str | list[str] | None = None
     seed: int | None = None
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    user: str | None = None  # recorded by OpenAI for abuse monitoring; no effect on the result
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    logit_bias: dict[str, float] | None = None
+
+    @model_validator(mode="after")
+    def _refuse_unimplemented(self) -> _Common:
+        if self.presence_penalty or self.frequency_penalty:
+            raise ValueError("presence_penalty and frequency_penalty are not supported (use 0)")
+        if self.logit_bias:
+            raise ValueError("logit_bias is not supported")
+        return self
+
+    def budget(self, default: int) -> int:
+        """``max_completion_tokens`` (the newer name) or ``max_tokens``, else the server default."""
+        for value in (self.max_completion_tokens, self.max_tokens):
+            if value is not None:
+                return value
+        return default
 
     def params(self, default_max: int) -> SamplingParams:
         stop = [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
         return SamplingParams(n=self.n, temperature=self.temperature, top_p=self.top_p,
-                              max_new_tokens=self.max_tokens if self.max_tokens is not None else default_max,
+                              top_k=max(0, self.top_k or 0), max_new_tokens=self.budget(default_max),
                               stop=tuple(stop), seed=self.seed)
 
 
 class CompletionRequest(_Common):
-    prompt: str | list[str]
+    prompt: str | list[str] | list[int] | list[list[int]]
     echo: bool = False
     logprobs: int | None = Field(None, ge=0, le=20)
+    suffix: str | None = None
+    best_of: int | None = None
+
+    @model_validator(mode="after")
+    def _prompt_and_options(self) -> CompletionRequest:
+        if self.suffix:
+            raise ValueError("suffix (insertion) is not supported")
+        if self.best_of is not None and self.best_of != self.n:
+            raise ValueError("best_of other than n is not supported")
+        items = self.prompts()
+        if not items or any(len(p) == 0 for p in items):
+            raise ValueError("prompt must not be empty")
+        return self
+
+    def prompts(self) -> list[str | list[int]]:
+        """Each prompt: a string or a list of token ids."""
+        p = self.prompt
+        if isinstance(p, str):
+            return [p]
+        if p and all(isinstance(x, int) for x in p):
+            return [list(p)]  # one token-id prompt
+        return list(p)  # type: ignore[arg-type]
 
 
-class ChatMessage(BaseModel):
+class TextPart(_Strict):
+    type: Literal["text"]
+    text: str
+
+
+class ChatMessage(_Strict):
     role: str
-    content: str
+    content: str | list[TextPart]
+    name: str | None = None
+
+    def text(self) -> str:
+        return self.content if isinstance(self.content, str) else "".join(p.text for p in self.content)
+
+
+class ResponseFormat(_Strict):
+    type: Literal["text"]
 
 
 class ChatRequest(_Common):
-    messages: list[ChatMessage]
+    messages: list[ChatMessage] = Field(..., min_length=1)
     logprobs: bool = False
     top_logprobs: int | None = Field(None, ge=0, le=20)
+    response_format: ResponseFormat | None = None
+
+
+class TokenizeRequest(_Strict):
+    prompt: str
+    add_special_tokens: bool = True
+    model: str | None = None
+
+
+class DetokenizeRequest(_Strict):
+    tokens: list[int]
+    model: str | None = None
 
 
 def _usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
@@ -62,112 +155,245 @@ def _usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
             "total_tokens": prompt_tokens + completion_tokens}
 
 
+def _error(status: int, message: str, kind: str = "invalid_request_error", param: str | None = None):
+    from fastapi.responses import JSONResponse
+
+    return JSONResponse(status_code=status, content={"error": {"message": message, "type": kind, "param": param,
+                                                               "code": None}})
+
+
+def _sse(chunks: Iterator[dict[str, Any]]):
+    from fastapi.responses import StreamingResponse
+
+    def events() -> Iterator[str]:
+        for chunk in chunks:
+            yield f"data: {json.dumps(chunk)}\n\n"
+        yield "data: [DONE]\n\n"
+
+    return StreamingResponse(events(), media_type="text/event-stream")
+
+
+class _Tokens:
+    """Token-level views for logprobs: the ids a prompt (plus generated text) is scored on, the token texts and
+    their exact character offsets."""
+
+    def __init__(self, backend: Any) -> None:
+        self.backend = backend
+        self.tok = backend.tokenizer
+
+    def sequence(self, prompt: str | list[int], generated: str | None
+                 ) -> tuple[list[int], list[str], list[int], int, str]:
+        """``(ids, token texts, offsets, number of prompt tokens, full text)``.
+
+        A text prompt is tokenized together with the generated text, as the model reads ``prompt + text`` (a token
+        that merges across the boundary belongs to the continuation); offsets are the tokenizer's character
+        offsets into that text. A token-id prompt is scored on its ids as given, followed by the tokenization of
+        the generated text; its offsets come from cumulative decoding."""
+        gen = generated or ""
+        if isinstance(prompt, str):
+            text = prompt + gen
+            ids = self.backend.encode_prompt(text)
+            ctx = self.backend.encode_prompt(prompt) if gen else ids
+            n = 0
+            while n < min(len(ctx), len(ids)) and ctx[n] == ids[n]:
+                n += 1
+            texts, offsets = self._spans(text, ids)
+            return ids, texts, offsets, n, text
+        p_text, p_texts, p_offsets = self._decoded(prompt)
+        g_ids = self.tok(gen, add_special_tokens=False).input_ids if gen else []
+        g_texts, g_offsets = self._spans(gen, g_ids) if gen else ([], [])
+        return (list(prompt) + g_ids, p_texts + g_texts, p_offsets + [len(p_text) + o for o in g_offsets],
+                len(prompt), p_text + gen)
+
+    def _decoded(self, ids: list[int]) -> tuple[str, list[str], list[int]]:
+        pieces, offsets, prev = [], [], ""
+        for i in range(len(ids)):  # cumulative decoding: offsets never drift on byte fragments
+            cur = self.tok.decode(ids[: i + 1])
+            start = len(prev) if cur.startswith(prev) else len(cur)
+            offsets.append(start)
+            pieces.append(cur[start:])
+            prev = cur
+        return prev, pieces, offsets
+
+    def _spans(self, text: str, ids: list[int]) -> tuple[list[str], list[int]]:
+        for special in (False, True):
+            try:
+                enc = self.tok(text, add_special_tokens=special, return_offsets_mapping=True)
+            except (NotImplementedError, ValueError, TypeError):  # slow tokenizers: no offsets
+                break
+            if list(enc.input_ids) == list(ids):
+                starts = [s for s, _ in enc.offset_mapping]
+                starts = [max(starts[: k + 1]) for k in range(len(starts))]  # specials report (0, 0)
+                ends = starts[1:] + [len(text)]
+                return [text[a:b] for a, b in zip(starts, ends)], starts
+        _, pieces, offsets = self._decoded(ids)
+        return pieces, offsets
+
+
 def create_app(backend: Any, model_name: str | None = None, default_max_tokens: int = 256):
-    """FastAPI app serving ``backend`` (anything implementing the Backend protocol; ``render_chat`` optional)."""
-    from fastapi import FastAPI, HTTPException
+    """FastAPI app serving ``backend`` (anything implementing the Backend protocol; ``render_chat`` optional; the
+    tokenizer endpoints, echo and logprobs need an hf backend's ``tokenizer``, ``encode_prompt`` and ``score_ids``)."""
+    from fastapi import FastAPI, Request
+    from fastapi.exceptions import RequestValidationError
+    from starlette.exceptions import HTTPException as StarletteHTTPException
 
     app = FastAPI(title="raftlab serve")
     name = model_name or getattr(backend, "model_name", "local")
     lock = threading.Lock()  # one model, one request at a time
+    tokens = _Tokens(backend) if hasattr(backend, "score_ids") else None
 
-    def count(text: str) -> int:
-        tok = getattr(backend, "tokenizer", None)
-        return len(tok(text).input_ids) if tok is not None else len(text.split())
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError):
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:]) or 'body'}: {e['msg']}" for e in exc.errors())
+        first = exc.errors()[0]["loc"][1:] if exc.errors() else ()
+        return _error(400, problems, param=".".join(str(p) for p in first) or None)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException):
+        return _error(exc.status_code, str(exc.detail), "not_found_error" if exc.status_code == 404 else
+                      "invalid_request_error")
+
+    def check_model(req: _Common):
+        if req.model is not None and req.model != name:
+            return _error(404, f"The model `{req.model}` does not exist; this server serves `{name}`",
+                          "not_found_error", "model")
+        return None
+
+    def count(prompt: str | list[int]) -> int:
+        if not isinstance(prompt, str):
+            return len(prompt)
+        return len(backend.encode_prompt(prompt)) if hasattr(backend, "encode_prompt") else len(prompt.split())
+
+    def logprobs_of(prompt: str | list[int], generated: str | None, top: int, echo: bool) -> tuple[dict, str]:
+        """Completions ``logprobs`` (and the response text), scored on token ids (see :class:`_Tokens`)."""
+        ids, texts, offsets, n_prompt, full = tokens.sequence(prompt, generated)
+        [(lps, tops)] = backend.score_ids([ids], top)
+        values = [None, *lps]
+        top_rows = [None, *[{tokens.tok.decode([t]): v for t, v in row.items()} for row in tops]] if tops else None
+        keep = slice(0, None) if echo else slice(n_prompt, None)
+        body = {"tokens": texts[keep], "token_logprobs": values[keep], "text_offset": offsets[keep],
+                "top_logprobs": top_rows[keep] if top_rows is not None else None}
+        return body, full if echo else (generated or "")
 
     @app.get("/v1/models")
     def models() -> dict[str, Any]:
         return {"object": "list", "data": [{"id": name, "object": "model", "owned_by": "raftlab"}]}
 
+    @app.get("/tokenizer_info")
+    def tokenizer_info():
+        if tokens is None:
+            return _error(404, "this backend has no tokenizer", "not_found_error")
+        tok = tokens.tok
+        return {"eos_token": tok.eos_token, "bos_token": tok.bos_token, "pad_token": tok.pad_token,
+                "chat_template": getattr(tok, "chat_template", None),
+                "model_max_length": min(int(tok.model_max_length or 0), 10**9), "tokenizer_class":
+                type(tok).__name__}
+
+    @app.post("/tokenize")
+    def tokenize(req: TokenizeRequest):
+        if tokens is None:
+            return _error(404, "this backend has no tokenizer", "not_found_error")
+        ids = tokens.tok(req.prompt, add_special_tokens=req.add_special_tokens).input_ids
+        return {"tokens": ids, "count": len(ids), "max_model_len": min(int(tokens.tok.model_max_length or 0), 10**9)}
+
+    @app.post("/detokenize")
+    def detokenize(req: DetokenizeRequest):
+        if tokens is None:
+            return _error(404, "this backend has no tokenizer", "not_found_error")
+        return {"prompt": tokens.tok.decode(req.tokens)}
+
     @app.post("/v1/completions")
-    def completions(req: CompletionRequest) -> dict[str, Any]:
-        prompts = [req.prompt] if isinstance(req.prompt, str) else req.prompt
+    def completions(req: CompletionRequest):
+        if (bad := check_model(req)) is not None:
+            return bad
+        prompts = req.prompts()
+        needs_ids = req.echo or req.logprobs is not None or any(not isinstance(p, str) for p in prompts)
+        if needs_ids and tokens is None:
+            return _error(400, "echo, logprobs and token-id prompts need a backend with a tokenizer")
+        if req.echo and req.logprobs is None:
+            return _error(400, "echo needs logprobs (raftlab returns the prompt only with its log-probs)", "echo")
         choices: list[dict[str, Any]] = []
         completion_tokens = 0
         with lock:
-            if req.echo and req.logprobs is not None and (req.max_tokens or 0) == 0:
-                # Scoring: token logprobs of the prompt itself (first token has no logprob).
+            if req.budget(default_max_tokens) == 0:  # scoring only
                 for i, p in enumerate(prompts):
-                    choices.append({"index": i, "text": p, "finish_reason": "length",
-                                    "logprobs": _echo_logprobs(backend, p, req.logprobs)})
+                    body, text = logprobs_of(p, None, req.logprobs or 0, echo=True)
+                    choices.append({"index": i, "text": text, "finish_reason": "length", "logprobs": body})
             else:
-                if req.echo:
-                    raise HTTPException(400, "echo is only supported with logprobs and max_tokens=0 (scoring)")
                 gens = backend.generate(prompts, req.params(default_max_tokens))
                 for i, row in enumerate(gens):
-                    scored = (_score(backend, [prompts[i]] * len(row), [g.text for g in row], req.logprobs)
-                              if req.logprobs is not None else [None] * len(row))
-                    for g, sc in zip(row, scored):
+                    for g in row:
                         completion_tokens += g.num_tokens
-                        choices.append({"index": len(choices), "text": g.text, "finish_reason": g.finish_reason,
-                                        "logprobs": _completion_logprobs(sc, len(prompts[i])) if sc else None,
-                                        "prompt_index": i})
-        return {"id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time()),
-                "model": name, "choices": choices,
-                "usage": _usage(sum(count(p) for p in prompts), completion_tokens)}
+                        body, text = (logprobs_of(prompts[i], g.text, req.logprobs, req.echo)
+                                      if req.logprobs is not None else (None, g.text))
+                        choices.append({"index": len(choices), "text": text, "finish_reason": g.finish_reason,
+                                        "logprobs": body, "prompt_index": i})
+        response = {"id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time()),
+                    "model": name, "choices": choices,
+                    "usage": _usage(sum(count(p) for p in prompts), completion_tokens)}
+        if not req.stream:
+            return response
+        return _sse(_completion_chunks(response, req.stream_options))
 
     @app.post("/v1/chat/completions")
-    def chat(req: ChatRequest) -> dict[str, Any]:
-        messages = [m.model_dump() for m in req.messages]
+    def chat(req: ChatRequest):
+        if (bad := check_model(req)) is not None:
+            return bad
+        messages = [{"role": m.role, "content": m.text()} for m in req.messages]
         render = getattr(backend, "render_chat", None)
         prompt = render(messages) if render else "\n\n".join(m["content"] for m in messages)
+        if req.logprobs and tokens is None:
+            return _error(400, "logprobs need a backend with a tokenizer", "logprobs")
         with lock:
             [row] = backend.generate([prompt], req.params(default_max_tokens))
-            scored = (_score(backend, [prompt] * len(row), [g.text for g in row], req.top_logprobs or 0)
-                      if req.logprobs else [None] * len(row))
+            scored = [logprobs_of(prompt, g.text, req.top_logprobs or 0, echo=False)[0] if req.logprobs else None
+                      for g in row]
         choices = [{"index": i, "message": {"role": "assistant", "content": g.text},
                     "finish_reason": g.finish_reason, "logprobs": _chat_logprobs(sc) if sc else None}
                    for i, (g, sc) in enumerate(zip(row, scored))]
-        return {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
-                "model": name, "choices": choices,
-                "usage": _usage(count(prompt), sum(g.num_tokens for g in row))}
+        response = {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
+                    "model": name, "choices": choices,
+                    "usage": _usage(count(prompt), sum(g.num_tokens for g in row))}
+        if not req.stream:
+            return response
+        return _sse(_chat_chunks(response, req.stream_options))
 
     return app
 
 
-def _score(backend: Any, prompts: list[str], texts: list[str], top: int) -> list[Any]:
-    if top > 0:
-        return backend.score(prompts, texts, top_logprobs=top)
-    return backend.score(prompts, texts)
+def _completion_chunks(response: dict[str, Any], options: StreamOptions | None) -> Iterator[dict[str, Any]]:
+    head = {k: response[k] for k in ("id", "object", "created", "model")}
+    for c in response["choices"]:
+        yield {**head, "choices": [{"index": c["index"], "text": c["text"], "logprobs": c["logprobs"],
+                                    "finish_reason": None}]}
+        yield {**head, "choices": [{"index": c["index"], "text": "", "logprobs": None,
+                                    "finish_reason": c["finish_reason"]}]}
+    if options is not None and options.include_usage:
+        yield {**head, "choices": [], "usage": response["usage"]}
 
 
-def _completion_logprobs(sc: Any, start: int) -> dict[str, Any]:
-    """Legacy completions ``logprobs`` object; offsets count from the start of the prompt."""
-    offsets, pos = [], start
-    for t in sc.tokens:
-        offsets.append(pos)
-        pos += len(t)
-    return {"tokens": sc.tokens, "token_logprobs": sc.token_logprobs, "text_offset": offsets,
-            "top_logprobs": sc.top_logprobs}
+def _chat_chunks(response: dict[str, Any], options: StreamOptions | None) -> Iterator[dict[str, Any]]:
+    head = {"id": response["id"], "object": "chat.completion.chunk", "created": response["created"],
+            "model": response["model"]}
+    for c in response["choices"]:
+        yield {**head, "choices": [{"index": c["index"], "delta": {"role": "assistant",
+                                                                   "content": c["message"]["content"]},
+                                    "logprobs": c["logprobs"], "finish_reason": None}]}
+        yield {**head, "choices": [{"index": c["index"], "delta": {}, "logprobs": None,
+                                    "finish_reason": c["finish_reason"]}]}
+    if options is not None and options.include_usage:
+        yield {**head, "choices": [], "usage": response["usage"]}
 
 
-def _chat_logprobs(sc: Any) -> dict[str, Any]:
+def _chat_logprobs(body: dict[str, Any]) -> dict[str, Any]:
     """Chat ``logprobs`` object: ``{"content": [{token, logprob, bytes, top_logprobs}]}``."""
 
     def entry(t: str, lp: float) -> dict[str, Any]:
         return {"token": t, "logprob": lp, "bytes": list(t.encode("utf-8"))}
 
-    tops = sc.top_logprobs or [{}] * len(sc.tokens)
-    return {"content": [{**entry(t, lp), "top_logprobs": [entry(a, b) for a, b in top.items()]}
-                        for t, lp, top in zip(sc.tokens, sc.token_logprobs, tops)]}
-
-
-def _echo_logprobs(backend: Any, text: str, top: int = 0) -> dict[str, Any]:
-    """Per-token logprobs of ``text`` in the legacy completions format (tokens, token_logprobs, text_offset)."""
-    tok = backend.tokenizer
-    ids = tok(text, add_special_tokens=False).input_ids
-    if not ids:
-        return {"tokens": [], "token_logprobs": [], "text_offset": [], "top_logprobs": None}
-    first = tok.decode(ids[:1])
-    rest = text[len(first):] if text.startswith(first) else tok.decode(ids[1:])
-    scored = _score(backend, [first], [rest], top)[0] if rest else None
-    tokens = [first] + (scored.tokens if scored else [])
-    offsets, pos = [], 0
-    for t in tokens:
-        offsets.append(pos)
-        pos += len(t)
-    top_lps = [None] + (scored.top_logprobs or []) if scored and scored.top_logprobs else None
-    return {"tokens": tokens, "token_logprobs": [None] + (scored.token_logprobs if scored else []),
-            "text_offset": offsets, "top_logprobs": top_lps}
+    tops = body["top_logprobs"] or [{}] * len(body["tokens"])
+    return {"content": [{**entry(t, lp), "top_logprobs": [entry(a, b) for a, b in (top or {}).items()]}
+                        for t, lp, top in zip(body["tokens"], body["token_logprobs"], tops)]}
 
 
 def free_port(host: str = "127.0.0.1") -> int:
