@@ -84,15 +84,25 @@ def test_passes_stop_once_n_are_kept(tmp_path, threaded):
     assert set(first_try) <= kept or len(first_try) >= 5
 
 
-def test_other_settings_are_refused_unless_forced(tmp_path):
-    examples = TASK.load("train", limit=3)
-    teacher = AttemptTeacher(examples, success_schedule(examples, 2))
-    generate_rationales(teacher, TASK, examples, tmp_path / "r.sqlite", max_retries=2, progress=False)
-    with pytest.raises(SettingsMismatch, match="max_retries"):
-        generate_rationales(teacher, TASK, examples, tmp_path / "r.sqlite", max_retries=5, progress=False)
-    generate_rationales(teacher, TASK, examples, tmp_path / "r.sqlite", max_retries=5, force_new_run=True,
-                        progress=False)
-    assert RationaleStore(tmp_path / "r.sqlite").settings()["max_retries"] == 5
+def test_raising_max_retries_retries_gold_filter_failures_lowering_and_other_settings_are_refused(tmp_path):
+    examples = TASK.load("train", limit=6)
+    schedule = {e.id: 1 if i < 3 else 4 for i, e in enumerate(examples)}  # three need a 4th attempt
+    store = tmp_path / "r.sqlite"
+    first = generate_rationales(AttemptTeacher(examples, schedule), TASK, examples, store, max_retries=2,
+                                progress=False)
+    assert (first["kept"], first["failed"], first["attempts"]) == (3, 3, 3 + 3 * 2)
+    with pytest.raises(SettingsMismatch, match="lowering it to 1 is refused"):
+        generate_rationales(AttemptTeacher(examples, schedule), TASK, examples, store, max_retries=1, progress=False)
+    second = generate_rationales(AttemptTeacher(examples, schedule), TASK, examples, store, max_retries=5,
+                                 progress=False)  # the failures get the larger budget, nothing is redone
+    assert (second["kept"], second["failed"], second["attempts"]) == (6, 0, 3 + 3 * 4)
+    assert RationaleStore(store).settings()["max_retries"] == 5
+    with pytest.raises(SettingsMismatch, match="style"):
+        generate_rationales(AttemptTeacher(examples, schedule), TASK, examples, store, max_retries=5, style="B",
+                            progress=False)
+    generate_rationales(AttemptTeacher(examples, schedule), TASK, examples, store, max_retries=5, style="B",
+                        force_new_run=True, progress=False)
+    assert RationaleStore(store).settings()["style"] == "B"
 
 
 @pytest.mark.slow
@@ -157,6 +167,7 @@ def test_kill_9_and_resume_loses_nothing(tmp_path, threaded):
     assert 10 <= partial < sum(min(s, 3) for s in schedule.values())
     generate_rationales(AttemptTeacher(examples, schedule, thread_safe=threaded), TASK, examples, store,
                         max_retries=3, concurrency=2, progress=False)
+    import shutil; shutil.copy(store, "/tmp/last_store.sqlite")
     by_ex, kept, failed = _check_store(store, examples, schedule, 3)
     assert sum(len(a) for a in by_ex.values()) == sum(min(s, 3) for s in schedule.values())
     assert len(kept) + len(failed) == 40
@@ -243,21 +254,24 @@ def test_faults_429_500_timeouts_empty_garbage(faulty_server, tmp_path, monkeypa
     plans = [
         [429, ok[0]],                          # SDK retry absorbs the 429: kept on attempt 1
         ["empty", "garbage", ok[1]],           # two bad attempts, kept on attempt 3
-        [500, 500, ok[2]],                     # attempt 1 fails after its SDK retry, kept on attempt 2
-        ["timeout", "timeout", ok[3]],         # attempt 1 times out twice, kept on attempt 2
+        [500, 500, ok[2]],                     # the request fails after its SDK retry and is re-sent: attempt 1
+        ["timeout", "timeout", ok[3]],         # times out twice, re-sent: kept on attempt 1
         ["garbage"],                           # never parseable: a failure after 3 attempts
     ]
     state["plans"] = {e.question: p for e, p in zip(ex, plans)}
     teacher = get_backend(f"openai:teacher@{url}", max_retries=1, timeout=0.5, on_error="empty", concurrency=3)
     stats = generate_rationales(teacher, TASK, ex, tmp_path / "r.sqlite", max_retries=3, concurrency=3,
-                                progress=False)
+                                progress=False, retry_backoff=0.01)
     db = sqlite3.connect(tmp_path / "r.sqlite")
     attempts = {e.id: db.execute("SELECT attempt, correct, error FROM attempts WHERE example_id=? ORDER BY attempt",
                                  (e.id,)).fetchall() for e in ex}
-    assert [len(attempts[e.id]) for e in ex] == [1, 3, 2, 2, 3]
+    # a failed request is not a gold-filter attempt: it is re-sent, and recorded in request_errors
+    assert [len(attempts[e.id]) for e in ex] == [1, 3, 1, 1, 3]
     assert attempts[ex[1].id][0][2] == "empty output" and attempts[ex[1].id][1][2] == "unparseable answer"
-    assert attempts[ex[2].id][0][2] == "request failed" and attempts[ex[3].id][0][2] == "request failed"
-    assert stats["kept"] == 4 and stats["failed"] == 1 and stats["attempts"] == 11
+    requests = db.execute("SELECT example_id, attempt, error FROM request_errors ORDER BY example_id").fetchall()
+    assert sorted((e, a) for e, a, _ in requests) == sorted([(ex[2].id, 1), (ex[3].id, 1)])
+    assert all(err == "request failed" for _, _, err in requests)
+    assert stats["kept"] == 4 and stats["failed"] == 1 and stats["attempts"] == 9 and stats["pending"] == 0
     assert db.execute("SELECT COUNT(*) FROM rationales").fetchone()[0] == 4
     settings = RationaleStore(tmp_path / "r.sqlite").settings()
     assert settings["teacher"]["base_url"] == url and settings["teacher"]["model"] == "teacher"
@@ -402,10 +416,12 @@ def test_judge_request_errors_are_not_stored_and_are_retried(tmp_path):
             return [[Generation(text="", finish_reason="error") if self.fail and i == 0 else
                      Generation(text="I am not sure what to make of it.")] for i in range(len(prompts))]
 
-    first = judge_rationales(FlakyJudge(True), tmp_path / "r.sqlite", progress=False)
-    assert (first["judged"], first["errors"], first["unknown"]) == (3, 1, 3)  # no verdict word: "unknown"
+    first = judge_rationales(FlakyJudge(True), tmp_path / "r.sqlite", progress=False, request_retries=2,
+                             retry_backoff=0.0)
+    # the failing request was sent 3 times (1 + 2 re-sends), then its rationale stays pending
+    assert (first["judged"], first["errors"], first["pending"], first["unknown"]) == (3, 3, 1, 3)
     second = judge_rationales(FlakyJudge(False), tmp_path / "r.sqlite", progress=False)
-    assert (second["judged"], second["errors"], second["unknown"]) == (4, 0, 4)
+    assert (second["judged"], second["errors"], second["pending"], second["unknown"]) == (4, 0, 0, 4)
     raw = sqlite3.connect(tmp_path / "r.sqlite").execute("SELECT raw, judge FROM judgments").fetchall()
     assert len(raw) == 4 and all(r == "I am not sure what to make of it." and "flaky" in j for r, j in raw)
 

@@ -82,6 +82,11 @@ def generate_cmd(
         raise typer.Exit(2) from exc
     stats["exported"] = export_jsonl(out / STORE, out / "rationales.jsonl")
     typer.echo(json.dumps(stats, indent=2))
+    if stats.get("pending"):
+        typer.echo(f"incomplete: {stats['pending']} examples are pending because their requests kept failing "
+                   f"(last error: {stats.get('last_request_error')}); nothing was counted against their "
+                   "--max-retries. Rerun the same command to resume them.", err=True)
+        raise typer.Exit(3)
 
 
 @rationales_app.command("judge")
@@ -98,7 +103,12 @@ def judge_cmd(
     store = _store(run)
     # a remote request that fails after the client's retries is skipped (and retried by a rerun), not fatal
     backend = get_backend(judge, on_error="empty") if is_thread_safe(judge) else get_backend(judge)
-    typer.echo(json.dumps(judge_rationales(backend, store, sample=sample, seed=seed), indent=2))
+    result = judge_rationales(backend, store, sample=sample, seed=seed)
+    typer.echo(json.dumps(result, indent=2))
+    if result["pending"]:
+        typer.echo(f"incomplete: {result['pending']} rationales are pending because the judge's requests kept "
+                   "failing; rerun the same command to judge them.", err=True)
+        raise typer.Exit(3)
 
 
 @rationales_app.command("blank")

@@ -4,6 +4,12 @@ Passes over the data: in pass p every example that has no kept rationale yet get
 seeded sample). A rationale is kept only if its answer matches the gold label. Passes continue until ``n``
 rationales are kept or every remaining example has used ``max_retries`` attempts (then it is recorded as a
 failure with its attempts). Every attempt is committed to the store as it arrives.
+
+Two kinds of failure are kept apart. *The teacher answered and was wrong* (or unparseable) is an attempt of the
+gold filter. *The request failed* (connection error, timeout, 429, 5xx, a malformed response) is not: it is
+retried with exponential backoff under its own budget (``request_retries``), recorded in the store's
+``request_errors``, and an example whose requests keep failing stays **pending**. It is neither kept nor failed,
+it gets no further requests in this run, and a plain rerun resumes it with the same attempt number and seed.
 """
 
 from __future__ import annotations
@@ -40,16 +46,46 @@ def _uses_threads(backend: Backend) -> bool:
     return bool(getattr(backend, "thread_safe", False))
 
 
+#: Re-sends of a failed request (not gold-filter attempts), and the first backoff; it doubles up to 30 s.
+REQUEST_RETRIES = 4
+RETRY_BACKOFF_S = 1.0
+
+
 def _call(backend: Backend, prompts: list[str],
           params: SamplingParams) -> tuple[list[Generation | None], list[str | None], float]:
-    """One ``generate`` request: generations, per-prompt errors, wall time. Never raises."""
+    """One ``generate`` request: generations, per-prompt *request* errors (None: the teacher answered), wall
+    time. Never raises."""
     t0 = time.perf_counter()
     try:
-        gens: list[Generation | None] = [row[0] for row in backend.generate(prompts, params)]
+        rows = backend.generate(prompts, params)
+        if len(rows) != len(prompts) or any(not row for row in rows):
+            raise ValueError(f"malformed response: {len(rows)} results for {len(prompts)} prompts")
+        gens: list[Generation | None] = [row[0] for row in rows]
         errors = [None if g.finish_reason != "error" else "request failed" for g in gens]
-    except Exception as exc:  # noqa: BLE001 - a failed request is an attempt; the run goes on
+    except Exception as exc:  # noqa: BLE001 - a failed request is retried, then the example stays pending
         gens, errors = [None] * len(prompts), [f"{type(exc).__name__}: {exc}"[:500]] * len(prompts)
     return gens, errors, time.perf_counter() - t0
+
+
+def request_with_retries(backend: Backend, prompts: list[str], params: SamplingParams, retries: int,
+                         backoff: float, on_failure: Any = None) -> tuple[list[Generation | None], list[str | None],
+                                                                          float]:
+    """:func:`_call`, re-sending the prompts whose request failed up to ``retries`` times with exponential backoff
+    (``backoff``, doubling, at most 30 s). ``on_failure(index, error)`` is told of every failed request."""
+    gens, errors, wall = _call(backend, prompts, params)
+    for k in range(retries + 1):
+        failed = [i for i, e in enumerate(errors) if e is not None]
+        for i in failed:
+            if on_failure is not None:
+                on_failure(i, errors[i])
+        if not failed or k == retries:
+            break
+        time.sleep(min(30.0, backoff * 2**k))
+        again, again_errors, more = _call(backend, [prompts[i] for i in failed], params)
+        for i, g, e in zip(failed, again, again_errors):
+            gens[i], errors[i] = g, e
+        wall += more
+    return gens, errors, wall
 
 
 def _base_params(sampling: SamplingParams | None, temperature: float, max_new_tokens: int,
@@ -83,6 +119,8 @@ def generate_rationales(
     tokenizer: Any = None,
     force_new_run: bool = False,
     progress: bool = True,
+    request_retries: int = REQUEST_RETRIES,
+    retry_backoff: float = RETRY_BACKOFF_S,
 ) -> dict[str, Any]:
     """Generate and gold-filter rationales for ``examples`` into ``store``; returns :func:`run_stats`
     (also written to ``stats.json`` next to the store).
@@ -91,6 +129,8 @@ def generate_rationales(
     ``seed * 1000 + a``. At most ``concurrency`` requests are in flight: remote backends (``openai``) get one
     request per example, each on its own thread, and each result is committed as it arrives; local backends get
     batches of ``concurrency`` prompts. ``force_new_run`` discards a store made with other settings.
+    Failed requests are re-sent ``request_retries`` times (backoff ``retry_backoff`` s, doubling); examples whose
+    requests keep failing are left pending (``stats["pending"]``; a rerun resumes them).
     """
     from tqdm.auto import tqdm
 
@@ -116,9 +156,18 @@ def generate_rationales(
     kept = db.kept_ids() & {e.id for e in examples}
     bar = tqdm(total=min(n, len(examples)), desc=f"rationales {task.name}", unit="kept", disable=not progress)
     bar.update(min(len(kept), n))
-    counts = {"failed": db.count("failures"), "attempts": db.count("attempts")}
+    counts = {"failed": db.count("failures"), "attempts": db.count("attempts"), "request_errors": 0}
     counts["at_start"] = counts["attempts"]
     started, shown = time.monotonic(), [0.0]
+    pending: dict[str, str] = {}  # example id -> last request error (no more requests for it in this run)
+
+    def request_failed(ex: Example, attempt: int, error: str) -> None:
+        db.record_request_error(ex.id, attempt, error)
+        counts["request_errors"] += 1
+
+    def give_up(ex: Example, error: str) -> None:
+        pending[ex.id] = error
+        show(True)
 
     def record(ex: Example, attempt: int, prompt: str, gen: Generation | None, err: str | None,
                latency: float) -> None:
@@ -140,20 +189,24 @@ def generate_rationales(
             shown[0] = now
             rate = (counts["attempts"] - counts["at_start"]) / max(1e-9, now - started)
             bar.set_postfix(kept=len(kept), failed=counts["failed"], attempts=counts["attempts"],
-                            attempts_per_s=f"{rate:.2f}")
+                            pending=len(pending), attempts_per_s=f"{rate:.2f}")
 
-    status = "interrupted"
+    status, raised = "interrupted", True
     try:
         for attempt in range(1, max_retries + 1):
             if len(kept) >= n:
                 break
-            todo = deque(e for e in examples if e.id not in kept and made.get(e.id, 0) < attempt)
+            todo = deque(e for e in examples
+                         if e.id not in kept and e.id not in pending and made.get(e.id, 0) < attempt)
             params = replace(base, seed=(base.seed or 0) * 1000 + attempt)
+            send = _Sender(backend, params, attempt, request_retries, retry_backoff, request_failed, give_up,
+                           record)
             if _uses_threads(backend):
-                _pass_threaded(backend, task, todo, params, attempt, style, length, concurrency, n, kept, record)
+                _pass_threaded(send, task, todo, style, length, concurrency, n, kept)
             else:
-                _pass_batched(backend, task, todo, params, attempt, style, length, concurrency, n, kept, record)
-        status = "finished"
+                _pass_batched(send, task, todo, style, length, concurrency, n, kept)
+        status = "finished" if not pending else f"incomplete: {len(pending)} examples pending"
+        raised = False
     except BaseException as exc:
         status = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"error: {type(exc).__name__}: {exc}"[:500]
         raise
@@ -161,9 +214,10 @@ def generate_rationales(
         show(True)
         bar.close()
         db.finish_run(run_id, status)
-        if status != "finished" and db is not store:
+        if raised and db is not store:
             db.close()
-    stats = _stats(db, tokenizer)
+    stats = {**_stats(db, tokenizer), "pending": len(pending), "request_errors_this_run": counts["request_errors"],
+             "last_request_error": next(reversed(pending.values()), None)}
     db.path.with_name("stats.json").write_text(json.dumps(stats, indent=2), encoding="utf-8")
     if db is not store:
         db.close()
@@ -186,24 +240,50 @@ def _check(task: Any, ex: Example, gen: Generation | None,
     return raw, answer, correct, err, rationale
 
 
-def _pass_batched(backend, task, todo, params, attempt, style, length, concurrency, n, kept, record) -> None:
+class _Sender:
+    """Sends one pass's requests: re-sends failed ones, records the teacher's answers as attempts, and leaves
+    examples whose requests keep failing pending."""
+
+    def __init__(self, backend, params, attempt, retries, backoff, request_failed, give_up, record) -> None:
+        self.backend, self.params, self.attempt = backend, params, attempt
+        self.retries, self.backoff = retries, backoff
+        self.request_failed, self.give_up, self.record = request_failed, give_up, record
+
+    def commit(self, batch: list[Example], prompts: list[str], result: tuple[list, list, float],
+               failures: list[tuple[int, str]]) -> None:
+        gens, errors, wall = result
+        for i, error in failures:
+            self.request_failed(batch[i], self.attempt, error)
+        for ex, prompt, gen, err in zip(batch, prompts, gens, errors):
+            if err is None:
+                self.record(ex, self.attempt, prompt, gen, None, wall)
+            else:
+                self.give_up(ex, err)
+
+
+def _send_collecting(sender: _Sender, batch: list[Example], prompts: list[str]) -> tuple[tuple, list]:
+    failures: list[tuple[int, str]] = []
+    result = request_with_retries(sender.backend, prompts, sender.params, sender.retries, sender.backoff,
+                                  on_failure=lambda i, e: failures.append((i, e)))
+    return result, failures
+
+
+def _pass_batched(sender: _Sender, task, todo, style, length, concurrency, n, kept) -> None:
     """One pass, ``concurrency`` prompts per ``generate`` call (local backends batch them)."""
     while todo and len(kept) < n:
         batch = [todo.popleft() for _ in range(min(concurrency, n - len(kept), len(todo)))]
         prompts = [task.teacher_prompt(e, style, length) for e in batch]
-        gens, errors, wall = _call(backend, prompts, params)
-        for ex, prompt, gen, err in zip(batch, prompts, gens, errors):
-            record(ex, attempt, prompt, gen, err, wall)
+        sender.commit(batch, prompts, *_send_collecting(sender, batch, prompts))
 
 
-def _pass_threaded(backend, task, todo, params, attempt, style, length, concurrency, n, kept, record) -> None:
+def _pass_threaded(sender: _Sender, task, todo, style, length, concurrency, n, kept) -> None:
     """One pass, one request per example on at most ``concurrency`` threads; each result is committed as it
-    completes. The request threads are daemons: Ctrl-C stops the run at once (unfinished requests are lost
-    and redone on resume; nothing committed is)."""
+    completes (by this thread: the store is written from one thread only). The request threads are daemons:
+    Ctrl-C stops the run at once (unfinished requests are lost and redone on resume; nothing committed is)."""
     results: queue.Queue = queue.Queue()
 
     def request(ex: Example, prompt: str) -> None:
-        results.put((ex, prompt, *_call(backend, [prompt], params)))
+        results.put(([ex], [prompt], *_send_collecting(sender, [ex], [prompt])))
 
     in_flight = 0
     while todo or in_flight:
@@ -214,9 +294,9 @@ def _pass_threaded(backend, task, todo, params, attempt, style, length, concurre
             in_flight += 1
         if not in_flight:
             break
-        ex, prompt, gens, errors, wall = results.get()
+        batch, prompts, result, failures = results.get()
         in_flight -= 1
-        record(ex, attempt, prompt, gens[0], errors[0], wall)
+        sender.commit(batch, prompts, result, failures)
 
 
 def run_stats(store: RationaleStore | str | Path, tokenizer: Any = None) -> dict[str, Any]:

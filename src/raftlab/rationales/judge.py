@@ -11,6 +11,7 @@ from typing import Any
 
 from raftlab.backends import describe_backend
 from raftlab.backends.base import Backend, SamplingParams
+from raftlab.rationales.generate import REQUEST_RETRIES, RETRY_BACKOFF_S, request_with_retries
 from raftlab.rationales.store import RationaleStore
 
 #: The paper's quality-assessment instruction (Zhu et al., 2025, Appendix C, verbatim), then the example's fields.
@@ -34,12 +35,16 @@ def parse_verdict(text: str) -> str:
 
 
 def judge_rationales(judge: Backend, store: RationaleStore | str | Path, sample: int | None = None, seed: int = 0,
-                     batch_size: int = 8, max_new_tokens: int = 256, progress: bool = True) -> dict[str, Any]:
+                     batch_size: int = 8, max_new_tokens: int = 256, progress: bool = True,
+                     request_retries: int = REQUEST_RETRIES, retry_backoff: float = RETRY_BACKOFF_S
+                     ) -> dict[str, Any]:
     """Judge a seeded sample of kept rationales; returns verdict counts over the sample.
 
     Each verdict (``helpful``/``unhelpful``, ``unknown`` when the judgement names neither) is stored with the
-    raw judgement as it arrives; a rerun judges only what is missing. Failed requests are not stored (a
-    rerun retries them) and are counted in ``errors``.
+    raw judgement as it arrives; a rerun judges only what is missing. The same failure rules as the teacher's
+    (:mod:`raftlab.rationales.generate`): a failed request is re-sent ``request_retries`` times with backoff,
+    counted in ``errors``, never stored; a rationale whose requests keep failing stays ``pending`` (a rerun
+    judges it).
     """
     from tqdm.auto import tqdm
 
@@ -51,22 +56,20 @@ def judge_rationales(judge: Backend, store: RationaleStore | str | Path, sample:
     todo = [k for k in chosen if k[0].id not in done]
     name = json.dumps(describe_backend(judge), sort_keys=True)
     params = SamplingParams(n=1, temperature=0.0, max_new_tokens=max_new_tokens)
-    errors = 0
+    errors = pending = 0
     bar = tqdm(total=len(todo), desc="judge", unit="rationale", disable=not progress)
     for start in range(0, len(todo), batch_size):
         batch = todo[start : start + batch_size]
         prompts = [JUDGE_PROMPT.format(question=ex.question, answer=ex.label_text(), rationale=r) for ex, r, _ in batch]
-        try:
-            rows = judge.generate(prompts, params)
-        except Exception:  # noqa: BLE001 - nothing stored: a rerun retries this batch
-            errors += len(batch)
-            bar.update(len(batch))
-            continue
-        for (ex, _, _), row in zip(batch, rows):
-            if row[0].finish_reason == "error":
-                errors += 1
+        failures: list[int] = []
+        gens, request_errors, _ = request_with_retries(judge, prompts, params, request_retries, retry_backoff,
+                                                       on_failure=lambda i, e: failures.append(i))
+        errors += len(failures)
+        for (ex, _, _), gen, err in zip(batch, gens, request_errors):
+            if err is None:
+                db.record_judgment(ex.id, parse_verdict(gen.text), gen.text, name)
             else:
-                db.record_judgment(ex.id, parse_verdict(row[0].text), row[0].text, name)
+                pending += 1
         bar.update(len(batch))
         bar.set_postfix(errors=errors, refresh=False)
     bar.close()
@@ -77,5 +80,5 @@ def judge_rationales(judge: Backend, store: RationaleStore | str | Path, sample:
     judged = sum(counts.values())
     if not isinstance(store, RationaleStore):
         db.close()
-    return {**counts, "judged": judged, "errors": errors, "sampled": len(chosen),
+    return {**counts, "judged": judged, "errors": errors, "pending": pending, "sampled": len(chosen),
             "helpful_ratio": counts["helpful"] / judged if judged else None}

@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 from raftlab.schema import Example
-from raftlab.storage import SqliteStore, bind_settings
+from raftlab.storage import SettingsMismatch, SqliteStore, bind_settings
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -29,21 +29,24 @@ CREATE TABLE IF NOT EXISTS rationales (
     created REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS failures (
     example_id TEXT PRIMARY KEY, attempts INTEGER NOT NULL, last_error TEXT, created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS request_errors (
+    example_id TEXT NOT NULL, attempt INTEGER NOT NULL, error TEXT NOT NULL, created REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS judgments (
     example_id TEXT PRIMARY KEY, verdict TEXT NOT NULL, raw TEXT NOT NULL, judge TEXT NOT NULL,
     created REAL NOT NULL);
 """
 
 
-TABLES = ("meta", "runs", "examples", "attempts", "rationales", "failures", "judgments")
+TABLES = ("meta", "runs", "examples", "attempts", "rationales", "failures", "judgments", "request_errors")
 
 
 def _comparable(settings: dict[str, Any]) -> dict[str, Any]:
-    """Settings that must match to resume: where the teacher is served (its URL) may change between runs."""
+    """Settings that must match to resume: where the teacher is served (its URL) may change between runs, and
+    ``max_retries`` may be raised (see :meth:`RationaleStore.bind_settings`)."""
     teacher = settings.get("teacher")
     if isinstance(teacher, dict):
         settings = {**settings, "teacher": {k: v for k, v in teacher.items() if k != "base_url"}}
-    return settings
+    return {k: v for k, v in settings.items() if k != "max_retries"}
 
 
 class RationaleStore(SqliteStore):
@@ -57,9 +60,24 @@ class RationaleStore(SqliteStore):
         return json.loads(row[0]) if row else None
 
     def bind_settings(self, settings: dict[str, Any], force_new_run: bool = False) -> None:
-        """Record the run settings, or check them against the stored ones (:class:`SettingsMismatch`)."""
+        """Record the run settings, or check them against the stored ones (:class:`SettingsMismatch`).
+
+        ``max_retries`` may be raised on a rerun: examples that failed the gold filter with fewer attempts get the
+        new budget. Lowering it is refused (their failures would not be comparable)."""
         if force_new_run:
             self.clear()
+        old = self.settings()
+        if old is not None and _comparable(old) == _comparable(settings):
+            before, now = old.get("max_retries"), settings.get("max_retries")
+            if before is not None and now is not None and now < before:
+                raise SettingsMismatch(f"{self.path} was made with max_retries {before}; lowering it to {now} is "
+                                       "refused (raise it, use another --out, or --force-new-run to discard the "
+                                       "store)")
+            if before is not None and now is not None and now > before:
+                with self.db:
+                    self.db.execute("DELETE FROM failures WHERE attempts < ?", (now,))
+                    self.db.execute("UPDATE meta SET value=? WHERE key='settings'",
+                                    (json.dumps({**old, "max_retries": now}),))
 
         def save(value: dict[str, Any]) -> None:
             with self.db:
@@ -71,7 +89,7 @@ class RationaleStore(SqliteStore):
     def clear(self) -> None:
         """Forget every result (the ``runs`` history stays)."""
         with self.db:
-            for table in ("meta", "examples", "attempts", "rationales", "failures", "judgments"):
+            for table in ("meta", "examples", "attempts", "rationales", "failures", "judgments", "request_errors"):
                 self.db.execute(f"DELETE FROM {table}")  # noqa: S608 - fixed table names
 
     # ------------------------------------------------------------- runs
@@ -132,6 +150,12 @@ class RationaleStore(SqliteStore):
                                 (example_id, attempt, rationale, raw, now))
             elif failed_for_good:
                 self.db.execute("INSERT OR IGNORE INTO failures VALUES (?,?,?,?)", (example_id, attempt, error, now))
+
+    def record_request_error(self, example_id: str, attempt: int, error: str) -> None:
+        """A request that failed (connection, timeout, 429, 5xx, malformed response): not a gold-filter attempt."""
+        with self.db:
+            self.db.execute("INSERT INTO request_errors VALUES (?,?,?,?)", (example_id, attempt, error[:500],
+                                                                          time.time()))
 
     def count(self, table: str) -> int:
         if table not in TABLES:

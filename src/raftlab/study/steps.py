@@ -57,6 +57,9 @@ def rationales(cfg: StudyConfig, spec: TaskSpec, data_out: dict[str, Any], out: 
                                 max_retries=t.max_retries, style=t.style, length=t.length,
                                 temperature=t.temperature, max_new_tokens=t.max_new_tokens, seed=cfg.seed)
     kept = export_jsonl(store, out / "rationales.jsonl")
+    if stats.get("pending"):
+        raise RuntimeError(f"teacher {t.backend!r}: {stats['pending']} examples of {spec.name!r} are pending because "
+                           f"their requests kept failing (last error: {stats.get('last_request_error')})")
     if not kept:
         raise RuntimeError(f"teacher {t.backend!r} kept no rationale for task {spec.name!r} "
                            f"(see {store}); the FT/RAFT comparison needs at least one")
