@@ -295,9 +295,10 @@ def test_judge_over_the_openai_backend_and_cli(faulty_server, tmp_path):
     state["plans"] = {ex[0].question: ["The steps add up.\nHelpful"], ex[1].question: ["garbage"],
                       ex[2].question: [500, "One step is wrong.\nVerdict: Unhelpful"]}
     judge = get_backend(f"openai:judge@{url}", max_retries=0, on_error="empty")
-    first = judge_rationales(judge, run / "rationales.sqlite", progress=False)
-    assert {k: first[k] for k in ("helpful", "unhelpful", "unknown", "errors")} == {
-        "helpful": 1, "unhelpful": 0, "unknown": 1, "errors": 1}
+    first = judge_rationales(judge, run / "rationales.sqlite", progress=False, retry_backoff=0.01)
+    # the 500 is a request error, re-sent at once: its verdict arrives in the same run
+    assert {k: first[k] for k in ("helpful", "unhelpful", "unknown", "errors", "pending")} == {
+        "helpful": 1, "unhelpful": 1, "unknown": 1, "errors": 1, "pending": 0}
     res = CliRunner().invoke(app, ["rationales", "judge", "--run", str(run), "--judge", f"openai:judge@{url}",
                                    "--sample", "3"])
     assert res.exit_code == 0, res.output
