@@ -110,3 +110,35 @@ def test_tokenizer_endpoints(served_hf, hf):
         ids = h.post("/tokenize", json={"prompt": "Hello world", "add_special_tokens": False}).json()["tokens"]
         assert ids == hf.tokenizer("Hello world", add_special_tokens=False).input_ids
         assert h.post("/detokenize", json={"tokens": ids}).json()["prompt"] == "Hello world"
+
+
+def test_api_key_body_size_and_context_limits(hf):
+    from fastapi.testclient import TestClient
+
+    from raftlab.backends.server import create_app
+
+    guarded = TestClient(create_app(hf, "tiny", api_key="s3cret", max_body_bytes=2000))
+    body = {"model": "tiny", "prompt": "Hi", "max_tokens": 2, "temperature": 0.0}
+    assert guarded.post("/v1/completions", json=body).status_code == 401
+    assert guarded.post("/v1/completions", json=body, headers={"Authorization": "Bearer wrong"}).status_code == 401
+    ok = guarded.post("/v1/completions", json=body, headers={"Authorization": "Bearer s3cret"})
+    assert ok.status_code == 200 and ok.json()["choices"]
+    big = guarded.post("/v1/completions", json={**body, "prompt": "x " * 2000},
+                       headers={"Authorization": "Bearer s3cret"})
+    assert big.status_code == 413
+    open_app = TestClient(create_app(hf, "tiny"))
+    window = hf.model.config.max_position_embeddings
+    r = open_app.post("/v1/completions", json={"model": "tiny", "prompt": "Hi", "max_tokens": window})
+    assert r.status_code == 400 and "maximum context length" in r.json()["error"]["message"]
+    r = open_app.post("/v1/chat/completions", json={"model": "tiny", "max_tokens": window,
+                                                    "messages": [{"role": "user", "content": "Hi"}]})
+    assert r.status_code == 400
+
+
+def test_exposed_host_without_key_is_warned_about(caplog):
+    from raftlab.cli.serve_cmd import warn_if_exposed
+
+    with caplog.at_level("WARNING", logger="raftlab.serve"):
+        assert warn_if_exposed("0.0.0.0", None) and "without --api-key" in caplog.text
+    assert not warn_if_exposed("127.0.0.1", None) and not warn_if_exposed("::1", None)
+    assert not warn_if_exposed("localhost", None) and not warn_if_exposed("0.0.0.0", "key")

@@ -37,6 +37,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from raftlab.backends.base import SamplingParams
 
 MAX_N = 128
+#: Largest request body accepted (bytes); larger ones get 413.
+MAX_BODY_BYTES = 4 * 1024 * 1024
 
 
 class _Strict(BaseModel):
@@ -230,14 +232,40 @@ class _Tokens:
         return pieces, offsets
 
 
-def create_app(backend: Any, model_name: str | None = None, default_max_tokens: int = 256):
+def context_length(backend: Any) -> int | None:
+    """The model's context window (``max_position_embeddings``), when the backend exposes its model."""
+    config = getattr(getattr(backend, "model", None), "config", None)
+    value = getattr(config, "max_position_embeddings", None)
+    return int(value) if isinstance(value, int) and value > 0 else None
+
+
+def create_app(backend: Any, model_name: str | None = None, default_max_tokens: int = 256,
+               api_key: str | None = None, max_body_bytes: int = MAX_BODY_BYTES):
     """FastAPI app serving ``backend`` (anything implementing the Backend protocol; ``render_chat`` optional; the
-    tokenizer endpoints, echo and logprobs need an hf backend's ``tokenizer``, ``encode_prompt`` and ``score_ids``)."""
+    tokenizer endpoints, echo and logprobs need an hf backend's ``tokenizer``, ``encode_prompt`` and ``score_ids``).
+
+    With ``api_key`` every request must carry ``Authorization: Bearer <api_key>`` (else 401). Bodies over
+    ``max_body_bytes`` get 413; a prompt plus ``max_tokens`` beyond the model's context gets 400."""
+    import hmac
+
     from fastapi import FastAPI, Request
     from fastapi.exceptions import RequestValidationError
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
     app = FastAPI(title="raftlab serve")
+    window = context_length(backend)
+
+    @app.middleware("http")
+    async def _guard(request: Request, call_next):
+        if api_key is not None:
+            given = request.headers.get("authorization", "")
+            if not hmac.compare_digest(given.encode(), f"Bearer {api_key}".encode()):
+                return _error(401, "missing or wrong API key (send 'Authorization: Bearer <key>')",
+                              "authentication_error")
+        size = request.headers.get("content-length")
+        if size is not None and size.isdigit() and int(size) > max_body_bytes:
+            return _error(413, f"request body of {size} bytes is over the limit of {max_body_bytes}")
+        return await call_next(request)
     name = model_name or getattr(backend, "model_name", "local")
     lock = threading.Lock()  # one model, one request at a time
     tokens = _Tokens(backend) if hasattr(backend, "score_ids") else None
@@ -257,6 +285,17 @@ def create_app(backend: Any, model_name: str | None = None, default_max_tokens: 
         if req.model is not None and req.model != name:
             return _error(404, f"The model `{req.model}` does not exist; this server serves `{name}`",
                           "not_found_error", "model")
+        return None
+
+    def beyond_context(prompts: list[str | list[int]], budget: int):
+        """400 when a prompt plus the generation budget does not fit the model's context (as vLLM answers)."""
+        if window is None:
+            return None
+        for p in prompts:
+            need = count(p) + budget
+            if need > window:
+                return _error(400, f"this model's maximum context length is {window} tokens; the prompt has "
+                                   f"{count(p)} and max_tokens asks for {budget} more", param="max_tokens")
         return None
 
     def count(prompt: str | list[int]) -> int:
@@ -312,6 +351,8 @@ def create_app(backend: Any, model_name: str | None = None, default_max_tokens: 
             return _error(400, "echo, logprobs and token-id prompts need a backend with a tokenizer")
         if req.echo and req.logprobs is None:
             return _error(400, "echo needs logprobs (raftlab returns the prompt only with its log-probs)", "echo")
+        if (bad := beyond_context(prompts, req.budget(default_max_tokens))) is not None:
+            return bad
         choices: list[dict[str, Any]] = []
         completion_tokens = 0
         with lock:
@@ -344,6 +385,8 @@ def create_app(backend: Any, model_name: str | None = None, default_max_tokens: 
         prompt = render(messages) if render else "\n\n".join(m["content"] for m in messages)
         if req.logprobs and tokens is None:
             return _error(400, "logprobs need a backend with a tokenizer", "logprobs")
+        if (bad := beyond_context([prompt], req.budget(default_max_tokens))) is not None:
+            return bad
         with lock:
             [row] = backend.generate([prompt], req.params(default_max_tokens))
             scored = [logprobs_of(prompt, g.text, req.top_logprobs or 0, echo=False)[0] if req.logprobs else None

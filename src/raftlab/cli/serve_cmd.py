@@ -5,6 +5,22 @@ from __future__ import annotations
 import typer
 
 
+def warn_if_exposed(host: str, api_key: str | None) -> bool:
+    """Log a warning (and return True) when ``host`` is not a loopback address and no API key is set."""
+    import ipaddress
+    import logging
+
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if loopback or api_key is not None:
+        return False
+    logging.getLogger("raftlab.serve").warning(
+        "binding %s without --api-key: anyone who can reach this address can use the model", host)
+    return True
+
+
 def register(app: typer.Typer) -> None:
     @app.command("serve")
     def serve_cmd(
@@ -14,6 +30,8 @@ def register(app: typer.Typer) -> None:
         name: str = typer.Option(None, help="model name reported by /v1/models (default: the spec)"),
         chat_template: bool = typer.Option(False, help="wrap completions prompts in the chat template too"),
         max_tokens: int = typer.Option(256, help="default max_tokens"),
+        api_key: str = typer.Option(None, "--api-key", envvar="RAFTLAB_API_KEY",
+                                    help="require 'Authorization: Bearer KEY' (env RAFTLAB_API_KEY)"),
     ) -> None:
         """Serve /v1/completions, /v1/chat/completions and /v1/models for MODEL."""
         import uvicorn
@@ -21,6 +39,8 @@ def register(app: typer.Typer) -> None:
         from raftlab.backends.hf import HFBackend
         from raftlab.backends.server import create_app
 
+        warn_if_exposed(host, api_key)
         backend = HFBackend(model, chat_template=chat_template)
-        typer.echo(f"serving {model} on http://{host}:{port}/v1")
-        uvicorn.run(create_app(backend, name or model, max_tokens), host=host, port=port, log_level="info")
+        typer.echo(f"serving {model} on http://{host}:{port}/v1" + (" (API key required)" if api_key else ""))
+        uvicorn.run(create_app(backend, name or model, max_tokens, api_key=api_key), host=host, port=port,
+                    log_level="info")
