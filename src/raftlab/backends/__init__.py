@@ -3,6 +3,7 @@ OpenAI-compatible endpoint), plus ``raftlab serve``."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from raftlab.backends.base import Backend, ContinuationScore, Generation, SamplingParams
@@ -16,6 +17,9 @@ def parse_spec(spec: str) -> tuple[str, str, str | None]:
     A spec without a known prefix is taken as an hf model spec.
     """
     kind, sep, rest = spec.partition(":")
+    if sep and kind not in BACKENDS and "/" not in kind and not Path(spec).exists():
+        raise ValueError(f"unknown backend {kind!r} in {spec!r}; use one of {', '.join(b + ':' for b in BACKENDS)} "
+                         "or a model spec without a prefix")
     if not sep or kind not in BACKENDS:
         kind, rest = "hf", spec
     if not rest:

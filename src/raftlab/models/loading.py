@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,19 @@ def resolve_model_path(spec: str) -> str:
         return str(path)
     if spec.startswith((".", "/", "~")):
         raise FileNotFoundError(f"model directory {spec} does not exist")
+    if os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0") and not _in_hub_cache(spec):
+        raise ValueError(f"unknown model {spec!r}: not a built-in name, not a local directory, and not in the "
+                         f"Hugging Face cache while HF_HUB_OFFLINE is set; expected {SPEC_HELP}")
     return spec  # hub id: resolved by transformers (needs network or a local HF cache)
+
+
+def _in_hub_cache(repo_id: str) -> bool:
+    try:
+        from huggingface_hub import scan_cache_dir
+
+        return any(r.repo_id == repo_id for r in scan_cache_dir().repos)
+    except Exception:  # noqa: BLE001 - no cache, or an unreadable one: not cached
+        return False
 
 
 def is_adapter_dir(path: str | Path) -> bool:
