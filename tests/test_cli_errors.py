@@ -57,3 +57,24 @@ def test_debug_shows_the_traceback(tmp_path):
     assert res.returncode != 0 and "Traceback" in res.stderr
     res = _run(["eval", "--model", "tiny", "--task", "nope", "--out", "o"], tmp_path, env={"RAFTLAB_DEBUG": "1"})
     assert "Traceback" in res.stderr
+
+
+@pytest.mark.slow
+def test_study_config_is_checked_before_the_run_directory_exists(tmp_path):
+    (tmp_path / "s.yaml").write_text("include: quick\ntasks: [synth_arith, no_such_task]\n")
+    res = _run(["study", "s.yaml", "--out", "run"], tmp_path)
+    out = " ".join((res.stdout + res.stderr).split())
+    assert res.returncode == 2 and "unknown task(s) 'no_such_task'" in out and "Traceback" not in out
+    assert not (tmp_path / "run").exists()
+    (tmp_path / "t.yaml").write_text("include: quick\nteacher: {backend: 'bogus:model'}\n")
+    res = _run(["study", "t.yaml", "--out", "run"], tmp_path)
+    assert res.returncode == 2 and "teacher.backend" in res.stdout + res.stderr and not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_oversized_jsonl_lines_are_refused_with_the_line(tmp_path):
+    (tmp_path / "big.jsonl").write_text('{"id": "a", "question": "' + "x" * 5000 + '"}\n')
+    res = _run(["train", "--model", "tiny", "--data", "big.jsonl", "--out", "m"], tmp_path,
+               env={"RAFTLAB_MAX_LINE_BYTES": "1000"})
+    out = res.stdout + res.stderr
+    assert res.returncode == 2 and "big.jsonl:1: line longer than 1000 bytes" in out

@@ -163,6 +163,23 @@ class StudyConfig(_Strict):
         return v
 
     @model_validator(mode="after")
+    def _known_backends(self) -> StudyConfig:
+        """Backend specs (teacher, prompting, reference) must name a known backend kind."""
+        from raftlab.backends import parse_spec
+
+        specs = [("teacher.backend", self.teacher.backend)] if self.teacher.backend != "oracle" else []
+        specs += [("prompting.backend", self.prompting.backend)] if self.prompting else []
+        specs += [("reference.backend", self.reference.backend)] if self.reference else []
+        for field, spec in specs:
+            try:
+                parse_spec(spec)
+            except ValueError as exc:
+                raise ValueError(f"{field}: {exc}") from None
+        if self.eval.backend not in ("hf", "vllm"):
+            raise ValueError(f"eval.backend must be hf or vllm, not {self.eval.backend!r}")
+        return self
+
+    @model_validator(mode="after")
     def _leave_one_out_needs_two_tasks(self) -> StudyConfig:
         if self.protocol == "leave_one_task_out" and len(self.tasks) < 2:
             raise ValueError("protocol leave_one_task_out needs at least 2 tasks")
@@ -176,6 +193,22 @@ class StudyConfig(_Strict):
 
     def task(self, name: str) -> TaskSpec:
         return next(t for t in self.tasks if t.name == name)
+
+
+def check_tasks_registered(cfg: StudyConfig) -> None:
+    """Every task of the study must be registered (the real steps load them by name); a :class:`ConfigError`
+    names the unknown ones. ``run_study`` calls it before it creates the run directory."""
+    from raftlab.tasks import get_task, list_tasks
+
+    unknown = []
+    for spec in cfg.tasks:
+        try:
+            get_task(spec.name)
+        except KeyError:
+            unknown.append(spec.name)
+    if unknown:
+        raise ConfigError(f"field 'tasks': unknown task(s) {', '.join(map(repr, unknown))}; known: "
+                          f"{', '.join(list_tasks())}")
 
 
 class ConfigError(ValueError):

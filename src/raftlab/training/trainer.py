@@ -100,8 +100,9 @@ def prepare(config: TrainConfig):
     """Model (with LoRA if asked), tokenizer and tokenized training rows."""
     from raftlab.models import load_model
 
-    model, tok = load_model(config.model)
+    # the data first: a bad file is reported before minutes of model loading
     examples = load_examples(config.data_paths(), config.objective, config.data_examples())
+    model, tok = load_model(config.model)
     if config.mixture:
         weights = polarity_weights(config.mixture, config.task_polarity or {}, config.mixture_polarity)
         examples = build_mixture(examples, weights, config.mixture_size, config.seed)
