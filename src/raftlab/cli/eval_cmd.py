@@ -84,9 +84,7 @@ def _budget(spec: str, task, mode: str, prompt_mode: str | None, requested: int 
     if budget is None:
         return requested or DEFAULT_MAX_NEW_TOKENS
     chosen = choose_budget(requested, budget, f"{task.name} ({budget.objective}, {budget.prompt_mode} prompt)")
-    from raftlab.storage import write_json
-
-    write_json(out / "budget.json", {"max_new_tokens": chosen, "requested": requested, **budget.model_dump()})
+    budget.save(out / "budget.json", chosen, requested)
     if requested is None:
         typer.echo(f"generation budget: {chosen} new tokens (99% of the training targets take up to "
                    f"{budget.quantile_tokens})", err=True)

@@ -113,8 +113,7 @@ def arm_budget(cfg: StudyConfig, task: Any, rat_out: dict[str, Any], objective: 
     tok = load_tokenizer(cfg.model)
     budget = generation_budget(examples, task, tok, objective, prompt_mode, context_length(tok))
     chosen = choose_budget(cfg.eval.max_new_tokens, budget, f"{task.name} ({objective}, {prompt_mode} prompt)")
-    write_json(out / "budget.json", {"max_new_tokens": chosen, "requested": cfg.eval.max_new_tokens,
-                                     **budget.model_dump()})
+    budget.save(out / "budget.json", chosen, cfg.eval.max_new_tokens)
     return chosen
 
 

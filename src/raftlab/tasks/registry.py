@@ -13,14 +13,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-
 from raftlab.registry import Registry
 from raftlab.storage import merge_includes
 from raftlab.tasks.config import CONFIG_DIR, load_config
 from raftlab.tasks.task import Task
 
-
-_TASKS: Registry[Task] = Registry("task", normalize=lambda name: normalize_name(name))
+_TASKS: Registry[Task] = Registry("task", normalize=lambda name: normalize_name(name))  # defined below
 _LOADED = False
 _LOCK = threading.RLock()
 

@@ -38,6 +38,12 @@ class Budget(BaseModel):
     prompt_mode: str
     capped_by_context: bool = False
 
+    def save(self, path: Path, chosen: int, requested: int | None) -> None:
+        """Write ``budget.json`` (the budget used, the one asked for, and this need) for the artifact checks."""
+        from raftlab.storage import write_json
+
+        write_json(path, {"max_new_tokens": chosen, "requested": requested, **self.model_dump()})
+
 
 def context_length(tokenizer: Any) -> int | None:
     """The tokenizer's ``model_max_length`` when it is a real limit (transformers uses ~1e30 for "unknown")."""
