@@ -468,3 +468,29 @@ def test_sampled_information_gain_is_the_share_of_sampled_gold_answers_after_eac
     probs = sampled_answer_probabilities(Scripted(), task, ex, rationale, n=4)
     assert len(probs) == n_tokens + 1 and probs[0] == 0.25 and probs[-1] == 0.75
     assert set(probs.tolist()) == {0.25, 0.75}
+
+
+def test_four_arm_contrasts_are_paired_differences_of_the_raw_metrics(tmp_path):
+    """①–④ on the same questions: each contrast a − b equals the difference of the arms' accuracy and ECE (Fig. 4
+    sign: a negative ECE difference means a is better calibrated); the average row is the mean over tasks."""
+    from raftlab.analysis import analyze_study, contrast_intervals, four_arm_rows
+
+
+    correct = {"icl_label": [1, 0, 0, 0, 1, 0, 0, 0], "icl_rationale": [1, 1, 0, 0, 1, 0, 0, 0],
+               "ft": [1, 1, 1, 0, 1, 1, 0, 0], "raft": [1, 1, 1, 1, 1, 1, 0, 1]}
+    conf = {"icl_label": [0.3] * 8, "icl_rationale": [0.5] * 8, "ft": [1.0] * 8, "raft": [0.8] * 8}
+    runs = {}
+    for task in ("t1", "t2"):
+        runs[task] = {arm: write_records(tmp_path / task / arm / "r.jsonl", task, conf[arm], [bool(c) for c in ys],
+                                         k=10) for arm, ys in correct.items()}
+    result = analyze_study(runs, n_boot=200)
+    row = result.tasks[0]
+    for name, a, b in (("④−③", "raft", "ft"), ("③−①", "ft", "icl_label"), ("②−①", "icl_rationale", "icl_label")):
+        diff = contrast_intervals(row.contrasts[name])
+        assert diff["accuracy"].value == pytest.approx(row.metrics[a]["accuracy"] - row.metrics[b]["accuracy"])
+        assert diff["ece"].value == pytest.approx(row.metrics[a]["ece"] - row.metrics[b]["ece"])
+        assert diff["ece"].low <= diff["ece"].value <= diff["ece"].high
+    rows = four_arm_rows(result.tasks)
+    assert [r["task"] for r in rows] == ["t1", "t2", "average"]
+    assert rows[-1]["ece_③−①"] == pytest.approx((rows[0]["ece_③−①"] + rows[1]["ece_③−①"]) / 2)
+    assert rows[0]["acc_④"] == pytest.approx(7 / 8) and rows[0]["acc_①"] == pytest.approx(2 / 8)

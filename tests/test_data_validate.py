@@ -72,7 +72,7 @@ def test_number_labels_and_task_consistency(tmp_path: Path) -> None:
 
 def test_missing_and_empty_files(tmp_path: Path) -> None:
     res = runner.invoke(app, ["data", "validate", str(tmp_path / "absent.jsonl")])
-    assert res.exit_code == 1 and "file not found" in res.output
+    assert res.exit_code == 2 and "absent.jsonl: no such file" in res.output  # a usage error, not a bad file
     path = _write(tmp_path, [""])
     res = runner.invoke(app, ["data", "validate", str(path)])
     assert res.exit_code == 1 and "no examples" in res.output

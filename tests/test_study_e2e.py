@@ -40,7 +40,32 @@ def test_quick_study_produces_report(quick_run) -> None:
         assert summary[row.task]["delta_acc"] == pytest.approx(row.delta.delta_acc.value)
         assert summary[row.task]["delta_ece"] == pytest.approx(row.delta.delta_ece.value)
     manifest = json.loads((run / "manifest.json").read_text())["stages"]
-    assert all(s["status"] == "done" for s in manifest.values()) and len(manifest) == 20
+    assert all(s["status"] == "done" for s in manifest.values()) and len(manifest) == 26
+
+
+def test_quick_study_has_the_papers_four_arms(quick_run) -> None:
+    """The untrained arms ① and ② are standard: evaluated with the same demonstrations, analysed with FT and RAFT,
+    and in the report, the CSV/JSON/LaTeX tables."""
+    run, res = quick_run
+    assert res.exit_code == 0
+    manifest = json.loads((run / "manifest.json").read_text())["stages"]
+    for task in ("synth_topic", "synth_coinflip", "synth_arith"):
+        label, rationale = (manifest[f"eval/{arm}/{task}"]["outputs"] for arm in ("icl_label", "icl_rationale"))
+        assert label["shots"] == rationale["shots"] == 3 and label["demonstrations"] == rationale["demonstrations"]
+        records = [json.loads(x) for x in (run / "eval/icl_rationale" / task / "records.jsonl").read_text().splitlines()]
+        assert len(records) == 8 and records[0]["k"] == 4
+    analysis = AnalysisResult.load(str(run / "analysis" / "analysis.json"))
+    for row in analysis.tasks:
+        assert set(row.contrasts) == {"④−③", "③−①", "④−②", "②−①"}
+        c = row.contrasts["③−①"]  # task_deltas(①, ③): the 'raft' fields hold ③
+        assert c.acc_raft == pytest.approx(row.metrics["ft"]["accuracy"])
+        assert c.acc_ft == pytest.approx(row.metrics["icl_label"]["accuracy"])
+    four = (run / "report/tables/four_arms.csv").read_text().splitlines()
+    assert four[0].startswith("task,n,acc_①,ece_①") and four[-1].startswith("average,24,")
+    assert "tab:four-arms" in (run / "report/tables/summary.tex").read_text()
+    html = (run / "report/report.html").read_text()
+    assert 'id="four-arms-ece"' in html and 'id="four-arms-acc"' in html
+    assert json.loads((run / "report/tables/summary.json").read_text())["four_arms"][-1]["task"] == "average"
 
 
 def test_quick_study_rerun_skips_finished_stages(quick_run) -> None:
@@ -49,7 +74,33 @@ def test_quick_study_rerun_skips_finished_stages(quick_run) -> None:
     before = {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file() and p.name != "study_result.json"}
     res = CliRunner().invoke(app, ["study", "--quick", "--out", str(run)])
     assert res.exit_code == 0, res.output
-    assert "0 stages run, 20 reused" in res.output
+    assert "0 stages run, 26 reused" in res.output
     after = {p: p.stat().st_mtime_ns for p in before}
     changed = [str(p) for p in before if after[p] != before[p] and p.name not in ("study.yaml",)]
     assert changed == []
+
+
+def test_quick_study_records_the_cost_of_every_arm(quick_run) -> None:
+    """Tokens and seconds per question for every arm, training time and trained tokens for the finetuned ones, the
+    machine; in the analysis, the report's cost table and the CSV; the report opens with the answer in words."""
+    run, res = quick_run
+    assert res.exit_code == 0
+    analysis = AnalysisResult.load(str(run / "analysis" / "analysis.json"))
+    for row in analysis.tasks:
+        for arm in ("icl_label", "icl_rationale", "ft", "raft"):
+            cost = row.cost[arm]
+            records = [json.loads(x) for x in (run / "eval" / arm / row.task / "records.jsonl").read_text().splitlines()]
+            assert cost["tokens_per_question"] == pytest.approx(sum(sum(r["num_tokens"]) for r in records) / len(records))
+            assert cost["seconds_per_question"] > 0 and all(r["seconds"] > 0 for r in records)
+            assert cost["machine"]["cores"] >= 1 and cost["backend"].startswith("hf:")
+        for arm in ("ft", "raft"):
+            summary = json.loads((run / "train" / arm / row.task / "model" / "train_summary.json").read_text())
+            assert row.cost[arm]["train_seconds"] == summary["train_seconds"] > 0
+            assert row.cost[arm]["trained_tokens"] == summary["trained_tokens"] > summary["trained_target_tokens"] > 0
+    html = (run / "report/report.html").read_text()
+    assert 'id="cost"' in html and "Measured on: " in html
+    assert html.index('id="answer"') < html.index('id="checks"')
+    assert "at " in html and "× the tokens per question" in html
+    header = (run / "report/tables/summary.csv").read_text().splitlines()[0]
+    assert "tokens_per_question_raft" in header and "train_seconds_ft" in header
+    assert "answer:" in res.output and "synth_arith: RAFT " in " ".join(res.output.split())

@@ -99,17 +99,20 @@ def test_rerun_skips_everything(study) -> None:
     assert (run / "report" / "report.html").stat().st_mtime_ns == before
 
 
-def test_prompting_and_info_gain_in_report(study) -> None:
+def test_untrained_arms_four_arm_table_answer_and_info_gain_in_report(study) -> None:
     cfg, run, res = study
-    prompting = AnalysisResult.load(str(run / "analysis" / "prompting.json"))
+    analysis = AnalysisResult.load(str(run / "analysis" / "analysis.json"))
     html = res.report.read_text()
-    assert 'id="prompting"' in html
-    for row in prompting.tasks:
-        assert row.delta is not None
-        assert f"{row.delta.delta_acc.value:+.4f} [{row.delta.delta_acc.low:+.4f}" in html
+    assert 'id="four-arms-ece"' in html and 'id="answer"' in html
+    assert html.index('id="answer"') < html.index('id="checks"')  # the report opens with the answer
+    for row in analysis.tasks:
+        assert {"icl_label", "icl_rationale", "ft", "raft"} <= set(row.metrics)
+        c = row.contrasts["②−①"]  # task_deltas(①, ②): fields 'ft' = ①, 'raft' = ②
+        assert f"{0.0 - c.delta_ece.value:+.3f} [" in html  # the raw ECE difference ② − ① with its CI
+        assert f"{row.task}: RAFT " in html
     for spec in cfg.tasks:
         assert f'data-figure="info_gain_{spec.name}"' in html
-    assert not (run / "eval" / "label").exists()  # prompting arms live outside eval/
+        assert (run / "eval" / "icl_label" / spec.name).is_dir()  # the untrained arms are eval arms
 
 
 @pytest.mark.slow

@@ -454,3 +454,19 @@ def test_load_hub_converts_rows(monkeypatch: pytest.MonkeyPatch) -> None:
     anli = get_task("anli").load_hub("test")
     assert [e.label_text() for e in anli] == ["entailment", "neutral", "contradiction"]
     assert ("facebook/anli", None, "test_r3") in calls
+
+
+def test_few_shot_prompt_shows_rationales_only_in_cot_mode():
+    from raftlab.schema import Example
+    from raftlab.tasks import get_task
+
+    task = get_task("synth_arith")
+    demo = Example(id="d", task="synth_arith", category="synthetic", question="Ann has 2 pens and buys 3. How many?",
+                   label="5", answer_type="number", rationale="2 + 3 = 5.")
+    ex = Example(id="q", task="synth_arith", category="synthetic", question="Bo has 4 cups. How many?", label="4",
+                 answer_type="number")
+    cot, direct = task.few_shot_prompt([demo], ex, "cot"), task.few_shot_prompt([demo], ex, "direct")
+    assert cot.startswith(task.prompt(demo, "cot") + task.target(demo, "2 + 3 = 5.")) and "2 + 3 = 5." in cot
+    assert "2 + 3 = 5." not in direct and direct.startswith(task.prompt(demo, "direct") + task.target(demo))
+    assert cot.endswith(task.prompt(ex, "cot")) and direct.endswith(task.prompt(ex, "direct"))
+    assert task.few_shot_prompt([], ex, "cot") == task.prompt(ex, "cot")

@@ -47,7 +47,7 @@ def test_tasks_table_category_filter_and_missing_data(tmp_path) -> None:
     assert res.exit_code == 0, res.output
     assert "gsm8k" in res.output and "sst2" not in res.output and "no local files" in res.output
     res = runner.invoke(app, ["tasks", "--category", "poetry"])
-    assert res.exit_code == 1
+    assert res.exit_code == 2 and "no tasks in category 'poetry'; categories: " in res.output
 
 
 @needs_data

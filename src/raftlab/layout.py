@@ -5,13 +5,14 @@ writes these folders, the analysis, the report and the CLI read them).
 RUN/study.yaml, RUN/manifest.json, RUN/study_result.json
 RUN/data/<task>/                      train.jsonl, test.jsonl (seeded subsets)
 RUN/rationales/<task>/                the teacher's SQLite store, rationales.jsonl (kept rationales)
-RUN/prompting/<label|rationale>/<task>/  eval of the untrained, prompted model (optional)
 RUN/train/<arm>/<task>/               the finetuned model (model/), train_config.yaml when launched
-RUN/eval/<arm>/<task>/                self-consistency records.jsonl, metrics.json, settings.json
+RUN/eval/<arm>/<task>/                self-consistency records.jsonl, metrics.json, settings.json; the arms
+                                      include the untrained student prompted in context (icl_label ①,
+                                      icl_rationale ②) next to the finetuned ones (ft ③, raft ④, ...)
 RUN/info_gain/<task>/                 curves.json (optional)
 RUN/difficulty/mean_of_task/<task>/   eval of the student under mean-of-task prompting (optional)
 RUN/difficulty/reference/<task>/      a reference model's zero-shot CoT samples (optional)
-RUN/analysis/                         analysis.json (and prompting.json)
+RUN/analysis/                         analysis.json
 RUN/report/                           report.html, figures, tables
 ```
 
@@ -23,14 +24,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-#: Prompting-comparison arms (folder name -> prompt mode): label-only vs rationale-augmented prompting.
-PROMPT_ARMS = {"label": "direct", "rationale": "cot"}
+#: The untrained student prompted in context: label-only demonstrations (the paper's ①) and rationale
+#: demonstrations (②). Arm name -> prompt mode.
+ICL_LABEL, ICL_RATIONALE = "icl_label", "icl_rationale"
+PROMPT_ARMS = {ICL_LABEL: "direct", ICL_RATIONALE: "cot"}
 
 EVAL = "eval"
 ANALYSIS = "analysis"
 REPORT = "report"
 ANALYSIS_FILE = "analysis/analysis.json"
-PROMPTING_FILE = "analysis/prompting.json"
 INFO_GAIN_CURVES = "info_gain/*/curves.json"
 MANIFEST = "manifest.json"
 CONFIG_FILE = "study.yaml"
@@ -46,7 +48,8 @@ def rationales(task: str) -> str:
 
 
 def prompting(arm: str, task: str) -> str:
-    return f"prompting/{arm}/{task}"
+    """An untrained, prompted arm is evaluated like any other: ``eval/<arm>/<task>``."""
+    return evaluation(arm, task)
 
 
 def train(arm: str, task: str) -> str:

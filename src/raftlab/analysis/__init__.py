@@ -17,6 +17,8 @@ from raftlab.analysis.difficulty import (
     mean_rationale_length,
     rationale_length_by_task,
 )
+from raftlab.analysis.headline import headline
+from raftlab.analysis.four_arms import ARM_DESCRIPTIONS, CONTRASTS, PAPER_ARMS, contrast_intervals, four_arm_rows
 from raftlab.analysis.info_gain import (
     InfoGainCurve,
     answer_logprobs_by_prefix,
@@ -35,6 +37,7 @@ from raftlab.analysis.records import EvalRecords, RecordError, load_records
 from raftlab.analysis.study import analyze_study, discover_runs
 
 __all__ = [
+    "headline", "ARM_DESCRIPTIONS", "CONTRASTS", "PAPER_ARMS", "contrast_intervals", "four_arm_rows",
     "DIFFICULTY_METRICS", "PUBLISHED_FITS", "AnalysisResult", "as_records", "EvalRecords", "GainPrediction",
     "InfoGainCurve",
     "Interval", "OLSFit", "RecordError", "TaskDelta", "TaskRow", "analyze_study", "answer_logprobs_by_prefix",

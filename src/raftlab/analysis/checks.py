@@ -56,6 +56,17 @@ class ArmContext(BaseModel):
     trained_prompt_modes: list[str] | None = None
     objective: str | None = None
     train_questions: list[str] | None = None
+    #: cost of the arm: from the model's train_summary.json and the eval's metrics.json / settings.json
+    train_seconds: float | None = None
+    trained_tokens: int | None = None
+    trained_target_tokens: int | None = None
+    machine: dict[str, Any] | None = None
+    backend: str | None = None
+
+    def cost(self) -> dict[str, Any]:
+        return {"train_seconds": self.train_seconds, "trained_tokens": self.trained_tokens,
+                "trained_target_tokens": self.trained_target_tokens, "machine": self.machine,
+                "backend": self.backend}
 
     @classmethod
     def of_folder(cls, folder: str | Path) -> ArmContext:
@@ -66,10 +77,18 @@ class ArmContext(BaseModel):
         if settings:
             ctx.max_new_tokens = (settings.get("sampling") or {}).get("max_new_tokens")
             ctx.prompt_mode = settings.get("prompt_mode")
-            model = (settings.get("model") or {}).get("model")
+            described = settings.get("model") or {}
+            model = described.get("model")
+            ctx.backend = f"{described.get('backend', '?')}:{model}" if model else described.get("backend")
             summary = _json(Path(str(model)) / "train_summary.json") if model else None
             if summary:
                 _add_training(ctx, summary.get("config") or {})
+                ctx.train_seconds = summary.get("train_seconds")
+                ctx.trained_tokens = summary.get("trained_tokens")
+                ctx.trained_target_tokens = summary.get("trained_target_tokens")
+        metrics = _json(folder / "metrics.json")
+        if metrics and isinstance(metrics.get("machine"), dict):
+            ctx.machine = metrics["machine"]
         budget = _json(folder / "budget.json")
         if budget:
             ctx.budget_need = budget.get("need")

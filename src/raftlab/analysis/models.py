@@ -69,7 +69,13 @@ class TaskRow(BaseModel):
     delta: TaskDelta | None = None
     arm_deltas: dict[str, TaskDelta] = Field(
         default_factory=dict, description="other arms (blank, align, ...) vs FT, same definitions as `delta`")
+    contrasts: dict[str, TaskDelta] = Field(
+        default_factory=dict, description="the paper's four-arm differences (analysis.four_arms.CONTRASTS): name "
+                                          "-> task_deltas(b, a); the 'raft' fields hold arm a, the 'ft' fields arm b")
     difficulty: dict[str, float] = Field(default_factory=dict, description="difficulty metric -> value")
+    cost: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="arm -> {tokens_per_question, seconds_per_question, train_seconds, "
+                                          "trained_tokens, trained_target_tokens, machine, backend}")
     reliability: dict[str, list[dict[str, Any]]] = Field(
         default_factory=dict, description="arm -> reliability-diagram bins [{low, high, count, accuracy, confidence}]")
     sources: dict[str, str] = Field(default_factory=dict, description="arm -> eval-record path")

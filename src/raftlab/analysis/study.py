@@ -9,9 +9,11 @@ from typing import Mapping
 from raftlab import layout
 from raftlab.analysis.deltas import task_deltas
 from raftlab.analysis.difficulty import difficulty_fits
+from raftlab.analysis.four_arms import compute_contrasts
 from raftlab.analysis.models import AnalysisResult, TaskRow
 from raftlab.analysis.ols import fit_ols
 from raftlab.analysis.checks import THRESHOLDS, ArmContext, arm_checks, baselines, verdict
+from raftlab.inference.evaluate import cost_of
 from raftlab.analysis.records import INVALID_POLICIES, EvalRecords, RecordError, read_records
 from raftlab.metrics import reliability_bins, summarize
 
@@ -84,6 +86,7 @@ def analyze_study(runs: Runs | str | Path, difficulty: Mapping[str, Mapping[str,
                 continue
             ctx = ArmContext.of_folder(source) if Path(source).is_dir() else ArmContext()
             row.checks += arm_checks(arm, raw, ctx)
+            row.cost[arm] = {**cost_of(raw), **ctx.cost()}
             row.invalid_policies[arm] = _policy_metrics(raw, n_bins)
             row.baselines = row.baselines or baselines(raw)
         row.trustworthy, row.reasons = verdict(row.checks, (baseline, treatment))
@@ -102,6 +105,9 @@ def analyze_study(runs: Runs | str | Path, difficulty: Mapping[str, Mapping[str,
                     row.delta = delta
                 else:
                     row.arm_deltas[arm] = delta
+        row.contrasts = compute_contrasts(
+            {arm: rec for arm, (rec, _) in loaded.items()},
+            lambda b, a, task: task_deltas(b, a, n_boot=n_boot, seed=seed, alpha=alpha, task=task), task)
         if row.delta is None:
             notes.append(f"task {task}: no {baseline!r} and {treatment!r} records to compare (arms: {sorted(arms)})")
         rows.append(row)

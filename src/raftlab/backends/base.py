@@ -30,7 +30,7 @@ class Generation:
 
     text: str
     num_tokens: int = 0
-    finish_reason: str = "stop"  # "stop" | "length" | "error"
+    finish_reason: str = "stop"  # "stop" | "length" | "error" | "abort" (cancelled, see hf.generate)
 
 
 @dataclass

@@ -9,7 +9,7 @@ spent on sequences that are done.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from raftlab.backends.base import ContinuationScore, Generation, SamplingParams
@@ -43,6 +43,8 @@ class HFBackend:
 
     name = "hf"
     thread_safe = False
+    #: ``generate`` takes ``should_stop(prompt_index)``, checked once per decoding step
+    cancellable = True
 
     def __init__(
         self,
@@ -118,15 +120,22 @@ class HFBackend:
         return self._encode([self._prompt_text(prompt)])[0]
 
     # ---------------------------------------------------------------- generate
-    def generate(self, prompts: list[str], params: SamplingParams) -> list[list[Generation]]:
-        """``params.n`` samples per prompt; prompts are processed in chunks of ``batch_size``."""
+    def generate(self, prompts: list[str], params: SamplingParams,
+                 should_stop: Callable[[int], bool] | None = None) -> list[list[Generation]]:
+        """``params.n`` samples per prompt; prompts are processed in chunks of ``batch_size``.
+
+        ``should_stop(i)``, when given, is checked once per decoding step for every prompt still generating; once
+        it returns True the prompt's samples stop there with ``finish_reason="abort"`` (the server's cancellation
+        of a request whose client went away)."""
         out: list[list[Generation]] = []
         per_chunk = max(1, self.batch_size // max(1, params.n)) if params.n > 1 else self.batch_size
         for start in range(0, len(prompts), per_chunk):
-            out.extend(self._generate_chunk(prompts[start : start + per_chunk], params))
+            stop_fn = None if should_stop is None else (lambda i, _s=start: should_stop(_s + i))
+            out.extend(self._generate_chunk(prompts[start : start + per_chunk], params, stop_fn))
         return out
 
-    def _generate_chunk(self, prompts: list[str], params: SamplingParams) -> list[list[Generation]]:
+    def _generate_chunk(self, prompts: list[str], params: SamplingParams,
+                        should_stop: Callable[[int], bool] | None = None) -> list[list[Generation]]:
         import torch
 
         model, tok, n = self.model, self.tokenizer, max(1, params.n)
@@ -162,7 +171,12 @@ class HFBackend:
             for step in range(params.max_new_tokens):
                 chosen = self._sample(logits, params, [gens[i] for i in active])
                 keep = []
+                aborted = ({i for i in {seq // n for seq in active} if should_stop(i)} if should_stop is not None
+                           else set())
                 for row, seq in enumerate(active):
+                    if seq // n in aborted:
+                        reasons[seq] = "abort"
+                        continue
                     t = int(chosen[row])
                     if t in self.eos_ids:
                         reasons[seq] = "stop"

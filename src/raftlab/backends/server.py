@@ -20,10 +20,15 @@ it. Streaming sends each choice's text as one chunk once generation finishes (no
 ``[DONE]``. Fields that would change the result and that raftlab does not implement (penalties, ``logit_bias``,
 ``suffix``, ``best_of`` != n, non-text ``response_format``, unknown fields) are refused with 400, not ignored.
 Errors use OpenAI's ``{"error": {...}}`` bodies.
+
+Concurrency: one worker thread owns the model (:mod:`raftlab.backends.batching`). Requests that wait together
+with the same sampling settings are decoded in one batch; a full queue answers 503; a client that disconnects has
+its request cancelled (the hf backend stops at the next token).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import threading
@@ -32,9 +37,11 @@ import uuid
 from collections.abc import Iterator
 from typing import Any, Literal
 
+from fastapi import Request  # module level: FastAPI resolves the endpoints' (string) annotations here
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from raftlab.backends.base import SamplingParams
+from raftlab.backends.batching import BatchScheduler, Cancelled, Job, ServerBusy
 
 MAX_N = 128
 #: Largest request body accepted (bytes); larger ones get 413.
@@ -240,34 +247,48 @@ def context_length(backend: Any) -> int | None:
 
 
 def create_app(backend: Any, model_name: str | None = None, default_max_tokens: int = 256,
-               api_key: str | None = None, max_body_bytes: int = MAX_BODY_BYTES):
+               api_key: str | None = None, max_body_bytes: int = MAX_BODY_BYTES, max_queue: int = 64,
+               batching: bool = True):
     """FastAPI app serving ``backend`` (anything implementing the Backend protocol; ``render_chat`` optional; the
     tokenizer endpoints, echo and logprobs need an hf backend's ``tokenizer``, ``encode_prompt`` and ``score_ids``).
 
     With ``api_key`` every request must carry ``Authorization: Bearer <api_key>`` (else 401). Bodies over
-    ``max_body_bytes`` get 413; a prompt plus ``max_tokens`` beyond the model's context gets 400."""
+    ``max_body_bytes`` get 413; a prompt plus ``max_tokens`` beyond the model's context gets 400.
+
+    Model work runs in one worker thread (:class:`~raftlab.backends.batching.BatchScheduler`): generation requests
+    waiting together with the same sampling settings are decoded as one batch (``batching=False``: one request at
+    a time); more than ``max_queue`` waiting requests get 503; a request whose client disconnects is cancelled
+    (dropped from the queue, or stopped at the next token by a cancellable backend)."""
     import hmac
 
-    from fastapi import FastAPI, Request
+    from fastapi import FastAPI
+    from fastapi.responses import Response
     from fastapi.exceptions import RequestValidationError
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
     app = FastAPI(title="raftlab serve")
     window = context_length(backend)
 
-    @app.middleware("http")
-    async def _guard(request: Request, call_next):
-        if api_key is not None:
-            given = request.headers.get("authorization", "")
-            if not hmac.compare_digest(given.encode(), f"Bearer {api_key}".encode()):
-                return _error(401, "missing or wrong API key (send 'Authorization: Bearer <key>')",
-                              "authentication_error")
-        size = request.headers.get("content-length")
-        if size is not None and size.isdigit() and int(size) > max_body_bytes:
-            return _error(413, f"request body of {size} bytes is over the limit of {max_body_bytes}")
-        return await call_next(request)
+    async def guard(scope, receive, send, inner):
+        """Pure ASGI middleware (BaseHTTPMiddleware would hide client disconnects from the endpoints)."""
+        if scope["type"] == "http":
+            headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+            refusal = None
+            if api_key is not None and not hmac.compare_digest(headers.get("authorization", "").encode(),
+                                                               f"Bearer {api_key}".encode()):
+                refusal = _error(401, "missing or wrong API key (send 'Authorization: Bearer <key>')",
+                                 "authentication_error")
+            size = headers.get("content-length")
+            if refusal is None and size is not None and size.isdigit() and int(size) > max_body_bytes:
+                refusal = _error(413, f"request body of {size} bytes is over the limit of {max_body_bytes}")
+            if refusal is not None:
+                return await refusal(scope, receive, send)
+        return await inner(scope, receive, send)
+
     name = model_name or getattr(backend, "model_name", "local")
-    lock = threading.Lock()  # one model, one request at a time
+    scheduler = BatchScheduler(backend, max_queue=max_queue, combine=batching)
+    app.state.scheduler = scheduler
+    app.router.on_shutdown.append(scheduler.close)
     tokens = _Tokens(backend) if hasattr(backend, "score_ids") else None
 
     @app.exception_handler(RequestValidationError)
@@ -341,8 +362,30 @@ def create_app(backend: Any, model_name: str | None = None, default_max_tokens: 
             return _error(404, "this backend has no tokenizer", "not_found_error")
         return {"prompt": tokens.tok.decode(req.tokens)}
 
+    async def served(request: Request, make_job):
+        """Submit a job to the scheduler and wait for it, cancelling it if the client disconnects."""
+        loop = asyncio.get_running_loop()
+        finished = loop.create_future()
+
+        def wake(_job: Job) -> None:
+            loop.call_soon_threadsafe(lambda: finished.done() or finished.set_result(None))
+
+        try:
+            job = make_job(wake)
+        except ServerBusy as exc:
+            return None, _error(503, str(exc), "server_busy")
+        while not finished.done():
+            await asyncio.wait({finished}, timeout=0.1)
+            if not finished.done() and await request.is_disconnected():
+                job.cancel()
+                return None, Response(status_code=499)  # nginx's "client closed request"; nobody reads it
+        try:
+            return job.wait(0), None
+        except Cancelled:
+            return None, Response(status_code=499)
+
     @app.post("/v1/completions")
-    def completions(req: CompletionRequest):
+    async def completions(req: CompletionRequest, request: Request):
         if (bad := check_model(req)) is not None:
             return bad
         prompts = req.prompts()
@@ -355,20 +398,34 @@ def create_app(backend: Any, model_name: str | None = None, default_max_tokens: 
             return bad
         choices: list[dict[str, Any]] = []
         completion_tokens = 0
-        with lock:
-            if req.budget(default_max_tokens) == 0:  # scoring only
-                for i, p in enumerate(prompts):
-                    body, text = logprobs_of(p, None, req.logprobs or 0, echo=True)
-                    choices.append({"index": i, "text": text, "finish_reason": "length", "logprobs": body})
+        if req.budget(default_max_tokens) == 0:  # scoring only
+            def score_all(_backend: Any) -> list[tuple[dict, str]]:
+                return [logprobs_of(p, None, req.logprobs or 0, echo=True) for p in prompts]
+
+            scored, bad = await served(request, lambda wake: scheduler.run(score_all, on_done=wake))
+            if bad is not None:
+                return bad
+            for i, (body, text) in enumerate(scored):
+                choices.append({"index": i, "text": text, "finish_reason": "length", "logprobs": body})
+        else:
+            gens, bad = await served(request, lambda wake: scheduler.generate(
+                prompts, req.params(default_max_tokens), on_done=wake))
+            if bad is not None:
+                return bad
+            pairs = [(i, g) for i, row in enumerate(gens) for g in row]
+            if req.logprobs is not None:
+                def score_all(_backend: Any) -> list[tuple[dict, str]]:
+                    return [logprobs_of(prompts[i], g.text, req.logprobs, req.echo) for i, g in pairs]
+
+                scored, bad = await served(request, lambda wake: scheduler.run(score_all, on_done=wake))
+                if bad is not None:
+                    return bad
             else:
-                gens = backend.generate(prompts, req.params(default_max_tokens))
-                for i, row in enumerate(gens):
-                    for g in row:
-                        completion_tokens += g.num_tokens
-                        body, text = (logprobs_of(prompts[i], g.text, req.logprobs, req.echo)
-                                      if req.logprobs is not None else (None, g.text))
-                        choices.append({"index": len(choices), "text": text, "finish_reason": g.finish_reason,
-                                        "logprobs": body, "prompt_index": i})
+                scored = [(None, g.text) for _, g in pairs]
+            for (i, g), (body, text) in zip(pairs, scored):
+                completion_tokens += g.num_tokens
+                choices.append({"index": len(choices), "text": text, "finish_reason": g.finish_reason,
+                                "logprobs": body, "prompt_index": i})
         response = {"id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time()),
                     "model": name, "choices": choices,
                     "usage": _usage(sum(count(p) for p in prompts), completion_tokens)}
@@ -377,7 +434,7 @@ def create_app(backend: Any, model_name: str | None = None, default_max_tokens: 
         return _sse(_completion_chunks(response, req.stream_options))
 
     @app.post("/v1/chat/completions")
-    def chat(req: ChatRequest):
+    async def chat(req: ChatRequest, request: Request):
         if (bad := check_model(req)) is not None:
             return bad
         messages = [{"role": m.role, "content": m.text()} for m in req.messages]
@@ -387,10 +444,20 @@ def create_app(backend: Any, model_name: str | None = None, default_max_tokens: 
             return _error(400, "logprobs need a backend with a tokenizer", "logprobs")
         if (bad := beyond_context([prompt], req.budget(default_max_tokens))) is not None:
             return bad
-        with lock:
-            [row] = backend.generate([prompt], req.params(default_max_tokens))
-            scored = [logprobs_of(prompt, g.text, req.top_logprobs or 0, echo=False)[0] if req.logprobs else None
-                      for g in row]
+        gens, bad = await served(request, lambda wake: scheduler.generate(
+            [prompt], req.params(default_max_tokens), on_done=wake))
+        if bad is not None:
+            return bad
+        [row] = gens
+        if req.logprobs:
+            def score_all(_backend: Any) -> list[dict]:
+                return [logprobs_of(prompt, g.text, req.top_logprobs or 0, echo=False)[0] for g in row]
+
+            scored, bad = await served(request, lambda wake: scheduler.run(score_all, on_done=wake))
+            if bad is not None:
+                return bad
+        else:
+            scored = [None] * len(row)
         choices = [{"index": i, "message": {"role": "assistant", "content": g.text},
                     "finish_reason": g.finish_reason, "logprobs": _chat_logprobs(sc) if sc else None}
                    for i, (g, sc) in enumerate(zip(row, scored))]
@@ -401,7 +468,18 @@ def create_app(backend: Any, model_name: str | None = None, default_max_tokens: 
             return response
         return _sse(_chat_chunks(response, req.stream_options))
 
+    app.add_middleware(_AsgiGuard, check=guard)
     return app
+
+
+class _AsgiGuard:
+    """Wraps the app's ASGI stack with ``check(scope, receive, send)``, which calls the stack itself."""
+
+    def __init__(self, app: Any, check: Any) -> None:
+        self.app, self.check = app, check
+
+    async def __call__(self, scope, receive, send):
+        await self.check(scope, receive, send, self.app)
 
 
 def _completion_chunks(response: dict[str, Any], options: StreamOptions | None) -> Iterator[dict[str, Any]]:
@@ -445,12 +523,14 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
-def serve_in_thread(backend: Any, host: str = "127.0.0.1", port: int | None = None, model_name: str | None = None):
-    """Start the server in a daemon thread; returns ``(base_url, stop)`` where ``base_url`` ends in ``/v1``."""
+def serve_in_thread(backend: Any, host: str = "127.0.0.1", port: int | None = None, model_name: str | None = None,
+                    **app_args: Any):
+    """Start the server in a daemon thread; returns ``(base_url, stop)`` where ``base_url`` ends in ``/v1``.
+    ``app_args`` go to :func:`create_app`."""
     import uvicorn
 
     port = port or free_port(host)
-    config = uvicorn.Config(create_app(backend, model_name), host=host, port=port, log_level="warning")
+    config = uvicorn.Config(create_app(backend, model_name, **app_args), host=host, port=port, log_level="warning")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -34,6 +34,40 @@ def print_checks(console, result) -> None:
         console.print(f"NOT TRUSTWORTHY {row.task}: " + "; ".join(row.reasons), style="bold red", markup=False)
 
 
+def print_answer(console, result) -> None:
+    """The answer in words (analysis.headline): one line per task, then the across-task fit."""
+    from raftlab.analysis import headline
+
+    console.print("answer:", style="bold")
+    for line in headline(result):
+        console.print(f"  {line}", markup=False, style=None if "NOT TRUSTWORTHY" not in line else "red")
+
+
+def print_four_arms(console, result) -> None:
+    """The paper's four-arm table (ECE and accuracy of ①–④ and their differences), when the arms are there."""
+    from rich.table import Table
+
+    from raftlab.analysis import ARM_DESCRIPTIONS, CONTRASTS, PAPER_ARMS, four_arm_rows
+
+    rows = four_arm_rows(result.tasks)
+    if not rows:
+        return
+    labels, names = list(PAPER_ARMS.values()), [n for n, _, _ in CONTRASTS]
+    for metric, title in (("ece", "ECE"), ("acc", "accuracy")):
+        table = Table(title=f"{title}: untrained ①② vs finetuned ③④ (differences a − b, 95% bootstrap CI)")
+        for col in ["task", *labels, *names]:
+            table.add_column(col, justify="left" if col == "task" else "right")
+        for r in rows:
+            cells = [f"{r[f'{metric}_{lab}']:.3f}" if r.get(f"{metric}_{lab}") is not None else "–" for lab in labels]
+            for n in names:
+                v, lo, hi = (r.get(f"{metric}_{n}{s}") for s in ("", "_low", "_high"))
+                cells.append("–" if v is None else f"{v:+.3f}" + (f" [{lo:+.3f}, {hi:+.3f}]" if lo is not None
+                                                                   and hi is not None else ""))
+            table.add_row(str(r["task"]), *cells)
+        console.print(table)
+    console.print("; ".join(f"{lab} {ARM_DESCRIPTIONS[arm]}" for arm, lab in PAPER_ARMS.items()), markup=False)
+
+
 def _fmt(iv) -> str:
     if iv.low is None or iv.high is None:
         return f"{iv.value:+.3f}"
@@ -90,6 +124,7 @@ def register(app: typer.Typer) -> None:
             table.add_row(row.task, str(row.n), f"{d.acc_ft:.3f}", f"{d.acc_raft:.3f}", f"{d.ece_ft:.3f}",
                           f"{d.ece_raft:.3f}", _fmt(d.delta_acc), _fmt(d.delta_ece), base, verdict)
         console.print(table)
+        print_four_arms(console, result)
         if result.fit is not None:
             f = result.fit
             console.print(f"OLS over {f.n} tasks: ΔECE = {f.slope:.4f}·ΔAcc {f.intercept:+.4f}  "
@@ -102,6 +137,7 @@ def register(app: typer.Typer) -> None:
                              if f.r is not None and f.p is not None and f.p_one_sided is not None else ""))
         for note in result.notes:
             console.print(f"note: {note}", style="yellow")
+        print_answer(console, result)
         path = out or runs[0] / "analysis.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         result.save(str(path))

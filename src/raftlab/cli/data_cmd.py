@@ -23,13 +23,9 @@ def register(app: typer.Typer) -> None:
         from raftlab.tasks import get_task
         from raftlab.tasks.validate import validate_jsonl
 
-        task_obj = None
-        if task is not None:
-            try:
-                task_obj = get_task(task)
-            except KeyError as exc:
-                typer.echo(str(exc.args[0]), err=True)
-                raise typer.Exit(2) from None
+        if not file.is_file():
+            raise FileNotFoundError(f"{file}: no such file")
+        task_obj = get_task(task) if task is not None else None  # unknown task: one line, exit 2 (main)
         report = validate_jsonl(file, task_obj, max_errors=max_errors)
         for err in report.errors:
             typer.echo(f"error: {err}", err=True)
@@ -53,16 +49,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Write a task split as a JSONL file of Examples (the interchange format)."""
         from raftlab.storage import write_jsonl
-        from raftlab.tasks import DataNotFoundError, get_task
+        from raftlab.tasks import get_task
 
-        try:
-            examples = get_task(task).load(split, data_dir, limit=limit, seed=seed)
-        except KeyError as exc:
-            typer.echo(str(exc.args[0]), err=True)
-            raise typer.Exit(2) from None
-        except (DataNotFoundError, ValueError) as exc:
-            typer.echo(str(exc), err=True)
-            raise typer.Exit(1) from None
+        examples = get_task(task).load(split, data_dir, limit=limit, seed=seed)  # errors: one line, exit 2 (main)
         out.parent.mkdir(parents=True, exist_ok=True)
         n = write_jsonl(examples, out)
         typer.echo(f"wrote {n} examples to {out}")

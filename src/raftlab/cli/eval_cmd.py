@@ -20,8 +20,8 @@ def register(app: typer.Typer) -> None:
         mode: str = typer.Option("sc", help="sc | cot | direct | direct_prob"),
         prompt_mode: str = typer.Option(None, help="cot | direct prompt (default: cot for sc/cot, direct otherwise)"),
         k: int = typer.Option(10, help="self-consistency samples"),
-        temperature: float = typer.Option(0.8),
-        top_p: float = typer.Option(1.0),
+        temperature: float = typer.Option(0.8, min=0.0, help="0: greedy"),
+        top_p: float = typer.Option(1.0, min=0.0, max=1.0),
         max_new_tokens: int = typer.Option(None, min=1, help="generation budget (default: what a raftlab-trained "
                                            "model's training targets need, else 256); a smaller value is warned "
                                            "about"),
@@ -29,7 +29,7 @@ def register(app: typer.Typer) -> None:
         limit: int = typer.Option(None, help="evaluate a seeded random subset of this size"),
         data: Path = typer.Option(None, help="a JSONL file of Examples instead of the task's own split"),
         data_dir: str = typer.Option(None, help="dataset folder (default: RAFTLAB_DATA_DIR or ../shared/datasets)"),
-        batch_size: int = typer.Option(4, help="questions per batch"),
+        batch_size: int = typer.Option(4, min=1, help="questions per batch"),
         seed: int = typer.Option(0),
         out: Path = typer.Option(..., "--out", "-o", help="output dir (records.jsonl, settings.json, metrics.json)"),
     ) -> None:

@@ -8,20 +8,52 @@ happen inside the commands so that ``raftlab --help`` stays fast.
 from __future__ import annotations
 
 import os
-import sys
 
 import typer
+from typer.core import TyperGroup
+from typer.exceptions import TyperException
 
 from raftlab.cli import (
     analyze_cmd, data_cmd, eval_cmd, rationales_cmd, rationalyst_cmd, report_cmd, serve_cmd, study_cmd, tasks_cmd,
     train_cmd,
 )
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
-                  help="raftlab: measure what finetuning on rationales does to accuracy and calibration.")
-
 #: Set by ``--debug`` (or ``RAFTLAB_DEBUG=1``): show tracebacks instead of one-line errors.
 DEBUG = {"on": os.environ.get("RAFTLAB_DEBUG", "") not in ("", "0")}
+
+
+def _message(exc: BaseException) -> str:
+    if isinstance(exc, KeyError) and exc.args:
+        return str(exc.args[0])
+    return str(exc) or type(exc).__name__
+
+
+class _Commands(TyperGroup):
+    """The error policy of every command, applied where the command runs (so that the installed command and
+    typer's test runner behave the same): a user error (bad value, unknown name, missing or bad file, settings
+    clash: ValueError, KeyError, OSError) prints one line and exits 2; anything else prints one line and exits 1.
+    ``--debug`` (or RAFTLAB_DEBUG=1) shows the traceback instead."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except (typer.Exit, typer.Abort, TyperException):  # usage errors and exits: typer prints them
+            raise
+        except (ValueError, KeyError, OSError) as exc:
+            if DEBUG["on"]:
+                raise
+            typer.echo(f"error: {_message(exc)}", err=True)
+            raise typer.Exit(2) from None
+        except Exception as exc:  # noqa: BLE001 - a bug or an environment problem: one line, traceback on --debug
+            if DEBUG["on"]:
+                raise
+            typer.echo(f"error: {type(exc).__name__}: {_message(exc)} (rerun with --debug for the traceback)",
+                       err=True)
+            raise typer.Exit(1) from None
+
+
+app = typer.Typer(cls=_Commands, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  help="raftlab: measure what finetuning on rationales does to accuracy and calibration.")
 
 
 @app.callback()
@@ -42,27 +74,9 @@ for _module in (study_cmd, tasks_cmd, data_cmd, rationales_cmd, train_cmd, eval_
     _module.register(app)
 
 
-def _message(exc: BaseException) -> str:
-    if isinstance(exc, KeyError) and exc.args:
-        return str(exc.args[0])
-    return str(exc) or type(exc).__name__
-
-
 def main() -> None:
-    """The ``raftlab`` command: a user error (bad value, unknown name, missing or bad file, settings clash) prints
-    one line and exits 2; anything else prints one line and exits 1. ``--debug`` shows the traceback."""
-    try:
-        app()
-    except (ValueError, KeyError, OSError) as exc:  # user errors: bad values, unknown names, files, settings
-        if DEBUG["on"]:
-            raise
-        typer.echo(f"error: {_message(exc)}", err=True)
-        sys.exit(2)
-    except Exception as exc:  # noqa: BLE001 - a bug or an environment problem: one line, the traceback on --debug
-        if DEBUG["on"]:
-            raise
-        typer.echo(f"error: {type(exc).__name__}: {_message(exc)} (rerun with --debug for the traceback)", err=True)
-        sys.exit(1)
+    """The ``raftlab`` command (errors: see :class:`_Commands`)."""
+    app()
 
 
 if __name__ == "__main__":

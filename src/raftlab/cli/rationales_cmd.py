@@ -30,14 +30,14 @@ def _store(run: Path) -> Path:
 def generate_cmd(
     task: str = typer.Option(..., "--task", "-t"),
     teacher: str = typer.Option(..., help="BACKEND:MODEL (hf:smollm2, openai:gpt-4o-mini@URL, vllm:...) or 'oracle'"),
-    n: int = typer.Option(20000, help="stop once this many rationales are kept"),
+    n: int = typer.Option(20000, min=1, help="stop once this many rationales are kept"),
     prompt_style: str = typer.Option("A", help="annotator style A | B | C"),
     length: int = typer.Option(3, min=1, max=5, help="length level (the paper's App. D.2): 1 most thorough .. 3 "
                         "step by step .. 5 shortest"),
     max_retries: int = typer.Option(10, min=1),
     concurrency: int = typer.Option(4, min=1, help="examples sent to the teacher at once"),
-    temperature: float = typer.Option(0.7),
-    max_new_tokens: int = typer.Option(256),
+    temperature: float = typer.Option(0.7, min=0.0),
+    max_new_tokens: int = typer.Option(256, min=1),
     data: Path = typer.Option(None, help="a JSONL of Examples instead of the task's split"),
     split: str = typer.Option("train"),
     limit: int = typer.Option(None),

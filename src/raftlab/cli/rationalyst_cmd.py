@@ -33,10 +33,11 @@ def mine_cmd(
     text_file: Path = typer.Option(None, help="mine this unlabeled text instead (.jsonl with 'text', or one "
                                    "document per line); --task is then ignored"),
     split: str = typer.Option("train"),
-    limit: int = typer.Option(100),
+    limit: int = typer.Option(100, min=1),
     seed: int = typer.Option(0),
     data_dir: str = typer.Option(None),
-    max_edit_ratio: float = typer.Option(0.10, help="drop annotations whose text differs by more than this"),
+    max_edit_ratio: float = typer.Option(0.10, min=0.0, max=1.0,
+                                         help="drop annotations whose text differs by more than this"),
     prefilter_keep: int = typer.Option(None, min=1, help="mine only the N documents most similar to the target "
                                        "task's questions (the paper's embedding prefilter)"),
     prefilter_task: str = typer.Option("gsm8k", help="target task whose test questions the prefilter compares with"),
@@ -80,24 +81,35 @@ def mine_cmd(
     typer.echo(json.dumps(mine(backend, docs, store, max_edit_ratio=max_edit_ratio), indent=2))
 
 
+def _mined_store(out: Path):
+    """The store of a directory where `rationalyst mine` ran (a clear error otherwise, before any model loads)."""
+    from raftlab.rationalyst import open_store
+
+    if not (out / "rationalyst.sqlite").is_file():
+        raise FileNotFoundError(f"{out / 'rationalyst.sqlite'} does not exist: run `raftlab rationalyst mine "
+                                f"--out {out}` first")
+    return open_store(out)
+
+
 @rationalyst_app.command("filter")
 def filter_cmd(
     model: str = typer.Option("smollm2", help="scoring model"),
     out: Path = typer.Option(..., "--out", "-o"),
 ) -> None:
     """Keep a rationale iff it raises the discounted log-probability of the following text."""
-    from raftlab.rationalyst import filter_triples, open_store
+    from raftlab.rationalyst import filter_triples
 
-    typer.echo(json.dumps(filter_triples(_backend(model), open_store(out)), indent=2))
+    store = _mined_store(out)
+    typer.echo(json.dumps(filter_triples(_backend(model), store), indent=2))
 
 
 @rationalyst_app.command("train")
 def train_cmd(
     model: str = typer.Option("smollm2", help="base model of the rationale generator"),
     out: Path = typer.Option(..., "--out", "-o"),
-    epochs: float = typer.Option(3.0),
-    lr: float = typer.Option(1e-4),
-    batch_size: int = typer.Option(8),
+    epochs: float = typer.Option(3.0, min=0.0),
+    lr: float = typer.Option(1e-4, min=0.0),
+    batch_size: int = typer.Option(8, min=1),
     full: bool = typer.Option(False, help="full finetuning instead of LoRA"),
     max_steps: int = typer.Option(-1, help="stop after this many optimizer steps (-1: run all epochs)"),
     seed: int = typer.Option(0),
@@ -105,9 +117,9 @@ def train_cmd(
                                         "rationale, not only the kept ones (saved as OUT/generator-unfiltered)"),
 ) -> None:
     """Train the generator (input: preceding text; target: rationale) on the kept rationales."""
-    from raftlab.rationalyst import kept_triples, mined_triples, open_store, train_generator
+    from raftlab.rationalyst import kept_triples, mined_triples, train_generator
 
-    store = open_store(out)
+    store = _mined_store(out)
     triples = [t for _, t in mined_triples(store)] if all_rationales else kept_triples(store)
     path = train_generator(model, triples, out, epochs=epochs, lr=lr, batch_size=batch_size, lora=not full,
                            max_steps=max_steps, seed=seed, name="generator-unfiltered" if all_rationales
@@ -121,22 +133,26 @@ def solve_cmd(
     generator: str = typer.Option(None, help="rationale generator (default: OUT/generator)"),
     task: str = typer.Option("gsm8k"),
     split: str = typer.Option("test"),
-    limit: int = typer.Option(20),
+    limit: int = typer.Option(20, min=1),
     seed: int = typer.Option(0),
     data_dir: str = typer.Option(None),
     methods: str = typer.Option("implicit,explicit,random", help="comma-separated"),
-    k: int = typer.Option(3, help="candidate steps per step"),
-    temperature: float = typer.Option(0.7),
-    max_steps: int = typer.Option(15),
-    max_step_tokens: int = typer.Option(64, help="token budget of one candidate step"),
-    max_rationale_tokens: int = typer.Option(48, help="token budget of one rationale"),
+    k: int = typer.Option(3, min=1, help="candidate steps per step"),
+    temperature: float = typer.Option(0.7, min=0.0),
+    max_steps: int = typer.Option(15, min=1),
+    max_step_tokens: int = typer.Option(64, min=1, help="token budget of one candidate step"),
+    max_rationale_tokens: int = typer.Option(48, min=1, help="token budget of one rationale"),
     out: Path = typer.Option(..., "--out", "-o"),
 ) -> None:
     """Decode with rationale supervision vs random candidates; prints and writes accuracies."""
     from raftlab.rationalyst import open_store, paired_comparison, solve, stored_solve_settings
 
-    t, examples = _examples(task, split, limit, seed, data_dir)
+    from raftlab.rationalyst.solve import METHODS
+
     method_list = [m.strip() for m in methods.split(",") if m.strip()]
+    if not method_list or any(m not in METHODS for m in method_list):
+        raise typer.BadParameter(f"{methods!r}: choose from {', '.join(METHODS)}", param_hint="--methods")
+    t, examples = _examples(task, split, limit, seed, data_dir)
     gen = None
     if any(m != "random" for m in method_list):
         gen = _backend(generator or str(out / "generator"))

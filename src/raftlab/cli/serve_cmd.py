@@ -26,12 +26,14 @@ def register(app: typer.Typer) -> None:
     def serve_cmd(
         model: str = typer.Argument(..., help="model spec: smollm2, tiny, a model dir, a hub id"),
         host: str = typer.Option("127.0.0.1", help="bind address (keep it on loopback unless you mean it)"),
-        port: int = typer.Option(8000),
+        port: int = typer.Option(8000, min=0, max=65535),
         name: str = typer.Option(None, help="model name reported by /v1/models (default: the spec)"),
         chat_template: bool = typer.Option(False, help="wrap completions prompts in the chat template too"),
-        max_tokens: int = typer.Option(256, help="default max_tokens"),
+        max_tokens: int = typer.Option(256, min=1, help="default max_tokens"),
         api_key: str = typer.Option(None, "--api-key", envvar="RAFTLAB_API_KEY",
                                     help="require 'Authorization: Bearer KEY' (env RAFTLAB_API_KEY)"),
+        max_queue: int = typer.Option(64, min=1, help="requests allowed to wait; more get 503"),
+        batching: bool = typer.Option(True, help="decode waiting requests with the same settings as one batch"),
     ) -> None:
         """Serve /v1/completions, /v1/chat/completions and /v1/models for MODEL."""
         import uvicorn
@@ -42,5 +44,5 @@ def register(app: typer.Typer) -> None:
         warn_if_exposed(host, api_key)
         backend = HFBackend(model, chat_template=chat_template)
         typer.echo(f"serving {model} on http://{host}:{port}/v1" + (" (API key required)" if api_key else ""))
-        uvicorn.run(create_app(backend, name or model, max_tokens, api_key=api_key), host=host, port=port,
-                    log_level="info")
+        uvicorn.run(create_app(backend, name or model, max_tokens, api_key=api_key, max_queue=max_queue,
+                               batching=batching), host=host, port=port, log_level="info")

@@ -54,8 +54,10 @@ def register(app: typer.Typer) -> None:
         analysis = run_dir / layout.ANALYSIS_FILE
         if analysis.is_file():
             from raftlab.analysis.models import AnalysisResult
-            from raftlab.cli.analyze_cmd import print_checks
+            from raftlab.cli.analyze_cmd import print_answer, print_checks
 
-            print_checks(console, AnalysisResult.load(str(analysis)))
+            saved = AnalysisResult.load(str(analysis))
+            print_checks(console, saved)
+            print_answer(console, saved)
         if result.report is not None:
             typer.echo(str(result.report))

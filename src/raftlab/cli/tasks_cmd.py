@@ -40,8 +40,8 @@ def register(app: typer.Typer) -> None:
 
         tasks = all_tasks(category)
         if not tasks:
-            typer.echo(f"no tasks in category {category!r}", err=True)
-            raise typer.Exit(1)
+            known = sorted({t.category for t in all_tasks()})
+            raise ValueError(f"--category: no tasks in category {category!r}; categories: {', '.join(known)}")
         table = Table(title="raftlab tasks")
         for col in ("task", "category", "group", "answer", "train", "test", "note"):
             table.add_column(col, justify="right" if col in ("train", "test") else "left")
@@ -62,27 +62,17 @@ def register(app: typer.Typer) -> None:
         data_dir: Optional[Path] = typer.Option(None, help="datasets folder"),
     ) -> None:
         """Render the prompt of one example (evaluation prompt, or a teacher prompt with --style)."""
-        from raftlab.tasks import DataNotFoundError, get_task
+        from raftlab.tasks import get_task
 
-        try:
-            task = get_task(name)
-        except KeyError as exc:
-            typer.echo(str(exc.args[0]), err=True)
-            raise typer.Exit(2) from None
+        # user errors raise; `raftlab` (cli.main) prints them as one line and exits 2
+        task = get_task(name)
         if mode not in ("cot", "direct"):
-            typer.echo(f"--mode must be cot or direct, got {mode!r}", err=True)
-            raise typer.Exit(2)
+            raise ValueError(f"--mode must be cot or direct, got {mode!r}")
         if style is not None and style.upper() not in ("A", "B", "C"):
-            typer.echo(f"--style must be A, B or C, got {style!r}", err=True)
-            raise typer.Exit(2)
-        try:
-            examples = task.load(split, data_dir)
-        except (DataNotFoundError, ValueError) as exc:
-            typer.echo(f"cannot load {task.name}/{split}: {exc}", err=True)
-            raise typer.Exit(1) from None
+            raise ValueError(f"--style must be A, B or C, got {style!r}")
+        examples = task.load(split, data_dir)
         if index >= len(examples):
-            typer.echo(f"--index {index} is out of range: {task.name}/{split} has {len(examples)} examples", err=True)
-            raise typer.Exit(2)
+            raise ValueError(f"--index {index} is out of range: {task.name}/{split} has {len(examples)} examples")
         ex = examples[index]
         what = f"teacher prompt, annotator {style.upper()}, length {length}" if style else f"evaluation prompt ({mode})"
         typer.echo(f"# {task.name} [{split} #{index}] id={ex.id} gold={ex.label} ({ex.label_text()}) - {what}")
@@ -96,11 +86,7 @@ def register(app: typer.Typer) -> None:
         """Where a task's data comes from, its split choices, options and license."""
         from raftlab.tasks import get_task
 
-        try:
-            task = get_task(name)
-        except KeyError as exc:
-            typer.echo(str(exc.args[0]), err=True)
-            raise typer.Exit(2) from None
+        task = get_task(name)  # unknown: one line, exit 2 (cli.main)
         data = task.data
         source = f"generated: {data.synthetic.generator}" if data.synthetic else f"local folder: {data.dir}"
         lines = [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -11,6 +12,7 @@ from raftlab.backends import describe_backend
 from raftlab.backends.base import Backend, SamplingParams
 from raftlab.inference.records import read_records
 from raftlab.inference.voting import majority_vote
+from raftlab.machine import describe_machine
 from raftlab.schema import INVALID, Example
 from raftlab.storage import JsonlAppender, bind_settings_file, write_json
 
@@ -138,10 +140,14 @@ def evaluate(
             if all(ex.id in done for ex in chunk):
                 continue
             prompts = [task.prompt(ex, pmode) for ex in chunk]
+            started = time.perf_counter()
             if mode == "direct_prob":
                 records = _prob_records(task, chunk, backend, prompts)
             else:
                 records = _sample_records(task, chunk, backend, prompts, params, mode)
+            seconds = (time.perf_counter() - started) / len(chunk)  # the batch's wall time, shared equally
+            for r in records:
+                r["seconds"] = seconds
             new = [r for r in records if r["id"] not in done]
             for r in new:
                 done[r["id"]] = r
@@ -160,9 +166,20 @@ def evaluate(
                         k=k if mode == "sc" else None)
     metrics["invalid_rate"] = sum(r["prediction"] == INVALID for r in ordered) / max(1, len(ordered))
     metrics.update({"task": task.name, "mode": mode, "prompt_mode": pmode, "k": k if mode == "sc" else 1})
+    metrics.update(cost_of(ordered))
+    metrics["machine"] = describe_machine(getattr(backend, "device", None))
     if out_dir is not None:
         write_json(Path(out_dir) / "metrics.json", _finite(metrics))
     return metrics
+
+
+def cost_of(records: Sequence[dict[str, Any]]) -> dict[str, float | None]:
+    """``tokens_per_question`` (generated tokens, all samples) and ``seconds_per_question`` (wall time of the
+    question's batch divided by its questions; records written before raftlab timed batches have none)."""
+    tokens = [sum(r.get("num_tokens") or []) for r in records]
+    seconds = [float(r["seconds"]) for r in records if isinstance(r.get("seconds"), (int, float))]
+    return {"tokens_per_question": sum(tokens) / len(tokens) if tokens else None,
+            "seconds_per_question": sum(seconds) / len(seconds) if seconds else None}
 
 
 def _ids_hash(examples: Sequence[Example]) -> str:

@@ -13,22 +13,35 @@ from raftlab.models.tiny import TINY_VARIANTS, tiny_model_dir
 SPEC_HELP = "'smollm2' (packaged), 'tiny' / 'tiny-nobos' (random init), a local model or LoRA adapter directory, or a hub id"
 
 
-def resolve_model_path(spec: str) -> str:
-    """Map a model spec to a local directory (or leave a hub id unchanged)."""
-    if spec in ("smollm2", "smollm2-135m", "smollm2-135m-instruct"):
-        return str(smollm2_dir())
-    if spec in TINY_VARIANTS:
-        return str(tiny_model_dir(spec))
+SMOLLM2_NAMES = ("smollm2", "smollm2-135m", "smollm2-135m-instruct")
+
+
+def check_model_spec(spec: str) -> None:
+    """Raise the error :func:`resolve_model_path` would raise for ``spec``, without building, loading or
+    downloading anything (a hub id is accepted unless HF_HUB_OFFLINE is set and it is not cached)."""
+    if spec in SMOLLM2_NAMES or spec in TINY_VARIANTS:
+        return
     path = Path(spec).expanduser()
     if path.exists():
         if not path.is_dir():
             raise ValueError(f"model path {path} is not a directory; expected {SPEC_HELP}")
-        return str(path)
+        return
     if spec.startswith((".", "/", "~")):
         raise FileNotFoundError(f"model directory {spec} does not exist")
     if os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0") and not _in_hub_cache(spec):
         raise ValueError(f"unknown model {spec!r}: not a built-in name, not a local directory, and not in the "
                          f"Hugging Face cache while HF_HUB_OFFLINE is set; expected {SPEC_HELP}")
+
+
+def resolve_model_path(spec: str) -> str:
+    """Map a model spec to a local directory (or leave a hub id unchanged)."""
+    check_model_spec(spec)
+    if spec in SMOLLM2_NAMES:
+        return str(smollm2_dir())
+    if spec in TINY_VARIANTS:
+        return str(tiny_model_dir(spec))
+    if Path(spec).expanduser().exists():
+        return str(Path(spec).expanduser())
     return spec  # hub id: resolved by transformers (needs network or a local HF cache)
 
 

@@ -88,10 +88,6 @@ def report_data(source: Any, samples_per_task: int = 3) -> ReportData:
             data = from_analysis(analyze_study(run_dir))
         data.title = f"raftlab study report: {run_dir.resolve().name}"
         data.meta.update(study_meta(run_dir))
-        prompting = run_dir / layout.PROMPTING_FILE
-        if prompting.is_file():
-            data.prompting = from_analysis(json.loads(prompting.read_text(encoding="utf-8")),
-                                           arms=("label", "rationale")).tasks
         add_info_gain(data, run_dir)
         return add_records(data, run_dir, samples_per_task)
     return from_analysis(source)
@@ -114,6 +110,8 @@ def from_analysis(result: Any, arms: tuple[str, str] = ("ft", "raft")) -> Report
 
     ``arms``: the (baseline, treatment) arm names the result's deltas compare.
     """
+    from raftlab.analysis.four_arms import four_arm_rows
+    from raftlab.analysis.headline import headline
     from raftlab.analysis.models import AnalysisResult
 
     if isinstance(result, dict):
@@ -135,6 +133,7 @@ def from_analysis(result: Any, arms: tuple[str, str] = ("ft", "raft")) -> Report
             arm_deltas={arm: {"delta_acc": ad.delta_acc,
                               "delta_ece": ad.delta_ece}
                         for arm, ad in (getattr(row, "arm_deltas", None) or {}).items()},
+            cost=dict(getattr(row, "cost", None) or {}),
             trustworthy=row.trustworthy, reasons=list(row.reasons), baselines=dict(row.baselines),
             invalid_policies=row.invalid_policies))
     order = [a for a in arms if a in arm_order] + [a for a in arm_order if a not in arms]
@@ -147,4 +146,4 @@ def from_analysis(result: Any, arms: tuple[str, str] = ("ft", "raft")) -> Report
         difficulty_fits=[_fit(f) for f in result.difficulty_fits],
         info_gain={t: dict(c) for t, c in info_gain.items()} if isinstance(info_gain, dict) else {},
         meta={k: v for k, v in (result.settings or {}).items() if isinstance(v, (str, int, float))},
-        notes=list(result.notes))
+        notes=list(result.notes), four_arms=four_arm_rows(result.tasks), headline=headline(result))

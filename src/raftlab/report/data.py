@@ -42,6 +42,7 @@ class TaskSummary(BaseModel):
     difficulty: dict[str, float] = Field(default_factory=dict, description="metric name -> value")
     arm_deltas: dict[str, dict[str, Interval]] = Field(
         default_factory=dict, description="further arm (blank, align) -> {'delta_acc', 'delta_ece'} vs the baseline")
+    cost: dict[str, dict[str, Any]] = Field(default_factory=dict, description="arm -> cost (analysis TaskRow.cost)")
     trustworthy: bool = True
     reasons: list[str] = Field(default_factory=list, description="failed artifact checks of the compared arms")
     baselines: dict[str, float] = Field(default_factory=dict, description="majority_class / chance accuracy")
@@ -64,8 +65,9 @@ class ReportData(BaseModel):
     info_gain_steps: dict[str, str] = Field(default_factory=dict, description="task -> prefix unit (tokens|sentences)")
     samples: dict[str, list[OutputSample]] = Field(default_factory=dict, description="task -> sample outputs")
     meta: dict[str, Any] = Field(default_factory=dict, description="config, model names, settings")
-    prompting: list[TaskSummary] = Field(
-        default_factory=list, description="rationale vs label-only prompting (arms 'label'/'rationale'), no training")
+    headline: list[str] = Field(default_factory=list, description="the answer in words (analysis.headline)")
+    four_arms: list[dict[str, Any]] = Field(
+        default_factory=list, description="the paper's Fig. 4 table: rows of raftlab.analysis.four_arm_rows")
     notes: list[str] = Field(default_factory=list, description="caveats from the analysis (missing fits, ...)")
 
     def task(self, name: str) -> TaskSummary:

@@ -52,6 +52,68 @@ def figure_html(fig_id: str, png: bytes, caption: str) -> str:
             f'src="data:image/png;base64,{b64}"><figcaption>{escape(caption)}</figcaption></figure>')
 
 
+COST_COLUMNS = (("tokens_per_question", "generated tokens / question", "{:.0f}"),
+                ("seconds_per_question", "seconds / question", "{:.2f}"),
+                ("train_seconds", "training seconds", "{:.0f}"),
+                ("trained_tokens", "trained tokens", "{:,.0f}"))
+
+
+def cost_html(data: ReportData) -> str:
+    """Per task and arm: what an answer costs (tokens, seconds) and what training cost, with the machine."""
+    from raftlab.machine import machine_line
+
+    rows, machines = [], set()
+    for t in data.tasks:
+        for arm in [a for a in data.arms if a in t.cost] + [a for a in t.cost if a not in data.arms]:
+            c = t.cost[arm]
+            if isinstance(c.get("machine"), dict):
+                machines.add(machine_line(c["machine"]))
+            cells = "".join("<td>" + (fmt.format(c[key]) if isinstance(c.get(key), (int, float)) else "–") + "</td>"
+                            for key, _, fmt in COST_COLUMNS)
+            rows.append(f"<tr><td>{escape(t.task)}</td><td>{escape(arm)}</td>{cells}"
+                        f"<td>{escape(str(c.get('backend') or '–'))}</td></tr>")
+    if not rows:
+        return ""
+    head = "".join(f"<th>{escape(title)}</th>" for _, title, _ in COST_COLUMNS)
+    where = "; ".join(sorted(machines)) or "not recorded"
+    return (f'<table id="cost"><tr><th>task</th><th>arm</th>{head}<th>backend</th></tr>{"".join(rows)}</table>'
+            f"<p>Measured on: {escape(where)}. Seconds per question: the wall time of each eval batch divided by its "
+            "questions (k samples each); training: the Trainer's runtime and the tokens it processed "
+            "(rows × epochs).</p>")
+
+
+def four_arm_html(data: ReportData) -> str:
+    """The paper's Fig. 4 table: accuracy and ECE of ①–④ and the differences, per task and averaged."""
+    from raftlab.analysis.four_arms import ARM_DESCRIPTIONS, CONTRASTS, PAPER_ARMS
+
+    if not data.four_arms:
+        return ""
+    labels = list(PAPER_ARMS.values())
+    names = [name for name, _, _ in CONTRASTS]
+
+    def cell(row: dict, key: str) -> str:
+        value, low, high = row.get(key), row.get(f"{key}_low"), row.get(f"{key}_high")
+        if value is None:
+            return "–"
+        if low is None or high is None or "−" not in key:
+            return f"{value:.3f}" if "−" not in key else f"{value:+.3f}"
+        return f"{value:+.3f} [{low:+.3f}, {high:+.3f}]"
+
+    parts = []
+    for metric, title in (("ece", "ECE"), ("acc", "Accuracy")):
+        head = "".join(f"<th>{title} {escape(lab)}</th>" for lab in labels)
+        head += "".join(f"<th>{escape(n)}</th>" for n in names)
+        body = "".join("<tr><td>" + escape(str(r["task"])) + "</td><td>" + str(r["n"]) + "</td>"
+                       + "".join(f"<td>{cell(r, f'{metric}_{lab}')}</td>" for lab in labels)
+                       + "".join(f"<td>{cell(r, f'{metric}_{n}')}</td>" for n in names) + "</tr>"
+                       for r in data.four_arms)
+        parts.append(f'<table id="four-arms-{metric}"><tr><th>task</th><th>n</th>{head}</tr>{body}</table>')
+    legend = "; ".join(f"{escape(lab)} {escape(ARM_DESCRIPTIONS[arm])}" for arm, lab in PAPER_ARMS.items())
+    return (f"<p>{legend}. Every arm's confidence is its self-consistency vote share. Differences are a − b of the "
+            "raw metric as in the paper's Fig. 4 (a negative ECE difference: a is better calibrated), with paired "
+            "bootstrap 95% CIs; the average row is the plain mean over tasks.</p>" + "".join(parts))
+
+
 def summary_table_html(data: ReportData) -> str:
     return delta_table_html(data.tasks, data.arms, "summary")
 
@@ -155,6 +217,9 @@ def render_page(data: ReportData, figures: list[tuple[str, bytes, str]], section
             f'<p class="meta">Generated {escape(_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))}'
             + "".join(f" · {escape(str(k))}: {escape(str(v))}" for k, v in data.meta.items()
                       if isinstance(v, (str, int, float))) + "</p>"]
+    if data.headline:
+        body.append('<h2>The answer</h2><ul id="answer">' + "".join(f"<li>{escape(line)}</li>" for line in
+                                                                     data.headline) + "</ul>")
     body.append(checks_html(data))
     if data.fit is not None:
         f = data.fit
@@ -165,6 +230,12 @@ def render_page(data: ReportData, figures: list[tuple[str, bytes, str]], section
     if data.notes:
         body.append('<ul id="notes">' + "".join(f"<li>{escape(n)}</li>" for n in data.notes) + "</ul>")
     body.append("<h2>Per-task results</h2>" + summary_table_html(data))
+    cost = cost_html(data)
+    if cost:
+        body.append("<h2>Cost</h2>" + cost)
+    four = four_arm_html(data)
+    if four:
+        body.append("<h2>Untrained vs finetuned, without and with rationales (the paper's four arms)</h2>" + four)
     policies = invalid_policy_html(data)
     if policies:
         body.append("<h2>Invalid answers: accuracy / ECE under each scoring policy</h2><p>Where the policies "
@@ -174,11 +245,6 @@ def render_page(data: ReportData, figures: list[tuple[str, bytes, str]], section
     for title, ids in sections.items():
         if ids:
             body.append(f"<h2>{escape(title)}</h2><div class=\"grid\">" + "".join(by_id[i] for i in ids) + "</div>")
-    if data.prompting:
-        arms = [a for a in ("label", "rationale") if any(a in t.metrics for t in data.prompting)]
-        body.append("<h2>Rationale-augmented prompting (no finetuning)</h2><p>The same model prompted for the "
-                    "label only (LABEL) vs for a rationale then the label (RATIONALE); Δ = RATIONALE − LABEL.</p>"
-                    + delta_table_html(data.prompting, arms, "prompting"))
     diff = difficulty_table_html(data)
     if diff:
         body.append("<h2>Difficulty metrics</h2>" + diff)

@@ -8,7 +8,7 @@ from typing import Any
 from raftlab.report import figures as F
 from raftlab.report.data import ReportData
 from raftlab.report.html_page import render_page
-from raftlab.report.tables import latex_table, write_csv, write_json, write_latex
+from raftlab.report.tables import latex_table, write_csv, write_four_arms_csv, write_json, write_latex
 from raftlab.storage import atomic_write_text
 
 REPORT_FILE = "report.html"
@@ -69,6 +69,7 @@ def render_report(source: Any, out_dir: str | Path | None = None, *, samples_per
     tables.mkdir(parents=True, exist_ok=True)
     figs, sections = draw_figures(data, out / "figures")
     write_csv(data, tables / "summary.csv")
+    write_four_arms_csv(data, tables / "four_arms.csv")
     write_json(data, tables / "summary.json")
     write_latex(data, tables / "summary.tex")
     page = out / REPORT_FILE

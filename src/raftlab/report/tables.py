@@ -28,6 +28,10 @@ def summary_rows(data: ReportData) -> list[dict[str, object]]:
                 row[f"{name}_{arm}"], row[f"{name}_{arm}_low"], row[f"{name}_{arm}_high"] = iv.value, iv.low, iv.high
         for k, v in t.difficulty.items():
             row[f"difficulty_{k}"] = v
+        for arm, cost in t.cost.items():
+            for key in ("tokens_per_question", "seconds_per_question", "train_seconds", "trained_tokens"):
+                if isinstance(cost.get(key), (int, float)):
+                    row[f"{key}_{arm}"] = cost[key]
         rows.append(row)
     return rows
 
@@ -41,6 +45,20 @@ def write_csv(data: ReportData, path: Path) -> Path:
         writer = csv.DictWriter(fh, fieldnames=columns)
         writer.writeheader()
         writer.writerows(rows)
+    return path
+
+
+def write_four_arms_csv(data: ReportData, path: Path) -> Path | None:
+    """The four-arm table (:func:`raftlab.analysis.four_arm_rows`) as CSV; None when no task has the arms."""
+    if not data.four_arms:
+        return None
+    columns: list[str] = []
+    for row in data.four_arms:
+        columns += [c for c in row if c not in columns]
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(data.four_arms)
     return path
 
 
@@ -95,6 +113,33 @@ def latex_table(data: ReportData) -> str:
     return "\n".join(lines) + "\n"
 
 
+def four_arm_latex(data: ReportData) -> str:
+    """The paper's Fig. 4 layout: ECE of ①–④ and the differences, one column per task plus the average."""
+    from raftlab.analysis.four_arms import CONTRASTS, PAPER_ARMS
+
+    if not data.four_arms:
+        return ""
+    rows = data.four_arms
+    lines = [r"\begin{table}[t]", r"\centering", r"\small", r"\begin{tabular}{l" + "r" * len(rows) + "}",
+             r"\toprule", "Setting & " + " & ".join(latex_escape(str(r["task"])) for r in rows) + r" \\",
+             r"\midrule"]
+
+    def fmt(v: float | None, signed: bool) -> str:
+        return "--" if v is None else (f"{v:+.3f}" if signed else f"{v:.3f}")
+
+    for label in PAPER_ARMS.values():
+        lines.append(f"{label} & " + " & ".join(fmt(r.get(f"ece_{label}"), False) for r in rows) + r" \\")
+    lines.append(r"\midrule")
+    for name, _, _ in CONTRASTS:
+        lines.append(f"{name} & " + " & ".join(fmt(r.get(f"ece_{name}"), True) for r in rows) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}",
+              r"\caption{ECE of the untrained model prompted without (1) and with (2) rationales, and finetuned "
+              r"without (3, FT) and with (4, RAFT) rationales, as in the paper's Fig.~4.}",
+              r"\label{tab:four-arms}", r"\end{table}"]
+    return "\n".join(lines).replace("①", "(1)").replace("②", "(2)").replace("③", "(3)").replace("④", "(4)").replace("−", "$-$") + "\n"
+
+
 def write_latex(data: ReportData, path: Path) -> Path:
-    path.write_text(latex_table(data), encoding="utf-8")
+    four = four_arm_latex(data)
+    path.write_text(latex_table(data) + ("\n" + four if four else ""), encoding="utf-8")
     return path

@@ -87,11 +87,14 @@ class EvalSettings(_Strict):
 
 
 class PromptingConfig(_Strict):
-    """Rationale-augmented *prompting* arm: the same (untrained) model answered label-only ("direct")
-    vs with a rationale ("cot"), both with self-consistency (the study's eval settings)."""
+    """The untrained arms of every study (the paper's Fig. 4): the model before finetuning, prompted in context
+    with ``shots`` demonstrations from the task's training examples that have a kept teacher rationale, label
+    only (arm ``icl_label``, ①) or rationale then label (arm ``icl_rationale``, ②), both with the study's
+    self-consistency eval settings. The same demonstrations serve both arms."""
 
-    backend: str = Field(..., description="backend spec of the prompted model, e.g. openai:gpt-4o-mini@URL "
-                                          "or hf:smollm2")
+    backend: str | None = Field(None, description="backend spec of the prompted model (default: the student, "
+                                                  "'<eval.backend>:<model>'), e.g. openai:gpt-4o-mini@URL")
+    shots: int = Field(3, ge=0, le=16, description="in-context demonstrations per prompt (0: zero-shot)")
 
 
 class ReferenceConfig(_Strict):
@@ -121,7 +124,8 @@ class StudyConfig(_Strict):
     mean_of_task: bool = Field(False, description="difficulty metric: accuracy of the untrained student with "
                                                   "mean-of-task prompting (3 demonstrations from 3 other tasks; "
                                                   "needs 4+ tasks)")
-    prompting: PromptingConfig | None = Field(None, description="optional prompting comparison (no training)")
+    prompting: PromptingConfig = Field(default_factory=PromptingConfig,
+                                       description="the untrained arms ① and ② (in-context prompting, no training)")
     protocol: Literal["per_task", "leave_one_task_out"] = Field(
         "per_task", description="per_task: train on each task's own data; leave_one_task_out: train on the other "
         "tasks' data (multi-task) and evaluate on the held-out task (NLURC's unseen-task protocol)")
@@ -168,7 +172,7 @@ class StudyConfig(_Strict):
         from raftlab.backends import parse_spec
 
         specs = [("teacher.backend", self.teacher.backend)] if self.teacher.backend != "oracle" else []
-        specs += [("prompting.backend", self.prompting.backend)] if self.prompting else []
+        specs += [("prompting.backend", self.prompting.backend)] if self.prompting.backend else []
         specs += [("reference.backend", self.reference.backend)] if self.reference else []
         for field, spec in specs:
             try:
@@ -195,11 +199,17 @@ class StudyConfig(_Strict):
         return next(t for t in self.tasks if t.name == name)
 
 
-def check_tasks_registered(cfg: StudyConfig) -> None:
-    """Every task of the study must be registered (the real steps load them by name); a :class:`ConfigError`
-    names the unknown ones. ``run_study`` calls it before it creates the run directory."""
+def check_runnable(cfg: StudyConfig) -> None:
+    """Checks that need the registries or the file system, run by ``run_study`` before it creates the run
+    directory: every task is registered (the real steps load them by name) and the student model spec resolves
+    (without loading it). A :class:`ConfigError` names the field."""
+    from raftlab.models.loading import check_model_spec
     from raftlab.tasks import get_task, list_tasks
 
+    try:
+        check_model_spec(cfg.model)
+    except (ValueError, FileNotFoundError) as exc:
+        raise ConfigError(f"field 'model': {exc}") from None
     unknown = []
     for spec in cfg.tasks:
         try:

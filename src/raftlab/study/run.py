@@ -11,7 +11,7 @@ import yaml
 from raftlab.storage import atomic_write_text, write_json
 from raftlab import layout
 from raftlab.study.cache import OnChange, StageRunner
-from raftlab.study.config import StudyConfig, check_tasks_registered, load_config
+from raftlab.study.config import StudyConfig, check_runnable, load_config
 from raftlab.study.stages import StudySteps, plan
 
 
@@ -30,7 +30,7 @@ def run_study(config: StudyConfig | str | Path | dict | None, run_dir: str | Pat
     there (see :mod:`raftlab.study.cache`). Progress is logged (``raftlab.study``)."""
     cfg = config if isinstance(config, StudyConfig) else load_config(config)
     if steps is None:  # the real steps load tasks by name: check them before the run directory exists
-        check_tasks_registered(cfg)
+        check_runnable(cfg)
     steps = steps or StudySteps.real()
     run_dir = Path(run_dir)
     runner = StageRunner(run_dir, on_change=on_change)

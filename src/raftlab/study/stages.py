@@ -33,7 +33,7 @@ class StudySteps:
     evaluate: Callable[..., Outputs]  # (config, task_spec, arm, train_out, data_out, out_dir, rationale_out)
     analyze: Callable[..., Outputs]  # (config, run_dir, out_dir)
     report: Callable[..., Outputs]  # (config, run_dir, analysis_out, out_dir)
-    #: (config, task_spec, mode "direct"|"cot", data_out, out_dir, rationale_out); runs when config.prompting is set
+    #: (config, task_spec, mode "direct"|"cot", data_out, out_dir, rationale_out): the untrained arms ① and ②
     prompt_eval: Callable[..., Outputs] | None = None
     #: (config, task_spec, {task: rationale_out}, data_out, out_dir); runs when config.mean_of_task is set
     mean_of_task: Callable[..., Outputs] | None = None
@@ -82,10 +82,11 @@ def plan(cfg: StudyConfig, steps: StudySteps, run_dir: Path) -> list[Stage]:
         data, rats = layout.data(spec.name), layout.rationales(spec.name)
         if cfg.protocol == "per_task":
             add_sources(spec)
-        if cfg.prompting is not None and steps.prompt_eval is not None:
+        if steps.prompt_eval is not None:
             for arm, mode in layout.PROMPT_ARMS.items():
                 add(Stage(layout.prompting(arm, spec.name),
-                          {"prompting": cfg.prompting.model_dump(), "mode": mode, "eval": eval_settings,
+                          {"prompting": cfg.prompting.model_dump(), "model": cfg.model, "device": device,
+                           "mode": mode, "eval": eval_settings,
                            "seed": seed}, (data, rats),
                           lambda d, out, spec=spec, mode=mode, data=data, rats=rats:
                           steps.prompt_eval(cfg, spec, mode, d[data], out, d[rats])))
@@ -124,7 +125,7 @@ def plan(cfg: StudyConfig, steps: StudySteps, run_dir: Path) -> list[Stage]:
                                                        "device": device}, (data, *all_rats.values()),
                       lambda d, out, spec=spec, data=data:
                       steps.mean_of_task(cfg, spec, {t: d[name] for t, name in all_rats.items()}, d[data], out)))
-    evals = tuple(s.name for s in stages if s.name.split("/")[0] in ("eval", "prompting", "difficulty"))
+    evals = tuple(s.name for s in stages if s.name.split("/")[0] in ("eval", "difficulty"))
     add(Stage(layout.ANALYSIS, {"arms": cfg.arms, "tasks": [t.name for t in cfg.tasks]}, evals,
               lambda d, out: steps.analyze(cfg, run_dir, out)))
     info = tuple(s.name for s in stages if s.name.startswith("info_gain/"))

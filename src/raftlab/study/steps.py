@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 from pathlib import Path
 from typing import Any
 
@@ -239,14 +240,31 @@ def generated_lengths(folder: Path) -> float | None:
 
 def prompt_eval(cfg: StudyConfig, spec: TaskSpec, mode: str, data_out: dict[str, Any], out: Path,
                 rat_out: dict[str, Any]) -> dict[str, Any]:
-    """Self-consistency eval of the prompted (untrained) model, label-only ("direct") or with rationale ("cot")."""
+    """The untrained arms ① (``mode="direct"``: label-only demonstrations) and ② (``"cot"``: rationale
+    demonstrations): self-consistency eval of the model before finetuning, prompted in context with
+    ``prompting.shots`` training examples that have a kept teacher rationale (the same ones in both arms)."""
     from raftlab.tasks import get_task
 
-    assert cfg.prompting is not None
     task = get_task(spec.name)  # budget: the teacher's kept rationales (cot) or labels (direct), student tokenizer
     budget = arm_budget(cfg, task, rat_out, "raft" if mode == "cot" else "label", mode, out)
-    metrics = _self_consistency(cfg, cfg.prompting.backend, task, data_out, mode, out, budget)
-    return {"metrics": _jsonable(metrics)}
+    pool = [e for e in read_examples(stage_path(rat_out, "rationales")) if e.rationale]
+    demos = random.Random(f"{cfg.seed}:{spec.name}:icl").sample(pool, min(cfg.prompting.shots, len(pool)))
+    backend = cfg.prompting.backend or f"{cfg.eval.backend}:{cfg.model}"
+    metrics = _self_consistency(cfg, backend, InContextPrompting(task, demos), data_out, mode, out, budget)
+    return {"metrics": _jsonable(metrics), "shots": len(demos), "demonstrations": [d.id for d in demos]}
+
+
+class InContextPrompting:
+    """A task whose evaluation prompt starts with in-context demonstrations (everything else delegated)."""
+
+    def __init__(self, task: Any, demonstrations: list[Example]) -> None:
+        self._task, self._demos = task, demonstrations
+
+    def prompt(self, example: Example, mode: str = "cot") -> str:
+        return self._task.few_shot_prompt(self._demos, example, mode)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._task, name)
 
 
 def reference(cfg: StudyConfig, spec: TaskSpec, data_out: dict[str, Any], out: Path) -> dict[str, Any]:
@@ -267,10 +285,12 @@ def reference(cfg: StudyConfig, spec: TaskSpec, data_out: dict[str, Any], out: P
 
 def analyze(cfg: StudyConfig, run_dir: Path, out: Path) -> dict[str, Any]:
     """ΔAcc/ΔECE with bootstrap CIs per task, the OLS fit, and difficulty fits (raftlab.analysis);
-    with ``prompting`` also the same comparison of rationale vs label-only prompting (``prompting.json``)."""
+    the untrained arms ① and ② are analysed with the others (the four-arm contrasts of Fig. 4)."""
     from raftlab.analysis import analyze_study
 
-    runs = {spec.name: {arm: run_dir / layout.evaluation(arm, spec.name) for arm in cfg.arms} for spec in cfg.tasks}
+    arms = [*layout.PROMPT_ARMS, *cfg.arms]
+    runs = {spec.name: {arm: run_dir / layout.evaluation(arm, spec.name) for arm in arms
+                        if (run_dir / layout.evaluation(arm, spec.name)).is_dir()} for spec in cfg.tasks}
     difficulty = rationale_lengths(cfg, run_dir)
     for spec in cfg.tasks:
         folder = run_dir / layout.mean_of_task(spec.name)
@@ -286,12 +306,6 @@ def analyze(cfg: StudyConfig, run_dir: Path, out: Path) -> dict[str, Any]:
     result = analyze_study(runs, difficulty=difficulty, seed=cfg.seed)
     result.save(str(out / "analysis.json"))
     outputs = {"analysis": "analysis.json"}
-    if cfg.prompting is not None:
-        prompt_runs = {spec.name: {arm: run_dir / layout.prompting(arm, spec.name) for arm in layout.PROMPT_ARMS}
-                       for spec in cfg.tasks}
-        analyze_study(prompt_runs, seed=cfg.seed, baseline="label", treatment="rationale").save(
-            str(out / "prompting.json"))
-        outputs["prompting"] = "prompting.json"
     return outputs
 
 

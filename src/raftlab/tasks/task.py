@@ -4,6 +4,7 @@ is in :mod:`raftlab.tasks.loaders`)."""
 from __future__ import annotations
 
 import string
+from collections.abc import Sequence
 from pathlib import Path
 
 from raftlab.schema import INVALID, Example
@@ -66,6 +67,12 @@ class Task(TaskConfig):
     def prompt(self, example: Example, mode: str = "cot") -> str:
         """THE evaluation prompt (plain text the model continues); training appends :meth:`target`."""
         return prompts.eval_prompt(self.instructions["A"], self.answer_type, example.question, mode)
+
+    def few_shot_prompt(self, demonstrations: Sequence[Example], example: Example, mode: str = "cot") -> str:
+        """In-context prompt: each demonstration's evaluation prompt and training target (with its rationale in
+        ``"cot"`` mode, the label only in ``"direct"`` mode), then ``example``'s evaluation prompt."""
+        parts = [self.prompt(d, mode) + self.target(d, d.rationale if mode == "cot" else None) for d in demonstrations]
+        return "\n\n\n".join([*parts, self.prompt(example, mode)])
 
     def canonical_label(self, example: Example) -> str:
         if self.answer_type == "number":

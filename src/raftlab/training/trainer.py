@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from raftlab.rationales.blank import add_think_tokens
+from raftlab.machine import describe_machine
 from raftlab.storage import settings_diff, write_json
 from raftlab.training.collate import PackCollator, PadCollator
 from raftlab.training.config import PAPER_PROFILE, TrainConfig
@@ -205,8 +206,16 @@ def run_training(config: TrainConfig):
     trainer.save_model(str(out))  # gathers FSDP/ZeRO-3 shards; only the main process writes
     if trainer.is_world_process_zero():
         tok.save_pretrained(out)
+        epochs = float(trainer.state.epoch or 0.0)
         summary = {"config": config.model_dump(mode="json"), "train_rows": len(rows),
                    "global_step": result.global_step, "train_loss": result.training_loss,
+                   # cost: wall time of this process's training (a resumed run: the last part) and the tokens
+                   # it processed (rows x epochs trained; targets are the tokens with a loss)
+                   "train_seconds": (result.metrics or {}).get("train_runtime"), "epochs_trained": epochs,
+                   "trained_tokens": round(epochs * sum(r["length"] for r in rows)),
+                   "trained_target_tokens": round(epochs * sum(sum(1 for x in [*r["labels"], *r.get("r_labels", [])]
+                                                                   if x != -100) for r in rows)),
+                   "machine": describe_machine(str(trainer.args.device)),
                    "log_history": trainer.state.log_history}
         write_json(out / "train_summary.json", summary)
     return out, trainer

@@ -1,0 +1,68 @@
+"""The answer of a study in words: one line per task (RAFT vs FT: accuracy, ECE, cost), then the across-task fit.
+
+Example: ``synth_arith: RAFT +0.41 accuracy [+0.30, +0.52], ECE −0.12 [−0.18, −0.05], at 11.0× the tokens per
+question → more accurate, better calibrated``. ECE here is the raw difference ECE_RAFT − ECE_FT (negative: RAFT is
+better calibrated), with the paired bootstrap 95% CI. Words are only used where the CI excludes zero.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from raftlab.analysis.four_arms import contrast_intervals
+from raftlab.analysis.models import AnalysisResult, Interval
+
+
+def _signed(v: float) -> str:
+    return f"{v:+.2f}".replace("-", "−")
+
+
+def _with_ci(iv: Interval) -> str:
+    if iv.low is None or iv.high is None:
+        return _signed(iv.value)
+    return f"{_signed(iv.value)} [{_signed(iv.low)}, {_signed(iv.high)}]"
+
+
+def _direction(iv: Interval, up: str, down: str) -> str | None:
+    if iv.low is not None and iv.low > 0:
+        return up
+    if iv.high is not None and iv.high < 0:
+        return down
+    return None
+
+
+def _ratio(cost: dict[str, dict[str, Any]], a: str, b: str, key: str) -> float | None:
+    x, y = (cost.get(a) or {}).get(key), (cost.get(b) or {}).get(key)
+    return x / y if isinstance(x, (int, float)) and isinstance(y, (int, float)) and y > 0 else None
+
+
+def task_line(row: Any, baseline: str = "ft", treatment: str = "raft") -> str | None:
+    """The answer for one analysed task (None when it has no RAFT-vs-FT comparison)."""
+    if row.delta is None:
+        return None
+    diff = contrast_intervals(row.delta)  # raw differences treatment − baseline
+    acc, ece = diff["accuracy"], diff["ece"]
+    line = f"{row.task}: {treatment.upper()} {_with_ci(acc)} accuracy, ECE {_with_ci(ece)}"
+    tokens = _ratio(row.cost, treatment, baseline, "tokens_per_question")
+    if tokens is not None:
+        line += f", at {tokens:.1f}× the tokens per question"
+    words = [w for w in (_direction(acc, "more accurate", "less accurate"),
+                         _direction(ece, "worse calibrated", "better calibrated")) if w]
+    line += " → " + (", ".join(words) if words else "no difference the CIs can resolve")
+    if not row.trustworthy:
+        line += " (NOT TRUSTWORTHY: " + "; ".join(row.reasons) + ")"
+    return line
+
+
+def headline(result: AnalysisResult) -> list[str]:
+    """Per-task answer lines, then the ΔECE-vs-ΔAcc fit over tasks (or why there is none)."""
+    baseline, treatment = result.settings.get("baseline", "ft"), result.settings.get("treatment", "raft")
+    lines = [line for row in result.tasks if (line := task_line(row, baseline, treatment))]
+    f = result.fit
+    if f is not None and f.r is not None and f.p is not None:
+        lines.append(f"Across {f.n} tasks: ΔECE = {f.slope:.3f}·ΔAcc {f.intercept:+.3f}, Pearson r = {f.r:.2f} "
+                     f"(p = {f.p:.3g} two-sided, {f.p_one_sided:.3g} one-tailed)")
+    else:
+        reason = next((n for n in result.notes if n.startswith("no ΔECE-vs-ΔAcc fit")), "no across-task fit")
+        lines.append(reason[0].upper() + reason[1:])
+    return lines

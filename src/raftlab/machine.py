@@ -1,0 +1,38 @@
+"""What a number was measured on: a short description of this machine and the torch device (a leaf module)."""
+
+from __future__ import annotations
+
+import os
+import platform
+from functools import lru_cache
+from typing import Any
+
+
+@lru_cache(maxsize=1)
+def cpu_model() -> str:
+    """The CPU's model name (from /proc/cpuinfo on Linux, else ``platform.processor()``)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def describe_machine(device: str | None = None) -> dict[str, Any]:
+    """``{"cpu", "cores", "torch_threads", "device", "gpu"}`` for recording next to a time."""
+    import torch
+
+    info: dict[str, Any] = {"cpu": cpu_model(), "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                            else os.cpu_count(), "torch_threads": torch.get_num_threads(), "device": device or "cpu"}
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def machine_line(info: dict[str, Any]) -> str:
+    """One line for a report: ``"Intel(R) Xeon(R) Processor, 2 cores, 2 torch threads"`` (plus the GPU)."""
+    line = f"{info.get('cpu', '?')}, {info.get('cores', '?')} cores, {info.get('torch_threads', '?')} torch threads"
+    return line + (f", GPU {info['gpu']}" if info.get("gpu") else "")

@@ -1,0 +1,171 @@
+"""`raftlab serve` concurrency: waiting requests are batched, a full queue answers 503, a disconnected client's
+request is cancelled. A slow fake backend makes the timing deterministic; the hf tests check the real sampler."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import socket
+import threading
+import time
+
+import httpx
+import pytest
+
+from raftlab.backends.base import Generation, SamplingParams
+from raftlab.backends.batching import BatchScheduler, Cancelled, ServerBusy
+from raftlab.backends.server import serve_in_thread
+
+
+class SlowBackend:
+    """Writes one 'x' per step (``step_s`` each), checking ``should_stop`` every step like the hf backend."""
+
+    name, model_name, thread_safe, cancellable = "slow", "slow", False, True
+
+    def __init__(self, step_s: float = 0.005) -> None:
+        self.step_s, self.calls, self.aborted = step_s, [], 0
+        self.gate = threading.Event()
+        self.gate.set()
+
+    def generate(self, prompts, params, should_stop=None):
+        self.gate.wait()
+        self.calls.append(list(prompts))
+        done = [0] * len(prompts)
+        live = set(range(len(prompts)))
+        for _ in range(params.max_new_tokens):
+            for i in list(live):
+                if should_stop is not None and should_stop(i):
+                    live.discard(i)
+                    self.aborted += 1
+                else:
+                    done[i] += 1
+            if not live:
+                break
+            time.sleep(self.step_s)
+        return [[Generation(text=f"{p}:" + "x" * done[i], num_tokens=done[i], finish_reason="length")
+                 for _ in range(params.n)] for i, p in enumerate(prompts)]
+
+
+PARAMS = SamplingParams(n=2, temperature=0.8, max_new_tokens=5, seed=1)
+
+
+def test_waiting_jobs_with_the_same_params_run_as_one_batch():
+    backend = SlowBackend()
+    backend.gate.clear()  # hold the worker so that everything below waits together
+    sched = BatchScheduler(backend)
+    first = sched.generate(["a"], PARAMS)
+    time.sleep(0.05)  # the worker has taken `first` and waits at the gate
+    same = [sched.generate([f"q{i}"], PARAMS) for i in range(4)]
+    other = sched.generate(["z"], SamplingParams(n=1, max_new_tokens=3))
+    backend.gate.set()
+    assert [j.wait(5)[0][0].text for j in same] == [f"q{i}:xxxxx" for i in range(4)]
+    assert other.wait(5)[0][0].text == "z:xxx" and first.wait(5)[0][0].text == "a:xxxxx"
+    assert backend.calls == [["a"], ["q0", "q1", "q2", "q3"], ["z"]]
+    assert sched.stats.largest_batch == 4
+    sched.close()
+
+
+def test_without_combining_requests_run_one_at_a_time():
+    backend = SlowBackend()
+    backend.gate.clear()
+    sched = BatchScheduler(backend, combine=False)
+    jobs = [sched.generate([f"q{i}"], PARAMS) for i in range(3)]
+    backend.gate.set()
+    [j.wait(5) for j in jobs]
+    assert backend.calls == [["q0"], ["q1"], ["q2"]]
+    sched.close()
+
+
+def test_a_full_queue_refuses_and_a_cancelled_waiting_job_is_dropped():
+    backend = SlowBackend()
+    backend.gate.clear()
+    sched = BatchScheduler(backend, max_queue=2)
+    running = sched.generate(["r"], PARAMS)
+    time.sleep(0.05)
+    waiting = [sched.generate(["w1"], SamplingParams(max_new_tokens=1)), sched.generate(["w2"], PARAMS)]
+    with pytest.raises(ServerBusy, match="limit 2"):
+        sched.generate(["w3"], PARAMS)
+    waiting[0].cancel()
+    backend.gate.set()
+    with pytest.raises(Cancelled):
+        waiting[0].wait(5)
+    assert running.wait(5) and waiting[1].wait(5)
+    assert ["w1"] not in backend.calls and sched.stats.refused == 1 and sched.stats.cancelled == 1
+    sched.close()
+
+
+def test_a_running_job_stops_when_cancelled():
+    backend = SlowBackend(step_s=0.01)
+    sched = BatchScheduler(backend)
+    job = sched.generate(["long"], SamplingParams(max_new_tokens=10_000))
+    time.sleep(0.2)
+    job.cancel()
+    with pytest.raises(Cancelled):
+        job.wait(5)
+    assert backend.aborted == 1
+    sched.close()
+
+
+@pytest.fixture
+def slow_server():
+    backend = SlowBackend(step_s=0.01)
+    url, stop = serve_in_thread(backend, model_name="slow", max_queue=3)
+    yield backend, url
+    stop()
+
+
+def _post(url, prompt, max_tokens=20):
+    return httpx.post(f"{url}/completions", json={"model": "slow", "prompt": prompt, "max_tokens": max_tokens,
+                                                   "temperature": 0.8, "seed": 0}, timeout=60)
+
+
+def test_concurrent_clients_are_batched_and_a_full_queue_answers_503(slow_server):
+    backend, url = slow_server
+    backend.gate.clear()
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        futures = [pool.submit(_post, url, "p0")]
+        time.sleep(0.5)  # the worker holds p0 at the gate
+        futures += [pool.submit(_post, url, f"p{i}") for i in range(1, 6)]
+        time.sleep(1.0)  # three waiting, the rest refused
+        backend.gate.set()
+        responses = [f.result() for f in futures]
+    codes = sorted(r.status_code for r in responses)
+    assert codes == [200] * 4 + [503] * 2, codes
+    busy = next(r for r in responses if r.status_code == 503).json()["error"]
+    assert busy["type"] == "server_busy" and "limit 3" in busy["message"]
+    ok = [r.json()["choices"][0]["text"] for r in responses if r.status_code == 200]
+    assert all(t.endswith("x" * 20) for t in ok)
+    assert max(len(c) for c in backend.calls) == 3  # the three waiting requests ran as one batch
+
+
+def test_a_client_that_disconnects_stops_its_generation(slow_server):
+    backend, url = slow_server
+    host, port = url.split("//")[1].split("/")[0].split(":")
+    body = b'{"model": "slow", "prompt": "forever", "max_tokens": 100000}'
+    with socket.create_connection((host, int(port))) as s:
+        s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+        time.sleep(0.5)
+    deadline = time.time() + 10
+    while backend.aborted == 0 and time.time() < deadline:
+        time.sleep(0.05)
+    assert backend.aborted == 1  # stopped long before 100000 steps of 10 ms
+    r = _post(url, "after", max_tokens=3)  # and the worker is free again
+    assert r.status_code == 200 and r.json()["choices"][0]["text"] == "after:xxx"
+
+
+@pytest.mark.slow
+def test_hf_generation_stops_when_asked_and_batching_does_not_change_samples(hf):
+    params = SamplingParams(n=3, temperature=1.0, max_new_tokens=12, seed=5)
+    alone = [hf.generate([p], params)[0] for p in ("The cat", "A dog")]
+    together = hf.generate(["The cat", "A dog"], params)
+    assert [[g.text for g in row] for row in together] == [[g.text for g in row] for row in alone]
+    calls = {"n": 0}
+
+    def stop_first_after_three_steps(i: int) -> bool:
+        calls["n"] += 1
+        return i == 0 and calls["n"] > 6  # two prompts checked per step: prompt 0 stops at step 4
+
+    rows = hf.generate(["The cat", "A dog"], SamplingParams(n=2, temperature=0.0, max_new_tokens=12, seed=0),
+                       should_stop=stop_first_after_three_steps)
+    assert all(g.finish_reason == "abort" and g.num_tokens <= 3 for g in rows[0])
+    assert all(g.finish_reason != "abort" for g in rows[1])
