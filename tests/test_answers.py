@@ -40,7 +40,10 @@ NUMBER_CASES = [
     ("The answer is 3.\nActually, recomputing: the answer is 30.", "30"),
     ("THE ANSWER IS 9", "9"),
     ("The answer is 7.\nQuestion: Tom has 5 apples. The answer is", "7"),   # cut-off final cue is skipped
-    ("The answer is 7. Hmm, wait. The answer is unclear.", INVALID),       # a non-empty final cue still wins
+    ("The answer is 7. Hmm, wait. The answer is unclear.", "7"),  # the last *parseable* cue wins
+    ("The answer is 4. A line with \"The answer is\" is written at the end.", "4"),
+    ("The answer could be 12.", "12"),                                   # hedged cues are answers
+    ("The answer is probably 3 apples.", "3"),
     ("The answer is The answer is 4.", "4"),
     ("The final answer is 21.", "21"),
     ("So the answer would be 6 cookies.", "6"),
@@ -88,6 +91,12 @@ CHOICE_CASES = [
     ("The answer is that the hypothesis is a contradiction.", "B"),  # exactly one option mentioned
     ("The answer is A. Hmm, no. The answer is C.", "C"),       # last wins
     ("The answer is (A) but the best answer is (B).", "B"),
+    # an explicit letter wins whatever follows it, with or without the opening bracket (the same reading)
+    ("The answer is A) contradiction.", "A"),
+    ("The answer is (A) contradiction.", "A"),
+    ("The answer is A. contradiction", "A"),
+    ("The answer is C. The answer is written after the reasoning.", "C"),  # last *parseable* cue
+    ("The answer could be neutral.", "C"),
     ("The correct answer is **(B) contradiction**.", "B"),
     ("The answer is C.\n\nPremise: x\nHypothesis: y\nThe answer is", "C"),
     ("(C)", "C"),
@@ -221,3 +230,20 @@ def test_fuzz_never_raises_and_is_fast() -> None:
     long = "The answer is B. " * 20000 + "x" * 100000
     assert extract_answer(long, NLI) == "B"
     assert time.perf_counter() - start < 20
+
+
+@pytest.mark.parametrize("text,answer_type,cut", [
+    ("Tom has 3. The answer is 2.5 apples. Then more", "number", "Tom has 3. The answer is 2.5 apples."),
+    ("The answer is 2.", "number", None),  # the sentence may go on ("2.5"): not complete yet
+    ("The answer is $1,200.\n\nQuestion", "number", "The answer is $1,200."),
+    ("So the answer is: **18**. Next", "number", "So the answer is: **18**."),
+    ("The answer is the number of apples left. 5 - 2 = 3. The answer is 3.\n", "number",
+     "The answer is the number of apples left. 5 - 2 = 3. The answer is 3."),  # prose after a cue does not stop
+    ("The answer is (D) Farm land. Because", "choice", "The answer is (D) Farm land."),
+    ("The answer is B.\n\nHere is the question:", "choice", "The answer is B."),
+])
+def test_answer_sentence_stop_pattern(text, answer_type, cut):
+    from raftlab.tasks.answers import answer_stop_pattern, cut_at_answer
+
+    got, was_cut = cut_at_answer(text, answer_stop_pattern(answer_type))
+    assert (got, was_cut) == ((cut, True) if cut else (text, False))

@@ -169,3 +169,19 @@ def test_hf_generation_stops_when_asked_and_batching_does_not_change_samples(hf)
                        should_stop=stop_first_after_three_steps)
     assert all(g.finish_reason == "abort" and g.num_tokens <= 3 for g in rows[0])
     assert all(g.finish_reason != "abort" for g in rows[1])
+
+
+@pytest.mark.slow
+def test_hf_stops_when_the_stop_regex_matches(hf):
+    free = hf.generate(["The cat"], SamplingParams(n=2, temperature=1.0, max_new_tokens=30, seed=3))[0]
+    cut = hf.generate(["The cat"], SamplingParams(n=2, temperature=1.0, max_new_tokens=30, seed=3,
+                                                  stop_regex=r"\S\s\S"))[0]
+    import re
+
+    matched = 0
+    for a, b in zip(free, cut):
+        m = re.search(r"\S\s\S", a.text)
+        if m and m.end() < len(a.text):  # the same sample, stopped at the first match and cut at its end
+            assert b.text == a.text[: m.end()] and b.num_tokens < a.num_tokens and b.finish_reason == "stop"
+            matched += 1
+    assert matched >= 1, [a.text for a in free]

@@ -17,10 +17,16 @@ class SamplingParams:
     max_new_tokens: int = 256
     stop: tuple[str, ...] = ()
     seed: int | None = 0
+    #: stop once this regex matches the generated text, and cut the text at the end of the match (the eval's
+    #: complete answer sentence, raftlab.tasks.answers.answer_stop_pattern); backends that cannot stop on a
+    #: regex generate on and the caller cuts the text
+    stop_regex: str | None = None
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["stop"] = list(self.stop)
+        if d["stop_regex"] is None:  # recorded only when set: settings recorded before it existed still match
+            del d["stop_regex"]
         return d
 
 

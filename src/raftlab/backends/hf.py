@@ -9,6 +9,7 @@ spent on sequences that are done.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -168,6 +169,9 @@ class HFBackend:
             reasons = ["length"] * total
             stops = [s for s in params.stop if s]
             tail = max((len(s) for s in stops), default=0) + 8
+            stop_re = re.compile(params.stop_regex) if params.stop_regex else None
+            if stop_re is not None:
+                tail = max(tail, 64)  # tokens of context the regex sees (an answer sentence is shorter)
             for step in range(params.max_new_tokens):
                 chosen = self._sample(logits, params, [gens[i] for i in active])
                 keep = []
@@ -182,9 +186,9 @@ class HFBackend:
                         reasons[seq] = "stop"
                         continue
                     tokens[seq].append(t)
-                    if stops:
+                    if stops or stop_re is not None:
                         text_tail = tok.decode(tokens[seq][-tail:], skip_special_tokens=False)
-                        if any(s in text_tail for s in stops):
+                        if any(s in text_tail for s in stops) or (stop_re is not None and stop_re.search(text_tail)):
                             reasons[seq] = "stop"
                             continue
                     keep.append(row)
@@ -215,6 +219,8 @@ class HFBackend:
                     cut = text.find(s)
                     if cut >= 0:
                         text = text[:cut]
+                if stop_re is not None and (m := stop_re.search(text)):
+                    text = text[: m.end()]
                 row.append(Generation(text=text, num_tokens=len(tokens[seq]), finish_reason=reasons[seq]))
             results.append(row)
         return results

@@ -14,6 +14,7 @@ from raftlab.inference.records import read_records
 from raftlab.inference.voting import majority_vote
 from raftlab.machine import describe_machine
 from raftlab.schema import INVALID, Example
+from raftlab.tasks.answers import answer_stop_pattern, cut_at_answer
 from raftlab.storage import JsonlAppender, bind_settings_file, write_json
 
 Mode = Literal["sc", "cot", "direct", "direct_prob"]
@@ -34,17 +35,22 @@ def resolved_prompt_mode(mode: str, prompt_mode: str | None) -> str:
 
 
 def _sampling(mode: str, k: int, temperature: float, top_p: float, top_k: int, max_new_tokens: int,
-              stop: Sequence[str], seed: int) -> SamplingParams:
+              stop: Sequence[str], seed: int, stop_regex: str | None = None) -> SamplingParams:
     if mode == "sc":
         return SamplingParams(n=k, temperature=temperature, top_p=top_p, top_k=top_k,
-                              max_new_tokens=max_new_tokens, stop=tuple(stop), seed=seed)
-    return SamplingParams(n=1, temperature=0.0, max_new_tokens=max_new_tokens, stop=tuple(stop), seed=seed)
+                              max_new_tokens=max_new_tokens, stop=tuple(stop), seed=seed, stop_regex=stop_regex)
+    return SamplingParams(n=1, temperature=0.0, max_new_tokens=max_new_tokens, stop=tuple(stop), seed=seed,
+                          stop_regex=stop_regex)
 
 
 def _sample_records(task: Any, examples: list[Example], backend: Backend, prompts: list[str],
                     params: SamplingParams, mode: str) -> list[dict[str, Any]]:
     out = []
     for ex, gens in zip(examples, backend.generate(prompts, params)):
+        for g in gens:  # backends that cannot stop on a regex: cut the text where the answer sentence ends
+            g.text, cut = cut_at_answer(g.text, params.stop_regex)
+            if cut:
+                g.finish_reason = "stop"
         answers = [task.extract(g.text, ex) for g in gens]
         pred, conf, votes = majority_vote(answers)
         out.append({"id": ex.id, "task": ex.task, "gold": ex.label, "prediction": pred, "confidence": conf,
@@ -95,6 +101,7 @@ def evaluate(
     batch_size: int = 4,
     progress: bool = True,
     stop_after: int | None = None,
+    stop_at_answer: bool = True,
 ) -> dict[str, Any]:
     """Evaluate ``examples`` and return the metrics (``raftlab.metrics.summarize`` + counts).
 
@@ -102,6 +109,9 @@ def evaluate(
     (one greedy answer, confidence 1), ``direct_prob`` (softmax over the options' answer log-probs).
     ``prompt_mode`` picks the prompt ("cot" adds "Let's think step by step."; default: ``cot`` for sc/cot,
     ``direct`` otherwise): label-only finetuned models are evaluated with the direct prompt.
+    ``stop_at_answer``: stop sampling once the answer sentence is complete ("The answer is 18." followed by
+    whitespace; :func:`raftlab.tasks.answers.answer_stop_pattern`) and cut the text there, so a model that
+    writes on after its answer neither spends tokens on it nor gets a later cue misread.
     With ``out_dir``, records are appended to ``records.jsonl`` batch by batch and a rerun skips finished
     questions; rerunning with different settings raises :class:`SettingsMismatch`.
     """
@@ -115,7 +125,8 @@ def evaluate(
         raise ValueError("k must be at least 1")
     examples = list(examples)
     pmode = resolved_prompt_mode(mode, prompt_mode)
-    params = _sampling(mode, k, temperature, top_p, top_k, max_new_tokens, stop, seed)
+    params = _sampling(mode, k, temperature, top_p, top_k, max_new_tokens, stop, seed,
+                       answer_stop_pattern(task.answer_type) if stop_at_answer else None)
     settings = {"task": task.name, "mode": mode, "prompt_mode": pmode, "sampling": params.to_dict(),
                 "model": describe_backend(backend), "n_examples": len(examples),
                 "example_ids_hash": _ids_hash(examples)}

@@ -3,7 +3,9 @@
 The canonical answer sentence every target ends with is ``"The answer is X."``
 (``X`` an option letter such as ``B`` or a canonical number such as ``18`` /
 ``2.5``). :func:`extract_answer` parses that sentence back, and tolerates the
-usual deviations of real model outputs: the *last* "The answer is" wins;
+usual deviations of real model outputs: the *last parseable* answer cue wins
+(a later cue followed by something that is not an answer does not erase an earlier answer);
+hedged cues ("the answer could/might/may/should be", "is probably/likely") count as answers;
 ``(B)``, ``B.``, ``B)``, ``**B**``, option text instead of the letter, numbers
 with thousands separators, units, ``$``, ``%``, fractions or number words, and
 trailing punctuation. Anything it cannot parse becomes
@@ -23,7 +25,9 @@ __all__ = [
     "INVALID",
     "AnswerSpec",
     "answer_sentence",
+    "answer_stop_pattern",
     "canonical_number",
+    "cut_at_answer",
     "extract_answer",
     "numbers_equal",
     "parse_choice",
@@ -35,7 +39,8 @@ NUMERIC_TOLERANCE = 1e-4
 
 # "The answer is", "the final answer is", "Answer:", "\boxed{...}" (first group = priority, lower is better).
 _ANSWER_CUES: list[re.Pattern[str]] = [
-    re.compile(r"(?:the\s+)?(?:final|correct|best)?\s*answer\s+(?:is|would\s+be|will\s+be)\s*:?", re.IGNORECASE),
+    re.compile(r"(?:the\s+)?(?:final|correct|best)?\s*answer\s+(?:is|was|would\s+be|will\s+be|could\s+be|might\s+be"
+               r"|may\s+be|should\s+be|must\s+be|seems\s+to\s+be)(?:\s+(?:probably|likely|clearly))?\s*:?", re.IGNORECASE),
     re.compile(r"\\boxed\{", re.IGNORECASE),
     re.compile(r"(?:final\s+)?answer\s*:", re.IGNORECASE),
 ]
@@ -160,10 +165,11 @@ def parse_choice(text: str, spec: AnswerSpec) -> str:
     s = text.strip().lstrip(_STRIP_CHARS.replace("-", "")).strip()
     s = re.sub(r"^(?:option|choice|letter)\s+", "", s, flags=re.IGNORECASE)
     letters = spec.option_letters
-    # (B) / [B] anywhere at the start: the explicit letter wins.
-    m = re.match(r"[(\[]\s*([A-Za-z])\s*[)\]]", s)
-    if m and m.group(1).upper() in letters:
-        return m.group(1).upper()
+    # an explicit letter at the start wins, whatever text follows it: "(B)", "[B]", "B)", "B.", "B:" (the same
+    # rule with or without the opening bracket; "B." must not be the start of a decimal or an abbreviation)
+    m = re.match(r"[(\[]\s*([A-Za-z])\s*[)\]]|([A-Z])(?:[)\]:]|\.(?![\w.]))", s)
+    if m and (m.group(1) or m.group(2)).upper() in letters:
+        return (m.group(1) or m.group(2)).upper()
     # option text (or synonym) at the start, longest first.
     by_text = _text_index(spec)
     low = s.lower()
@@ -228,6 +234,34 @@ def answer_sentence(answer: str) -> str:
 _LEAD_IN = re.compile(r"(?:[,;:]?\s*\b(?:so|therefore|thus|hence|in\s+conclusion|the)\b[,:]?\s*)+$", re.IGNORECASE)
 
 
+_CUE_FOR_STOP = (r"(?i:\banswer\s+(?:is|was|would\s+be|will\s+be|could\s+be|might\s+be|may\s+be|should\s+be|must\s+be)"
+                 r"(?:\s+(?:probably|likely|clearly))?\s*:?)\s*\**\s*")
+_STOP_CLAUSE = {
+    # the number right after the cue, a short unit ("apples", "%"), then the sentence's end
+    "number": r"[-+\u2212]?\$?\s?\d[\d,]*(?:\.\d+)?(?:\s*/\s*\d+)?[^\n.!?]{0,24}",
+    # a short clause: a letter, "(B)", an option text
+    "choice": r"[(\[]?\s*\w[^\n.!?]{0,40}",
+}
+
+
+def answer_stop_pattern(answer_type: str) -> str | None:
+    """A regex whose match in generated text means the answer sentence is complete: an answer cue, an answer of
+    ``answer_type`` right after it, and the sentence's end (``.``/``!``) followed by whitespace (so ``2.`` of
+    ``2.5`` does not end it). Generation stops there (``SamplingParams.stop_regex``) and the text is cut at the
+    end of the match; the pattern is deliberately narrow so that a cue followed by prose ("the answer is the
+    number of ...") does not stop the rationale. None for answer types without a pattern."""
+    clause = _STOP_CLAUSE.get(answer_type)
+    return None if clause is None else _CUE_FOR_STOP + clause + r"[.!](?=\s)"
+
+
+def cut_at_answer(text: str, pattern: str | None) -> tuple[str, bool]:
+    """``(text up to the end of the first complete answer sentence, whether it was cut)``."""
+    if not pattern:
+        return text, False
+    m = re.search(pattern, text)
+    return (text[: m.end()], True) if m else (text, False)
+
+
 def strip_answer_sentence(rationale: str) -> str:
     """The rationale without its final answer sentence (training appends the canonical one instead).
 
@@ -246,7 +280,8 @@ def strip_answer_sentence(rationale: str) -> str:
 
 
 def _answer_clauses(text: str) -> Iterator[str]:
-    """Text following each answer cue, last cue first, for the highest-priority cue kind present."""
+    """Text following each answer cue: cue kinds in priority order ("the answer is", ``\boxed{}``, "Answer:"),
+    within a kind the last cue first."""
     for index, cue in enumerate(_ANSWER_CUES):
         found = list(cue.finditer(text))
         if not found:
@@ -265,16 +300,16 @@ def _answer_clauses(text: str) -> Iterator[str]:
                     yield line.lstrip(" \t:")
                     break
                 pos = nl + 1
-        return
 
 
 def extract_answer(text: Any, example_or_task: Any) -> str:
     """Canonical answer parsed from a model output, or :data:`INVALID`. Never raises.
 
     ``example_or_task`` is an :class:`Example` (options taken from it), a
-    ``Task`` or an :class:`AnswerSpec`. The last "The answer is ..." wins; if the
-    output has no answer cue at all, a bare answer (the whole output is just
-    ``B`` / ``(B)`` / ``18``) is accepted. A final cue with nothing after it (a cut-off output) is skipped.
+    ``Task`` or an :class:`AnswerSpec`. The last *parseable* "The answer is ..." wins (cues with nothing
+    parseable after them, such as a cut-off output or prose, are skipped; then ``\boxed{}``, then "Answer:");
+    if the output has no answer cue at all, a bare answer (the whole output is just ``B`` / ``(B)`` / ``18``)
+    is accepted.
     """
     try:
         if not isinstance(text, str) or not text.strip():
@@ -282,11 +317,14 @@ def extract_answer(text: Any, example_or_task: Any) -> str:
         spec = AnswerSpec.of(example_or_task)
         parse = (lambda s: parse_number(s)) if spec.answer_type == "number" else (lambda s: parse_choice(s, spec))
         any_cue = False
-        # the last cue wins; a cue with nothing after it (output cut off) defers to the one before
+        # the last parseable cue wins: a cue with nothing after it (output cut off) or with something that is not
+        # an answer ("... The answer is written at the end") defers to the one before
         for clause in _answer_clauses(text):
             any_cue = True
             if clause.strip(_STRIP_CHARS):
-                return parse(clause)
+                value = parse(clause)
+                if value != INVALID:
+                    return value
         if any_cue:
             return INVALID
         bare = text.strip().strip(_STRIP_CHARS.replace("-", "")).strip()
