@@ -44,6 +44,13 @@ _ANSWER_CUES: list[re.Pattern[str]] = [
     re.compile(r"\\boxed\{", re.IGNORECASE),
     re.compile(r"(?:final\s+)?answer\s*:", re.IGNORECASE),
 ]
+#: "7 is the answer", "(B) is indeed the correct answer", "D is correct": the answer comes *before* the cue (the
+#: lowest-priority cue kind; group 1 is the answer)
+_REVERSED_CUE = re.compile(r"(\(?[\w$.,/%-]+\)?)\s+is\s+(?:indeed\s+|clearly\s+)?(?:the\s+)?(?:(?:correct|right|final|best)"
+                           r"\s+)?(?:answer\b|choice\b|correct\b)", re.IGNORECASE)
+#: a final sentence that concludes with a number without an answer cue: "So Milo has 28 cookies now."
+_CONCLUSION = re.compile(r"(?:^|[.!?\n]\s*)((?:so|thus|therefore|hence|in the end)\b[^.!?\n]*\d[^.!?\n]*)[.!]?\s*$",
+                         re.IGNORECASE)
 
 _NUMBER_WORDS = {
     "zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8,
@@ -129,12 +136,17 @@ def parse_number(text: str) -> str:
     """First number in ``text`` as a canonical string (handles ``$1,234.50``, ``3/4``, ``50%``, ``-2``, number words)."""
     s = text.replace("\u2212", "-").replace("\u2013", "-")
     s = _THOUSANDS_RE.sub("", s)
+    lead = re.match(r"\s*(?:[a-zA-Z]\s*=|[-+*/×^().,$\d\s]*\d[-+*/×^().,$\d\s]*=)", s)
+    if lead:  # "12 - 4 = 8" / "x = 8" / "20 / 4 = 5 = 5": the value after the last "=" of the expression
+        after = s[lead.end():]
+        while re.match(r"[-+*/×^().,$\d\s]*=", after):
+            after = after[re.match(r"[-+*/×^().,$\d\s]*=", after).end():]
+        s = after
+    elif re.match(r"\s*\(?\d*[a-zA-Z]\s*[-+*/×^=]", s) or re.match(r"\s*(?![aAI]\b)[a-zA-Z]\b(?!['’])", s):
+        return INVALID  # "n + 26", "2n + 1", "n. This can be ...": a variable, not a value
     match = _NUMBER_RE.search(s)
-    if "=" in s:  # "12 - 4 = 8" / "x = 8": the value after the last "="
-        after = s.rsplit("=", 1)[1]
-        if _NUMBER_RE.search(after):
-            s = after
-            match = _NUMBER_RE.search(s)
+    if match and re.match(r"[a-zA-Z]\s*[-+*/×^=]", s[match.end():]):  # "2n + 1"
+        return INVALID
     word = re.search(r"\b(" + "|".join(_NUMBER_WORDS) + r")\b", s, re.IGNORECASE)
     if match and (not word or match.start() <= word.start()):
         sign, num, den = match.group(1), match.group(2), match.group(3)
@@ -162,7 +174,7 @@ def parse_number(text: str) -> str:
 
 def parse_choice(text: str, spec: AnswerSpec) -> str:
     """An option letter from the text right after "The answer is" (letter, ``(B)``, option text, synonym)."""
-    s = text.strip().lstrip(_STRIP_CHARS.replace("-", "")).strip()
+    s = text.strip().lstrip(_STRIP_CHARS + "\u2013\u2014").strip()  # also a leading dash: "- False", "– (B)"
     s = re.sub(r"^(?:option|choice|letter)\s+", "", s, flags=re.IGNORECASE)
     letters = spec.option_letters
     # an explicit letter at the start wins, whatever text follows it: "(B)", "[B]", "B)", "B.", "B:" (the same
@@ -195,9 +207,13 @@ def parse_choice(text: str, spec: AnswerSpec) -> str:
     m = re.fullmatch(r"([a-z])[.)]?", s.strip(_STRIP_CHARS))
     if m and m.group(1).upper() in letters and len(letters) > 1:
         return m.group(1).upper()
-    # exactly one option text mentioned somewhere in the answer clause.
+    # exactly one option text mentioned in the answer clause, and it ends the clause ("The answer is clear and
+    # concise - sports."), so that a common word in prose ("An answer that is true, is lying") is not an answer
     if len(named) == 1 and not re.search(r"\b(?:not|n't)\b", first_clause):
-        return named.pop()
+        letter = named.pop()
+        tail = first_clause.strip(_STRIP_CHARS + "()[]")
+        if any(tail.endswith(phrase) for phrase, other in by_text if other == letter):
+            return letter
     return INVALID
 
 
@@ -300,6 +316,8 @@ def _answer_clauses(text: str) -> Iterator[str]:
                     yield line.lstrip(" \t:")
                     break
                 pos = nl + 1
+    for m in reversed(list(_REVERSED_CUE.finditer(text))):
+        yield m.group(1)
 
 
 def extract_answer(text: Any, example_or_task: Any) -> str:
@@ -331,9 +349,13 @@ def extract_answer(text: Any, example_or_task: Any) -> str:
         if spec.answer_type == "number":
             if re.fullmatch(r"[-+\u2212]?\$?\s?[\d,]*\.?\d+(?:\s*/\s*\d+)?\s*%?", bare):
                 return parse_number(bare)
+            conclusion = _CONCLUSION.search(text.rstrip())  # "... So Milo has 28 cookies now." (last sentence)
+            if conclusion and not re.search(r"\d\s*:\s*\d", conclusion.group(1)):  # not a ratio "6888:1200"
+                sentence = conclusion.group(1)
+                return parse_number(sentence.rsplit("=", 1)[1] if "=" in sentence else sentence)
             return INVALID
-        # a bare choice: the whole output is a letter ("B", "(B)", "B) text") or exactly an option text
-        if re.fullmatch(r"[(\[]?[A-Za-z][)\].:]?|[(\[]?[A-Za-z][)\].:]\s+.{1,60}", bare, re.DOTALL) or bare.lower() in {
+        # a bare choice: the whole output is one line holding a letter ("B", "(B)", "B) text") or an option text
+        if re.fullmatch(r"[(\[]?[A-Za-z][)\].:]?|[(\[]?[A-Za-z][)\].:][ \t]+[^\n]{1,60}", bare) or bare.lower() in {
             p for p, _ in _text_index(spec)
         }:
             return parse_choice(bare, spec)
