@@ -86,6 +86,11 @@ CASES = {
         2,
         "mixture",
     ),
+    "eval/bad-backend-option": (
+        ["eval", "--model", "tiny", "--task", "synth_arith", "-O", "enforce_eager", "--out", "o"],
+        2,
+        "--backend-option 'enforce_eager': expected KEY=VALUE",
+    ),
     "eval/unknown-task": (["eval", "--model", "tiny", "--task", "nope", "--out", "o"], 2, "unknown task 'nope'"),
     "eval/unknown-mode": (
         ["eval", "--model", "tiny", "--task", "synth_arith", "--mode", "bogus", "--out", "o"],

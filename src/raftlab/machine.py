@@ -36,3 +36,47 @@ def machine_line(info: dict[str, Any]) -> str:
     """One line for a report: ``"Intel(R) Xeon(R) Processor, 2 cores, 2 torch threads"`` (plus the GPU)."""
     line = f"{info.get('cpu', '?')}, {info.get('cores', '?')} cores, {info.get('torch_threads', '?')} torch threads"
     return line + (f", GPU {info['gpu']}" if info.get("gpu") else "")
+
+
+class PeakRSS:
+    """Peak resident memory (bytes) of this process while a ``with`` block runs, sampled every ``interval``
+    seconds by a daemon thread (plus once at the start and the end)."""
+
+    def __init__(self, interval: float = 0.05) -> None:
+        self.interval, self.peak = interval, 0
+
+    def __enter__(self) -> PeakRSS:
+        import threading
+
+        import psutil
+
+        self._proc, self._stop = psutil.Process(), threading.Event()
+        self.peak = self._proc.memory_info().rss
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+        return self
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.peak = max(self.peak, self._proc.memory_info().rss)
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._proc.memory_info().rss)
+
+
+def release_memory() -> int:
+    """Collect garbage and hand freed heap pages back to the OS (glibc ``malloc_trim``), so that one stage's
+    model does not stay in the process's resident memory for the next; returns the RSS after (bytes)."""
+    import ctypes
+    import gc
+
+    import psutil
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to trim
+        pass
+    return psutil.Process().memory_info().rss

@@ -52,20 +52,59 @@ def is_thread_safe(spec: str) -> bool:
     return bool(backend_class(parse_spec(spec)[0]).thread_safe)
 
 
-def get_backend(spec: str, **kwargs: Any) -> Backend:
-    """Build a backend from ``hf:<model>``, ``vllm:<model>`` or ``openai:<model>[@base_url]``."""
+def parse_backend_options(items: list[str] | tuple[str, ...] | None, option: str = "--backend-option"
+                          ) -> dict[str, Any]:
+    """``["enforce_eager=true", "max_model_len=2048"]`` -> ``{"enforce_eager": True, "max_model_len": 2048}``.
+
+    Values are read as YAML scalars (true/false, numbers, null, ``[lists]``, ``{maps}``), else kept as strings."""
+    import yaml
+
+    options: dict[str, Any] = {}
+    for item in items or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"{option} {item!r}: expected KEY=VALUE, e.g. {option} enforce_eager=true")
+        try:
+            options[key.strip()] = yaml.safe_load(value) if value.strip() else ""
+        except yaml.YAMLError:
+            options[key.strip()] = value
+    return options
+
+
+#: option names whose values are never recorded (settings.json, manifests)
+SECRET_WORDS = ("key", "token", "secret", "password", "authorization")
+
+
+def public_options(options: dict[str, Any] | None) -> dict[str, Any]:
+    """``options`` with secret-looking values replaced by ``"***"`` (what run settings record)."""
+    return {k: ("***" if any(w in k.lower() for w in SECRET_WORDS) else v) for k, v in (options or {}).items()}
+
+
+def get_backend(spec: str, options: dict[str, Any] | None = None, **kwargs: Any) -> Backend:
+    """Build a backend from ``hf:<model>``, ``vllm:<model>`` or ``openai:<model>[@base_url]``.
+
+    ``kwargs`` are raftlab's own settings for the backend (batch size, concurrency); ``options`` are the user's
+    engine options (``--backend-option``, a study's ``backend_options``), which override them and go where the
+    engine takes them: vLLM's ``LLM(...)``, transformers' ``from_pretrained`` (or the hf backend's own
+    arguments), the OpenAI client (or the openai backend's own arguments). Run settings record them, secrets
+    masked."""
     kind, model, base_url = parse_spec(spec)
     cls = backend_class(kind)
-    return cls(model, base_url=base_url, **kwargs) if kind == "openai" else cls(model, **kwargs)
+    merged = {**kwargs, **(options or {})}
+    backend = cls(model, base_url=base_url, **merged) if kind == "openai" else cls(model, **merged)
+    backend.options = public_options(options)
+    return backend
 
 
 def describe_backend(backend: Any) -> dict[str, Any]:
     """What to record about a backend in run settings (no secrets)."""
-    if hasattr(backend, "describe"):
-        return backend.describe()
-    return {"backend": getattr(backend, "name", type(backend).__name__),
-            "model": getattr(backend, "model_name", None)}
+    described = backend.describe() if hasattr(backend, "describe") else {
+        "backend": getattr(backend, "name", type(backend).__name__), "model": getattr(backend, "model_name", None)}
+    if getattr(backend, "options", None):
+        described["options"] = dict(backend.options)
+    return described
 
 
 __all__ = ["Backend", "BACKENDS", "ContinuationScore", "Generation", "SamplingParams", "backend_class",
-           "describe_backend", "get_backend", "is_thread_safe", "parse_spec"]
+           "describe_backend", "get_backend", "is_thread_safe", "parse_backend_options", "parse_spec",
+           "public_options"]

@@ -57,9 +57,11 @@ class HFBackend:
         batch_size: int = 40,
         score_batch_size: int = 8,
         chat_template: bool = False,
+        **from_pretrained: Any,
     ) -> None:
         """``batch_size``: sequences (prompts x samples) per generation forward; ``score_batch_size``: texts per
-        scoring forward (full-vocabulary logits of every position, so keep it small)."""
+        scoring forward (full-vocabulary logits of every position, so keep it small). Further keyword arguments
+        go to transformers' ``from_pretrained`` (e.g. ``attn_implementation="sdpa"``)."""
         import torch
 
         if device is None:
@@ -68,8 +70,10 @@ class HFBackend:
             from raftlab.models import load_model
 
             self.model_name = model
-            model, tokenizer = load_model(model, dtype=dtype, device=device)
+            model, tokenizer = load_model(model, dtype=dtype, device=device, **from_pretrained)
         else:
+            if from_pretrained:
+                raise ValueError(f"options {sorted(from_pretrained)} need a model spec, not a loaded model")
             self.model_name = getattr(model.config, "name_or_path", "custom")
             if tokenizer is None:
                 raise ValueError("pass the tokenizer together with a model object")

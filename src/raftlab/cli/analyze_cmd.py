@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from raftlab.cli.options import backend_options_flag
+
 
 def merge_runs(runs: list[Path]) -> dict[str, dict[str, Path]]:
     """``task -> arm -> eval folder`` over several run directories; a task found in several runs is
@@ -159,6 +161,7 @@ def register(app: typer.Typer) -> None:
                                         "did: mix-of-task prompting, --questions x --k samples"),
         questions: int = typer.Option(20, min=1, help="with --length-from: test questions"),
         k: int = typer.Option(10, min=1, help="with --length-from: samples per question"),
+        backend_option: list[str] = backend_options_flag("the --length-from model"),
     ) -> None:
         """Estimate ΔAcc of RAFT over FT for a task from its difficulty (paper fits or your study's)."""
         import json
@@ -182,13 +185,14 @@ def register(app: typer.Typer) -> None:
             if value is not None or run is not None:
                 raise typer.BadParameter("give one of --value, --run, --length-from")
             from raftlab.analysis.difficulty import base_model_rationale_length
-            from raftlab.backends import get_backend
+            from raftlab.backends import get_backend, parse_backend_options
             from raftlab.tasks import get_task
 
             try:
                 t = get_task(task)
                 examples = t.load("test", limit=questions, seed=0)
-                value = base_model_rationale_length(get_backend(length_from), t, examples, k=k)
+                value = base_model_rationale_length(get_backend(length_from, parse_backend_options(backend_option)), t,
+                                                   examples, k=k)
             except (KeyError, ValueError, FileNotFoundError) as exc:
                 typer.echo(f"error: {exc}", err=True)
                 raise typer.Exit(2) from None

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from raftlab.cli.options import backend_options_flag
+
 
 def register(app: typer.Typer) -> None:
     @app.command("eval")
@@ -32,9 +34,10 @@ def register(app: typer.Typer) -> None:
         batch_size: int = typer.Option(4, min=1, help="questions per batch"),
         seed: int = typer.Option(0),
         out: Path = typer.Option(..., "--out", "-o", help="output dir (records.jsonl, settings.json, metrics.json)"),
+        backend_option: list[str] = backend_options_flag(),
     ) -> None:
         """Evaluate MODEL on TASK; writes per-question records and metrics, resumes after an interrupt."""
-        from raftlab.backends import BACKENDS, get_backend
+        from raftlab.backends import BACKENDS, get_backend, parse_backend_options
         from raftlab.inference import SettingsMismatch, evaluate
         from raftlab.tasks import get_task, load_jsonl
 
@@ -52,12 +55,13 @@ def register(app: typer.Typer) -> None:
         if api not in ("chat", "completions"):
             typer.echo(f"error: --api must be chat or completions, not {api!r}", err=True)
             raise typer.Exit(2)
+        options = parse_backend_options(backend_option)
         if spec.startswith("openai:"):
-            backend = get_backend(spec, api=api)
+            backend = get_backend(spec, options, api=api)
         elif spec.startswith("hf:"):  # one forward holds a whole batch of questions with their samples
-            backend = get_backend(spec, batch_size=batch_size * (k if mode == "sc" else 1))
+            backend = get_backend(spec, options, batch_size=batch_size * (k if mode == "sc" else 1))
         else:
-            backend = get_backend(spec)
+            backend = get_backend(spec, options)
         max_new_tokens = _budget(spec, t, mode, prompt_mode, max_new_tokens, out)
         try:
             metrics = evaluate(backend, t, examples, mode=mode, k=k, temperature=temperature, top_p=top_p,

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from raftlab.cli.options import backend_options_flag
+
 rationales_app = typer.Typer(no_args_is_help=True, help="Teacher rationales: generate, judge, blank, export.")
 STORE = "rationales.sqlite"
 
@@ -46,6 +48,7 @@ def generate_cmd(
     tokenizer: str = typer.Option(None, help="count rationale lengths in this model's tokens (default: words)"),
     force_new_run: bool = typer.Option(False, help="discard a store made with other settings"),
     out: Path = typer.Option(..., "--out", "-o", help="run directory"),
+    backend_option: list[str] = backend_options_flag("the teacher"),
 ) -> None:
     """Prompt the teacher per example, keep rationales that reach the gold answer (with retries)."""
     from raftlab.rationales import SettingsMismatch, export_jsonl, generate_rationales
@@ -64,10 +67,12 @@ def generate_cmd(
 
         backend = OracleTeacher(t, examples)
     else:
-        from raftlab.backends import get_backend, is_thread_safe
+        from raftlab.backends import get_backend, is_thread_safe, parse_backend_options
 
         # a concurrent backend keeps --concurrency requests in flight
-        backend = get_backend(teacher, concurrency=concurrency) if is_thread_safe(teacher) else get_backend(teacher)
+        options = parse_backend_options(backend_option)
+        backend = (get_backend(teacher, options, concurrency=concurrency) if is_thread_safe(teacher)
+                   else get_backend(teacher, options))
     out.mkdir(parents=True, exist_ok=True)
     try:
         stats = generate_rationales(backend, t, examples, out / STORE, n=n, max_retries=max_retries,
@@ -93,16 +98,18 @@ def generate_cmd(
 def judge_cmd(
     run: Path = typer.Option(..., "--run", help="run directory"),
     judge: str = typer.Option(..., help="BACKEND:MODEL of the judge"),
+    backend_option: list[str] = backend_options_flag("the judge"),
     sample: int = typer.Option(100, help="number of kept rationales to judge (seeded sample)"),
     seed: int = typer.Option(0),
 ) -> None:
     """LLM-as-judge: analysis then "Helpful"/"Unhelpful" for a sample of kept rationales."""
-    from raftlab.backends import get_backend, is_thread_safe
+    from raftlab.backends import get_backend, is_thread_safe, parse_backend_options
     from raftlab.rationales import judge_rationales
 
     store = _store(run)
+    options = parse_backend_options(backend_option)
     # a remote request that fails after the client's retries is skipped (and retried by a rerun), not fatal
-    backend = get_backend(judge, on_error="empty") if is_thread_safe(judge) else get_backend(judge)
+    backend = get_backend(judge, options, on_error="empty") if is_thread_safe(judge) else get_backend(judge, options)
     result = judge_rationales(backend, store, sample=sample, seed=seed)
     typer.echo(json.dumps(result, indent=2))
     if result["pending"]:

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from raftlab.cli.options import backend_options_flag
+
 rationalyst_app = typer.Typer(no_args_is_help=True, help="RATIONALYST: implicit rationales as process supervision.")
 
 
@@ -17,10 +19,10 @@ def _examples(task: str, split: str, limit: int | None, seed: int, data_dir: str
     return t, t.load(split, data_dir=data_dir, limit=limit, seed=seed)
 
 
-def _backend(spec: str):
-    from raftlab.backends import get_backend
+def _backend(spec: str, options: list[str] | None = None):
+    from raftlab.backends import get_backend, parse_backend_options
 
-    return get_backend(spec if ":" in spec.split("/")[0] else f"hf:{spec}")
+    return get_backend(spec if ":" in spec.split("/")[0] else f"hf:{spec}", parse_backend_options(options))
 
 
 @rationalyst_app.command("mine")
@@ -95,12 +97,13 @@ def _mined_store(out: Path):
 def filter_cmd(
     model: str = typer.Option("smollm2", help="scoring model"),
     out: Path = typer.Option(..., "--out", "-o"),
+    backend_option: list[str] = backend_options_flag("the scoring model"),
 ) -> None:
     """Keep a rationale iff it raises the discounted log-probability of the following text."""
     from raftlab.rationalyst import filter_triples
 
     store = _mined_store(out)
-    typer.echo(json.dumps(filter_triples(_backend(model), store), indent=2))
+    typer.echo(json.dumps(filter_triples(_backend(model, backend_option), store), indent=2))
 
 
 @rationalyst_app.command("train")
@@ -143,6 +146,7 @@ def solve_cmd(
     max_step_tokens: int = typer.Option(64, min=1, help="token budget of one candidate step"),
     max_rationale_tokens: int = typer.Option(48, min=1, help="token budget of one rationale"),
     out: Path = typer.Option(..., "--out", "-o"),
+    backend_option: list[str] = backend_options_flag("the agent and the generator"),
 ) -> None:
     """Decode with rationale supervision vs random candidates; prints and writes accuracies."""
     from raftlab.rationalyst import open_store, paired_comparison, solve, stored_solve_settings
@@ -155,10 +159,10 @@ def solve_cmd(
     t, examples = _examples(task, split, limit, seed, data_dir)
     gen = None
     if any(m != "random" for m in method_list):
-        gen = _backend(generator or str(out / "generator"))
+        gen = _backend(generator or str(out / "generator"), backend_option)
     store = open_store(out)
     try:
-        result = solve(_backend(agent), gen, t, examples, store, methods=method_list, k=k,
+        result = solve(_backend(agent, backend_option), gen, t, examples, store, methods=method_list, k=k,
                        temperature=temperature, max_steps=max_steps, seed=seed, max_step_tokens=max_step_tokens,
                        max_rationale_tokens=max_rationale_tokens)
     except ValueError as e:

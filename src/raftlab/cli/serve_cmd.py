@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import typer
 
+from raftlab.cli.options import backend_options_flag
+
 
 def warn_if_exposed(host: str, api_key: str | None) -> bool:
     """Log a warning (and return True) when ``host`` is not a loopback address and no API key is set."""
@@ -34,15 +36,16 @@ def register(app: typer.Typer) -> None:
                                     help="require 'Authorization: Bearer KEY' (env RAFTLAB_API_KEY)"),
         max_queue: int = typer.Option(64, min=1, help="requests allowed to wait; more get 503"),
         batching: bool = typer.Option(True, help="decode waiting requests with the same settings as one batch"),
+        backend_option: list[str] = backend_options_flag("the served model"),
     ) -> None:
         """Serve /v1/completions, /v1/chat/completions and /v1/models for MODEL."""
         import uvicorn
 
-        from raftlab.backends.hf import HFBackend
+        from raftlab.backends import get_backend, parse_backend_options
         from raftlab.backends.server import create_app
 
         warn_if_exposed(host, api_key)
-        backend = HFBackend(model, chat_template=chat_template)
+        backend = get_backend(f"hf:{model}", parse_backend_options(backend_option), chat_template=chat_template)
         typer.echo(f"serving {model} on http://{host}:{port}/v1" + (" (API key required)" if api_key else ""))
         uvicorn.run(create_app(backend, name or model, max_tokens, api_key=api_key, max_queue=max_queue,
                                batching=batching), host=host, port=port, log_level="info")

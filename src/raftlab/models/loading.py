@@ -89,7 +89,8 @@ def _adapter_base(path: str | Path) -> str:
     return base
 
 
-def load_model(spec: str, dtype: Any = None, device: str = "cpu", merge_adapter: bool = True):
+def load_model(spec: str, dtype: Any = None, device: str = "cpu", merge_adapter: bool = True,
+               **from_pretrained: Any):
     """Load ``(model, tokenizer)`` for ``spec`` ({SPEC_HELP}).
 
     LoRA adapter directories are loaded onto their base model (resizing its embeddings when the adapter's
@@ -103,14 +104,15 @@ def load_model(spec: str, dtype: Any = None, device: str = "cpu", merge_adapter:
     if is_adapter_dir(path):
         from peft import PeftModel
 
-        base = AutoModelForCausalLM.from_pretrained(resolve_model_path(_adapter_base(path)), dtype=torch_dtype)
+        base = AutoModelForCausalLM.from_pretrained(resolve_model_path(_adapter_base(path)), dtype=torch_dtype,
+                                                    **from_pretrained)
         if base.get_input_embeddings().num_embeddings < len(tokenizer):
             base.resize_token_embeddings(len(tokenizer))
         model = PeftModel.from_pretrained(base, path)
         if merge_adapter:
             model = model.merge_and_unload()
     else:
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, **from_pretrained)
     if model.generation_config.pad_token_id is None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.to(device)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from raftlab import layout
+from raftlab.machine import PeakRSS, release_memory
 from raftlab.storage import write_json
 from raftlab.study.config import stable_hash
 
@@ -108,13 +109,17 @@ class StageRunner:
         self._save()
         t0 = time.perf_counter()
         try:
-            outputs = fn(folder) or {}
+            with PeakRSS() as memory:
+                outputs = fn(folder) or {}
         except Exception as exc:
             raise StageFailed(f"stage '{name}' failed ({type(exc).__name__}: {exc}); its partial work is in "
                               f"{folder}. Fix the cause and rerun the same command to resume.") from exc
         seconds = round(time.perf_counter() - t0, 3)
-        self.stages[name].update(status="done", finished=_now(), seconds=seconds, outputs=outputs)
+        after = release_memory()  # the stage's model and buffers go back to the OS before the next stage
+        self.stages[name].update(status="done", finished=_now(), seconds=seconds,
+                                 peak_rss_mb=round(memory.peak / 2**20), rss_after_mb=round(after / 2**20),
+                                 outputs=outputs)
         self._save()
-        logger.info(f"      {name} done in {seconds:.1f}s")
+        logger.info(f"      {name} done in {seconds:.1f}s (peak memory {memory.peak / 2**30:.2f} GB)")
         self.executed.append(name)
         return outputs

@@ -60,6 +60,9 @@ class TeacherConfig(_Strict):
     max_retries: int = Field(3, ge=1, description="attempts per example (the gold filter retries)")
     temperature: float = Field(0.7, ge=0.0)
     max_new_tokens: int = Field(256, ge=1)
+    backend_options: dict[str, Any] = Field(default_factory=dict, description="engine options of the teacher "
+                                            "(as --backend-option: vLLM LLM(...), from_pretrained, the OpenAI "
+                                            "client); recorded, secrets masked")
 
 
 class StudyTrainSettings(TrainSettings):
@@ -82,6 +85,9 @@ class EvalSettings(_Strict):
                                        "from each arm's training targets, see raftlab.training.budget; a "
                                        "smaller explicit value is used but warned about)")
     batch_size: int = Field(8, ge=1, description="questions per batch (each with its k samples)")
+    backend_options: dict[str, Any] = Field(default_factory=dict, description="engine options of the evaluated models "
+                                            "(as --backend-option: vLLM LLM(...), from_pretrained, the OpenAI "
+                                            "client); recorded, secrets masked")
     both_prompts: bool = Field(False, description="also evaluate every trained arm with the other prompt (direct "
                                                   "vs CoT inference, as NLURC does); reported as arm <arm>@<mode>")
 
@@ -95,6 +101,9 @@ class PromptingConfig(_Strict):
     backend: str | None = Field(None, description="backend spec of the prompted model (default: the student, "
                                                   "'<eval.backend>:<model>'), e.g. openai:gpt-4o-mini@URL")
     shots: int = Field(3, ge=0, le=16, description="in-context demonstrations per prompt (0: zero-shot)")
+    backend_options: dict[str, Any] = Field(default_factory=dict, description="engine options of the prompted model (default: eval.backend_options) "
+                                            "(as --backend-option: vLLM LLM(...), from_pretrained, the OpenAI "
+                                            "client); recorded, secrets masked")
 
 
 class ReferenceConfig(_Strict):

@@ -42,7 +42,7 @@ def teacher_backend(cfg: StudyConfig, task: Any, examples: list[Example]) -> Any
         return OracleTeacher(task, examples)
     from raftlab.backends import get_backend
 
-    return get_backend(cfg.teacher.backend)
+    return get_backend(cfg.teacher.backend, cfg.teacher.backend_options)
 
 
 def rationales(cfg: StudyConfig, spec: TaskSpec, data_out: dict[str, Any], out: Path) -> dict[str, Any]:
@@ -119,7 +119,7 @@ def arm_budget(cfg: StudyConfig, task: Any, rat_out: dict[str, Any], objective: 
 
 
 def _self_consistency(cfg: StudyConfig, backend_spec: str, task: Any, data_out: dict[str, Any], prompt_mode: str,
-                      out: Path, max_new_tokens: int) -> dict[str, Any]:
+                      out: Path, max_new_tokens: int, options: dict[str, Any] | None = None) -> dict[str, Any]:
     """The study's eval settings applied to one model on the test subset (records resume after a crash)."""
     from raftlab.backends import get_backend, parse_spec
     from raftlab.inference import evaluate as run_eval
@@ -129,7 +129,8 @@ def _self_consistency(cfg: StudyConfig, backend_spec: str, task: Any, data_out: 
     if parse_spec(backend_spec)[0] == "hf":  # questions x samples per forward
         kwargs = {"batch_size": e.batch_size * (e.k if e.mode == "sc" else 1),
                   **({"device": cfg.device} if cfg.device else {})}
-    return run_eval(get_backend(backend_spec, **kwargs), task, read_examples(stage_path(data_out, "test")),
+    options = cfg.eval.backend_options if options is None else options
+    return run_eval(get_backend(backend_spec, options, **kwargs), task, read_examples(stage_path(data_out, "test")),
                     mode=e.mode, k=e.k, temperature=e.temperature, max_new_tokens=max_new_tokens, seed=cfg.seed,
                     batch_size=e.batch_size, prompt_mode=prompt_mode, out_dir=out, progress=True)
 
@@ -250,7 +251,8 @@ def prompt_eval(cfg: StudyConfig, spec: TaskSpec, mode: str, data_out: dict[str,
     pool = [e for e in read_examples(stage_path(rat_out, "rationales")) if e.rationale]
     demos = random.Random(f"{cfg.seed}:{spec.name}:icl").sample(pool, min(cfg.prompting.shots, len(pool)))
     backend = cfg.prompting.backend or f"{cfg.eval.backend}:{cfg.model}"
-    metrics = _self_consistency(cfg, backend, InContextPrompting(task, demos), data_out, mode, out, budget)
+    options = cfg.prompting.backend_options if cfg.prompting.backend else None  # None: the eval's options
+    metrics = _self_consistency(cfg, backend, InContextPrompting(task, demos), data_out, mode, out, budget, options)
     return {"metrics": _jsonable(metrics), "shots": len(demos), "demonstrations": [d.id for d in demos]}
 
 
