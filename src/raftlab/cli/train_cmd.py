@@ -7,6 +7,8 @@ options given on the command line override it) and ``--debug-tokens``.
 
 from __future__ import annotations
 
+import os
+
 import inspect
 import types
 import typing
@@ -123,7 +125,9 @@ def train_cmd(**options: Any) -> None:
             return
         from raftlab.training import train
 
-        typer.echo(f"saved to {train(config)}")
+        saved = train(config)
+        if os.environ.get("RANK", "0") == "0":  # one line per run, not per process of a multi-process launch
+            typer.echo(f"saved to {saved}")
     except (ValueError, FileNotFoundError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc

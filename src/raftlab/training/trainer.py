@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,9 @@ from raftlab.training.config import PAPER_PROFILE, TrainConfig
 from raftlab.training.data import (
     build_mixture, load_examples, mean_rationale_tokens, needed_think_tokens, polarity_weights, tokenize_examples,
 )
+
+
+logger = logging.getLogger("raftlab.training")
 
 
 def with_lengths(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -143,6 +147,7 @@ def training_arguments(config: TrainConfig, n_rows: int):
     import torch
     from transformers import TrainingArguments
 
+    check_launcher_fits_host()
     bf16 = config.bf16
     if bf16 is None:
         auto = PAPER_PROFILE["bf16"] == "auto"
@@ -166,12 +171,46 @@ def training_arguments(config: TrainConfig, n_rows: int):
         save_steps=config.save_steps,
         save_total_limit=2,
         dataloader_pin_memory=torch.cuda.is_available(),  # pinning needs an accelerator (warns on CPU-only hosts)
+        # on a host without CUDA, processes started by torchrun / accelerate launch join one gloo process group
+        # (without use_cpu each would train on its own and all would write the same output directory)
+        use_cpu=not torch.cuda.is_available(),
         report_to=[],
         remove_unused_columns=False,
         train_sampling_strategy=sampling_strategy(n_rows, config.batch_size, config.group_by_length),
         length_column_name="length",
         disable_tqdm=False,
     )
+
+
+def _quiet_progress(trainer: Any) -> None:
+    """The Trainer's progress bar without its ``{'loss': ...}`` dict printed at every logging step (the losses
+    go to the ``raftlab.training`` logger, shown with ``raftlab -v``, and to train_summary.json)."""
+    from transformers.trainer_callback import ProgressCallback
+
+    class QuietProgress(ProgressCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if state.is_world_process_zero and logs:
+                logger.info("step %d: %s", state.global_step, ", ".join(f"{k} {v:.4g}" if isinstance(v, float)
+                                                                         else f"{k} {v}" for k, v in logs.items()))
+
+    if any(isinstance(cb, ProgressCallback) for cb in trainer.callback_handler.callbacks):
+        trainer.remove_callback(ProgressCallback)
+        trainer.add_callback(QuietProgress())
+
+
+def check_launcher_fits_host() -> None:
+    """Refuse FSDP and DeepSpeed launches on a host without CUDA (accelerate would silently fall back to plain
+    DDP or one process, and DeepSpeed then fails on its batch-size check)."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    for env, what in (("ACCELERATE_USE_FSDP", "FSDP"), ("ACCELERATE_USE_DEEPSPEED", "DeepSpeed")):
+        if os.environ.get(env, "").lower() in ("1", "true", "yes"):
+            raise ValueError(f"{what} needs GPUs and this host has no CUDA device. On CPUs, train with plain "
+                             "data parallelism: `accelerate launch --multi_gpu --num_processes N -m raftlab.cli.main "
+                             "train ...` or `torchrun --nproc_per_node N -m raftlab.cli.main train ...` (gloo); "
+                             "docs/scale.md has the GPU recipe for the FSDP and DeepSpeed configs.")
 
 
 def _finished(out: Path, config: TrainConfig) -> bool:
@@ -201,6 +240,7 @@ def run_training(config: TrainConfig):
         trainer = _align_trainer_cls()(**common, align_lambda=config.align_lambda)
     else:
         trainer = raft_trainer_cls()(**common)
+    _quiet_progress(trainer)
     ckpts = sorted((out / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
     result = trainer.train(resume_from_checkpoint=str(ckpts[-1]) if config.resume and ckpts else None)
     trainer.save_model(str(out))  # gathers FSDP/ZeRO-3 shards; only the main process writes
@@ -216,6 +256,9 @@ def run_training(config: TrainConfig):
                    "trained_target_tokens": round(epochs * sum(sum(1 for x in [*r["labels"], *r.get("r_labels", [])]
                                                                    if x != -100) for r in rows)),
                    "machine": describe_machine(str(trainer.args.device)),
+                   "world_size": trainer.args.world_size,
+                   "global_batch": (trainer.args.per_device_train_batch_size * trainer.args.gradient_accumulation_steps
+                                    * trainer.args.world_size),
                    "log_history": trainer.state.log_history}
         write_json(out / "train_summary.json", summary)
     return out, trainer
