@@ -57,11 +57,14 @@ class HFBackend:
         batch_size: int = 40,
         score_batch_size: int = 8,
         chat_template: bool = False,
+        kv_cache_mb: int = 512,
         **from_pretrained: Any,
     ) -> None:
         """``batch_size``: sequences (prompts x samples) per generation forward; ``score_batch_size``: texts per
-        scoring forward (full-vocabulary logits of every position, so keep it small). Further keyword arguments
-        go to transformers' ``from_pretrained`` (e.g. ``attn_implementation="sdpa"``)."""
+        scoring forward (full-vocabulary logits of every position, so keep it small); ``kv_cache_mb``: the KV
+        cache one generation batch may hold (prompt + budget, for every sample), which caps the batch for long
+        prompts so that memory stays bounded. Further keyword arguments go to transformers' ``from_pretrained``
+        (e.g. ``attn_implementation="sdpa"``)."""
         import torch
 
         if device is None:
@@ -82,6 +85,7 @@ class HFBackend:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.device = device
         self.batch_size = max(1, batch_size)
+        self.kv_cache_mb = max(1, kv_cache_mb)
         self.score_batch_size = max(1, score_batch_size)
         self.chat_template = chat_template and getattr(tokenizer, "chat_template", None) is not None
         self.eos_ids = self._eos_ids()
@@ -134,10 +138,23 @@ class HFBackend:
         of a request whose client went away)."""
         out: list[list[Generation]] = []
         per_chunk = max(1, self.batch_size // max(1, params.n)) if params.n > 1 else self.batch_size
+        longest = max((len(self._encode([self._prompt_text(p)])[0]) for p in prompts), default=1)
+        per_chunk = min(per_chunk, self._prompts_within_kv_budget(longest + params.max_new_tokens, params.n))
         for start in range(0, len(prompts), per_chunk):
             stop_fn = None if should_stop is None else (lambda i, _s=start: should_stop(_s + i))
             out.extend(self._generate_chunk(prompts[start : start + per_chunk], params, stop_fn))
         return out
+
+    def _prompts_within_kv_budget(self, tokens: int, n: int) -> int:
+        """How many prompts of ``tokens`` (prompt + budget), ``n`` samples each, fit ``kv_cache_mb`` of KV cache."""
+        cfg = self.model.config
+        layers = getattr(cfg, "num_hidden_layers", None)
+        heads = getattr(cfg, "num_key_value_heads", None) or getattr(cfg, "num_attention_heads", None)
+        head_dim = getattr(cfg, "head_dim", None) or (getattr(cfg, "hidden_size", 0) // max(1, heads or 1))
+        if not (layers and heads and head_dim):
+            return self.batch_size
+        per_token = 2 * layers * heads * head_dim * next(self.model.parameters()).element_size()
+        return max(1, int(self.kv_cache_mb * 2**20 // (per_token * tokens * max(1, n))))
 
     def _generate_chunk(self, prompts: list[str], params: SamplingParams,
                         should_stop: Callable[[int], bool] | None = None) -> list[list[Generation]]:

@@ -82,9 +82,11 @@ class StageRunner:
             raise RuntimeError(f"stage dependencies not finished: {', '.join(missing)}")
         return stable_hash({"inputs": inputs, "deps": {d: self.stages[d]["hash"] for d in deps}})
 
-    def run(self, name: str, inputs: dict[str, Any], fn: Callable[[Path], dict[str, Any] | None],
-            deps: tuple[str, ...] | list[str] = ()) -> dict[str, Any]:
-        """Run ``fn(stage_dir) -> outputs`` unless already done with the same inputs; return its outputs."""
+    def begin(self, name: str, inputs: dict[str, Any], deps: tuple[str, ...] | list[str] = ()
+              ) -> tuple[bool, dict[str, Any] | Path]:
+        """``(True, outputs)`` when the stage is already done with these inputs (it is skipped), else
+        ``(False, folder)``: the stage is recorded as running and its folder exists (cleared first when its
+        inputs changed and ``on_change="rerun"``)."""
         deps = tuple(deps)
         key = self._key(inputs, deps)
         folder = self.stage_dir(name)
@@ -92,7 +94,7 @@ class StageRunner:
         if rec is not None and rec["hash"] == key and rec["status"] == "done":
             self.skipped.append(name)
             logger.info(f"{self._progress()}[skip] {name} (done {rec.get('finished', '')})")
-            return rec.get("outputs") or {}
+            return True, rec.get("outputs") or {}
         if rec is not None and rec["hash"] != key:
             if self.on_change == "error":
                 raise StageChangedError(
@@ -107,19 +109,45 @@ class StageRunner:
         self.stages[name] = {"hash": key, "status": "running", "started": _now(), "inputs": inputs,
                              "deps": list(deps)}
         self._save()
-        t0 = time.perf_counter()
-        try:
-            with PeakRSS() as memory:
-                outputs = fn(folder) or {}
-        except Exception as exc:
-            raise StageFailed(f"stage '{name}' failed ({type(exc).__name__}: {exc}); its partial work is in "
-                              f"{folder}. Fix the cause and rerun the same command to resume.") from exc
-        seconds = round(time.perf_counter() - t0, 3)
-        after = release_memory()  # the stage's model and buffers go back to the OS before the next stage
-        self.stages[name].update(status="done", finished=_now(), seconds=seconds,
-                                 peak_rss_mb=round(memory.peak / 2**20), rss_after_mb=round(after / 2**20),
-                                 outputs=outputs)
+        return False, folder
+
+    def finish(self, name: str, outputs: dict[str, Any], seconds: float, peak_rss: int | None = None,
+               rss_after: int | None = None, where: str | None = None) -> dict[str, Any]:
+        """Record a stage that ran (``seconds`` of wall time, its peak memory, where it ran)."""
+        record: dict[str, Any] = {"status": "done", "finished": _now(), "seconds": round(seconds, 3)}
+        if peak_rss is not None:
+            record["peak_rss_mb"] = round(peak_rss / 2**20)
+        if rss_after is not None:
+            record["rss_after_mb"] = round(rss_after / 2**20)
+        if where:
+            record["worker"] = where
+        self.stages[name].update(**record, outputs=outputs)
         self._save()
-        logger.info(f"      {name} done in {seconds:.1f}s (peak memory {memory.peak / 2**30:.2f} GB)")
+        memory = f", peak memory {peak_rss / 2**30:.2f} GB" if peak_rss is not None else ""
+        logger.info(f"      {name} done in {seconds:.1f}s{memory}" + (f" ({where})" if where else ""))
         self.executed.append(name)
         return outputs
+
+    def run(self, name: str, inputs: dict[str, Any], fn: Callable[[Path], dict[str, Any] | None],
+            deps: tuple[str, ...] | list[str] = ()) -> dict[str, Any]:
+        """Run ``fn(stage_dir) -> outputs`` in this process unless already done with the same inputs; return its
+        outputs."""
+        skipped, found = self.begin(name, inputs, deps)
+        if skipped:
+            return found  # type: ignore[return-value]
+        outputs, seconds, peak = run_stage_work(name, fn, found)  # type: ignore[arg-type]
+        after = release_memory()  # the stage's model and buffers go back to the OS before the next stage
+        return self.finish(name, outputs, seconds, peak, after)
+
+
+def run_stage_work(name: str, fn: Callable[[Path], dict[str, Any] | None], folder: Path
+                   ) -> tuple[dict[str, Any], float, int]:
+    """``(outputs, seconds, peak RSS)`` of ``fn(folder)``; a failure becomes :class:`StageFailed`."""
+    t0 = time.perf_counter()
+    try:
+        with PeakRSS() as memory:
+            outputs = fn(folder) or {}
+    except Exception as exc:
+        raise StageFailed(f"stage '{name}' failed ({type(exc).__name__}: {exc}); its partial work is in "
+                          f"{folder}. Fix the cause and rerun the same command to resume.") from exc
+    return outputs, time.perf_counter() - t0, memory.peak

@@ -117,6 +117,18 @@ class ReferenceConfig(_Strict):
     max_new_tokens: int = Field(512, ge=1)
 
 
+class ExecutorConfig(_Strict):
+    """Where the stages run. ``local`` with ``workers: 1`` (the default): one after another in this process.
+    ``local`` with more workers: every stage whose dependencies are done starts at once, up to ``workers`` at a
+    time, each in its own process (submitit's local executor; on a GPU machine each worker sees one GPU).
+    ``slurm``: each stage is a SLURM job (submitit), with ``slurm`` as its parameters (e.g. ``{partition: gpu,
+    gpus_per_node: 1, timeout_min: 240}``). The manifest, caching and resume work exactly as in one process."""
+
+    kind: Literal["local", "slurm"] = "local"
+    workers: int = Field(1, ge=1, description="stages running at the same time")
+    slurm: dict[str, Any] = Field(default_factory=dict, description="submitit parameters of each SLURM job")
+
+
 class StudyConfig(_Strict):
     """A whole study: tasks x arms, one student model, one teacher, train and eval settings, a seed."""
 
@@ -129,6 +141,7 @@ class StudyConfig(_Strict):
     eval: EvalSettings = Field(default_factory=EvalSettings)
     seed: int = 0
     device: str | None = Field(None, description="torch device for training/eval (default: auto)")
+    executor: ExecutorConfig = Field(default_factory=ExecutorConfig, description="where the stages run")
     samples_per_task: int = Field(3, ge=0, description="model outputs shown per task in the report")
     mean_of_task: bool = Field(False, description="difficulty metric: accuracy of the untrained student with "
                                                   "mean-of-task prompting (3 demonstrations from 3 other tasks; "

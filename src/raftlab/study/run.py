@@ -41,10 +41,15 @@ def run_study(config: StudyConfig | str | Path | dict | None, run_dir: str | Pat
     stages = plan(cfg, steps, run_dir)
     runner.total = len(stages)
     outputs: dict[str, dict[str, Any]] = {}
-    for stage in stages:
-        given = {dep: {**outputs[dep], "_stage_dir": str(runner.stage_dir(dep))} for dep in stage.deps}
-        outputs[stage.name] = runner.run(stage.name, stage.inputs, lambda d, s=stage, g=given: s.work(g, d),
-                                         stage.deps)
+    if cfg.executor.kind == "local" and cfg.executor.workers == 1:
+        for stage in stages:
+            given = {dep: {**outputs[dep], "_stage_dir": str(runner.stage_dir(dep))} for dep in stage.deps}
+            outputs[stage.name] = runner.run(stage.name, stage.inputs, lambda d, s=stage, g=given: s.work(g, d),
+                                             stage.deps)
+    else:
+        from raftlab.study.executor import run_dispatched
+
+        run_dispatched(stages, runner, cfg.executor, outputs)
     atomic_write_text(config_file, config_text)
     report_out = {**outputs[layout.REPORT], "_stage_dir": str(runner.stage_dir(layout.REPORT))}
     html = layout.stage_path(report_out, "html") if "html" in report_out else None

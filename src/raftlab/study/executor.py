@@ -1,0 +1,92 @@
+"""Dispatch a study's stages to several workers or a cluster through submitit (``executor:`` in the config).
+
+Every stage whose dependencies are done is submitted, up to ``workers`` at a time; the main process keeps the
+manifest (:class:`~raftlab.study.cache.StageRunner`), so caching, skipping and resuming are exactly those of a
+run in one process. A stage's work runs in the worker (its function and inputs are pickled by submitit); its
+stdout/stderr are kept under ``RUN/executor/``, and a failed stage names that log.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from raftlab.study.cache import StageFailed, StageRunner, run_stage_work
+
+logger = logging.getLogger(__name__)
+LOG_DIR = "executor"
+
+
+def _work(name: str, work: Any, given: dict[str, Any], folder: str) -> tuple[dict[str, Any], float, int]:
+    """Runs in the worker: the stage's work with its peak memory, then the memory goes back to the OS."""
+    return run_stage_work(name, lambda d: work(given, d), Path(folder))
+
+
+def make_executor(config: Any, run_dir: Path) -> Any:
+    try:
+        import submitit
+    except ImportError as exc:
+        raise ImportError("executor workers > 1 or kind 'slurm' need submitit: pip install 'raftlab[cluster]'") from exc
+    folder = run_dir / LOG_DIR / "%j"
+    if config.kind == "slurm":
+        executor = submitit.AutoExecutor(folder=folder, cluster="slurm")
+        executor.update_parameters(**config.slurm)
+        return executor
+    executor = submitit.LocalExecutor(folder=folder)
+    executor.update_parameters(timeout_min=24 * 60)
+    return executor
+
+
+def run_dispatched(stages: list[Any], runner: StageRunner, config: Any, outputs: dict[str, dict[str, Any]],
+                   poll: float = 0.2) -> None:
+    """Run ``stages`` (in plan order, dependencies first) on ``config.workers`` workers; fills ``outputs``."""
+    executor = make_executor(config, runner.run_dir)
+    pending = list(stages)
+    running: dict[str, Any] = {}
+    try:
+        while pending or running:
+            for stage in list(pending):
+                if len(running) >= config.workers:
+                    break
+                if not all(dep in outputs for dep in stage.deps):
+                    continue
+                pending.remove(stage)
+                skipped, found = runner.begin(stage.name, stage.inputs, stage.deps)
+                if skipped:
+                    outputs[stage.name] = found
+                    continue
+                given = {dep: {**outputs[dep], "_stage_dir": str(runner.stage_dir(dep))} for dep in stage.deps}
+                running[stage.name] = executor.submit(_work, stage.name, stage.work, given, str(found))
+            finished = [name for name, job in running.items() if job.done()]
+            if not finished:
+                if not running and pending:
+                    missing = sorted({d for s in pending for d in s.deps if d not in outputs})
+                    raise RuntimeError(f"stages wait for stages that never ran: {', '.join(missing)}")
+                time.sleep(poll)
+                continue
+            for name in finished:
+                job = running.pop(name)
+                try:
+                    result, seconds, peak = job.result()
+                except Exception as exc:  # noqa: BLE001 - the worker's error, with where its log is
+                    log = getattr(getattr(job, "paths", None), "stderr", None)
+                    raise StageFailed(f"stage '{name}' failed in worker job {job.job_id}: {_last_line(exc)}; its "
+                                      f"log: {log}; its partial work is in {runner.stage_dir(name)}. Fix the cause "
+                                      "and rerun the same command to resume.") from exc
+                outputs[name] = runner.finish(name, result, seconds, peak, where=f"job {job.job_id}")
+    finally:
+        for job in running.values():  # another stage failed: stop the rest (their partial work resumes)
+            job.cancel(check=False)
+
+
+def _last_line(exc: BaseException) -> str:
+    """The worker's own error line out of submitit's failure message (which ends with log paths)."""
+    import re
+
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    errors = [line for line in lines if re.match(r"[\w.]*(?:Error|Failed|Exception|Interrupt)\b.*?: ", line)]
+    if errors:
+        return errors[-1].split("StageFailed: ", 1)[-1]
+    return lines[0] if lines else type(exc).__name__
