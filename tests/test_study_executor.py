@@ -52,3 +52,35 @@ def test_a_failed_stage_in_a_worker_names_its_log(tmp_path):
     with pytest.raises(StageFailed, match=r"stage 'train/(ft|raft)/synth_topic' failed in worker job .*disk full "
                                           r"\(simulated\).*its log: .*executor"):
         run_study(cfg, tmp_path / "run", steps=steps)
+
+
+def test_local_workers_are_pinned_one_stage_per_gpu(tmp_path):
+    """With devices (GPUs), each running stage gets one GPU of its own, and no more stages run than GPUs."""
+    from types import SimpleNamespace
+
+    from raftlab.study.cache import StageRunner
+    from raftlab.study.config import ExecutorConfig
+    from raftlab.study.executor import run_dispatched
+    from raftlab.study.stages import Stage
+
+    class FakeExecutor:
+        """Runs each job at once in this process; records the GPU each job was given."""
+
+        def __init__(self):
+            self.params, self.gpus, self.max_running = {}, [], 0
+
+        def update_parameters(self, **kw):
+            self.params.update(kw)
+
+        def submit(self, fn, *args):
+            self.gpus.append(self.params["visible_gpus"])
+            result = fn(*args)
+            return SimpleNamespace(job_id=str(len(self.gpus)), done=lambda: True, result=lambda: result,
+                                   cancel=lambda check=False: None)
+
+    stages = [Stage(f"s{i}", {"i": i}, (), lambda given, out, i=i: {"i": i}) for i in range(5)]
+    fake = FakeExecutor()
+    outputs: dict = {}
+    run_dispatched(stages, StageRunner(tmp_path), ExecutorConfig(workers=8, devices=[2, 3]), outputs, executor=fake)
+    assert [outputs[f"s{i}"]["i"] for i in range(5)] == list(range(5))
+    assert set(fake.gpus) <= {(2,), (3,)} and fake.gpus[:2] == [(2,), (3,)]

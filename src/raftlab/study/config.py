@@ -120,12 +120,15 @@ class ReferenceConfig(_Strict):
 class ExecutorConfig(_Strict):
     """Where the stages run. ``local`` with ``workers: 1`` (the default): one after another in this process.
     ``local`` with more workers: every stage whose dependencies are done starts at once, up to ``workers`` at a
-    time, each in its own process (submitit's local executor; on a GPU machine each worker sees one GPU).
+    time, each in its own process (submitit's local executor; on a GPU machine each running stage sees one GPU
+    of its own, ``devices``).
     ``slurm``: each stage is a SLURM job (submitit), with ``slurm`` as its parameters (e.g. ``{partition: gpu,
     gpus_per_node: 1, timeout_min: 240}``). The manifest, caching and resume work exactly as in one process."""
 
     kind: Literal["local", "slurm"] = "local"
     workers: int = Field(1, ge=1, description="stages running at the same time")
+    devices: list[int] | None = Field(None, description="local workers: GPUs to pin to, one stage per GPU "
+                                                        "(default: every visible CUDA device; none on a CPU host)")
     slurm: dict[str, Any] = Field(default_factory=dict, description="submitit parameters of each SLURM job")
 
 

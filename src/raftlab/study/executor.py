@@ -39,16 +39,35 @@ def make_executor(config: Any, run_dir: Path) -> Any:
     return executor
 
 
+def local_devices(config: Any) -> list[int]:
+    """GPUs the local workers are pinned to, one per worker: ``config.devices`` or every visible CUDA device
+    (none on a CPU host, and none for SLURM, which assigns GPUs itself)."""
+    if config.kind != "local":
+        return []
+    if config.devices is not None:
+        return list(config.devices)
+    import torch
+
+    return list(range(torch.cuda.device_count()))
+
+
 def run_dispatched(stages: list[Any], runner: StageRunner, config: Any, outputs: dict[str, dict[str, Any]],
-                   poll: float = 0.2) -> None:
-    """Run ``stages`` (in plan order, dependencies first) on ``config.workers`` workers; fills ``outputs``."""
-    executor = make_executor(config, runner.run_dir)
+                   poll: float = 0.2, executor: Any = None) -> None:
+    """Run ``stages`` (in plan order, dependencies first) on ``config.workers`` workers; fills ``outputs``.
+
+    Local workers on a machine with GPUs are pinned: each running stage sees one GPU of its own
+    (``CUDA_VISIBLE_DEVICES``), so at most one stage per GPU runs at a time."""
+    executor = executor or make_executor(config, runner.run_dir)
+    devices = local_devices(config)
+    free = list(devices)
+    held: dict[str, int] = {}
+    workers = min(config.workers, len(devices)) if devices else config.workers
     pending = list(stages)
     running: dict[str, Any] = {}
     try:
         while pending or running:
             for stage in list(pending):
-                if len(running) >= config.workers:
+                if len(running) >= workers:
                     break
                 if not all(dep in outputs for dep in stage.deps):
                     continue
@@ -58,7 +77,12 @@ def run_dispatched(stages: list[Any], runner: StageRunner, config: Any, outputs:
                     outputs[stage.name] = found
                     continue
                 given = {dep: {**outputs[dep], "_stage_dir": str(runner.stage_dir(dep))} for dep in stage.deps}
-                running[stage.name] = executor.submit(_work, stage.name, stage.work, given, str(found))
+                if devices:
+                    held[stage.name] = free.pop(0)
+                    executor.update_parameters(gpus_per_node=1, visible_gpus=(held[stage.name],))
+                running[stage.name] = job = executor.submit(_work, stage.name, stage.work, given, str(found))
+                if stage.name in held:
+                    job.raftlab_gpu = held[stage.name]
             finished = [name for name, job in running.items() if job.done()]
             if not finished:
                 if not running and pending:
@@ -68,6 +92,8 @@ def run_dispatched(stages: list[Any], runner: StageRunner, config: Any, outputs:
                 continue
             for name in finished:
                 job = running.pop(name)
+                if name in held:
+                    free.append(held.pop(name))
                 try:
                     result, seconds, peak = job.result()
                 except Exception as exc:  # noqa: BLE001 - the worker's error, with where its log is
@@ -75,10 +101,15 @@ def run_dispatched(stages: list[Any], runner: StageRunner, config: Any, outputs:
                     raise StageFailed(f"stage '{name}' failed in worker job {job.job_id}: {_last_line(exc)}; its "
                                       f"log: {log}; its partial work is in {runner.stage_dir(name)}. Fix the cause "
                                       "and rerun the same command to resume.") from exc
-                outputs[name] = runner.finish(name, result, seconds, peak, where=f"job {job.job_id}")
+                where = f"job {job.job_id}" + (f", GPU {held_gpu}" if (held_gpu := _gpu_of(job)) is not None else "")
+                outputs[name] = runner.finish(name, result, seconds, peak, where=where)
     finally:
         for job in running.values():  # another stage failed: stop the rest (their partial work resumes)
             job.cancel(check=False)
+
+
+def _gpu_of(job: Any) -> int | None:
+    return getattr(job, "raftlab_gpu", None)
 
 
 def _last_line(exc: BaseException) -> str:
