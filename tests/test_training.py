@@ -333,3 +333,32 @@ def test_shipped_accelerate_configs_parse_and_request_a_full_final_save(name):
         assert cfg.deepspeed_config["zero_stage"] == int(name[-1])
         if name.endswith("3"):  # gather the ZeRO-3 shards into one 16-bit model at the final save
             assert cfg.deepspeed_config["zero3_save_16bit_model"]
+
+
+@pytest.mark.parametrize("name", ["fsdp", "deepspeed_zero2", "deepspeed_zero3"])
+def test_launch_config_batch_arithmetic_is_checked_without_a_gpu(name, tmp_path):
+    """World size from the accelerate config, the accumulation raftlab will use, the global batch; a DeepSpeed
+    accumulation that disagrees is refused before anything is launched."""
+    from pathlib import Path
+
+    import yaml
+
+    import raftlab.training
+    from raftlab.training import TrainConfig
+    from raftlab.training.trainer import check_accelerate_config
+
+    path = Path(raftlab.training.__file__).parent / "configs" / f"{name}.yaml"
+    got = check_accelerate_config(path, TrainConfig(model="tiny", data="d.jsonl", out="o", batch_size=4))
+    assert got == {"world_size": 8, "grad_accum": 1, "global_batch": 32}
+    with pytest.raises(ValueError, match="not a multiple of batch_size 4 x 8"):
+        check_accelerate_config(path, TrainConfig(model="tiny", data="d.jsonl", out="o", batch_size=4, global_batch=48))
+    if name.startswith("deepspeed"):
+        with pytest.raises(ValueError, match="gradient_accumulation_steps is 1, but this training accumulates 2"):
+            check_accelerate_config(path, TrainConfig(model="tiny", data="d.jsonl", out="o", batch_size=4,
+                                                      global_batch=64))
+        cfg = yaml.safe_load(path.read_text())
+        cfg["deepspeed_config"]["gradient_accumulation_steps"] = "auto"
+        (tmp_path / "auto.yaml").write_text(yaml.safe_dump(cfg))
+        got = check_accelerate_config(tmp_path / "auto.yaml", TrainConfig(model="tiny", data="d.jsonl", out="o",
+                                                                           batch_size=4, global_batch=64))
+        assert got["grad_accum"] == 2 and got["global_batch"] == 64

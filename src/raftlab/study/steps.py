@@ -83,11 +83,27 @@ def train(cfg: StudyConfig, spec: TaskSpec, arm: str, rat_out: dict[str, Any] | 
                          seed=cfg.seed,
                          resume=True)  # continue from the newest checkpoint after an interrupt
     if cfg.train.launcher:
+        check_launch(cfg.train.launcher, config)
         launch_training(cfg.train.launcher, config.to_file(out / "train_config.yaml"))
         model_dir = Path(config.out)
     else:
         model_dir = Path(run_train(config))
     return {"model": os.path.relpath(model_dir, out)}
+
+
+def check_launch(launcher: str, config: Any) -> None:
+    """Before launching: the launcher's accelerate config (``--config_file``) fits this training's batch
+    arithmetic (world size, gradient accumulation, DeepSpeed's own setting); see ``check_accelerate_config``."""
+    import shlex
+
+    from raftlab.training.trainer import check_accelerate_config
+
+    args = shlex.split(launcher)
+    for i, arg in enumerate(args):
+        path = args[i + 1] if arg == "--config_file" and i + 1 < len(args) else (
+            arg.split("=", 1)[1] if arg.startswith("--config_file=") else None)
+        if path:
+            check_accelerate_config(path, config)
 
 
 def launch_training(launcher: str, config_file: Path) -> None:

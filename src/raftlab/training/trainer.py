@@ -213,6 +213,27 @@ def check_launcher_fits_host() -> None:
                              "docs/scale.md has the GPU recipe for the FSDP and DeepSpeed configs.")
 
 
+def check_accelerate_config(path: str | Path, config: TrainConfig) -> dict[str, int]:
+    """The checks of a multi-process launch that need no GPU, from an ``accelerate`` config file: the world size
+    (``num_processes``), the gradient accumulation raftlab will use for it (``global_batch`` / ``grad_accum``), and
+    the global batch ``batch_size x grad_accum x world_size``. With DeepSpeed, its ``gradient_accumulation_steps``
+    must equal raftlab's (DeepSpeed's own batch-size check fails otherwise). Raises ``ValueError`` naming the
+    file and field; returns ``{"world_size", "grad_accum", "global_batch"}``."""
+    from accelerate.commands.config.config_args import ClusterConfig
+
+    cfg = ClusterConfig.from_yaml_file(str(path))
+    world = int(cfg.num_processes or 1) * max(1, int(getattr(cfg, "num_machines", 1) or 1))
+    accum = config.accumulation(world)  # ValueError when global_batch does not divide
+    ds = getattr(cfg, "deepspeed_config", None) or {}
+    ds_accum = ds.get("gradient_accumulation_steps")
+    if str(getattr(cfg, "distributed_type", "")).upper().endswith("DEEPSPEED") and ds_accum not in (None, "auto"):
+        if int(ds_accum) != accum:
+            raise ValueError(f"{path}: deepspeed_config.gradient_accumulation_steps is {ds_accum}, but this training "
+                             f"accumulates {accum} step(s) (batch_size {config.batch_size}, global_batch "
+                             f"{config.global_batch}, {world} processes); set it to {accum} or 'auto'")
+    return {"world_size": world, "grad_accum": accum, "global_batch": config.batch_size * accum * world}
+
+
 def _finished(out: Path, config: TrainConfig) -> bool:
     """True when ``out`` holds a finished run of this very config (a resumed run then has nothing to do)."""
     summary = out / "train_summary.json"
