@@ -60,7 +60,7 @@ def _study(tmp_path: Path, monkeypatch, eval_settings: dict):
     task = get_task("synth_coinflip")
     test = task.load("test", limit=12, seed=0)
     writer = TargetWriter(task, test, load_tokenizer("tiny"))
-    monkeypatch.setattr(raftlab.backends, "get_backend", lambda spec, **kw: writer)
+    monkeypatch.setattr(raftlab.backends, "get_backend", lambda spec, options=None, **kw: writer)
     cfg = load_config({"model": "tiny", "tasks": [{"name": "synth_coinflip", "train_limit": 16, "test_limit": 12}],
                        "eval": {"k": 3, **eval_settings}})
     steps = StudySteps(prepare_data=real.prepare_data, rationales=real.rationales, train=_no_training,
