@@ -185,3 +185,21 @@ def test_hf_stops_when_the_stop_regex_matches(hf):
             assert b.text == a.text[: m.end()] and b.num_tokens < a.num_tokens and b.finish_reason == "stop"
             matched += 1
     assert matched >= 1, [a.text for a in free]
+
+
+def test_the_openai_client_sees_503_from_a_full_queue(slow_server):
+    import openai
+
+    backend, url = slow_server
+    backend.gate.clear()
+    client = openai.OpenAI(base_url=url, api_key="unused", max_retries=0)
+    with concurrent.futures.ThreadPoolExecutor(6) as pool:
+        futures = [pool.submit(_post, url, "held")]
+        time.sleep(0.5)
+        futures += [pool.submit(_post, url, f"w{i}") for i in range(3)]  # fills the queue of 3
+        time.sleep(0.5)
+        with pytest.raises(openai.APIStatusError) as info:
+            client.completions.create(model="slow", prompt="one too many", max_tokens=2)
+        backend.gate.set()
+        assert all(f.result().status_code == 200 for f in futures)
+    assert info.value.status_code == 503 and "server busy" in str(info.value)
