@@ -43,7 +43,7 @@ class PeakRSS:
     seconds by a daemon thread (plus once at the start and the end)."""
 
     def __init__(self, interval: float = 0.05) -> None:
-        self.interval, self.peak = interval, 0
+        self.interval, self.peak, self.start = interval, 0, 0
 
     def __enter__(self) -> PeakRSS:
         import threading
@@ -51,7 +51,7 @@ class PeakRSS:
         import psutil
 
         self._proc, self._stop = psutil.Process(), threading.Event()
-        self.peak = self._proc.memory_info().rss
+        self.start = self.peak = self._proc.memory_info().rss
         self._thread = threading.Thread(target=self._watch, daemon=True)
         self._thread.start()
         return self

@@ -135,14 +135,17 @@ class StageRunner:
         skipped, found = self.begin(name, inputs, deps)
         if skipped:
             return found  # type: ignore[return-value]
-        outputs, seconds, peak = run_stage_work(name, fn, found)  # type: ignore[arg-type]
-        after = release_memory()  # the stage's model and buffers go back to the OS before the next stage
+        outputs, seconds, peak, grew = run_stage_work(name, fn, found)  # type: ignore[arg-type]
+        # a stage that loaded a model hands its memory back to the OS before the next stage (a collection costs
+        # a fraction of a second, so stages that did not grow the process skip it)
+        after = release_memory() if grew > 64 * 2**20 else None
         return self.finish(name, outputs, seconds, peak, after)
 
 
 def run_stage_work(name: str, fn: Callable[[Path], dict[str, Any] | None], folder: Path
-                   ) -> tuple[dict[str, Any], float, int]:
-    """``(outputs, seconds, peak RSS)`` of ``fn(folder)``; a failure becomes :class:`StageFailed`."""
+                   ) -> tuple[dict[str, Any], float, int, int]:
+    """``(outputs, seconds, peak RSS, growth of the peak over the start)`` of ``fn(folder)``; a failure becomes
+    :class:`StageFailed`."""
     t0 = time.perf_counter()
     try:
         with PeakRSS() as memory:
@@ -150,4 +153,4 @@ def run_stage_work(name: str, fn: Callable[[Path], dict[str, Any] | None], folde
     except Exception as exc:
         raise StageFailed(f"stage '{name}' failed ({type(exc).__name__}: {exc}); its partial work is in "
                           f"{folder}. Fix the cause and rerun the same command to resume.") from exc
-    return outputs, time.perf_counter() - t0, memory.peak
+    return outputs, time.perf_counter() - t0, memory.peak, memory.peak - memory.start

@@ -20,8 +20,9 @@ LOG_DIR = "executor"
 
 
 def _work(name: str, work: Any, given: dict[str, Any], folder: str) -> tuple[dict[str, Any], float, int]:
-    """Runs in the worker: the stage's work with its peak memory, then the memory goes back to the OS."""
-    return run_stage_work(name, lambda d: work(given, d), Path(folder))
+    """Runs in the worker (its own process): the stage's work, its seconds and peak memory."""
+    outputs, seconds, peak, _ = run_stage_work(name, lambda d: work(given, d), Path(folder))
+    return outputs, seconds, peak
 
 
 def make_executor(config: Any, run_dir: Path) -> Any:
