@@ -55,3 +55,31 @@ def pytest_collection_modifyitems(items):
         module = os.path.basename(str(getattr(item, "fspath", "")))
         if any(name in MODEL_FIXTURES or (module, name) in MODEL_FIXTURES for name in getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
+
+
+#: A test (setup + call + teardown) slower than this many seconds is named in the output with its duration and the
+#: session's elapsed time, so that a CI log that ends early still says where the time went.
+SLOW_REPORT_S = float(os.environ.get("RAFTLAB_TEST_SLOW_REPORT_S", "60"))
+_SPENT: dict[str, float] = {}
+_REPORTER: dict = {"tr": None, "t0": 0.0}
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config):
+    import time
+
+    _REPORTER["tr"] = config.pluginmanager.get_plugin("terminalreporter")
+    _REPORTER["t0"] = time.monotonic()
+
+
+def pytest_runtest_logreport(report):
+    _SPENT[report.nodeid] = _SPENT.get(report.nodeid, 0.0) + report.duration
+
+
+def pytest_runtest_logfinish(nodeid, location):
+    import time
+
+    spent = _SPENT.pop(nodeid, 0.0)
+    if spent >= SLOW_REPORT_S and _REPORTER["tr"] is not None:
+        elapsed = time.monotonic() - _REPORTER["t0"]
+        _REPORTER["tr"].write_line(f"[slow] {nodeid}: {spent:.0f} s (session at {elapsed / 60:.1f} min)")
