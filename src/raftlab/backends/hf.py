@@ -1,7 +1,8 @@
 """transformers backend (CPU or GPU) with a fast sampling loop for self-consistency.
 
 For a batch of prompts the loop prefills each prompt once, repeats its KV cache for the ``n`` samples,
-samples every sequence with its own seeded generator (so results do not depend on batch composition),
+samples every row in one vectorised step from a counter-based hash of its own sequence seed and the step (so
+results depend neither on batch composition nor on the device, and nothing leaves the device but the chosen ids),
 and drops finished sequences from the batch at each step (EOS or a stop string), so that no compute is
 spent on sequences that are done.
 """
@@ -9,6 +10,7 @@ spent on sequences that are done.
 from __future__ import annotations
 
 import hashlib
+import random
 import re
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -22,6 +24,48 @@ def sequence_seed(seed: int | None, prompt: str, sample_index: int) -> int | Non
         return None
     digest = hashlib.sha256(f"{seed}\x00{sample_index}\x00{prompt}".encode()).digest()
     return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+def _signed64(value: int) -> int:
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+_GOLDEN = _signed64(0x9E3779B97F4A7C15)
+_MIX1 = _signed64(0xBF58476D1CE4E5B9)
+_MIX2 = _signed64(0x94D049BB133111EB)
+
+
+def _shift_right(x, bits: int):
+    """Logical right shift of int64 tensors holding uint64 bits (torch's ``>>`` is arithmetic)."""
+    return (x >> bits) & ((1 << (64 - bits)) - 1)
+
+
+def _splitmix64(x):
+    """SplitMix64 of an int64 tensor (uint64 bits; multiplication wraps), the same on every device."""
+    x = x + _GOLDEN
+    x = (x ^ _shift_right(x, 30)) * _MIX1
+    x = (x ^ _shift_right(x, 27)) * _MIX2
+    return x ^ _shift_right(x, 31)
+
+
+def step_uniforms(seeds, step: int):
+    """One uniform in [0, 1) per row for decoding step ``step``: a counter-based hash of the row's sequence seed
+    and the step, so a row's draws depend on nothing else (not the batch, the device or the other rows)."""
+    import torch
+
+    bits = _splitmix64(_splitmix64(seeds) + step)
+    return _shift_right(bits, 11).to(torch.float64) / float(1 << 53)
+
+
+def sample_rows(probs, seeds, step: int):
+    """Inverse-CDF sampling of every row at once: the token whose cumulative probability first exceeds the row's
+    uniform (float64 sums, so no rounding can pick a token of probability zero)."""
+    import torch
+
+    cdf = probs.to(torch.float64).cumsum(dim=-1)
+    target = step_uniforms(seeds, step).to(cdf.device)[:, None] * cdf[:, -1:]
+    chosen = torch.searchsorted(cdf, target, right=True)[:, 0]
+    return chosen.clamp_(max=probs.shape[-1] - 1)
 
 
 def _filter_logits(logits, top_k: int, top_p: float):
@@ -167,13 +211,8 @@ class HFBackend:
         input_ids = torch.tensor([[pad] * (width - len(e)) + e for e in encoded], device=self.device)
         attn = torch.tensor([[0] * (width - len(e)) + [1] * len(e) for e in encoded], device=self.device)
         positions = (attn.cumsum(-1) - 1).clamp(min=0)
-        gens = []
-        for p in prompts:
-            for j in range(n):
-                s = sequence_seed(params.seed, p, j)
-                g = torch.Generator(device="cpu")
-                g.manual_seed(s) if s is not None else g.seed()
-                gens.append(g)
+        seeds = torch.tensor([s if (s := sequence_seed(params.seed, p, j)) is not None
+                              else random.getrandbits(63) for p in prompts for j in range(n)], device=self.device)
         with torch.inference_mode():
             out = model(input_ids=input_ids, attention_mask=attn, position_ids=positions, use_cache=True,
                         logits_to_keep=1)
@@ -194,7 +233,8 @@ class HFBackend:
             if stop_re is not None:
                 tail = max(tail, 64)  # tokens of context the regex sees (an answer sentence is shorter)
             for step in range(params.max_new_tokens):
-                chosen = self._sample(logits, params, [gens[i] for i in active])
+                chosen = self._sample(logits, params, seeds, step)
+                picked = chosen.tolist()  # one device-to-host copy per step
                 keep = []
                 aborted = ({i for i in {seq // n for seq in active} if should_stop(i)} if should_stop is not None
                            else set())
@@ -202,7 +242,7 @@ class HFBackend:
                     if seq // n in aborted:
                         reasons[seq] = "abort"
                         continue
-                    t = int(chosen[row])
+                    t = picked[row]
                     if t in self.eos_ids:
                         reasons[seq] = "stop"
                         continue
@@ -218,11 +258,11 @@ class HFBackend:
                 if len(keep) < len(active):
                     idx = torch.tensor(keep, device=self.device)
                     cache.batch_select_indices(idx)
-                    attn, next_pos, chosen = attn[idx], next_pos[idx], chosen[keep]
+                    attn, next_pos, chosen, seeds = attn[idx], next_pos[idx], chosen[idx], seeds[idx]
                     active = [active[r] for r in keep]
                 attn = torch.cat([attn, attn.new_ones((attn.shape[0], 1))], dim=1)
                 out = model(
-                    input_ids=chosen.view(-1, 1).to(self.device),
+                    input_ids=chosen.view(-1, 1),
                     attention_mask=attn,
                     position_ids=next_pos.view(-1, 1),
                     use_cache=True,
@@ -247,13 +287,14 @@ class HFBackend:
         return results
 
     @staticmethod
-    def _sample(logits, params: SamplingParams, gens) -> Any:
+    def _sample(logits, params: SamplingParams, seeds, step: int) -> Any:
+        """The next token of every row, on the model's device (argmax at temperature 0)."""
         import torch
 
         if params.temperature <= 0:
-            return logits.argmax(dim=-1).cpu()
-        probs = torch.softmax(_filter_logits(logits / params.temperature, params.top_k, params.top_p), dim=-1).cpu()
-        return torch.stack([torch.multinomial(probs[r], 1, generator=g)[0] for r, g in enumerate(gens)])
+            return logits.argmax(dim=-1)
+        probs = torch.softmax(_filter_logits(logits / params.temperature, params.top_k, params.top_p), dim=-1)
+        return sample_rows(probs, seeds, step)
 
     # ------------------------------------------------------------------- score
     def score_ids(self, sequences: list[list[int]], top_logprobs: int = 0

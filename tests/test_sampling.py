@@ -1,0 +1,37 @@
+"""The hf backend's vectorised sampler: right distribution, never a zero-probability token, and each row's draw
+depends only on its own seed and step."""
+
+from __future__ import annotations
+
+import torch
+
+from raftlab.backends.hf import sample_rows, step_uniforms
+
+
+def test_uniforms_are_uniform_and_independent_of_the_batch():
+    seeds = torch.arange(20000, dtype=torch.int64) * 7919 + 3
+    u = step_uniforms(seeds, 5)
+    assert u.min() >= 0 and u.max() < 1
+    counts = torch.histc(u.float(), bins=10, min=0, max=1)
+    assert (counts - 2000).abs().max() < 200  # ~4.5 standard deviations
+    assert torch.equal(step_uniforms(seeds[123:124], 5), u[123:124])  # alone or in a batch: the same draw
+    assert not torch.equal(step_uniforms(seeds, 6), u)  # another step, other draws
+
+
+def test_rows_follow_their_distribution_and_skip_zero_probability_tokens():
+    probs = torch.tensor([0.1, 0.0, 0.2, 0.7, 0.0]).repeat(30000, 1)
+    seeds = torch.randint(0, 2**62, (30000,), generator=torch.Generator().manual_seed(0))
+    chosen = sample_rows(probs, seeds, 0)
+    freq = torch.bincount(chosen, minlength=5).double() / len(chosen)
+    assert freq[1] == 0 and freq[4] == 0
+    assert torch.allclose(freq, probs[0].double(), atol=0.01)
+
+
+def test_a_rows_sample_does_not_depend_on_the_other_rows():
+    logits = torch.randn(6, 50, generator=torch.Generator().manual_seed(1))
+    probs = torch.softmax(logits, dim=-1)
+    seeds = torch.tensor([11, 22, 33, 44, 55, 66])
+    together = sample_rows(probs, seeds, 3)
+    alone = torch.cat([sample_rows(probs[i : i + 1], seeds[i : i + 1], 3) for i in range(6)])
+    assert torch.equal(together, alone)
+    assert torch.equal(sample_rows(probs[[5, 0]], seeds[[5, 0]], 3), together[[5, 0]])
