@@ -35,3 +35,31 @@ def test_a_rows_sample_does_not_depend_on_the_other_rows():
     alone = torch.cat([sample_rows(probs[i : i + 1], seeds[i : i + 1], 3) for i in range(6)])
     assert torch.equal(together, alone)
     assert torch.equal(sample_rows(probs[[5, 0]], seeds[[5, 0]], 3), together[[5, 0]])
+
+
+def test_a_shared_prompt_prefix_is_prefilled_once_with_the_same_result(hf):
+    from raftlab.backends.base import SamplingParams
+    from raftlab.backends.hf import MIN_SHARED_PREFIX
+
+    demos = "Question: Ann has 2 pens and buys 3 more. How many pens? The answer is 5.\n\n" * 3
+    prompts = [demos + f"Question: Tom has {i} apples and eats one. How many apples?" for i in (3, 12, 7)]
+    encoded = hf._encode(prompts)
+    model, shapes = hf.model, []
+
+    def recording(**kw):
+        shapes.append(tuple(kw["input_ids"].shape))
+        return model(**kw)
+
+    hf.model = recording
+    try:
+        cache, logits, attn, _ = hf._prefill(encoded)
+    finally:
+        hf.model = model
+    shared = shapes[0][1]
+    assert shapes[0][0] == 1 and shared >= MIN_SHARED_PREFIX  # the prefix, once
+    assert shapes[1] == (3, max(len(e) for e in encoded) - shared)  # then each prompt's own tokens
+    alone = [hf._prefill([e])[1] for e in encoded]
+    assert torch.allclose(logits, torch.cat(alone), atol=1e-4)
+    greedy = SamplingParams(n=1, temperature=0.0, max_new_tokens=12)
+    together = [row[0].text for row in hf.generate(prompts, greedy)]
+    assert together == [hf.generate([p], greedy)[0][0].text for p in prompts]

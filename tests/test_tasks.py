@@ -369,7 +369,7 @@ def test_hub_rows_convert_with_the_same_code() -> None:
 def test_packaged_samples_load_with_the_normal_loaders() -> None:
     from raftlab.data import SAMPLE_TASKS, SAMPLES_DIR
 
-    sizes = {"gsm8k": (50, 50), "svamp": (70, 30), "creak": (50, 50)}
+    sizes = {"gsm8k": (50, 50), "svamp": (70, 30), "creak": (400, 400)}
     for name in SAMPLE_TASKS:
         task = get_task(name)
         train, test = task.load("train", data_dir="packaged"), task.load("test", data_dir="packaged")

@@ -68,6 +68,20 @@ def sample_rows(probs, seeds, step: int):
     return chosen.clamp_(max=probs.shape[-1] - 1)
 
 
+#: Shared prompt tokens from which the prefix is prefilled once for a whole batch (shorter ones are not worth it).
+MIN_SHARED_PREFIX = 16
+
+
+def _common_prefix_length(rows: list[list[int]]) -> int:
+    first, length = rows[0], min(len(r) for r in rows)
+    for r in rows[1:]:
+        i = 0
+        while i < length and r[i] == first[i]:
+            i += 1
+        length = i
+    return length
+
+
 def _filter_logits(logits, top_k: int, top_p: float):
     import torch
 
@@ -206,17 +220,10 @@ class HFBackend:
 
         model, tok, n = self.model, self.tokenizer, max(1, params.n)
         encoded = self._encode([self._prompt_text(p) for p in prompts])
-        width = max(len(e) for e in encoded)
-        pad = tok.pad_token_id
-        input_ids = torch.tensor([[pad] * (width - len(e)) + e for e in encoded], device=self.device)
-        attn = torch.tensor([[0] * (width - len(e)) + [1] * len(e) for e in encoded], device=self.device)
-        positions = (attn.cumsum(-1) - 1).clamp(min=0)
         seeds = torch.tensor([s if (s := sequence_seed(params.seed, p, j)) is not None
                               else random.getrandbits(63) for p in prompts for j in range(n)], device=self.device)
         with torch.inference_mode():
-            out = model(input_ids=input_ids, attention_mask=attn, position_ids=positions, use_cache=True,
-                        logits_to_keep=1)
-            cache, logits = self._cache_of(out), out.logits[:, -1, :].float()
+            cache, logits, attn, positions = self._prefill(encoded)
             if n > 1:
                 cache.batch_repeat_interleave(n)
                 logits = logits.repeat_interleave(n, dim=0)
@@ -285,6 +292,41 @@ class HFBackend:
                 row.append(Generation(text=text, num_tokens=len(tokens[seq]), finish_reason=reasons[seq]))
             results.append(row)
         return results
+
+    def _prefill(self, encoded: list[list[int]]):
+        """Run the prompts through the model: ``(cache, last logits, attention mask, position ids)``.
+
+        When the prompts share a long token prefix (the same instruction and in-context demonstrations), that
+        prefix is computed once and its KV cache repeated for every prompt; each prompt's own tokens follow it,
+        right-aligned behind masked padding (``[prefix][pad..][suffix]``), with positions that continue the
+        prefix. Otherwise the prompts are left-padded."""
+        import torch
+
+        pad, dev = self.tokenizer.pad_token_id, self.device
+        shared = _common_prefix_length(encoded) if len(encoded) > 1 else 0
+        shared = min(shared, min(len(e) for e in encoded) - 1)  # every prompt keeps a token to predict from
+        if shared < MIN_SHARED_PREFIX:
+            width = max(len(e) for e in encoded)
+            input_ids = torch.tensor([[pad] * (width - len(e)) + e for e in encoded], device=dev)
+            attn = torch.tensor([[0] * (width - len(e)) + [1] * len(e) for e in encoded], device=dev)
+            positions = (attn.cumsum(-1) - 1).clamp(min=0)
+            out = self.model(input_ids=input_ids, attention_mask=attn, position_ids=positions, use_cache=True,
+                             logits_to_keep=1)
+            return self._cache_of(out), out.logits[:, -1, :].float(), attn, positions
+        prefix = torch.tensor([encoded[0][:shared]], device=dev)
+        out = self.model(input_ids=prefix, position_ids=torch.arange(shared, device=dev)[None], use_cache=True,
+                         logits_to_keep=1)
+        cache = self._cache_of(out)
+        cache.batch_repeat_interleave(len(encoded))
+        tails = [e[shared:] for e in encoded]
+        width = max(len(t) for t in tails)
+        input_ids = torch.tensor([[pad] * (width - len(t)) + t for t in tails], device=dev)
+        tail_mask = torch.tensor([[0] * (width - len(t)) + [1] * len(t) for t in tails], device=dev)
+        attn = torch.cat([tail_mask.new_ones((len(tails), shared)), tail_mask], dim=1)
+        positions = ((tail_mask.cumsum(-1) - 1).clamp(min=0) + shared)
+        out = self.model(input_ids=input_ids, attention_mask=attn, position_ids=positions, use_cache=True,
+                         logits_to_keep=1, **{self._cache_arg: cache})
+        return self._cache_of(out), out.logits[:, -1, :].float(), attn, positions
 
     @staticmethod
     def _sample(logits, params: SamplingParams, seeds, step: int) -> Any:
