@@ -50,6 +50,7 @@ def test_a_shared_prompt_prefix_is_prefilled_once_with_the_same_result(hf):
         shapes.append(tuple(kw["input_ids"].shape))
         return model(**kw)
 
+    recording.config = model.config
     hf.model = recording
     try:
         cache, logits, attn, _ = hf._prefill(encoded)

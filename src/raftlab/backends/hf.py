@@ -293,6 +293,13 @@ class HFBackend:
             results.append(row)
         return results
 
+    def _new_cache(self) -> dict[str, Any]:
+        """The cache argument of a prefill: a cache that grows in place where the model allows it."""
+        from raftlab.backends.kv_cache import growing_cache
+
+        cache = growing_cache(self.model.config)
+        return {} if cache is None else {self._cache_arg: cache}
+
     def _prefill(self, encoded: list[list[int]]):
         """Run the prompts through the model: ``(cache, last logits, attention mask, position ids)``.
 
@@ -311,11 +318,11 @@ class HFBackend:
             attn = torch.tensor([[0] * (width - len(e)) + [1] * len(e) for e in encoded], device=dev)
             positions = (attn.cumsum(-1) - 1).clamp(min=0)
             out = self.model(input_ids=input_ids, attention_mask=attn, position_ids=positions, use_cache=True,
-                             logits_to_keep=1)
+                             logits_to_keep=1, **self._new_cache())
             return self._cache_of(out), out.logits[:, -1, :].float(), attn, positions
         prefix = torch.tensor([encoded[0][:shared]], device=dev)
         out = self.model(input_ids=prefix, position_ids=torch.arange(shared, device=dev)[None], use_cache=True,
-                         logits_to_keep=1)
+                         logits_to_keep=1, **self._new_cache())
         cache = self._cache_of(out)
         cache.batch_repeat_interleave(len(encoded))
         tails = [e[shared:] for e in encoded]

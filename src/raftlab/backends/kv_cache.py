@@ -1,0 +1,83 @@
+"""A KV cache that grows in place: keys and values live in preallocated buffers with headroom, so a decoding step
+writes one position instead of copying the whole cache (transformers' ``DynamicLayer`` concatenates, which copies
+every row's cache at every step: with long in-context prompts that copy costs more than the model)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from transformers.cache_utils import DynamicCache, DynamicLayer
+
+#: Positions allocated beyond what is needed whenever a buffer is (re)allocated.
+HEADROOM = 128
+
+
+class GrowingLayer(DynamicLayer):
+    """``DynamicLayer`` whose ``keys``/``values`` are views of buffers with spare capacity along the sequence."""
+
+    def lazy_initialization(self, key_states, value_states) -> None:
+        super().lazy_initialization(key_states, value_states)
+        self._kbuf = self._vbuf = None
+        self._len = 0
+
+    def _adopt(self, keys, values, capacity: int) -> None:
+        """Take ``keys``/``values`` as the cache contents, in new buffers of ``capacity`` positions."""
+        import torch
+
+        b, h, n, d = keys.shape
+        self._kbuf = torch.empty((b, h, capacity, d), dtype=keys.dtype, device=keys.device)
+        self._vbuf = torch.empty((b, h, capacity, values.shape[-1]), dtype=values.dtype, device=values.device)
+        self._kbuf[:, :, :n] = keys
+        self._vbuf[:, :, :n] = values
+        self._len = n
+        self.keys, self.values = self._kbuf[:, :, :n], self._vbuf[:, :, :n]
+
+    def update(self, key_states, value_states, *args: Any, **kwargs: Any):
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+        new = key_states.shape[-2]
+        if self._kbuf is None or self._len + new > self._kbuf.shape[-2] or self._kbuf.shape[0] != key_states.shape[0]:
+            old_k = self.keys if self._len else key_states[:, :, :0]
+            old_v = self.values if self._len else value_states[:, :, :0]
+            self._adopt(old_k, old_v, self._len + new + HEADROOM)
+        end = self._len + new
+        self._kbuf[:, :, self._len:end] = key_states
+        self._vbuf[:, :, self._len:end] = value_states
+        self._len = end
+        self.keys, self.values = self._kbuf[:, :, :end], self._vbuf[:, :, :end]
+        return self.keys, self.values
+
+    def get_seq_length(self) -> int:
+        return self._len if self.is_initialized else 0
+
+    def batch_repeat_interleave(self, repeats: int) -> None:
+        if self.get_seq_length() > 0:
+            self._adopt(self.keys.repeat_interleave(repeats, dim=0), self.values.repeat_interleave(repeats, dim=0),
+                        self._kbuf.shape[-2])
+
+    def batch_select_indices(self, indices) -> None:
+        if self.get_seq_length() > 0:
+            self._kbuf, self._vbuf = self._kbuf[indices], self._vbuf[indices]
+            self.keys, self.values = self._kbuf[:, :, : self._len], self._vbuf[:, :, : self._len]
+
+    def crop(self, tokens_to_remove: int) -> None:
+        super().crop(tokens_to_remove)
+        if self.is_initialized and self.keys is not None and self._kbuf is not None:
+            self._len = self.keys.shape[-2]
+
+    def reset(self) -> None:
+        super().reset()
+        self._kbuf = self._vbuf = None
+        self._len = 0
+
+
+def growing_cache(model_config: Any) -> DynamicCache | None:
+    """A cache of :class:`GrowingLayer` for a model whose layers all use full attention (None for others, e.g.
+    sliding-window models, which keep transformers' own cache)."""
+    text = model_config.get_text_config(decoder=True) if hasattr(model_config, "get_text_config") else model_config
+    if getattr(text, "sliding_window", None) or set(getattr(text, "layer_types", None) or ["full_attention"]) != {
+            "full_attention"}:
+        return None
+    cache = DynamicCache()
+    cache.layer_class_to_replicate = GrowingLayer
+    return cache
