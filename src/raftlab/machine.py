@@ -21,6 +21,38 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+@lru_cache(maxsize=1)
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags (from /proc/cpuinfo on Linux; empty elsewhere)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def cpu_has_fast_bf16() -> bool:
+    """Whether this CPU multiplies bf16 in hardware (AVX-512 BF16 or AMX); without it bf16 is emulated and slower
+    than fp32."""
+    return bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
+
+
+def default_dtype_name(device: str) -> str:
+    """The dtype raftlab loads models in when none is given: bf16 on GPUs that support it and on CPUs with bf16
+    hardware, else fp32. ``RAFTLAB_DTYPE`` (e.g. ``float32``) overrides it."""
+    override = os.environ.get("RAFTLAB_DTYPE")
+    if override:
+        return override
+    if device.startswith("cuda"):
+        import torch
+
+        return "bfloat16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "float32"
+    return "bfloat16" if device == "cpu" and cpu_has_fast_bf16() else "float32"
+
+
 def describe_machine(device: str | None = None) -> dict[str, Any]:
     """``{"cpu", "cores", "torch_threads", "device", "gpu"}`` for recording next to a time."""
     import torch

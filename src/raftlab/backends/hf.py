@@ -176,6 +176,11 @@ class HFBackend:
             return prompt
         return self.render_chat([{"role": "user", "content": prompt}]) if self.chat_template else prompt
 
+    def describe(self) -> dict[str, Any]:
+        """What run settings record: the model, its dtype and the device."""
+        dtype = str(next(self.model.parameters()).dtype).removeprefix("torch.")
+        return {"backend": "hf", "model": self.model_name, "dtype": dtype, "device": str(self.device)}
+
     def _encode(self, texts: Sequence[str | list[int]]) -> list[list[int]]:
         """Token ids of prompts (texts are tokenized; token-id lists pass through unchanged)."""
         add_special = not self.chat_template  # chat templates already contain the BOS/special tokens
@@ -196,11 +201,13 @@ class HFBackend:
         of a request whose client went away)."""
         out: list[list[Generation]] = []
         per_chunk = max(1, self.batch_size // max(1, params.n)) if params.n > 1 else self.batch_size
-        longest = max((len(self._encode([self._prompt_text(p)])[0]) for p in prompts), default=1)
+        encoded = self._encode([self._prompt_text(p) for p in prompts])  # once; chunks reuse the ids
+        longest = max((len(e) for e in encoded), default=1)
         per_chunk = min(per_chunk, self._prompts_within_kv_budget(longest + params.max_new_tokens, params.n))
         for start in range(0, len(prompts), per_chunk):
             stop_fn = None if should_stop is None else (lambda i, _s=start: should_stop(_s + i))
-            out.extend(self._generate_chunk(prompts[start : start + per_chunk], params, stop_fn))
+            out.extend(self._generate_chunk(prompts[start : start + per_chunk], params, stop_fn,
+                                            encoded[start : start + per_chunk]))
         return out
 
     def _prompts_within_kv_budget(self, tokens: int, n: int) -> int:
@@ -215,11 +222,15 @@ class HFBackend:
         return max(1, int(self.kv_cache_mb * 2**20 // (per_token * tokens * max(1, n))))
 
     def _generate_chunk(self, prompts: list[str], params: SamplingParams,
-                        should_stop: Callable[[int], bool] | None = None) -> list[list[Generation]]:
+                        should_stop: Callable[[int], bool] | None = None,
+                        encoded: list[list[int]] | None = None) -> list[list[Generation]]:
+        """Samples for ``prompts`` (``encoded``: their token ids, when already known; the prompts themselves
+        still name the per-sample seeds)."""
         import torch
 
         model, tok, n = self.model, self.tokenizer, max(1, params.n)
-        encoded = self._encode([self._prompt_text(p) for p in prompts])
+        if encoded is None:
+            encoded = self._encode([self._prompt_text(p) for p in prompts])
         seeds = torch.tensor([s if (s := sequence_seed(params.seed, p, j)) is not None
                               else random.getrandbits(63) for p in prompts for j in range(n)], device=self.device)
         with torch.inference_mode():

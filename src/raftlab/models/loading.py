@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
 
 from raftlab.models.smollm2 import smollm2_dir
 from raftlab.models.tiny import TINY_VARIANTS, tiny_model_dir
+
+log = logging.getLogger(__name__)
 
 SPEC_HELP = "'smollm2' (packaged), 'tiny' / 'tiny-nobos' (random init), a local model or LoRA adapter directory, or a hub id"
 
@@ -58,12 +61,27 @@ def is_adapter_dir(path: str | Path) -> bool:
     return (Path(path) / "adapter_config.json").exists()
 
 
-def _torch_dtype(dtype: Any):
+_ANNOUNCED: set[tuple[str, str]] = set()
+
+
+def _torch_dtype(dtype: Any, device: str = "cpu"):
+    """The torch dtype for ``dtype``; None/"auto": :func:`raftlab.machine.default_dtype_name` for the device
+    (announced once per process)."""
     import torch
 
     if dtype is None or dtype == "auto":
-        return torch.float32  # CPU default; GPUs usually pass "bfloat16"
+        from raftlab.machine import default_dtype_name
+
+        name = default_dtype_name(device)
+        if (device, name) not in _ANNOUNCED:
+            _ANNOUNCED.add((device, name))
+            why = "RAFTLAB_DTYPE" if os.environ.get("RAFTLAB_DTYPE") else (
+                "bf16 hardware" if name == "bfloat16" else "no bf16 hardware")
+            log.info("models on %s load in %s (%s; RAFTLAB_DTYPE overrides)", device, name, why)
+        dtype = name
     if isinstance(dtype, str):
+        if not isinstance(getattr(torch, dtype, None), torch.dtype):
+            raise ValueError(f"unknown dtype {dtype!r} (e.g. float32, bfloat16, float16)")
         return getattr(torch, dtype)
     return dtype
 
@@ -99,7 +117,7 @@ def load_model(spec: str, dtype: Any = None, device: str = "cpu", merge_adapter:
     from transformers import AutoModelForCausalLM
 
     path = resolve_model_path(spec)
-    torch_dtype = _torch_dtype(dtype)
+    torch_dtype = _torch_dtype(dtype, device)
     tokenizer = load_tokenizer(spec)
     if is_adapter_dir(path):
         from peft import PeftModel

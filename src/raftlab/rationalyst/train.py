@@ -37,7 +37,7 @@ def train_generator(model: str, triples: Sequence[Triple], out_dir: str | Path, 
     if not triples:
         raise ValueError("no rationales to train on: run `raftlab rationalyst filter` first (or none were kept)")
     out = Path(out_dir)
-    net, tok = load_model(model)
+    net, tok = load_model(model, dtype="float32")  # trained: fp32 weights
     net.train()
     if lora:
         from peft import LoraConfig, get_peft_model

@@ -107,7 +107,7 @@ def prepare(config: TrainConfig):
 
     # the data first: a bad file is reported before minutes of model loading
     examples = load_examples(config.data_paths(), config.objective, config.data_examples())
-    model, tok = load_model(config.model)
+    model, tok = load_model(config.model, dtype="float32")  # fp32 master weights; bf16 comes from autocast
     if config.mixture:
         weights = polarity_weights(config.mixture, config.task_polarity or {}, config.mixture_polarity)
         examples = build_mixture(examples, weights, config.mixture_size, config.seed)
