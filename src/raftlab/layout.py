@@ -30,6 +30,9 @@ ICL_LABEL, ICL_RATIONALE = "icl_label", "icl_rationale"
 PROMPT_ARMS = {ICL_LABEL: "direct", ICL_RATIONALE: "cot"}
 
 EVAL = "eval"
+#: Subfolder of a label-only arm's eval folder with its token-probability (``direct_prob``) records, when the
+#: study's ``eval.direct_prob`` is set.
+DIRECT_PROB = "direct_prob"
 ANALYSIS = "analysis"
 REPORT = "report"
 ANALYSIS_FILE = "analysis/analysis.json"

@@ -25,6 +25,9 @@ ARM_DESCRIPTIONS: dict[str, str] = {
     "ft": "finetuned on labels (FT)",
     "raft": "finetuned on rationales + labels (RAFT)",
 }
+#: The arms whose answer is a label alone, so their confidence can also be read from the answer tokens'
+#: probabilities (``eval.direct_prob``; columns ``acc_<label>_prob``/``ece_<label>_prob``).
+LABEL_ONLY_ARMS: tuple[str, ...] = (layout.ICL_LABEL, "ft")
 #: (name, arm a, arm b): the difference a − b
 CONTRASTS: tuple[tuple[str, str, str], ...] = (
     ("④−③", "raft", "ft"),
@@ -57,6 +60,11 @@ def four_arm_rows(tasks: Sequence[Any]) -> list[dict[str, Any]]:
         for arm, label in PAPER_ARMS.items():
             m = t.metrics.get(arm) or {}
             row[f"acc_{label}"], row[f"ece_{label}"] = m.get("accuracy"), m.get("ece")
+        for arm in LABEL_ONLY_ARMS:  # the token-probability confidence of the label-only arms, when scored
+            m = (getattr(t, "token_prob", None) or {}).get(arm)
+            if m:
+                label = PAPER_ARMS[arm]
+                row[f"acc_{label}_prob"], row[f"ece_{label}_prob"] = m.get("accuracy"), m.get("ece")
         for name, _, _ in CONTRASTS:
             delta = t.contrasts.get(name)
             for metric, iv in (contrast_intervals(delta) if delta else {}).items():

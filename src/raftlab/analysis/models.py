@@ -72,6 +72,9 @@ class TaskRow(BaseModel):
     contrasts: dict[str, TaskDelta] = Field(
         default_factory=dict, description="the paper's four-arm differences (analysis.four_arms.CONTRASTS): name "
                                           "-> task_deltas(b, a); the 'raft' fields hold arm a, the 'ft' fields arm b")
+    token_prob: dict[str, dict[str, int | float | None]] = Field(
+        default_factory=dict, description="label-only arm -> metrics with the answer tokens' probability as the "
+                                          "confidence (direct_prob; the same questions, one forward pass each)")
     difficulty: dict[str, float] = Field(default_factory=dict, description="difficulty metric -> value")
     cost: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="arm -> {tokens_per_question, seconds_per_question, train_seconds, "

@@ -90,8 +90,13 @@ def analyze_study(runs: Runs | str | Path, difficulty: Mapping[str, Mapping[str,
             row.invalid_policies[arm] = _policy_metrics(raw, n_bins)
             row.baselines = row.baselines or baselines(raw)
         row.trustworthy, row.reasons = verdict(row.checks, (baseline, treatment))
-        for arm, (rec, _) in loaded.items():
+        for arm, (rec, source) in loaded.items():
             row.metrics[arm] = _clean(summarize(rec.confidence, rec.correct, k=rec.k, n_bins=n_bins))
+            prob = Path(source) / layout.DIRECT_PROB
+            if Path(source).is_dir() and prob.is_dir():
+                scored, _, _ = _load(prob, invalid)
+                row.token_prob[arm] = _clean(summarize(scored.confidence, scored.correct, k=scored.k,
+                                                       n_bins=n_bins))
             row.reliability[arm] = reliability_bins(rec.confidence, rec.correct, n_bins=n_bins, k=rec.k).to_dicts()
         if baseline in loaded:
             base = loaded[baseline][0]

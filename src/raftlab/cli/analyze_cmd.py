@@ -68,6 +68,27 @@ def print_four_arms(console, result) -> None:
             table.add_row(str(r["task"]), *cells)
         console.print(table)
     console.print("; ".join(f"{lab} {ARM_DESCRIPTIONS[arm]}" for arm, lab in PAPER_ARMS.items()), markup=False)
+    print_token_prob(console, result)
+
+
+def print_token_prob(console, result) -> None:
+    """The label-only arms' calibration with the vote share vs the answer tokens' probability as confidence."""
+    from rich.table import Table
+
+    from raftlab.analysis import PAPER_ARMS
+
+    scored = [(t, arm) for t in result.tasks for arm in t.token_prob if arm in t.metrics]
+    if not scored:
+        return
+    table = Table(title="label-only arms: confidence from the vote share vs the answer tokens' probability")
+    for col in ("task", "arm", "acc votes", "acc token-prob", "ECE votes", "ECE token-prob"):
+        table.add_column(col, justify="left" if col in ("task", "arm") else "right")
+    fmt = lambda v: "–" if v is None else f"{v:.3f}"  # noqa: E731
+    for t, arm in scored:
+        votes, prob = t.metrics[arm], t.token_prob[arm]
+        table.add_row(t.task, f"{PAPER_ARMS.get(arm, '')} {arm}", fmt(votes.get("accuracy")), fmt(prob.get("accuracy")),
+                      fmt(votes.get("ece")), fmt(prob.get("ece")))
+    console.print(table)
 
 
 def _fmt(iv) -> str:

@@ -17,6 +17,8 @@ def register(app: typer.Typer) -> None:
         rerun_changed: bool = typer.Option(False, "--rerun-changed",
                                            help="redo stages whose config changed (default: stop with an error)"),
         show_config: bool = typer.Option(False, "--show-config", help="print the resolved config and exit"),
+        seed: int = typer.Option(None, "--seed", help="override the config's seed (data order, training, "
+                                 "sampling): e.g. to check that a result is stable"),
     ) -> None:
         """Run rationales → train FT and RAFT (+ optional arms) → self-consistency eval → analysis → report."""
         import yaml
@@ -33,6 +35,8 @@ def register(app: typer.Typer) -> None:
         except ConfigError as exc:
             console.print(f"error: {exc}", markup=False)
             raise typer.Exit(2) from None
+        if seed is not None:
+            cfg = cfg.model_copy(update={"seed": seed})
         if show_config:
             typer.echo(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
             return

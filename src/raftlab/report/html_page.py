@@ -111,7 +111,27 @@ def four_arm_html(data: ReportData) -> str:
     legend = "; ".join(f"{escape(lab)} {escape(ARM_DESCRIPTIONS[arm])}" for arm, lab in PAPER_ARMS.items())
     return (f"<p>{legend}. Every arm's confidence is its self-consistency vote share. Differences are a − b of the "
             "raw metric as in the paper's Fig. 4 (a negative ECE difference: a is better calibrated), with paired "
-            "bootstrap 95% CIs; the average row is the plain mean over tasks.</p>" + "".join(parts))
+            "bootstrap 95% CIs; the average row is the plain mean over tasks.</p>" + "".join(parts)
+            + token_prob_html(data))
+
+
+def token_prob_html(data: ReportData) -> str:
+    """The label-only arms with the answer tokens' probability as the confidence, beside the vote share."""
+    from raftlab.analysis.four_arms import LABEL_ONLY_ARMS, PAPER_ARMS
+
+    labels = [PAPER_ARMS[a] for a in LABEL_ONLY_ARMS]
+    rows = [r for r in data.four_arms if r["task"] != "average" and any(f"ece_{lab}_prob" in r for lab in labels)]
+    if not rows:
+        return ""
+    fmt = lambda v: "–" if v is None else f"{v:.3f}"  # noqa: E731
+    body = "".join(f"<tr><td>{escape(str(r['task']))}</td><td>{escape(lab)}</td><td>{fmt(r.get(f'acc_{lab}'))}</td>"
+                   f"<td>{fmt(r.get(f'acc_{lab}_prob'))}</td><td>{fmt(r.get(f'ece_{lab}'))}</td>"
+                   f"<td>{fmt(r.get(f'ece_{lab}_prob'))}</td></tr>"
+                   for r in rows for lab in labels if f"ece_{lab}_prob" in r)
+    return ("<p>The label-only arms scored once more by the answer tokens' probabilities (one forward pass per "
+            "question instead of k samples; confidence = softmax over the options):</p>"
+            '<table id="token-prob"><tr><th>task</th><th>arm</th><th>Acc votes</th><th>Acc token-prob</th>'
+            f"<th>ECE votes</th><th>ECE token-prob</th></tr>{body}</table>")
 
 
 def summary_table_html(data: ReportData) -> str:

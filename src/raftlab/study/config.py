@@ -88,6 +88,10 @@ class EvalSettings(_Strict):
     backend_options: dict[str, Any] = Field(default_factory=dict, description="engine options of the evaluated models "
                                             "(as --backend-option: vLLM LLM(...), from_pretrained, the OpenAI "
                                             "client); recorded, secrets masked")
+    direct_prob: bool = Field(False, description="also score the label-only arms (① and FT) on choice tasks by the "
+                                                 "answer tokens' probabilities (one forward pass per question): "
+                                                 "confidence = softmax over the options, reported next to the "
+                                                 "vote share (needs a backend that scores)")
     both_prompts: bool = Field(False, description="also evaluate every trained arm with the other prompt (direct "
                                                   "vs CoT inference, as NLURC does); reported as arm <arm>@<mode>")
 

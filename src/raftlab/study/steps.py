@@ -146,9 +146,15 @@ def _self_consistency(cfg: StudyConfig, backend_spec: str, task: Any, data_out: 
         kwargs = {"batch_size": e.batch_size * (e.k if e.mode == "sc" else 1),
                   **({"device": cfg.device} if cfg.device else {})}
     options = cfg.eval.backend_options if options is None else options
-    return run_eval(get_backend(backend_spec, options, **kwargs), task, read_examples(stage_path(data_out, "test")),
-                    mode=e.mode, k=e.k, temperature=e.temperature, max_new_tokens=max_new_tokens, seed=cfg.seed,
-                    batch_size=e.batch_size, prompt_mode=prompt_mode, out_dir=out, progress=True)
+    backend, questions = get_backend(backend_spec, options, **kwargs), read_examples(stage_path(data_out, "test"))
+    metrics = run_eval(backend, task, questions, mode=e.mode, k=e.k, temperature=e.temperature,
+                       max_new_tokens=max_new_tokens, seed=cfg.seed, batch_size=e.batch_size,
+                       prompt_mode=prompt_mode, out_dir=out, progress=True)
+    if e.direct_prob and prompt_mode == "direct" and getattr(task, "answer_type", None) == "choice":
+        # the label-only arms' token-probability confidence, beside the vote share (analysis: TaskRow.token_prob)
+        metrics["direct_prob"] = run_eval(backend, task, questions, mode="direct_prob", seed=cfg.seed,
+                                          batch_size=e.batch_size, out_dir=out / layout.DIRECT_PROB, progress=True)
+    return metrics
 
 
 def evaluate(cfg: StudyConfig, spec: TaskSpec, arm: str, train_out: dict[str, Any], data_out: dict[str, Any],
