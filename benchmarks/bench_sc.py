@@ -105,6 +105,24 @@ def raftlab_sc(backend, prompts, k, temperature, max_new_tokens, stop, batch_siz
     return sum(g.num_tokens for row in rows for g in row)
 
 
+def matmul_gflops(dtype, device: str, size: int = 1024, repeats: int = 20) -> float:
+    """This machine's matrix-multiply rate in ``dtype`` (GFLOP/s, ``size``-cubed products, after a warm-up)."""
+    import torch
+
+    a = torch.randn(size, size, device=device).to(dtype)
+    b = torch.randn(size, size, device=device).to(dtype)
+    for _ in range(3):
+        a @ b
+    if device == "cuda":
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return 2 * size**3 * repeats / (time.perf_counter() - t0) / 1e9
+
+
 def _random_model(shape: str, tokenizer, dtype, device):
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
@@ -165,7 +183,7 @@ def main() -> None:
                "sequential": ("sequential HF (k generate calls per question)", sequential)}
     runs = [methods[b.strip()] for b in args.baselines.split(",") if b.strip()]
     runs.append(("raftlab (shared prefill, early drop)", None))
-    results = {}
+    results, tokens_by = {}, {}
     for name, fn in runs:
         if device == "cuda":
             torch.cuda.synchronize()
@@ -182,11 +200,19 @@ def main() -> None:
                 torch.cuda.synchronize()
             dt, cpu = time.perf_counter() - t0, time.process_time() - c0
         results[name] = (dt, cpu)
+        tokens_by[name] = toks
         memory = (f"peak GPU {torch.cuda.max_memory_allocated() / 2**30:6.1f} GiB" if device == "cuda"
                   else f"peak RSS {mem.peak / 2**20:7.0f} MiB")
         print(f"{name:52s} {len(prompts) / dt:8.3f} questions/s  {dt / len(prompts):7.2f} s/question  "
               f"{toks / dt:9.1f} tokens/s  {toks:7d} tokens  {dt:7.1f} s wall  {cpu:7.1f} s CPU  {memory}")
-    ours, ours_cpu = results.pop("raftlab (shared prefill, early drop)")
+    dtype_used = next(model.parameters()).dtype
+    peak = matmul_gflops(dtype_used, device)
+    ours, ours_cpu = results["raftlab (shared prefill, early drop)"]
+    for name, (dt, _) in results.items():
+        flops = 2 * params * tokens_by[name] / dt / 1e9  # weights' multiply-adds per generated token (no attention)
+        print(f"{name:52s} {flops:7.1f} GFLOP/s in the weights = {flops / peak:5.1%} of this machine's "
+              f"{str(dtype_used).removeprefix('torch.')} matmul rate ({peak:.0f} GFLOP/s, measured now)")
+    results.pop("raftlab (shared prefill, early drop)")
     for name, (base, base_cpu) in results.items():
         print(f"speed-up vs {name}: {base / ours:.2f}x wall-clock, {base_cpu / ours_cpu:.2f}x CPU time")
 

@@ -234,7 +234,7 @@ class HFBackend:
         seeds = torch.tensor([s if (s := sequence_seed(params.seed, p, j)) is not None
                               else random.getrandbits(63) for p in prompts for j in range(n)], device=self.device)
         with torch.inference_mode():
-            cache, logits, attn, positions = self._prefill(encoded)
+            cache, logits, attn, positions = self._prefill(encoded, params.max_new_tokens)
             if n > 1:
                 cache.batch_repeat_interleave(n)
                 logits = logits.repeat_interleave(n, dim=0)
@@ -304,14 +304,15 @@ class HFBackend:
             results.append(row)
         return results
 
-    def _new_cache(self) -> dict[str, Any]:
-        """The cache argument of a prefill: a cache that grows in place where the model allows it."""
+    def _new_cache(self, capacity: int | None = None) -> dict[str, Any]:
+        """The cache argument of a prefill: a cache that grows in place where the model allows it, sized for
+        ``capacity`` positions when known."""
         from raftlab.backends.kv_cache import growing_cache
 
-        cache = growing_cache(self.model.config)
+        cache = growing_cache(self.model.config, capacity)
         return {} if cache is None else {self._cache_arg: cache}
 
-    def _prefill(self, encoded: list[list[int]]):
+    def _prefill(self, encoded: list[list[int]], budget: int = 0):
         """Run the prompts through the model: ``(cache, last logits, attention mask, position ids)``.
 
         When the prompts share a long token prefix (the same instruction and in-context demonstrations), that
@@ -329,11 +330,12 @@ class HFBackend:
             attn = torch.tensor([[0] * (width - len(e)) + [1] * len(e) for e in encoded], device=dev)
             positions = (attn.cumsum(-1) - 1).clamp(min=0)
             out = self.model(input_ids=input_ids, attention_mask=attn, position_ids=positions, use_cache=True,
-                             logits_to_keep=1, **self._new_cache())
+                             logits_to_keep=1, **self._new_cache(width + budget))
             return self._cache_of(out), out.logits[:, -1, :].float(), attn, positions
         prefix = torch.tensor([encoded[0][:shared]], device=dev)
+        capacity = max(len(e) for e in encoded) + budget
         out = self.model(input_ids=prefix, position_ids=torch.arange(shared, device=dev)[None], use_cache=True,
-                         logits_to_keep=1, **self._new_cache())
+                         logits_to_keep=1, **self._new_cache(capacity))
         cache = self._cache_of(out)
         cache.batch_repeat_interleave(len(encoded))
         tails = [e[shared:] for e in encoded]

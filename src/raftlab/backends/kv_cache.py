@@ -8,27 +8,34 @@ from typing import Any
 
 from transformers.cache_utils import DynamicCache, DynamicLayer
 
-#: Positions allocated beyond what is needed whenever a buffer is (re)allocated.
+#: Positions allocated beyond what is needed whenever a buffer is (re)allocated, unless the cache was told how
+#: many positions it will hold (:func:`growing_cache`'s ``capacity``).
 HEADROOM = 128
 
 
 class GrowingLayer(DynamicLayer):
     """``DynamicLayer`` whose ``keys``/``values`` are views of buffers with spare capacity along the sequence."""
 
+    #: positions every buffer should hold (prompt + generation budget), when known; else HEADROOM spare ones
+    capacity: int | None = None
+
     def lazy_initialization(self, key_states, value_states) -> None:
         super().lazy_initialization(key_states, value_states)
         self._kbuf = self._vbuf = None
         self._len = 0
 
-    def _adopt(self, keys, values, capacity: int) -> None:
-        """Take ``keys``/``values`` as the cache contents, in new buffers of ``capacity`` positions."""
+    def _adopt(self, keys, values, capacity: int, repeats: int = 1) -> None:
+        """Take ``keys``/``values`` (each row ``repeats`` times, written straight into place: no temporary copy)
+        as the cache contents, in new buffers of ``capacity`` positions."""
         import torch
 
         b, h, n, d = keys.shape
-        self._kbuf = torch.empty((b, h, capacity, d), dtype=keys.dtype, device=keys.device)
-        self._vbuf = torch.empty((b, h, capacity, values.shape[-1]), dtype=values.dtype, device=values.device)
-        self._kbuf[:, :, :n] = keys
-        self._vbuf[:, :, :n] = values
+        capacity = max(capacity, self.capacity or 0, n)
+        self._kbuf = torch.empty((b * repeats, h, capacity, d), dtype=keys.dtype, device=keys.device)
+        self._vbuf = torch.empty((b * repeats, h, capacity, values.shape[-1]), dtype=values.dtype,
+                                 device=values.device)
+        self._kbuf.view(b, repeats, h, capacity, d)[:, :, :, :n] = keys[:, None]
+        self._vbuf.view(b, repeats, h, capacity, values.shape[-1])[:, :, :, :n] = values[:, None]
         self._len = n
         self.keys, self.values = self._kbuf[:, :, :n], self._vbuf[:, :, :n]
 
@@ -39,7 +46,8 @@ class GrowingLayer(DynamicLayer):
         if self._kbuf is None or self._len + new > self._kbuf.shape[-2] or self._kbuf.shape[0] != key_states.shape[0]:
             old_k = self.keys if self._len else key_states[:, :, :0]
             old_v = self.values if self._len else value_states[:, :, :0]
-            self._adopt(old_k, old_v, self._len + new + HEADROOM)
+            need = self._len + new
+            self._adopt(old_k, old_v, need if self.capacity and self.capacity >= need else need + HEADROOM)
         end = self._len + new
         self._kbuf[:, :, self._len:end] = key_states
         self._vbuf[:, :, self._len:end] = value_states
@@ -52,8 +60,7 @@ class GrowingLayer(DynamicLayer):
 
     def batch_repeat_interleave(self, repeats: int) -> None:
         if self.get_seq_length() > 0:
-            self._adopt(self.keys.repeat_interleave(repeats, dim=0), self.values.repeat_interleave(repeats, dim=0),
-                        self._kbuf.shape[-2])
+            self._adopt(self.keys, self.values, self._kbuf.shape[-2], repeats)
 
     def batch_select_indices(self, indices) -> None:
         if self.get_seq_length() > 0:
@@ -71,13 +78,14 @@ class GrowingLayer(DynamicLayer):
         self._len = 0
 
 
-def growing_cache(model_config: Any) -> DynamicCache | None:
+def growing_cache(model_config: Any, capacity: int | None = None) -> DynamicCache | None:
     """A cache of :class:`GrowingLayer` for a model whose layers all use full attention (None for others, e.g.
-    sliding-window models, which keep transformers' own cache)."""
+    sliding-window models, which keep transformers' own cache). ``capacity``: the positions it will hold (prompt
+    plus generation budget), allocated once."""
     text = model_config.get_text_config(decoder=True) if hasattr(model_config, "get_text_config") else model_config
     if getattr(text, "sliding_window", None) or set(getattr(text, "layer_types", None) or ["full_attention"]) != {
             "full_attention"}:
         return None
     cache = DynamicCache()
-    cache.layer_class_to_replicate = GrowingLayer
+    cache.layer_class_to_replicate = type("SizedGrowingLayer", (GrowingLayer,), {"capacity": capacity})
     return cache
