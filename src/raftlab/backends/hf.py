@@ -115,13 +115,13 @@ class HFBackend:
         batch_size: int = 40,
         score_batch_size: int = 8,
         chat_template: bool = False,
-        kv_cache_mb: int = 512,
+        kv_cache_mb: int | None = None,
         **from_pretrained: Any,
     ) -> None:
         """``batch_size``: sequences (prompts x samples) per generation forward; ``score_batch_size``: texts per
         scoring forward (full-vocabulary logits of every position, so keep it small); ``kv_cache_mb``: the KV
         cache one generation batch may hold (prompt + budget, for every sample), which caps the batch for long
-        prompts so that memory stays bounded. Further keyword arguments go to transformers' ``from_pretrained``
+        prompts so that memory stays bounded (default: 512 on a CPU, a quarter of the free memory on a GPU). Further keyword arguments go to transformers' ``from_pretrained``
         (e.g. ``attn_implementation="sdpa"``)."""
         import torch
 
@@ -143,6 +143,9 @@ class HFBackend:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.device = device
         self.batch_size = max(1, batch_size)
+        if kv_cache_mb is None:  # CPU: 512 MB; GPU: a quarter of the memory free once the model is loaded
+            kv_cache_mb = (int(torch.cuda.mem_get_info()[0] / 4 / 2**20) if str(device).startswith("cuda")
+                           else 512)
         self.kv_cache_mb = max(1, kv_cache_mb)
         self.score_batch_size = max(1, score_batch_size)
         self.chat_template = chat_template and getattr(tokenizer, "chat_template", None) is not None
