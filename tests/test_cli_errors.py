@@ -1,6 +1,6 @@
 """User errors from the `raftlab` command: one clear line naming what is wrong, exit code 2, no traceback
-(unless --debug). The matrix runs in-process through typer's runner; a few cases run the real entry point
-(`raftlab.cli.main.main`) in subprocesses."""
+(unless --debug). The matrix runs through typer's runner in one child interpreter; a few cases run the real
+entry point (`raftlab.cli.main.main`) in subprocesses of their own."""
 
 from __future__ import annotations
 
@@ -304,28 +304,38 @@ def _bad_files(d) -> None:
     (d / "empty_dir").mkdir()
 
 
+MATRIX_SCRIPT = """
+import json, sys
+from typer.testing import CliRunner
+from raftlab.cli.main import app
+cases = json.loads(sys.stdin.read())
+runner = CliRunner()
+out = {}
+for name, args in cases.items():
+    res = runner.invoke(app, args)
+    out[name] = {"exit_code": res.exit_code, "output": res.output,
+                 "exception": None if res.exception is None or isinstance(res.exception, SystemExit)
+                 else repr(res.exception)}
+print(json.dumps(out))
+"""
+
+
 @pytest.fixture(scope="module")
 def bad_input_results(tmp_path_factory):
-    """Every case of CASES, run in this process through typer's test runner (the error policy lives in the command
-    group, so the installed command behaves the same: the subprocess tests below check the real entry point). One
-    process instead of 76 keeps the matrix at seconds on a slow CI machine, where each fresh interpreter reading
-    torch from a cold disk took a minute."""
+    """Every case of CASES, run through typer's test runner in ONE child interpreter (the error policy lives in the
+    command group, so the installed command behaves the same; the subprocess tests below check the real entry
+    point). One interpreter instead of 76 keeps the matrix at seconds on a slow CI machine, where each fresh
+    interpreter took a minute; a child rather than this process keeps what the commands do to a process (signal
+    handlers, logging, threads) out of the other tests."""
     import os
-
-    from typer.testing import CliRunner
-
-    from raftlab.cli.main import app
 
     tmp = tmp_path_factory.mktemp("bad_input")
     _bad_files(tmp)
-    env = {"RAFTLAB_MAX_LINE_BYTES": "1000", "COLUMNS": "400", "HF_HUB_OFFLINE": "1"}
-    runner = CliRunner()
-    before = os.getcwd()
-    os.chdir(tmp)
-    try:
-        return {name: runner.invoke(app, args, env=env) for name, (args, _, _) in CASES.items()}
-    finally:
-        os.chdir(before)
+    env = {**os.environ, "RAFTLAB_MAX_LINE_BYTES": "1000", "COLUMNS": "400", "HF_HUB_OFFLINE": "1"}
+    res = subprocess.run([sys.executable, "-c", MATRIX_SCRIPT], input=json.dumps({n: a for n, (a, _, _) in
+                         CASES.items()}), capture_output=True, text=True, cwd=tmp, env=env, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    return json.loads(res.stdout.strip().splitlines()[-1])
 
 
 def _command_paths() -> set[str]:
@@ -357,9 +367,9 @@ def test_every_command_has_bad_input_cases():
 def test_bad_input_is_one_clear_line_without_traceback(case, bad_input_results):
     args, code, message = CASES[case]
     res = bad_input_results[case]
-    out = " ".join(res.output.split())  # rich may wrap long lines
-    assert res.exception is None or isinstance(res.exception, SystemExit), repr(res.exception)
-    assert res.exit_code == code, out[-500:]
+    out = " ".join(res["output"].split())  # rich may wrap long lines
+    assert res["exception"] is None, res["exception"]
+    assert res["exit_code"] == code, out[-500:]
     assert message in out and "Traceback" not in out, out[-500:]
 
 
