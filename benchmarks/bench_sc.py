@@ -2,10 +2,16 @@
 
 Baselines: **batched** (what a competent user writes: one ``model.generate(num_return_sequences=k)`` per batch of
 questions, left-padded, the same stop strings) and **sequential** (the paper's scripts: k separate ``generate``
-calls per question; slow, kept to show what the official approach costs). raftlab: questions batched, each prompt
-prefilled once with its KV cache repeated for the k samples, finished sequences dropped from the batch. All use
-the same model, prompts, temperature, max_new_tokens and stop strings. Prints questions/s, seconds per question,
-generated tokens/s, peak memory and ratios against each baseline.
+calls per question; slow, kept to show what the official approach costs). raftlab: its hf backend (questions
+batched, a shared prefix prefilled once, cascade attention over each prompt's cache on a CPU, prepacked bf16
+weights, finished sequences dropped). The baselines run a separately loaded, unmodified transformers model of the
+same dtype; all use the same prompts, temperature, max_new_tokens and stop strings. Prints questions/s, seconds
+per question, generated tokens/s, peak memory, ratios against each baseline (wall-clock and tokens/s: sampled
+lengths differ between methods) and the share of the machine's matmul rate measured in the same run.
+
+**Batch 1** (``--batch1``, on by default on a CPU): one prompt at a time, one sample, as ``raftlab serve`` and a
+local teacher decode; HF ``generate`` against raftlab, and both against the memory-bandwidth bound (this
+machine's read bandwidth, measured in the same run, divided by the bytes of weights one token reads).
 
 ``--random-init llama-7b`` measures a model of that shape with random weights (no download; the spec's tokenizer),
 e.g. on a GPU: random weights rarely emit EOS or a stop string, so every sample runs to ``--max-new-tokens``, which
@@ -18,10 +24,8 @@ makes the timing an upper bound for that length.
 from __future__ import annotations
 
 import argparse
-import threading
+import copy
 import time
-
-import psutil
 
 #: Shapes for ``--random-init`` (Llama-2-7B and the 135M SmolLM2 student).
 SHAPES = {
@@ -30,25 +34,6 @@ SHAPES = {
     "smollm2-135m": dict(hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9,
                          num_key_value_heads=3),
 }
-
-
-class PeakRSS:
-    """Peak resident memory of this process while the block runs (sampled every 20 ms)."""
-
-    def __enter__(self):
-        self.proc, self.peak, self._stop = psutil.Process(), 0, threading.Event()
-        self._t = threading.Thread(target=self._watch, daemon=True)
-        self._t.start()
-        return self
-
-    def _watch(self):
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self.proc.memory_info().rss)
-            time.sleep(0.02)
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._t.join()
 
 
 def _generated(out, prompt_len: int, tok) -> int:
@@ -149,13 +134,16 @@ def main() -> None:
     ap.add_argument("--dtype", default=None, help="e.g. bfloat16")
     ap.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     ap.add_argument("--baselines", default="batched,sequential", help="comma-separated: batched, sequential")
+    ap.add_argument("--batch1", action=argparse.BooleanOptionalAction, default=None,
+                    help="also measure batch-1 decoding against the bandwidth bound (default: on a CPU)")
     args = ap.parse_args()
 
     import torch
 
     from raftlab.backends.hf import HFBackend
     from raftlab.inference import DEFAULT_STOP
-    from raftlab.models import load_tokenizer
+    from raftlab.machine import PeakRSS
+    from raftlab.models import load_model, load_tokenizer
     from raftlab.tasks import get_task
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -170,10 +158,14 @@ def main() -> None:
         if tok.pad_token_id is None:
             tok.pad_token = tok.eos_token
         model = _random_model(args.random_init, tok, dtype, device)
-        backend = HFBackend(model, tokenizer=tok, device=device, batch_size=args.batch_size, kv_cache_mb=kv_mb)
+        backend = HFBackend(copy.deepcopy(model), tokenizer=tok, device=device, batch_size=args.batch_size,
+                            kv_cache_mb=kv_mb)
     else:
         backend = HFBackend(args.model, dtype=args.dtype, device=device, batch_size=args.batch_size, kv_cache_mb=kv_mb)
-        model, tok = backend.model, backend.tokenizer
+        # the baselines get their own, unmodified model (the backend changes its own model's kernels in place)
+        model, tok = load_model(args.model, dtype=next(backend.model.parameters()).dtype, device=device)
+        if tok.pad_token_id is None:
+            tok.pad_token = tok.eos_token
     params = sum(p.numel() for p in model.parameters())
     print(f"model={args.random_init or args.model} ({params / 1e6:.0f}M params, {next(model.parameters()).dtype}) "
           f"device={device} task={args.task} questions={len(prompts)} k={args.k} T={args.temperature} "
@@ -182,39 +174,113 @@ def main() -> None:
     methods = {"batched": ("batched HF (one generate, num_return_sequences=k)", batched),
                "sequential": ("sequential HF (k generate calls per question)", sequential)}
     runs = [methods[b.strip()] for b in args.baselines.split(",") if b.strip()]
-    runs.append(("raftlab (shared prefill, early drop)", None))
+    ours_name = "raftlab hf backend"
+    runs.append((ours_name, None))
     results, tokens_by = {}, {}
     for name, fn in runs:
-        if device == "cuda":
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-        with PeakRSS() as mem, torch.inference_mode():
-            t0, c0 = time.perf_counter(), time.process_time()
-            if fn is None:
-                toks = raftlab_sc(backend, prompts, args.k, args.temperature, args.max_new_tokens, DEFAULT_STOP,
-                                  args.batch_size)
-            else:
-                toks = fn(model, tok, prompts, args.k, args.temperature, args.max_new_tokens, DEFAULT_STOP,
-                          args.batch_size)
-            if device == "cuda":
-                torch.cuda.synchronize()
-            dt, cpu = time.perf_counter() - t0, time.process_time() - c0
-        results[name] = (dt, cpu)
-        tokens_by[name] = toks
-        memory = (f"peak GPU {torch.cuda.max_memory_allocated() / 2**30:6.1f} GiB" if device == "cuda"
-                  else f"peak RSS {mem.peak / 2**20:7.0f} MiB")
+        dt, cpu, toks, memory = _timed(device, lambda fn=fn: raftlab_sc(
+            backend, prompts, args.k, args.temperature, args.max_new_tokens, DEFAULT_STOP, args.batch_size)
+            if fn is None else fn(model, tok, prompts, args.k, args.temperature, args.max_new_tokens, DEFAULT_STOP,
+                                  args.batch_size), PeakRSS)
+        results[name], tokens_by[name] = (dt, cpu), toks
         print(f"{name:52s} {len(prompts) / dt:8.3f} questions/s  {dt / len(prompts):7.2f} s/question  "
               f"{toks / dt:9.1f} tokens/s  {toks:7d} tokens  {dt:7.1f} s wall  {cpu:7.1f} s CPU  {memory}")
     dtype_used = next(model.parameters()).dtype
     peak = matmul_gflops(dtype_used, device)
-    ours, ours_cpu = results["raftlab (shared prefill, early drop)"]
+    ours, ours_cpu = results[ours_name]
     for name, (dt, _) in results.items():
         flops = 2 * params * tokens_by[name] / dt / 1e9  # weights' multiply-adds per generated token (no attention)
         print(f"{name:52s} {flops:7.1f} GFLOP/s in the weights = {flops / peak:5.1%} of this machine's "
               f"{str(dtype_used).removeprefix('torch.')} matmul rate ({peak:.0f} GFLOP/s, measured now)")
-    results.pop("raftlab (shared prefill, early drop)")
+    ours_rate = tokens_by[ours_name] / ours
     for name, (base, base_cpu) in results.items():
-        print(f"speed-up vs {name}: {base / ours:.2f}x wall-clock, {base_cpu / ours_cpu:.2f}x CPU time")
+        if name != ours_name:
+            print(f"speed-up vs {name}: {base / ours:.2f}x wall-clock, {base_cpu / ours_cpu:.2f}x CPU time, "
+                  f"{ours_rate / (tokens_by[name] / base):.2f}x tokens/s")
+    if args.batch1 if args.batch1 is not None else device == "cpu":
+        batch_one(model, tok, backend, prompts, args, device)
+
+
+def _timed(device: str, work, peak_rss):
+    """``(wall s, CPU s, result, memory text)`` of ``work()``."""
+    import torch
+
+    if device == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    with peak_rss() as mem, torch.inference_mode():
+        t0, c0 = time.perf_counter(), time.process_time()
+        result = work()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        dt, cpu = time.perf_counter() - t0, time.process_time() - c0
+    memory = (f"peak GPU {torch.cuda.max_memory_allocated() / 2**30:6.1f} GiB" if device == "cuda"
+              else f"peak RSS {mem.peak / 2**20:7.0f} MiB")
+    return dt, cpu, result, memory
+
+
+def read_bandwidth(megabytes: int = 512, repeats: int = 5) -> float:
+    """This process's memory read bandwidth in GB/s: the best of a few full reads of a buffer far larger than the
+    caches (a max over bytes and a float32 sum), each after a warm-up pass."""
+    import torch
+
+    x = torch.ones(megabytes * 2**20 // 4)
+    best = 0.0
+    for read in (lambda: x.view(torch.uint8).max(), lambda: x.sum()):
+        read()
+        t0 = time.perf_counter()
+        for _ in range(repeats):
+            read()
+        best = max(best, x.numel() * 4 * repeats / (time.perf_counter() - t0) / 1e9)
+    return best
+
+
+def weight_bytes_per_token(model) -> int:
+    """Bytes of weights one decoding step reads: every parameter once, except an input embedding that is not
+    shared with the output layer (a step reads one of its rows)."""
+    seen, total = set(), 0
+    embed = model.get_input_embeddings().weight
+    tied = embed is model.get_output_embeddings().weight
+    for p in model.parameters():
+        if id(p) in seen or (p is embed and not tied):
+            continue
+        seen.add(id(p))
+        total += p.numel() * p.element_size()
+    return total
+
+
+def batch_one(model, tok, backend, prompts, args, device: str) -> None:
+    """Batch-1 decoding (one prompt, one sample at a time) of HF generate and raftlab vs the bandwidth bound."""
+    import torch
+
+    from raftlab.backends.base import SamplingParams
+    from raftlab.machine import PeakRSS
+
+    bandwidth = read_bandwidth()
+    per_token = weight_bytes_per_token(model)
+    bound = bandwidth * 1e9 / per_token
+
+    def hf_one() -> int:
+        torch.manual_seed(0)
+        total = 0
+        for p in prompts:
+            ids = tok(p, return_tensors="pt").to(model.device)
+            out = model.generate(**ids, do_sample=True, temperature=args.temperature, top_k=0,
+                                 max_new_tokens=args.max_new_tokens, pad_token_id=tok.pad_token_id)
+            total += out.shape[1] - ids.input_ids.shape[1]
+        return total
+
+    def ours_one() -> int:
+        params = SamplingParams(n=1, temperature=args.temperature, max_new_tokens=args.max_new_tokens, seed=0)
+        return sum(backend.generate([p], params)[0][0].num_tokens for p in prompts)
+
+    print(f"batch 1: read bandwidth {bandwidth:.1f} GB/s (measured now), {per_token / 1e6:.0f} MB of weights per "
+          f"token -> bound {bound:.1f} tokens/s (prompt prefill included in the timings below)")
+    for name, work in (("HF generate, one prompt at a time", hf_one), ("raftlab hf backend, one prompt at a time",
+                                                                          ours_one)):
+        dt, cpu, toks, memory = _timed(device, work, PeakRSS)
+        print(f"{name:52s} {toks / dt:9.1f} tokens/s  {toks:7d} tokens  {dt:7.1f} s wall  = {toks / dt / bound:5.1%}"
+              f" of the bandwidth bound  {memory}")
 
 
 if __name__ == "__main__":

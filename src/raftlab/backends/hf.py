@@ -9,10 +9,11 @@ spent on sequences that are done.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import random
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from raftlab.backends.base import ContinuationScore, Generation, SamplingParams
@@ -57,15 +58,35 @@ def step_uniforms(seeds, step: int):
     return _shift_right(bits, 11).to(torch.float64) / float(1 << 53)
 
 
+#: Tokens per block of the two-level inverse CDF in :func:`sample_rows`.
+CDF_BLOCK = 256
+
+
 def sample_rows(probs, seeds, step: int):
     """Inverse-CDF sampling of every row at once: the token whose cumulative probability first exceeds the row's
-    uniform (float64 sums, so no rounding can pick a token of probability zero)."""
+    uniform; cumulative sums in float64, and never a token of probability zero.
+
+    Two levels, because a cumulative sum over a 50k vocabulary is sequential and was a twentieth of a CPU decoding
+    step: the sums of blocks of :data:`CDF_BLOCK` tokens find the block, and a cumulative sum inside that block
+    finds the token. Block sums are float32 sums of 256 float32 numbers; where their rounding disagrees with the
+    float64 sum inside the block, the block's last token of non-zero probability is taken."""
     import torch
 
-    cdf = probs.to(torch.float64).cumsum(dim=-1)
-    target = step_uniforms(seeds, step).to(cdf.device)[:, None] * cdf[:, -1:]
-    chosen = torch.searchsorted(cdf, target, right=True)[:, 0]
-    return chosen.clamp_(max=probs.shape[-1] - 1)
+    rows, vocab = probs.shape
+    blocks = -(-vocab // CDF_BLOCK)
+    padded = probs if vocab == blocks * CDF_BLOCK else torch.nn.functional.pad(probs, (0, blocks * CDF_BLOCK - vocab))
+    padded = padded.view(rows, blocks, CDF_BLOCK)
+    block_cdf = padded.sum(dim=-1).to(torch.float64).cumsum_(dim=-1)  # (rows, blocks)
+    target = step_uniforms(seeds, step).to(probs.device)[:, None] * block_cdf[:, -1:]
+    block = torch.searchsorted(block_cdf, target, right=True).clamp_(max=blocks - 1)  # (rows, 1)
+    before = torch.where(block > 0, block_cdf.gather(1, (block - 1).clamp(min=0)), 0.0)
+    inside = padded.gather(1, block[:, :, None].expand(rows, 1, CDF_BLOCK))[:, 0].to(torch.float64)
+    local = torch.searchsorted(inside.cumsum(dim=-1), target - before, right=True)  # (rows, 1)
+    # rounding between the block sums and the cumulative sum inside a block can put the target past the block's
+    # end: then the block's last token of non-zero probability
+    last_nonzero = CDF_BLOCK - 1 - (inside > 0).flip(-1).to(torch.int8).argmax(dim=-1, keepdim=True)
+    local = torch.minimum(local, last_nonzero)
+    return (block * CDF_BLOCK + local)[:, 0].clamp_(max=vocab - 1)
 
 
 #: Shared prompt tokens from which the prefix is prefilled once for a whole batch (shorter ones are not worth it).
@@ -116,13 +137,20 @@ class HFBackend:
         score_batch_size: int = 8,
         chat_template: bool = False,
         kv_cache_mb: int | None = None,
+        cascade: bool = True,
+        cpu_kernels: bool = True,
         **from_pretrained: Any,
     ) -> None:
         """``batch_size``: sequences (prompts x samples) per generation forward; ``score_batch_size``: texts per
         scoring forward (full-vocabulary logits of every position, so keep it small); ``kv_cache_mb``: the KV
         cache one generation batch may hold (prompt + budget, for every sample), which caps the batch for long
-        prompts so that memory stays bounded (default: 512 on a CPU, a quarter of the free memory on a GPU). Further keyword arguments go to transformers' ``from_pretrained``
-        (e.g. ``attn_implementation="sdpa"``)."""
+        prompts so that memory stays bounded (default: 512 on a CPU, a quarter of the free memory on a GPU);
+        ``cascade``: on a CPU, decode k > 1 samples per prompt with cascade attention (each prompt's KV cache read
+        once for its samples, :mod:`raftlab.backends.cascade`; False: the model's own attention over repeated
+        caches); ``cpu_kernels``: on a CPU, fused RMSNorm and (with bf16 instructions) bf16 linear layers that keep
+        a oneDNN-prepacked copy of their weight (:mod:`raftlab.backends.cpu_kernels`; the weights held twice). Further
+        keyword arguments go to transformers' ``from_pretrained`` (e.g.
+        ``attn_implementation="sdpa"``)."""
         import torch
 
         if device is None:
@@ -154,6 +182,14 @@ class HFBackend:
         import inspect
 
         self._cache_arg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+        from raftlab.backends.cascade import supports_cascade
+
+        if cpu_kernels and not str(device).startswith("cuda"):
+            from raftlab.backends.cpu_kernels import speed_up_for_cpu_inference
+
+            speed_up_for_cpu_inference(model, batch_hint=self.batch_size)
+        #: sampling k > 1 per prompt decodes with cascade attention (CPU only: measured there; see cascade.py)
+        self._cascade = cascade and not str(device).startswith("cuda") and supports_cascade(model)
 
     # ----------------------------------------------------------------- helpers
 
@@ -206,15 +242,19 @@ class HFBackend:
         per_chunk = max(1, self.batch_size // max(1, params.n)) if params.n > 1 else self.batch_size
         encoded = self._encode([self._prompt_text(p) for p in prompts])  # once; chunks reuse the ids
         longest = max((len(e) for e in encoded), default=1)
-        per_chunk = min(per_chunk, self._prompts_within_kv_budget(longest + params.max_new_tokens, params.n))
+        if self._cascade and params.n > 1:  # each prompt's cache once, plus every sample's own tokens
+            per_prompt = longest + params.n * params.max_new_tokens
+        else:
+            per_prompt = params.n * (longest + params.max_new_tokens)
+        per_chunk = min(per_chunk, self._prompts_within_kv_budget(per_prompt))
         for start in range(0, len(prompts), per_chunk):
             stop_fn = None if should_stop is None else (lambda i, _s=start: should_stop(_s + i))
             out.extend(self._generate_chunk(prompts[start : start + per_chunk], params, stop_fn,
                                             encoded[start : start + per_chunk]))
         return out
 
-    def _prompts_within_kv_budget(self, tokens: int, n: int) -> int:
-        """How many prompts of ``tokens`` (prompt + budget), ``n`` samples each, fit ``kv_cache_mb`` of KV cache."""
+    def _prompts_within_kv_budget(self, tokens: int) -> int:
+        """How many prompts whose samples hold ``tokens`` cached positions in all fit ``kv_cache_mb``."""
         cfg = self.model.config
         layers = getattr(cfg, "num_hidden_layers", None)
         heads = getattr(cfg, "num_key_value_heads", None) or getattr(cfg, "num_attention_heads", None)
@@ -222,7 +262,7 @@ class HFBackend:
         if not (layers and heads and head_dim):
             return self.batch_size
         per_token = 2 * layers * heads * head_dim * next(self.model.parameters()).element_size()
-        return max(1, int(self.kv_cache_mb * 2**20 // (per_token * tokens * max(1, n))))
+        return max(1, int(self.kv_cache_mb * 2**20 // (per_token * max(1, tokens))))
 
     def _generate_chunk(self, prompts: list[str], params: SamplingParams,
                         should_stop: Callable[[int], bool] | None = None,
@@ -236,12 +276,16 @@ class HFBackend:
             encoded = self._encode([self._prompt_text(p) for p in prompts])
         seeds = torch.tensor([s if (s := sequence_seed(params.seed, p, j)) is not None
                               else random.getrandbits(63) for p in prompts for j in range(n)], device=self.device)
-        with torch.inference_mode():
+        cascade = None
+        with torch.inference_mode(), self._decoding_attention(n) as switch_to_cascade:
             cache, logits, attn, positions = self._prefill(encoded, params.max_new_tokens)
+            if switch_to_cascade is not None:  # the samples of a prompt share its KV cache
+                cascade = cache = switch_to_cascade(cache, attn, params.max_new_tokens)
             if n > 1:
-                cache.batch_repeat_interleave(n)
+                if cascade is None:
+                    cache.batch_repeat_interleave(n)
+                    attn = attn.repeat_interleave(n, dim=0)
                 logits = logits.repeat_interleave(n, dim=0)
-                attn = attn.repeat_interleave(n, dim=0)
                 positions = positions.repeat_interleave(n, dim=0)
             next_pos = positions[:, -1] + 1
             total = len(prompts) * n
@@ -278,16 +322,24 @@ class HFBackend:
                     break
                 if len(keep) < len(active):
                     idx = torch.tensor(keep, device=self.device)
-                    cache.batch_select_indices(idx)
-                    attn, next_pos, chosen, seeds = attn[idx], next_pos[idx], chosen[idx], seeds[idx]
+                    if cascade is not None:
+                        cascade.select_rows(idx)
+                    else:
+                        cache.batch_select_indices(idx)
+                        attn = attn[idx]
+                    next_pos, chosen, seeds = next_pos[idx], chosen[idx], seeds[idx]
                     active = [active[r] for r in keep]
-                attn = torch.cat([attn, attn.new_ones((attn.shape[0], 1))], dim=1)
+                if cascade is not None:  # no mask: the cache knows each row's prompt padding
+                    step_args = {"cascade": cascade}
+                else:
+                    attn = torch.cat([attn, attn.new_ones((attn.shape[0], 1))], dim=1)
+                    step_args = {"attention_mask": attn}
                 out = model(
                     input_ids=chosen.view(-1, 1),
-                    attention_mask=attn,
                     position_ids=next_pos.view(-1, 1),
                     use_cache=True,
                     **{self._cache_arg: cache},
+                    **step_args,
                 )
                 cache, logits = self._cache_of(out), out.logits[:, -1, :].float()
                 next_pos = next_pos + 1
@@ -306,6 +358,31 @@ class HFBackend:
                 row.append(Generation(text=text, num_tokens=len(tokens[seq]), finish_reason=reasons[seq]))
             results.append(row)
         return results
+
+    @contextlib.contextmanager
+    def _decoding_attention(self, n: int) -> Iterator[Callable[..., Any] | None]:
+        """Cascade attention for decoding ``n`` > 1 samples per prompt on a CPU (each prompt's KV cache is read
+        once for all its samples; :mod:`raftlab.backends.cascade`). Yields None when it does not apply, else
+        ``switch(prefill_cache, prompt_mask, budget) -> CascadeCache``, which the caller calls after the prefill
+        (which keeps the model's own attention); the model's attention setting is restored on exit."""
+        if not self._cascade or n < 2:
+            yield None
+            return
+        from raftlab.backends import cascade
+
+        cascade.register()
+        config = self.model.config
+        before = config._attn_implementation
+
+        def switch(prefill_cache: Any, prompt_mask: Any, budget: int) -> Any:
+            cache = cascade.CascadeCache(prefill_cache, prompt_mask, n, budget)
+            config._attn_implementation = cascade.ATTENTION_NAME
+            return cache
+
+        try:
+            yield switch
+        finally:
+            config._attn_implementation = before
 
     def _new_cache(self, capacity: int | None = None) -> dict[str, Any]:
         """The cache argument of a prefill: a cache that grows in place where the model allows it, sized for
@@ -358,7 +435,8 @@ class HFBackend:
 
         if params.temperature <= 0:
             return logits.argmax(dim=-1)
-        probs = torch.softmax(_filter_logits(logits / params.temperature, params.top_k, params.top_p), dim=-1)
+        scaled = logits.mul_(1.0 / params.temperature)  # logits: this step's own float32 copy
+        probs = torch.softmax(_filter_logits(scaled, params.top_k, params.top_p), dim=-1)
         return sample_rows(probs, seeds, step)
 
     # ------------------------------------------------------------------- score

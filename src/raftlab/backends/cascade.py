@@ -1,0 +1,142 @@
+"""Cascade attention for self-consistency decoding: the k samples of a prompt read its KV cache once.
+
+With k samples per prompt, the usual way (repeat the prompt's KV cache k times, attend row by row) reads every
+prompt's keys and values k times at every step of every layer. On a CPU, decoding attention is bound by those
+memory reads: with 40 rows and ~200-token prompts it cost as much as all the model's matmuls. Here each layer
+keeps the prompts' keys/values once (``P`` rows) and the samples' own generated keys/values separately (``P*k``
+rows); a decoding step computes the scores of all k samples' queries against their prompt as one matmul per
+prompt, the scores against each sample's own tokens, and one softmax over both (the same result as attending
+over the concatenation; the prefix/suffix split of Hydragen and cascade inference).
+
+Both parts run torch's fused CPU attention kernel (scores accumulated in float32, as in transformers' sdpa path),
+and their results are merged by their log-sum-exps. Used by :class:`~raftlab.backends.hf.
+HFBackend` for sampling on a CPU with models whose layers all use full attention through transformers' attention
+interface; everything else keeps the standard path.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+#: Name under which :func:`cascade_attention` is registered in transformers' attention interface.
+ATTENTION_NAME = "raftlab_cascade"
+
+
+class CascadeCache:
+    """Per layer: the prompts' keys/values once, ``(P, kv_heads, prompt_len, head_dim)``, and the generated
+    tokens' keys/values of every active sample, ``(rows, kv_heads, budget, head_dim)``, filled in place.
+
+    ``row_prompt[r]`` is the prompt of active row ``r``; ``slot[r]`` its place in the full ``P * k`` grid (rows
+    that finished are dropped from the generated buffers and from these two maps)."""
+
+    def __init__(self, prefill_cache: Any, prompt_mask: Any, n: int, budget: int) -> None:
+        import torch
+
+        self.layers = []
+        for layer in prefill_cache.layers:
+            self.layers.append([layer.keys, layer.values, None, None])
+        self.prompts, self.n, self.budget, self.length = prompt_mask.shape[0], n, max(1, budget), 0
+        device = prompt_mask.device
+        dtype = prefill_cache.layers[0].keys.dtype
+        bias = torch.zeros((prompt_mask.shape[0], 1, 1, prompt_mask.shape[1]), dtype=dtype, device=device)
+        self.prompt_bias = bias.masked_fill(prompt_mask[:, None, None, :] == 0, float("-inf"))  # (P,1,1,Lp)
+        rows = self.prompts * n
+        self.row_prompt = torch.arange(self.prompts, device=device).repeat_interleave(n)
+        self.slot = torch.arange(rows, device=device)
+        self.full = True  # every row of the P x k grid is active (no scatter/gather needed)
+
+    # -- the parts of transformers' Cache protocol a decoder forward uses
+    def update(self, key_states, value_states, layer_idx: int, *args: Any, **kwargs: Any):
+        import torch
+
+        entry = self.layers[layer_idx]
+        if entry[2] is None:
+            rows, heads, _, dim = key_states.shape
+            shape = (rows, heads, self.budget, dim)
+            entry[2] = torch.empty(shape, dtype=key_states.dtype, device=key_states.device)
+            entry[3] = torch.empty(shape, dtype=key_states.dtype, device=key_states.device)
+        at = self.length
+        entry[2][:, :, at : at + 1] = key_states
+        entry[3][:, :, at : at + 1] = value_states
+        if layer_idx == len(self.layers) - 1:
+            self.length += 1
+            end = self.length
+        else:
+            end = at + 1
+        return entry[2][:, :, :end], entry[3][:, :, :end]
+
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        return self.layers[0][0].shape[-2] + self.length
+
+    def select_rows(self, keep) -> None:
+        """Keep only the active rows ``keep`` (indices into the current rows)."""
+        for entry in self.layers:
+            if entry[2] is not None:
+                entry[2], entry[3] = entry[2][keep], entry[3][keep]
+        self.row_prompt, self.slot = self.row_prompt[keep], self.slot[keep]
+        self.full = False
+
+
+def cascade_attention(module: Any, query, key, value, attention_mask, scaling: float | None = None,
+                      dropout: float = 0.0, cascade: CascadeCache | None = None, **kwargs: Any):
+    """One decoding step of attention for ``query`` ``(rows, heads, 1, head_dim)``: ``key``/``value`` are the
+    rows' generated tokens (from :meth:`CascadeCache.update`), the prompts' come from ``cascade``. Returns
+    ``(rows, 1, heads, head_dim)`` as transformers' attention functions do.
+
+    Two calls of torch's fused CPU attention kernel, which also returns each query's log-sum-exp: the k samples of
+    a prompt attend to it as k query positions of one sequence, each row attends to its own generated tokens, and
+    the two partial results are merged with their log-sum-exps (exactly the softmax over the concatenation)."""
+    import torch
+
+    flash = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
+    rows, heads, q_len, dim = query.shape
+    if cascade is None or q_len != 1:
+        raise RuntimeError("cascade attention is for single-token decoding steps with a CascadeCache")
+    prompt_k, prompt_v = cascade.layers[module.layer_idx][:2]
+    p, n = prompt_k.shape[0], cascade.n
+    if cascade.full:
+        grid = query.view(p, n, heads, dim)
+    else:
+        grid = query.new_zeros((p * n, heads, dim))
+        grid[cascade.slot] = query.view(rows, heads, dim)
+        grid = grid.view(p, n, heads, dim)
+    # a prompt's queries: its n samples x the query heads sharing each key/value head, as one query sequence
+    kv_heads = prompt_k.shape[1]
+    groups = heads // kv_heads
+    grid = grid.view(p, n, kv_heads, groups, dim).permute(0, 2, 1, 3, 4).reshape(p, kv_heads, n * groups, dim)
+    from_prompt, prompt_lse = flash(grid, prompt_k, prompt_v, attn_mask=cascade.prompt_bias, scale=scaling)
+    from_prompt = from_prompt.view(p, kv_heads, n, groups, dim).permute(0, 2, 1, 3, 4).reshape(p * n, heads, dim)
+    prompt_lse = prompt_lse.view(p, kv_heads, n, groups).permute(0, 2, 1, 3).reshape(p * n, heads)
+    if not cascade.full:
+        from_prompt, prompt_lse = from_prompt[cascade.slot], prompt_lse[cascade.slot]
+    from_own, own_lse = flash(query, key, value, scale=scaling)  # (rows, heads, 1, dim), (rows, heads, 1)
+    own_lse = own_lse.view(rows, heads)
+    # softmax over both parts = the parts' outputs weighted by exp(lse_part) / (exp(lse_prompt) + exp(lse_own))
+    prompt_share = torch.sigmoid(prompt_lse - own_lse)[..., None]
+    out = torch.lerp(from_own.view(rows, heads, dim).float(), from_prompt.float(), prompt_share)
+    return out.to(query.dtype).view(rows, 1, heads, dim), None
+
+
+def register() -> None:
+    """Register :func:`cascade_attention` with transformers (idempotent)."""
+    from transformers import AttentionInterface
+
+    AttentionInterface.register(ATTENTION_NAME, cascade_attention)
+
+
+def supports_cascade(model: Any) -> bool:
+    """Whether ``model``'s attention goes through transformers' attention interface with full attention in every
+    layer (Llama, Mistral without sliding window, Qwen2, SmolLM2, ...), so that decoding steps can use
+    :func:`cascade_attention`."""
+    config = model.config
+    text = config.get_text_config(decoder=True) if hasattr(config, "get_text_config") else config
+    if getattr(text, "sliding_window", None) or set(getattr(text, "layer_types", None) or ["full_attention"]) != {
+            "full_attention"}:
+        return False
+    if getattr(config, "_attn_implementation", None) not in ("sdpa", "eager", ATTENTION_NAME):
+        return False
+    if not getattr(model, "_supports_attention_backend", False):
+        return False  # models that do not dispatch through ALL_ATTENTION_FUNCTIONS
+    heads = getattr(text, "num_attention_heads", None)
+    kv_heads = getattr(text, "num_key_value_heads", None) or heads
+    return bool(heads and kv_heads and heads % kv_heads == 0)
