@@ -1,12 +1,17 @@
 """Training throughput: raftlab's training recipe vs the official one, measured in the same run.
 
 Every recipe trains the same model (LoRA) on the same rationale-augmented examples with the same batch size,
-loss masks and optimizer; only the batching and the loss computation differ:
+loss masks and optimizer; only the batching, the loss computation, the attention kernel and the precision differ:
 
 * official: random order, each batch padded to its longest example, full-vocabulary logits at every position
   (the study's released recipe with dynamic padding);
 * raftlab: length-grouped batches (``raftlab.training.sampler``) and logits only where a token is trained
-  (``raftlab.training.loss``); the default of ``raftlab train``;
+  (``raftlab.training.loss``), plain matmul attention on a CPU where it fits; the default of ``raftlab train``
+  in fp32;
+* raftlab + bf16 (where the hardware has bf16; raftlab's default there): the same, with LoRA's frozen base in
+  bf16, fp32 adapters and autocast;
+* reference, official + bf16 autocast: the official recipe with the Trainer's ``bf16`` flag (autocast over fp32
+  weights), what the official scripts do with ``--bf16``;
 * raftlab --pack: one padding-free row per batch (``PackCollator``) and target-only logits;
 * with ``--max-length-baseline``: also every batch padded to ``--max-length`` (tokenizer padding="max_length").
 
@@ -34,10 +39,13 @@ class Recipe(NamedTuple):
     pack: bool
     target_logits: bool
     pad_to_max: bool = False
+    bf16: bool = False
 
 
 OFFICIAL = Recipe("official (random order, pad per batch, full logits)", False, False, False)
 RAFTLAB = Recipe("raftlab (length-grouped, target-only logits)", True, False, True)
+RAFTLAB_BF16 = Recipe("raftlab + bf16 (bf16 base, fp32 LoRA, autocast)", True, False, True, bf16=True)
+OFFICIAL_BF16 = Recipe("reference: official + bf16 autocast", False, False, False, bf16=True)
 PACKED = Recipe("raftlab --pack (packed rows, target-only logits)", False, True, True)
 MAX_LENGTH = Recipe("reference: random order, pad to max length", False, False, False, True)
 
@@ -63,9 +71,14 @@ def run(config, recipe: Recipe) -> tuple[float, float, int, int, float]:
     from raftlab.training.trainer import raft_trainer_cls, training_arguments, with_lengths
 
     set_seed(config.seed)
-    model, tok, rows = prepare(config)
+    # the official recipe under bf16 is the Trainer's autocast over fp32 weights (raftlab's LoRA keeps the base
+    # in bf16 instead)
+    official = recipe in (OFFICIAL, OFFICIAL_BF16, MAX_LENGTH)  # stock attention and (under bf16) fp32 weights
+    model, tok, rows = prepare(config.model_copy(update={"bf16": recipe.bf16}),
+                               base_dtype="float32" if official else None, cpu_attention=not official)
     with_lengths(rows)
-    args = training_arguments(config.model_copy(update={"group_by_length": recipe.grouped}), len(rows))
+    args = training_arguments(config.model_copy(update={"group_by_length": recipe.grouped, "bf16": recipe.bf16}),
+                              len(rows))
     args.save_strategy = "no"
     args.disable_tqdm = True
     if recipe.pack:
@@ -94,6 +107,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     ap.add_argument("--no-pack", action="store_true", help="skip the packed recipe")
     ap.add_argument("--max-length-baseline", action="store_true", help="also time padding to --max-length")
+    ap.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
+                    help="also time bf16 autocast (raftlab, and the official recipe as a reference); default: where "
+                         "the device has bf16 hardware")
     args = ap.parse_args()
 
     import torch
@@ -103,8 +119,11 @@ def main() -> None:
     on_gpu = torch.cuda.is_available()
     if args.threads:
         torch.set_num_threads(args.threads)
-    recipes = [OFFICIAL, RAFTLAB] + ([] if args.no_pack else [PACKED]) + \
-        ([MAX_LENGTH] if args.max_length_baseline else [])
+    from raftlab.machine import cpu_has_fast_bf16
+
+    bf16 = args.bf16 if args.bf16 is not None else (torch.cuda.is_bf16_supported() if on_gpu else cpu_has_fast_bf16())
+    recipes = [OFFICIAL, RAFTLAB] + ([RAFTLAB_BF16, OFFICIAL_BF16] if bf16 else []) + \
+        ([] if args.no_pack else [PACKED]) + ([MAX_LENGTH] if args.max_length_baseline else [])
 
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data.jsonl"

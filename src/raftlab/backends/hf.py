@@ -148,7 +148,8 @@ class HFBackend:
         ``cascade``: on a CPU, decode k > 1 samples per prompt with cascade attention (each prompt's KV cache read
         once for its samples, :mod:`raftlab.backends.cascade`; False: the model's own attention over repeated
         caches); ``cpu_kernels``: on a CPU, fused RMSNorm and (with bf16 instructions) bf16 linear layers that keep
-        a oneDNN-prepacked copy of their weight (:mod:`raftlab.backends.cpu_kernels`; the weights held twice). Further
+        a oneDNN-prepacked copy of their weight (:mod:`raftlab.backends.cpu_kernels`; the weights held twice; a
+        model object passed in is changed in place). Further
         keyword arguments go to transformers' ``from_pretrained`` (e.g.
         ``attn_implementation="sdpa"``)."""
         import torch

@@ -74,7 +74,9 @@ class TrainSettings(BaseModel):
                                 "(same loss and gradients, less compute)",
                                 json_schema_extra={"cli": ["--target-logits/--full-logits"]})
     save_steps: int = Field(200, ge=1, description="checkpoint every N steps (resume continues from the newest)")
-    bf16: bool | None = Field(None, description="bf16 mixed precision (default: where the GPU supports it)")
+    bf16: bool | None = Field(None, description="bf16 training (default: where the hardware has bf16, GPU or CPU; "
+                              "LoRA keeps the frozen base in bf16 and the adapters in fp32, full finetuning uses "
+                              "autocast over fp32 weights)")
     logging_steps: int = Field(10, ge=1)
 
     @model_validator(mode="before")
