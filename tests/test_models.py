@@ -69,3 +69,13 @@ def test_bad_specs_give_clear_errors(tmp_path):
     f.write_text("x")
     with pytest.raises(ValueError, match="not a directory"):
         resolve_model_path(str(f))
+
+
+def test_a_directory_without_a_model_is_refused_with_a_hint(tmp_path):
+    from raftlab.models import resolve_model_path
+
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "adapter_config.json").write_text("{}")
+    with pytest.raises(ValueError, match=r"not a model directory.*a model is in .*model"):
+        resolve_model_path(str(tmp_path))
+    assert resolve_model_path(str(tmp_path / "model")) == str(tmp_path / "model")

@@ -43,8 +43,14 @@ def resolve_model_path(spec: str) -> str:
         return str(smollm2_dir())
     if spec in TINY_VARIANTS:
         return str(tiny_model_dir(spec))
-    if Path(spec).expanduser().exists():
-        return str(Path(spec).expanduser())
+    path = Path(spec).expanduser()
+    if path.exists():
+        if path.is_dir() and not any((path / f).exists() for f in (
+                "config.json", "adapter_config.json", "tokenizer_config.json")):
+            inside = sorted(p.parent.name for p in path.glob("*/*config.json"))
+            hint = f" (a model is in {path / inside[0]})" if inside else ""
+            raise ValueError(f"{path}: not a model directory: no config.json or adapter_config.json{hint}")
+        return str(path)
     return spec  # hub id: resolved by transformers (needs network or a local HF cache)
 
 
