@@ -21,6 +21,11 @@ from typing import Any
 #: Name under which :func:`cascade_attention` is registered in transformers' attention interface.
 ATTENTION_NAME = "raftlab_cascade"
 
+#: Architectures whose decoder layers call the attention interface the way :func:`cascade_attention` expects
+#: (rotary positions, a ``layer_idx`` per attention module, no soft-capping or sliding windows). Others keep the
+#: model's own attention.
+CASCADE_MODEL_TYPES = frozenset({"llama", "mistral", "qwen2", "qwen3"})
+
 
 class CascadeCache:
     """Per layer: the prompts' keys/values once, ``(P, kv_heads, prompt_len, head_dim)``, and the generated
@@ -125,10 +130,12 @@ def register() -> None:
 
 
 def supports_cascade(model: Any) -> bool:
-    """Whether ``model``'s attention goes through transformers' attention interface with full attention in every
-    layer (Llama, Mistral without sliding window, Qwen2, SmolLM2, ...), so that decoding steps can use
-    :func:`cascade_attention`."""
+    """Whether decoding steps of ``model`` can use :func:`cascade_attention`: an architecture of
+    :data:`CASCADE_MODEL_TYPES` (SmolLM2 is a Llama) with full attention in every layer, dispatching through
+    transformers' attention interface."""
     config = model.config
+    if getattr(config, "model_type", None) not in CASCADE_MODEL_TYPES:
+        return False
     text = config.get_text_config(decoder=True) if hasattr(config, "get_text_config") else config
     if getattr(text, "sliding_window", None) or set(getattr(text, "layer_types", None) or ["full_attention"]) != {
             "full_attention"}:
