@@ -113,16 +113,34 @@ def _adapter_base(path: str | Path) -> str:
     return base
 
 
+def trained_base_dtype(path: str | Path) -> str | None:
+    """The dtype an adapter's frozen base was trained in (``train_summary.json``'s ``precision.base_dtype``), or
+    None when not recorded. A LoRA adapter learns its correction on top of that exact base: evaluated over a
+    base in another precision its answers change (measured on a 135M RAFT model trained over an fp32 base:
+    greedy chain-of-thought answers differed on 9.5% of 200 questions in bf16, accuracy 0.545 -> 0.505)."""
+    summary = Path(path) / "train_summary.json"
+    try:
+        precision = json.loads(summary.read_text(encoding="utf-8")).get("precision") or {}
+    except (OSError, ValueError):
+        return None
+    dtype = precision.get("base_dtype")
+    return dtype if dtype in ("float32", "bfloat16", "float16") else None
+
+
 def load_model(spec: str, dtype: Any = None, device: str = "cpu", merge_adapter: bool = True,
                **from_pretrained: Any):
     """Load ``(model, tokenizer)`` for ``spec`` ({SPEC_HELP}).
 
     LoRA adapter directories are loaded onto their base model (resizing its embeddings when the adapter's
-    tokenizer added tokens, e.g. ``<Think_i>``) and merged unless ``merge_adapter=False``.
+    tokenizer added tokens, e.g. ``<Think_i>``) and merged unless ``merge_adapter=False``. Without an explicit
+    ``dtype`` (or ``RAFTLAB_DTYPE``), an adapter loads in the precision its base was trained in
+    (:func:`trained_base_dtype`), other models in :func:`raftlab.machine.default_dtype_name`'s.
     """
     from transformers import AutoModelForCausalLM
 
     path = resolve_model_path(spec)
+    if (dtype is None or dtype == "auto") and not os.environ.get("RAFTLAB_DTYPE") and is_adapter_dir(path):
+        dtype = trained_base_dtype(path)  # evaluate an adapter over the base precision it was trained with
     torch_dtype = _torch_dtype(dtype, device)
     tokenizer = load_tokenizer(spec)
     if is_adapter_dir(path):
