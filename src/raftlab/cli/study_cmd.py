@@ -11,7 +11,7 @@ def register(app: typer.Typer) -> None:
     @app.command("study")
     def study(
         config: str = typer.Argument(None, help="study YAML, or a built-in name: default | quick "
-                                               "(no argument: the built-in default, ~14 min on 2 CPU cores)"),
+                                               "(no argument: the built-in default, ~11 min on 2 CPU cores)"),
         out: Path = typer.Option(None, "--out", "-o", help="run directory (default: runs/<study name>)"),
         quick: bool = typer.Option(False, "--quick", help="the built-in quick config (tiny model, ~1-2 min)"),
         rerun_changed: bool = typer.Option(False, "--rerun-changed",
