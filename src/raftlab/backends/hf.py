@@ -149,9 +149,8 @@ class HFBackend:
         once for its samples, :mod:`raftlab.backends.cascade`; False: the model's own attention over repeated
         caches); ``cpu_kernels``: on a CPU, fused RMSNorm and (with bf16 instructions) bf16 linear layers that keep
         a oneDNN-prepacked copy of their weight (:mod:`raftlab.backends.cpu_kernels`; the weights held twice; a
-        model object passed in is changed in place). Further
-        keyword arguments go to transformers' ``from_pretrained`` (e.g.
-        ``attn_implementation="sdpa"``)."""
+        model object passed in is changed in place). Further keyword arguments go to transformers'
+        ``from_pretrained`` (e.g. ``attn_implementation="sdpa"``)."""
         import torch
 
         if device is None:
@@ -279,7 +278,9 @@ class HFBackend:
                               else random.getrandbits(63) for p in prompts for j in range(n)], device=self.device)
         cascade = None
         with torch.inference_mode(), self._decoding_attention(n) as switch_to_cascade:
-            cache, logits, attn, positions = self._prefill(encoded, params.max_new_tokens)
+            # under cascade attention the prompts' cache never grows (each sample's tokens go elsewhere)
+            budget = 0 if switch_to_cascade is not None else params.max_new_tokens
+            cache, logits, attn, positions = self._prefill(encoded, budget)
             if switch_to_cascade is not None:  # the samples of a prompt share its KV cache
                 cascade = cache = switch_to_cascade(cache, attn, params.max_new_tokens)
             if n > 1:
