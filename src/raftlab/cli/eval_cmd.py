@@ -9,6 +9,9 @@ import typer
 
 from raftlab.cli.options import backend_options_flag
 
+#: Sequences (questions x samples) per generation batch when --batch-size is not given.
+ROWS_PER_BATCH = 40
+
 
 def register(app: typer.Typer) -> None:
     @app.command("eval")
@@ -31,7 +34,8 @@ def register(app: typer.Typer) -> None:
         limit: int = typer.Option(None, help="evaluate a seeded random subset of this size"),
         data: Path = typer.Option(None, help="a JSONL file of Examples instead of the task's own split"),
         data_dir: str = typer.Option(None, help="dataset folder (default: RAFTLAB_DATA_DIR or ../shared/datasets)"),
-        batch_size: int = typer.Option(4, min=1, help="questions per batch"),
+        batch_size: int | None = typer.Option(None, min=1, help="questions per batch (default: 40 sequences per "
+                                              "forward, i.e. 40 // k questions with --mode sc, 40 otherwise)"),
         seed: int = typer.Option(0),
         out: Path = typer.Option(..., "--out", "-o", help="output dir (records.jsonl, settings.json, metrics.json)"),
         backend_option: list[str] = backend_options_flag(),
@@ -55,6 +59,8 @@ def register(app: typer.Typer) -> None:
         if api not in ("chat", "completions"):
             typer.echo(f"error: --api must be chat or completions, not {api!r}", err=True)
             raise typer.Exit(2)
+        if batch_size is None:
+            batch_size = max(1, ROWS_PER_BATCH // (max(1, k) if mode == "sc" else 1))
         options = parse_backend_options(backend_option)
         if spec.startswith("openai:"):
             backend = get_backend(spec, options, api=api)
