@@ -142,7 +142,6 @@ def main() -> None:
 
     from raftlab.backends.hf import HFBackend
     from raftlab.inference import DEFAULT_STOP
-    from raftlab.machine import PeakRSS
     from raftlab.models import load_model, load_tokenizer
     from raftlab.tasks import get_task
 
@@ -178,10 +177,13 @@ def main() -> None:
     runs.append((ours_name, None))
     results, tokens_by = {}, {}
     for name, fn in runs:
-        dt, cpu, toks, memory = _timed(device, lambda fn=fn: raftlab_sc(
-            backend, prompts, args.k, args.temperature, args.max_new_tokens, DEFAULT_STOP, args.batch_size)
-            if fn is None else fn(model, tok, prompts, args.k, args.temperature, args.max_new_tokens, DEFAULT_STOP,
-                                  args.batch_size), PeakRSS)
+        if fn is None:
+            work = lambda: raftlab_sc(backend, prompts, args.k, args.temperature, args.max_new_tokens,  # noqa: E731
+                                      DEFAULT_STOP, args.batch_size)
+        else:
+            work = lambda fn=fn: fn(model, tok, prompts, args.k, args.temperature,  # noqa: E731
+                                    args.max_new_tokens, DEFAULT_STOP, args.batch_size)
+        dt, cpu, toks, memory = _timed(device, work)
         results[name], tokens_by[name] = (dt, cpu), toks
         print(f"{name:52s} {len(prompts) / dt:8.3f} questions/s  {dt / len(prompts):7.2f} s/question  "
               f"{toks / dt:9.1f} tokens/s  {toks:7d} tokens  {dt:7.1f} s wall  {cpu:7.1f} s CPU  {memory}")
@@ -201,14 +203,16 @@ def main() -> None:
         batch_one(model, tok, backend, prompts, args, device)
 
 
-def _timed(device: str, work, peak_rss):
+def _timed(device: str, work):
     """``(wall s, CPU s, result, memory text)`` of ``work()``."""
     import torch
+
+    from raftlab.machine import PeakRSS
 
     if device == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
-    with peak_rss() as mem, torch.inference_mode():
+    with PeakRSS() as mem, torch.inference_mode():
         t0, c0 = time.perf_counter(), time.process_time()
         result = work()
         if device == "cuda":
@@ -238,15 +242,10 @@ def read_bandwidth(megabytes: int = 512, repeats: int = 5) -> float:
 def weight_bytes_per_token(model) -> int:
     """Bytes of weights one decoding step reads: every parameter once, except an input embedding that is not
     shared with the output layer (a step reads one of its rows)."""
-    seen, total = set(), 0
     embed = model.get_input_embeddings().weight
     tied = embed is model.get_output_embeddings().weight
-    for p in model.parameters():
-        if id(p) in seen or (p is embed and not tied):
-            continue
-        seen.add(id(p))
-        total += p.numel() * p.element_size()
-    return total
+    # parameters() yields a tied weight once
+    return sum(p.numel() * p.element_size() for p in model.parameters() if tied or p is not embed)
 
 
 def batch_one(model, tok, backend, prompts, args, device: str) -> None:
@@ -254,7 +253,6 @@ def batch_one(model, tok, backend, prompts, args, device: str) -> None:
     import torch
 
     from raftlab.backends.base import SamplingParams
-    from raftlab.machine import PeakRSS
 
     bandwidth = read_bandwidth()
     per_token = weight_bytes_per_token(model)
@@ -278,7 +276,7 @@ def batch_one(model, tok, backend, prompts, args, device: str) -> None:
           f"token -> bound {bound:.1f} tokens/s (prompt prefill included in the timings below)")
     for name, work in (("HF generate, one prompt at a time", hf_one), ("raftlab hf backend, one prompt at a time",
                                                                           ours_one)):
-        dt, cpu, toks, memory = _timed(device, work, PeakRSS)
+        dt, cpu, toks, memory = _timed(device, work)
         print(f"{name:52s} {toks / dt:9.1f} tokens/s  {toks:7d} tokens  {dt:7.1f} s wall  = {toks / dt / bound:5.1%}"
               f" of the bandwidth bound  {memory}")
 

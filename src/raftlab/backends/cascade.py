@@ -2,21 +2,22 @@
 
 With k samples per prompt, the usual way (repeat the prompt's KV cache k times, attend row by row) reads every
 prompt's keys and values k times at every step of every layer. On a CPU, decoding attention is bound by those
-memory reads: with 40 rows and ~200-token prompts it cost as much as all the model's matmuls. Here each layer
-keeps the prompts' keys/values once (``P`` rows) and the samples' own generated keys/values separately (``P*k``
-rows); a decoding step computes the scores of all k samples' queries against their prompt as one matmul per
-prompt, the scores against each sample's own tokens, and one softmax over both (the same result as attending
-over the concatenation; the prefix/suffix split of Hydragen and cascade inference).
+memory reads: with 40 rows and ~200-token prompts it cost half as much as all the model's matmuls. Here each
+layer keeps the prompts' keys/values once (``P`` rows) and the samples' own generated keys/values separately
+(``P*k`` rows). A decoding step runs torch's fused CPU attention kernel twice: all k samples of a prompt attend
+to it as the query rows of one sequence, and each sample attends to its own tokens; the two partial results are
+merged by their log-sum-exps, which gives exactly the softmax over the concatenation (the prefix/suffix split of
+Hydragen and cascade inference). Scores accumulate in float32 inside the kernel, as in transformers' sdpa path.
 
-Both parts run torch's fused CPU attention kernel (scores accumulated in float32, as in transformers' sdpa path),
-and their results are merged by their log-sum-exps. Used by :class:`~raftlab.backends.hf.
-HFBackend` for sampling on a CPU with models whose layers all use full attention through transformers' attention
-interface; everything else keeps the standard path.
+Used by :class:`~raftlab.backends.hf.HFBackend` for sampling on a CPU with the architectures of
+:data:`CASCADE_MODEL_TYPES`; everything else keeps the standard path.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from raftlab.backends.kv_cache import full_attention_only
 
 #: Name under which :func:`cascade_attention` is registered in transformers' attention interface.
 ATTENTION_NAME = "raftlab_cascade"
@@ -31,8 +32,8 @@ class CascadeCache:
     """Per layer: the prompts' keys/values once, ``(P, kv_heads, prompt_len, head_dim)``, and the generated
     tokens' keys/values of every active sample, ``(rows, kv_heads, budget, head_dim)``, filled in place.
 
-    ``row_prompt[r]`` is the prompt of active row ``r``; ``slot[r]`` its place in the full ``P * k`` grid (rows
-    that finished are dropped from the generated buffers and from these two maps)."""
+    ``slot[r]`` is active row ``r``'s place in the full ``P * k`` grid (rows that finished are dropped from the
+    generated buffers and from ``slot``)."""
 
     def __init__(self, prefill_cache: Any, prompt_mask: Any, n: int, budget: int) -> None:
         import torch
@@ -40,14 +41,12 @@ class CascadeCache:
         self.layers = []
         for layer in prefill_cache.layers:
             self.layers.append([layer.keys, layer.values, None, None])
-        self.prompts, self.n, self.budget, self.length = prompt_mask.shape[0], n, max(1, budget), 0
-        device = prompt_mask.device
+        self.n, self.budget, self.length = n, max(1, budget), 0
+        prompts, device = prompt_mask.shape[0], prompt_mask.device
         dtype = prefill_cache.layers[0].keys.dtype
-        bias = torch.zeros((prompt_mask.shape[0], 1, 1, prompt_mask.shape[1]), dtype=dtype, device=device)
+        bias = torch.zeros((prompts, 1, 1, prompt_mask.shape[1]), dtype=dtype, device=device)
         self.prompt_bias = bias.masked_fill(prompt_mask[:, None, None, :] == 0, float("-inf"))  # (P,1,1,Lp)
-        rows = self.prompts * n
-        self.row_prompt = torch.arange(self.prompts, device=device).repeat_interleave(n)
-        self.slot = torch.arange(rows, device=device)
+        self.slot = torch.arange(prompts * n, device=device)
         self.full = True  # every row of the P x k grid is active (no scatter/gather needed)
 
     # -- the parts of transformers' Cache protocol a decoder forward uses
@@ -78,7 +77,7 @@ class CascadeCache:
         for entry in self.layers:
             if entry[2] is not None:
                 entry[2], entry[3] = entry[2][keep], entry[3][keep]
-        self.row_prompt, self.slot = self.row_prompt[keep], self.slot[keep]
+        self.slot = self.slot[keep]
         self.full = False
 
 
@@ -136,14 +135,12 @@ def supports_cascade(model: Any) -> bool:
     config = model.config
     if getattr(config, "model_type", None) not in CASCADE_MODEL_TYPES:
         return False
-    text = config.get_text_config(decoder=True) if hasattr(config, "get_text_config") else config
-    if getattr(text, "sliding_window", None) or set(getattr(text, "layer_types", None) or ["full_attention"]) != {
-            "full_attention"}:
+    if not full_attention_only(config):
         return False
     if getattr(config, "_attn_implementation", None) not in ("sdpa", "eager", ATTENTION_NAME):
         return False
     if not getattr(model, "_supports_attention_backend", False):
         return False  # models that do not dispatch through ALL_ATTENTION_FUNCTIONS
-    heads = getattr(text, "num_attention_heads", None)
-    kv_heads = getattr(text, "num_key_value_heads", None) or heads
+    heads = getattr(config, "num_attention_heads", None)
+    kv_heads = getattr(config, "num_key_value_heads", None) or heads
     return bool(heads and kv_heads and heads % kv_heads == 0)

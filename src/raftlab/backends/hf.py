@@ -437,7 +437,7 @@ class HFBackend:
 
         if params.temperature <= 0:
             return logits.argmax(dim=-1)
-        scaled = logits.mul_(1.0 / params.temperature)  # logits: this step's own float32 copy
+        scaled = logits.mul_(1.0 / params.temperature)  # in place: this step's logits are not used after sampling
         probs = torch.softmax(_filter_logits(scaled, params.top_k, params.top_p), dim=-1)
         return sample_rows(probs, seeds, step)
 

@@ -78,13 +78,19 @@ class GrowingLayer(DynamicLayer):
         self._len = 0
 
 
+def full_attention_only(model_config: Any) -> bool:
+    """Whether every layer of the model attends to all earlier positions (no sliding windows, no other layer
+    types): the models whose KV cache raftlab's decoding replaces."""
+    text = model_config.get_text_config(decoder=True) if hasattr(model_config, "get_text_config") else model_config
+    return not getattr(text, "sliding_window", None) and set(
+        getattr(text, "layer_types", None) or ["full_attention"]) == {"full_attention"}
+
+
 def growing_cache(model_config: Any, capacity: int | None = None) -> DynamicCache | None:
     """A cache of :class:`GrowingLayer` for a model whose layers all use full attention (None for others, e.g.
     sliding-window models, which keep transformers' own cache). ``capacity``: the positions it will hold (prompt
     plus generation budget), allocated once."""
-    text = model_config.get_text_config(decoder=True) if hasattr(model_config, "get_text_config") else model_config
-    if getattr(text, "sliding_window", None) or set(getattr(text, "layer_types", None) or ["full_attention"]) != {
-            "full_attention"}:
+    if not full_attention_only(model_config):
         return None
     cache = DynamicCache()
     cache.layer_class_to_replicate = type("SizedGrowingLayer", (GrowingLayer,), {"capacity": capacity})
