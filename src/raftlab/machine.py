@@ -70,6 +70,20 @@ def machine_line(info: dict[str, Any]) -> str:
     return line + (f", GPU {info['gpu']}" if info.get("gpu") else "")
 
 
+#: Keys already announced by :func:`first_time` in this process or the study process that forked it.
+ONCE_ENV = "RAFTLAB_ANNOUNCED"
+
+
+def first_time(key: str) -> bool:
+    """True the first time ``key`` is seen by this process and the processes it shares a run with (a study's
+    stage processes send the keys back, :mod:`raftlab.study.isolation`): for messages printed once per run."""
+    seen = set(filter(None, os.environ.get(ONCE_ENV, "").split(";")))
+    if key in seen:
+        return False
+    os.environ[ONCE_ENV] = ";".join(sorted(seen | {key}))
+    return True
+
+
 class PeakRSS:
     """Peak resident memory (bytes) of this process while a ``with`` block runs, sampled every ``interval``
     seconds by a daemon thread (plus once at the start and the end)."""

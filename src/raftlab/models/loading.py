@@ -67,20 +67,18 @@ def is_adapter_dir(path: str | Path) -> bool:
     return (Path(path) / "adapter_config.json").exists()
 
 
-_ANNOUNCED: set[tuple[str, str]] = set()
 
 
 def _torch_dtype(dtype: Any, device: str = "cpu"):
     """The torch dtype for ``dtype``; None/"auto": :func:`raftlab.machine.default_dtype_name` for the device
-    (announced once per process)."""
+    (announced once per run)."""
     import torch
 
     if dtype is None or dtype == "auto":
-        from raftlab.machine import default_dtype_name
+        from raftlab.machine import default_dtype_name, first_time
 
         name = default_dtype_name(device)
-        if (device, name) not in _ANNOUNCED:
-            _ANNOUNCED.add((device, name))
+        if first_time(f"dtype {device} {name}"):
             why = "RAFTLAB_DTYPE" if os.environ.get("RAFTLAB_DTYPE") else (
                 "bf16 hardware" if name == "bfloat16" else "no bf16 hardware")
             log.info("models on %s load in %s (%s; RAFTLAB_DTYPE overrides)", device, name, why)

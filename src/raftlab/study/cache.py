@@ -27,6 +27,8 @@ from raftlab.study.config import stable_hash
 logger = logging.getLogger(__name__)
 MANIFEST = layout.MANIFEST
 OnChange = Literal["error", "rerun"]
+#: Runs a stage's work somewhere: ``(name, fn, folder) -> (outputs, seconds, peak RSS, growth of the peak)``.
+Execute = Callable[[str, Callable[[Path], "dict[str, Any] | None"], Path], tuple[dict[str, Any], float, int, int]]
 
 
 class StageChangedError(RuntimeError):
@@ -129,12 +131,16 @@ class StageRunner:
         return outputs
 
     def run(self, name: str, inputs: dict[str, Any], fn: Callable[[Path], dict[str, Any] | None],
-            deps: tuple[str, ...] | list[str] = ()) -> dict[str, Any]:
-        """Run ``fn(stage_dir) -> outputs`` in this process unless already done with the same inputs; return its
-        outputs."""
+            deps: tuple[str, ...] | list[str] = (), execute: Execute | None = None) -> dict[str, Any]:
+        """Run ``fn(stage_dir) -> outputs`` unless already done with the same inputs; return its outputs.
+        ``execute`` runs it elsewhere (``(name, fn, folder) ->`` what :func:`run_stage_work` returns, e.g.
+        :func:`raftlab.study.isolation.run_stage_in_child`); by default it runs in this process."""
         skipped, found = self.begin(name, inputs, deps)
         if skipped:
             return found  # type: ignore[return-value]
+        if execute is not None:
+            outputs, seconds, peak, _ = execute(name, fn, found)  # type: ignore[arg-type]
+            return self.finish(name, outputs, seconds, peak, where=getattr(execute, "where", None))
         outputs, seconds, peak, grew = run_stage_work(name, fn, found)  # type: ignore[arg-type]
         # a stage that loaded a model hands its memory back to the OS before the next stage (a collection costs
         # a fraction of a second, so stages that did not grow the process skip it)

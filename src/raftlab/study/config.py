@@ -134,6 +134,10 @@ class ExecutorConfig(_Strict):
     devices: list[int] | None = Field(None, description="local workers: GPUs to pin to, one stage per GPU "
                                                         "(default: every visible CUDA device; none on a CPU host)")
     slurm: dict[str, Any] = Field(default_factory=dict, description="submitit parameters of each SLURM job")
+    isolate: bool = Field(True, description="one worker: run each stage in a child process forked from a server "
+                                            "that imported torch once (milliseconds per stage), so that each "
+                                            "stage's memory is its own and goes back to the OS when it ends; "
+                                            "false: every stage in this process (e.g. to debug with pdb)")
 
 
 class StudyConfig(_Strict):

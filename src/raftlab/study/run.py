@@ -42,10 +42,13 @@ def run_study(config: StudyConfig | str | Path | dict | None, run_dir: str | Pat
     runner.total = len(stages)
     outputs: dict[str, dict[str, Any]] = {}
     if cfg.executor.kind == "local" and cfg.executor.workers == 1:
+        from raftlab.study.isolation import run_stage_in_child
+
+        execute = run_stage_in_child if cfg.executor.isolate and steps.isolate else None
         for stage in stages:
             given = {dep: {**outputs[dep], "_stage_dir": str(runner.stage_dir(dep))} for dep in stage.deps}
             outputs[stage.name] = runner.run(stage.name, stage.inputs, lambda d, s=stage, g=given: s.work(g, d),
-                                             stage.deps)
+                                             stage.deps, execute=execute)
     else:
         from raftlab.study.executor import run_dispatched
 

@@ -41,6 +41,9 @@ class StudySteps:
     info_gain: Callable[..., Outputs] | None = None
     #: (config, task_spec, data_out, out_dir); runs when config.reference is set
     reference: Callable[..., Outputs] | None = None
+    #: run each stage in a child process when the config's ``executor.isolate`` allows (the real steps do;
+    #: fakes in tests that record calls in this process do not)
+    isolate: bool = False
 
     @classmethod
     def real(cls) -> StudySteps:
@@ -48,7 +51,8 @@ class StudySteps:
 
         return cls(prepare_data=steps.prepare_data, rationales=steps.rationales, train=steps.train,
                    evaluate=steps.evaluate, analyze=steps.analyze, report=steps.report, info_gain=steps.info_gain,
-                   prompt_eval=steps.prompt_eval, mean_of_task=steps.mean_of_task, reference=steps.reference)
+                   prompt_eval=steps.prompt_eval, mean_of_task=steps.mean_of_task, reference=steps.reference,
+                   isolate=True)
 
 
 @dataclass(frozen=True)

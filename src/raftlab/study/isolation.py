@@ -1,0 +1,178 @@
+"""Run one stage of a study in a child process, so that each stage's memory is its own.
+
+A process that has loaded, trained and sampled several models keeps ~1 GB after the last one is released
+(allocator arenas, oneDNN's caches, imports): in one process a study's later stages peaked at 2.4 GB although
+none needs more than 1.4 GB alone. Each stage here runs in a process forked from a *fork server* that imported
+torch, transformers and raftlab once (it never computes, so forking it is safe for OpenMP) — a stage starts in
+milliseconds, not the seconds a fresh interpreter needs — and its memory goes back to the OS when it ends.
+
+The child gets this process's environment, working directory, logger levels and warning filters; its log
+records come back over a pipe and go through this process's handlers (the terminal, pytest's caplog), so the
+output reads as if the stage had run here. Progress bars write to the terminal directly. An error in the stage
+comes back as :class:`~raftlab.study.cache.StageFailed` with the original exception as its cause; Ctrl-C stops
+the child (which saves what it has, as a stage in this process would) and then this process; a child that dies
+(killed, out of memory) is a :class:`StageFailed` naming its exit status.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from raftlab.machine import ONCE_ENV
+from raftlab.study.cache import StageFailed, run_stage_work
+
+logger = logging.getLogger(__name__)
+
+#: Imported once by the fork server, so that stages do not pay for them.
+PRELOAD = ("torch", "transformers", "peft", "raftlab.models", "raftlab.backends.hf", "raftlab.training",
+           "raftlab.inference.evaluate", "raftlab.study.steps")
+#: After Ctrl-C: how long the child may take to save its work before it is stopped.
+STOP_GRACE_S = 60.0
+
+
+def _context() -> Any:
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(list(PRELOAD))  # takes effect when the server starts (the first stage)
+    return ctx
+
+
+class _PipeHandler(logging.Handler):
+    """In the child: every log record to the parent (message formatted, arguments dropped: they may not pickle)."""
+
+    def __init__(self, conn: Any) -> None:
+        super().__init__()
+        self.conn = conn
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            state = dict(record.__dict__)
+            state["msg"], state["args"] = record.getMessage(), None
+            if record.exc_info:
+                state["exc_text"] = logging.Formatter().formatException(record.exc_info)
+            state["exc_info"] = None
+            self.conn.send(("log", state))
+        except Exception:  # noqa: BLE001 - a log record must never fail the stage
+            self.handleError(record)
+
+
+def _logger_levels() -> dict[str, int]:
+    levels = {"": logging.getLogger().level}
+    for name, item in logging.root.manager.loggerDict.items():
+        if isinstance(item, logging.Logger) and item.level != logging.NOTSET:
+            levels[name] = item.level
+    return levels
+
+
+def _child(conn: Any, payload: bytes, env: dict[str, str], cwd: str, levels: dict[str, int],
+           filters: list[Any]) -> None:
+    """The child's main: the parent's settings, then the stage's work; the result goes back over ``conn``."""
+    import cloudpickle
+
+    os.environ.clear()
+    os.environ.update(env)
+    os.chdir(cwd)
+    warnings.filters[:] = filters
+    root = logging.getLogger()
+    root.handlers[:] = [_PipeHandler(conn)]
+    for name, level in levels.items():
+        logging.getLogger(name or None).setLevel(level)
+    name, fn, folder = cloudpickle.loads(payload)
+    try:
+        result = run_stage_work(name, fn, Path(folder))
+    except KeyboardInterrupt:
+        conn.send(("interrupted", None))
+        return
+    except StageFailed as exc:
+        conn.send(("failed", (str(exc), _portable(exc.__cause__))))
+        return
+    conn.send(("done", (result, os.environ.get(ONCE_ENV))))
+
+
+def _portable(exc: BaseException | None) -> bytes | None:
+    """The exception, pickled, or a RuntimeError with its text where it does not pickle."""
+    import cloudpickle
+
+    if exc is None:
+        return None
+    try:
+        data = cloudpickle.dumps(exc)
+        cloudpickle.loads(data)
+        return data
+    except Exception:  # noqa: BLE001 - whatever the exception holds
+        return cloudpickle.dumps(RuntimeError(f"{type(exc).__name__}: {exc}"))
+
+
+def run_stage_in_child(name: str, fn: Callable[[Path], dict[str, Any] | None], folder: Path
+                       ) -> tuple[dict[str, Any], float, int, int]:
+    """:func:`~raftlab.study.cache.run_stage_work` of ``fn(folder)``, in a child process (see the module)."""
+    import cloudpickle
+
+    ctx = _context()
+    receive, send = ctx.Pipe(duplex=False)
+    payload = cloudpickle.dumps((name, fn, str(folder)))
+    child = ctx.Process(target=_child, name=f"raftlab stage {name}", daemon=False,
+                        args=(send, payload, dict(os.environ), os.getcwd(), _logger_levels(), list(warnings.filters)))
+    child.start()
+    send.close()
+    try:
+        return _receive(name, receive, child, folder)
+    except BaseException:
+        _stop(child)
+        raise
+    finally:
+        receive.close()
+        child.join(timeout=5)
+
+
+run_stage_in_child.where = "child process"  # type: ignore[attr-defined] - recorded in the manifest
+
+
+def _receive(name: str, conn: Any, child: Any, folder: Path) -> tuple[dict[str, Any], float, int, int]:
+    import cloudpickle
+
+    while True:
+        try:
+            kind, body = conn.recv()
+        except EOFError:
+            child.join(timeout=5)
+            code = child.exitcode
+            how = (f"was killed by signal {-code}" + (" (e.g. out of memory)" if code == -signal.SIGKILL else "")
+                   if code is not None and code < 0 else f"exited with status {code}")
+            raise StageFailed(f"stage '{name}': its process {how}; its partial work is in {folder}. Rerun the "
+                              "same command to resume.") from None
+        if kind == "log":
+            record = logging.makeLogRecord(body)
+            logging.getLogger(record.name).handle(record)
+        elif kind == "done":
+            result, announced = body
+            if announced:  # what the stage printed once is not printed again by the next
+                os.environ[ONCE_ENV] = announced
+            return result
+        elif kind == "interrupted":
+            raise KeyboardInterrupt
+        else:
+            message, cause = body
+            raise StageFailed(message) from (cloudpickle.loads(cause) if cause else None)
+
+
+def _stop(child: Any) -> None:
+    """This process was interrupted (or failed) while the child runs: let the child stop and save its work
+    (Ctrl-C reached it too), interrupt it if it did not, and kill it if it does not end."""
+    child.join(timeout=2)
+    if child.is_alive():
+        os.kill(child.pid, signal.SIGINT)
+        deadline = time.monotonic() + STOP_GRACE_S
+        while child.is_alive() and time.monotonic() < deadline:
+            child.join(timeout=0.5)
+    if child.is_alive():
+        logger.warning(f"the stage's process {child.pid} did not stop after Ctrl-C; killing it")
+        child.kill()
+        child.join(timeout=5)
