@@ -149,7 +149,9 @@ class HFBackend:
         once for its samples, :mod:`raftlab.backends.cascade`; False: the model's own attention over repeated
         caches); ``cpu_kernels``: on a CPU, fused RMSNorm and (with bf16 instructions) bf16 linear layers that keep
         a oneDNN-prepacked copy of their weight (:mod:`raftlab.backends.cpu_kernels`; the weights held twice; a
-        model object passed in is changed in place). Further keyword arguments go to transformers'
+        model object passed in is changed in place), and decoding steps of Llama-family models without
+        transformers' per-call machinery and with stacked q/k/v and gate/up weights
+        (:mod:`raftlab.backends.decode_step`; ~60% of the layers' weights once more). Further keyword arguments go to transformers'
         ``from_pretrained`` (e.g. ``attn_implementation="sdpa"``)."""
         import torch
 
@@ -188,6 +190,11 @@ class HFBackend:
             from raftlab.backends.cpu_kernels import speed_up_for_cpu_inference
 
             speed_up_for_cpu_inference(model, batch_hint=self.batch_size)
+        from raftlab.backends.decode_step import decode_step_for
+
+        #: the lean decoding step (None: the model's forward)
+        self._decode_step = (decode_step_for(model) if cpu_kernels and not str(device).startswith("cuda")
+                             else None)
         #: sampling k > 1 per prompt decodes with cascade attention (CPU only: measured there; see cascade.py)
         self._cascade = cascade and not str(device).startswith("cuda") and supports_cascade(model)
 
@@ -336,14 +343,19 @@ class HFBackend:
                 else:
                     attn = torch.cat([attn, attn.new_ones((attn.shape[0], 1))], dim=1)
                     step_args = {"attention_mask": attn}
-                out = model(
-                    input_ids=chosen.view(-1, 1),
-                    position_ids=next_pos.view(-1, 1),
-                    use_cache=True,
-                    **{self._cache_arg: cache},
-                    **step_args,
-                )
-                cache, logits = self._cache_of(out), out.logits[:, -1, :].float()
+                if self._decode_step is not None:
+                    mask = None if cascade is not None else self._decode_step.padding_mask(attn)
+                    logits = self._decode_step(chosen.view(-1, 1), next_pos.view(-1, 1), cache, mask,
+                                               **({"cascade": cascade} if cascade is not None else {}))
+                else:
+                    out = model(
+                        input_ids=chosen.view(-1, 1),
+                        position_ids=next_pos.view(-1, 1),
+                        use_cache=True,
+                        **{self._cache_arg: cache},
+                        **step_args,
+                    )
+                    cache, logits = self._cache_of(out), out.logits[:, -1, :].float()
                 next_pos = next_pos + 1
         results: list[list[Generation]] = []
         for i in range(len(prompts)):
