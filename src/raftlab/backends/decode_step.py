@@ -7,19 +7,18 @@ computation with the model's own modules and functions (embedding, rotary embedd
 RMSNorms, activation, the attention function transformers would dispatch to, the cache's ``update``), with two
 changes of arrangement:
 
-* the query/key/value projections run as one matrix product with the three weights stacked (a oneDNN-prepacked
-  copy on a CPU with bf16 instructions, :mod:`raftlab.backends.cpu_kernels`; ~20% of the layers' weights once
-  more);
+* on a CPU with bf16 instructions (prepacked weights, :mod:`raftlab.backends.cpu_kernels`) the query/key/value
+  projections run as one matrix product with the three weights stacked (a prepacked copy: ~20% of the layers'
+  weights once more);
 * the rotary embedding is applied to queries and keys at once (adjacent heads of one tensor), as
   ``x * cos + roll(x, half) * sin'`` with ``sin'`` the sine with its first half negated: exactly transformers'
   ``x * cos + rotate_half(x) * sin`` (a sign flip commutes with rounding) in 4 operations instead of 9;
 * with prepacked bf16 weights (:attr:`DecodeStep.fused`), the SiLU of the gate, the gate x up product and both
   residual additions run as oneDNN post-ops on the float32 accumulator of the products they follow (one rounding
   instead of two: the logits are closer to a float32 forward, not further; test). Otherwise (float32, or no
-  packing) the gate/up projections run as one stacked product and the rest as the model does.
+  packing) the model's own linear layers run (stacking fp32 products measured no faster: fp32 is compute-bound).
 
-In float32 the logits equal the model's forward exactly on this project's CPU (tests allow 1e-5: each output
-column of a product is the same dot product whether or not other weights are stacked beside it), and whole
+In float32 the logits equal the model's forward exactly on this project's CPU (tests allow 1e-5), and whole
 generations give the same samples. Measured at 40 rows of SmolLM2 in bf16 on one core (4 GSM8K prompts, k = 10):
 a decoding step 94 -> 76 ms with the stacked products and the lean loop, -> 70 ms with the fused post-ops.
 
@@ -61,32 +60,21 @@ def decode_step_for(model: Any) -> DecodeStep | None:
 
 
 class _Stacked:
-    """Several linear layers as one matrix product (outputs concatenated in order)."""
+    """Several bf16 linear layers as one oneDNN-prepacked matrix product (outputs concatenated in order)."""
 
     def __init__(self, linears: list[Any]) -> None:
         import torch
-
-        from raftlab.backends.cpu_kernels import packing_available
 
         weight = torch.cat([m.weight.detach() for m in linears], dim=0)
         biases = [m.bias for m in linears]
         self.bias = None if all(b is None for b in biases) else torch.cat(
             [b.detach() if b is not None else weight.new_zeros(m.weight.shape[0]) for b, m in zip(biases, linears)])
-        self.sizes = [m.weight.shape[0] for m in linears]
-        self.packed = None
-        if weight.dtype == torch.bfloat16 and weight.device.type == "cpu" and packing_available():
-            self.packed = torch.ops.mkldnn._reorder_linear_weight(weight, 40)
-            self.weight = None  # only the packed copy is kept
-        else:
-            self.weight = weight
+        self.packed = torch.ops.mkldnn._reorder_linear_weight(weight, 40)
 
     def __call__(self, x):
         import torch
-        import torch.nn.functional as F
 
-        if self.packed is not None:
-            return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, "none", [], "")
-        return F.linear(x, self.weight, self.bias)
+        return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, "none", [], "")
 
 
 class DecodeStep:
@@ -107,19 +95,16 @@ class DecodeStep:
         self.heads = config.num_attention_heads
         self.kv_heads = getattr(config, "num_key_value_heads", None) or self.heads
         self.head_dim = first.head_dim
+        #: bf16 on a CPU with prepacked weights: q/k/v as one product, and the activation, the gate product and
+        #: the residual additions inside oneDNN's products (post-ops on the float32 accumulator: one rounding
+        #: instead of two). Otherwise (float32: compute-bound, stacking measured no faster) the model's own linears.
+        self.fused = all(_fusable(layer) for layer in self.inner.layers)
         self.layers = []
         for layer in self.inner.layers:
             attn, mlp = layer.self_attn, layer.mlp
-            self.layers.append((
-                layer.input_layernorm, _Stacked([attn.q_proj, attn.k_proj, attn.v_proj]), attn,
-                getattr(attn, "q_norm", None), getattr(attn, "k_norm", None), attn.o_proj,
-                layer.post_attention_layernorm, mlp,
-            ))
-        #: bf16 on a CPU with prepacked weights: the activation, the gate product and the residual additions run
-        #: inside oneDNN's matrix products (post-ops on the float32 accumulator: one rounding instead of two)
-        self.fused = all(_fusable(layer) for layer in self.inner.layers)
-        if not self.fused:
-            self.gate_up = [_Stacked([mlp.gate_proj, mlp.up_proj]) for _, _, _, _, _, _, _, mlp in self.layers]
+            qkv = _Stacked([attn.q_proj, attn.k_proj, attn.v_proj]) if self.fused else None
+            self.layers.append((layer.input_layernorm, qkv, attn, getattr(attn, "q_norm", None),
+                                getattr(attn, "k_norm", None), layer.post_attention_layernorm, mlp))
 
     def padding_mask(self, attention_mask):
         """The attention mask of a decoding step from the 2-D padding mask ``(rows, keys)``, as the model's
@@ -148,32 +133,38 @@ class DecodeStep:
         half = dim // 2
         signed_sin = torch.cat([-sin[..., :half], sin[..., half:]], dim=-1)
         linear = torch.ops.mkldnn._linear_pointwise if self.fused else None
-        for i, (norm1, qkv_proj, attn, q_norm, k_norm, o_proj, norm2, mlp) in enumerate(self.layers):
-            qkv = qkv_proj(norm1(hidden)).view(rows, 1, heads + 2 * kv_heads, dim)
+        for i, (norm1, qkv_proj, attn, q_norm, k_norm, norm2, mlp) in enumerate(self.layers):
+            x = norm1(hidden)
+            if qkv_proj is not None:
+                qkv = qkv_proj(x).view(rows, 1, heads + 2 * kv_heads, dim)
+                q, k, v = qkv[:, :, :heads], qkv[:, :, heads:heads + kv_heads], qkv[:, :, heads + kv_heads:]
+            else:
+                q = attn.q_proj(x).view(rows, 1, heads, dim)
+                k = attn.k_proj(x).view(rows, 1, kv_heads, dim)
+                v = attn.v_proj(x).view(rows, 1, kv_heads, dim)
             if q_norm is not None:  # Qwen3: per-head norms before the rotary embedding
-                q = q_norm(qkv[:, :, :heads]).transpose(1, 2)
-                k = k_norm(qkv[:, :, heads:heads + kv_heads]).transpose(1, 2)
-                q = q * cos + torch.roll(q, half, dims=-1) * signed_sin
-                k = k * cos + torch.roll(k, half, dims=-1) * signed_sin
-            else:  # queries and keys are adjacent heads: one rotation for both
+                q, k = q_norm(q), k_norm(k)
+            if qkv_proj is not None and q_norm is None:  # queries and keys are adjacent heads: one rotation
                 qk = qkv[:, :, : heads + kv_heads].transpose(1, 2)
                 qk = qk * cos + torch.roll(qk, half, dims=-1) * signed_sin
                 q, k = qk[:, :heads], qk[:, heads:]
-            v = qkv[:, :, heads + kv_heads:].transpose(1, 2)
-            k, v = cache.update(k, v, i)
+            else:
+                q, k = q.transpose(1, 2), k.transpose(1, 2)
+                q = q * cos + torch.roll(q, half, dims=-1) * signed_sin
+                k = k * cos + torch.roll(k, half, dims=-1) * signed_sin
+            k, v = cache.update(k, v.transpose(1, 2), i)
             out, _ = attention(attn, q, k, v, attention_mask, dropout=0.0, scaling=attn.scaling, **attention_kwargs)
             out = out.reshape(rows, 1, heads * dim)
             if linear is not None:
-                hidden = linear.binary(out, hidden, o_proj._raftlab_packed, None, "add")
+                hidden = linear.binary(out, hidden, attn.o_proj._raftlab_packed, None, "add")
                 x = norm2(hidden)
                 gate = linear(x, mlp.gate_proj._raftlab_packed, None, "swish", [], "")
                 product = linear.binary(x, gate, mlp.up_proj._raftlab_packed, None, "mul")
                 hidden = linear.binary(product, hidden, mlp.down_proj._raftlab_packed, None, "add")
             else:
-                hidden = hidden + o_proj(out)
-                gate_up = self.gate_up[i]
-                gate, up = gate_up(norm2(hidden)).split(gate_up.sizes, dim=-1)
-                hidden = hidden + mlp.down_proj(mlp.act_fn(gate) * up)
+                hidden = hidden + attn.o_proj(out)
+                x = norm2(hidden)
+                hidden = hidden + mlp.down_proj(mlp.act_fn(mlp.gate_proj(x)) * mlp.up_proj(x))
         return self.model.lm_head(self.inner.norm(hidden))[:, -1, :].float()
 
 
