@@ -46,6 +46,8 @@ def decode_step_for(model: Any) -> DecodeStep | None:
         return None
     if getattr(config, "_attn_implementation", None) not in ("sdpa", "eager"):
         return None
+    if getattr(config, "partial_rotary_factor", 1.0) != 1.0:  # the rotation covers every head dimension
+        return None
     inner = getattr(model, "model", None)
     layers = getattr(inner, "layers", None)
     if layers is None or not hasattr(model, "lm_head") or getattr(config, "final_logit_softcapping", None):
