@@ -150,9 +150,9 @@ class HFBackend:
         caches); ``cpu_kernels``: on a CPU, fused RMSNorm and (with bf16 instructions) bf16 linear layers that keep
         a oneDNN-prepacked copy of their weight (:mod:`raftlab.backends.cpu_kernels`; the weights held twice; a
         model object passed in is changed in place), and decoding steps of Llama-family models without
-        transformers' per-call machinery and with stacked q/k/v and gate/up weights
-        (:mod:`raftlab.backends.decode_step`; ~60% of the layers' weights once more). Further keyword arguments go to transformers'
-        ``from_pretrained`` (e.g. ``attn_implementation="sdpa"``)."""
+        transformers' per-call machinery (:mod:`raftlab.backends.decode_step`; in bf16 a stacked q/k/v copy, ~20%
+        of the layers' weights once more). Further keyword arguments go to transformers' ``from_pretrained``
+        (e.g. ``attn_implementation="sdpa"``)."""
         import torch
 
         if device is None:
