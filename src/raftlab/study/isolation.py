@@ -17,6 +17,7 @@ the child (which saves what it has, as a stage in this process would) and then t
 from __future__ import annotations
 
 import logging
+import logging.handlers
 import multiprocessing
 import os
 import signal
@@ -44,23 +45,16 @@ def _context() -> Any:
     return ctx
 
 
-class _PipeHandler(logging.Handler):
-    """In the child: every log record to the parent (message formatted, arguments dropped: they may not pickle)."""
+class _PipeHandler(logging.handlers.QueueHandler):
+    """In the child: every log record to the parent, prepared as for a queue (message formatted with any
+    traceback, arguments dropped: they may not pickle)."""
 
     def __init__(self, conn: Any) -> None:
-        super().__init__()
+        super().__init__(None)  # type: ignore[arg-type] - enqueue sends over the pipe instead
         self.conn = conn
 
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            state = dict(record.__dict__)
-            state["msg"], state["args"] = record.getMessage(), None
-            if record.exc_info:
-                state["exc_text"] = logging.Formatter().formatException(record.exc_info)
-            state["exc_info"] = None
-            self.conn.send(("log", state))
-        except Exception:  # noqa: BLE001 - a log record must never fail the stage
-            self.handleError(record)
+    def enqueue(self, record: logging.LogRecord) -> None:
+        self.conn.send(("log", record.__dict__))
 
 
 def _logger_levels() -> dict[str, int]:
