@@ -344,9 +344,9 @@ class HFBackend:
                     attn = torch.cat([attn, attn.new_ones((attn.shape[0], 1))], dim=1)
                     step_args = {"attention_mask": attn}
                 if self._decode_step is not None:
-                    mask = None if cascade is not None else self._decode_step.padding_mask(attn)
-                    logits = self._decode_step(chosen.view(-1, 1), next_pos.view(-1, 1), cache, mask,
-                                               **({"cascade": cascade} if cascade is not None else {}))
+                    padding = step_args.pop("attention_mask", None)
+                    mask = None if padding is None else self._decode_step.padding_mask(padding)
+                    logits = self._decode_step(chosen.view(-1, 1), next_pos.view(-1, 1), cache, mask, **step_args)
                 else:
                     out = model(
                         input_ids=chosen.view(-1, 1),
