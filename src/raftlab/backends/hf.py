@@ -195,10 +195,20 @@ class HFBackend:
         #: the lean decoding step (None: the model's forward)
         self._decode_step = (decode_step_for(model) if cpu_kernels and not str(device).startswith("cuda")
                              else None)
+        #: batch-1 decoding in one native call per token (:mod:`raftlab.backends.native_step`), set up on first use
+        self._one_row: Any = None if self._decode_step is not None else False
         #: sampling k > 1 per prompt decodes with cascade attention (CPU only: measured there; see cascade.py)
         self._cascade = cascade and not str(device).startswith("cuda") and supports_cascade(model)
 
     # ----------------------------------------------------------------- helpers
+    def _one_row_step(self) -> Any:
+        """The native batch-1 decoding step (compiled on first use), or None where it does not apply."""
+        if self._one_row is None:
+            from raftlab.backends.native_step import one_row_step_for
+
+            self._one_row = one_row_step_for(self.model) or False
+        return self._one_row or None
+
 
     def _cache_of(self, out: Any) -> Any:
         return out.cache if self._cache_arg == "cache" else out.past_key_values
@@ -346,7 +356,12 @@ class HFBackend:
                 if self._decode_step is not None:
                     padding = step_args.pop("attention_mask", None)
                     mask = None if padding is None else self._decode_step.padding_mask(padding)
-                    logits = self._decode_step(chosen.view(-1, 1), next_pos.view(-1, 1), cache, mask, **step_args)
+                    one_row = self._one_row_step() if len(active) == 1 and mask is None and not step_args else None
+                    if one_row is not None:  # batch 1: the whole step in one native call
+                        logits = one_row(int(chosen.view(-1)[0]), int(next_pos.view(-1)[0]), cache)
+                    else:
+                        logits = self._decode_step(chosen.view(-1, 1), next_pos.view(-1, 1), cache, mask,
+                                                   **step_args)
                 else:
                     out = model(
                         input_ids=chosen.view(-1, 1),

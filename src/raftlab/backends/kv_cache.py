@@ -55,6 +55,19 @@ class GrowingLayer(DynamicLayer):
         self.keys, self.values = self._kbuf[:, :, :end], self._vbuf[:, :, :end]
         return self.keys, self.values
 
+    def reserve(self, new: int):
+        """The key and value buffers ``(rows, heads, capacity, dim)``, with room for ``new`` positions after the
+        current ones (for a caller that writes them itself and then calls :meth:`advance`)."""
+        if self._len + new > self._kbuf.shape[-2]:
+            need = self._len + new
+            self._adopt(self.keys, self.values, need if self.capacity and self.capacity >= need else need + HEADROOM)
+        return self._kbuf, self._vbuf
+
+    def advance(self, new: int) -> None:
+        """Count ``new`` positions written into the buffers after the current ones (see :meth:`reserve`)."""
+        self._len += new
+        self.keys, self.values = self._kbuf[:, :, : self._len], self._vbuf[:, :, : self._len]
+
     def get_seq_length(self) -> int:
         return self._len if self.is_initialized else 0
 

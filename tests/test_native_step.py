@@ -1,0 +1,115 @@
+"""The native batch-1 decoding step computes the model's forward up to bf16 rounding, over several steps of one
+cache, in both builds (portable loops everywhere; AVX-512 BF16 where the CPU has it), and falls back cleanly."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+
+from raftlab.backends import native_step
+from raftlab.backends.base import SamplingParams
+from raftlab.backends.kv_cache import growing_cache
+from raftlab.machine import cpu_flags
+
+pytestmark = pytest.mark.slow
+
+BUILDS = [False] + ([True] if "avx512_bf16" in cpu_flags() else [])
+
+
+def _random_model(kind: str, dtype=torch.bfloat16, init: float = 0.02, vocab: int = 97):
+    import transformers
+
+    torch.manual_seed(0)
+    config_class = {"llama": transformers.LlamaConfig, "qwen2": transformers.Qwen2Config,
+                    "qwen3": transformers.Qwen3Config}[kind]
+    # head_dim 32 and intermediate 160: the vectorised paths (multiples of 32); 97 vocabulary rows: a row tail
+    config = config_class(vocab_size=vocab, hidden_size=128, intermediate_size=160, num_hidden_layers=3,
+                          num_attention_heads=4, num_key_value_heads=2, head_dim=32, max_position_embeddings=128,
+                          attn_implementation="sdpa", initializer_range=init, tie_word_embeddings=kind != "llama")
+    return transformers.AutoModelForCausalLM.from_config(config).to(dtype).eval()
+
+
+def _logits_three_ways(model, step, prompt, tokens):
+    """Logits after each of ``tokens`` (fed one at a time after ``prompt``) from a float32 copy's forward, the
+    model's bf16 forward and the native step, each with its own cache."""
+    reference = _random_model(model.config.model_type, torch.float32, vocab=model.config.vocab_size)
+    reference.load_state_dict({k: v.float() for k, v in model.state_dict().items()})
+    caches = [growing_cache(m.config, 64) for m in (reference, model, model)]
+    out = []
+    with torch.inference_mode():
+        for m, cache in zip((reference, model, model), caches):
+            m(input_ids=prompt, use_cache=True, cache=cache)
+        n = prompt.shape[1]
+        for j, t in enumerate(tokens):
+            ids, pos = torch.tensor([[t]]), torch.tensor([[n + j]])
+            exact = reference(input_ids=ids, position_ids=pos, use_cache=True, cache=caches[0]).logits[:, -1].float()
+            theirs = model(input_ids=ids, position_ids=pos, use_cache=True, cache=caches[1]).logits[:, -1].float()
+            ours = step(t, n + j, caches[2])
+            out.append((exact, theirs, ours))
+    assert caches[2].get_seq_length() == prompt.shape[1] + len(tokens)
+    return out
+
+
+@pytest.mark.parametrize("avx512_bf16", BUILDS, ids=lambda b: "avx512bf16" if b else "portable")
+@pytest.mark.parametrize("kind", ["llama", "qwen2", "qwen3"])
+def test_native_logits_are_as_close_to_float32_as_the_bf16_forward(kind, avx512_bf16):
+    model = _random_model(kind)
+    step = native_step.one_row_step_for(model, avx512_bf16=avx512_bf16)
+    assert step is not None and step.extension.uses_avx512_bf16() is avx512_bf16
+    prompt = torch.randint(3, 97, (1, 11))
+    for exact, theirs, ours in _logits_three_ways(model, step, prompt, [5, 17, 60, 2]):
+        # the native step rounds less often than the bf16 forward: no further from float32 (with slack for
+        # the different summation order), and far closer to it than the logits' scale
+        assert (ours - exact).abs().max() <= 1.5 * (theirs - exact).abs().max() + 1e-3
+        assert (ours - exact).abs().max() < 0.05 * exact.abs().max()
+
+
+@pytest.mark.parametrize("avx512_bf16", BUILDS, ids=lambda b: "avx512bf16" if b else "portable")
+def test_matvec_matches_torch(avx512_bf16):
+    ext = native_step.load_extension(avx512_bf16)
+    torch.manual_seed(1)
+    for rows, cols in ((7, 64), (97, 128), (5, 40)):  # row tails, a width that is not a multiple of 32
+        w, x = torch.randn(rows, cols).bfloat16(), torch.randn(cols).bfloat16()
+        torch.testing.assert_close(ext.matvec(w, x), w.float() @ x.float(), atol=1e-4, rtol=1e-4)
+    with pytest.raises(RuntimeError, match="contiguous bf16 vector"):
+        ext.matvec(torch.randn(4, 64).bfloat16(), torch.randn(32).bfloat16())
+
+
+def test_backend_decodes_single_prompts_natively_and_greedily_like_float32():
+    from raftlab.backends.hf import HFBackend
+    from raftlab.models import load_tokenizer
+
+    tok = load_tokenizer("tiny")
+    # large weights: wide logit gaps, so rounding cannot flip an argmax
+    model = _random_model("llama", init=0.5, vocab=len(tok))
+    reference = _random_model("llama", torch.float32, init=0.5, vocab=len(tok))
+    reference.load_state_dict({k: v.float() for k, v in model.state_dict().items()})
+    params = SamplingParams(n=1, temperature=0, max_new_tokens=12)
+    native = HFBackend(model, tokenizer=tok, device="cpu")
+    ours = native.generate(["hello there"], params)[0][0]
+    assert isinstance(native._one_row, native_step.OneRowStep)
+    backend = HFBackend(reference, tokenizer=tok, device="cpu")
+    theirs = backend.generate(["hello there"], params)[0][0]
+    assert backend._one_row is False  # float32: the Python step
+    assert ours.num_tokens == theirs.num_tokens > 3 and ours.text == theirs.text
+
+
+def test_fallbacks(monkeypatch, caplog):
+    model = _random_model("llama")
+    assert native_step.one_row_step_for(_random_model("llama", torch.float32)) is None  # bf16 only
+    monkeypatch.setenv("RAFTLAB_NATIVE", "0")
+    assert native_step.one_row_step_for(model) is None
+    monkeypatch.delenv("RAFTLAB_NATIVE")
+
+    from torch.utils import cpp_extension
+
+    def no_compiler(**_: object):
+        raise RuntimeError("Error building extension: c++: command not found")
+
+    monkeypatch.setattr(cpp_extension, "load", no_compiler)
+    monkeypatch.setattr(native_step, "_loaded", {})
+    with caplog.at_level(logging.WARNING, logger="raftlab.backends.native_step"):
+        assert native_step.one_row_step_for(model) is None
+    assert "unavailable" in caplog.text and "command not found" in caplog.text
