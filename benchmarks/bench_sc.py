@@ -225,12 +225,22 @@ def _timed(device: str, work):
 
 def read_bandwidth(megabytes: int = 512, repeats: int = 5) -> float:
     """This process's memory read bandwidth in GB/s: the best of a few full reads of a buffer far larger than the
-    caches (a max over bytes and a float32 sum), each after a warm-up pass."""
+    caches (a max over bytes and a float32 sum, and, where raftlab's native step is available, its own
+    prefetching matrix-vector product over the buffer as bf16: the bound is the fastest read measured), each
+    after a warm-up pass."""
     import torch
 
+    from raftlab.backends.native_step import load_extension, native_enabled
+
     x = torch.ones(megabytes * 2**20 // 4)
+    reads = [lambda: x.view(torch.uint8).max(), lambda: x.sum()]
+    native = load_extension() if native_enabled() else None
+    if native is not None:
+        w = x.view(torch.bfloat16).view(-1, 512)
+        v = torch.ones(512, dtype=torch.bfloat16)
+        reads.append(lambda: native.matvec(w, v))
     best = 0.0
-    for read in (lambda: x.view(torch.uint8).max(), lambda: x.sum()):
+    for read in reads:
         read()
         t0 = time.perf_counter()
         for _ in range(repeats):

@@ -102,12 +102,19 @@ class DecodeStep:
         #: the residual additions inside oneDNN's products (post-ops on the float32 accumulator: one rounding
         #: instead of two). Otherwise (float32: compute-bound, stacking measured no faster) the model's own linears.
         self.fused = all(_fusable(layer) for layer in self.inner.layers)
+        #: with fused products and the native extension (:mod:`raftlab.backends.native_step`): the RMSNorms and
+        #: the rotary embedding as native loops (rounded once; measured +10% tokens/s at 40 rows from the norms)
+        self.native = _native_extension() if self.fused else None
         self.layers = []
         for layer in self.inner.layers:
             attn, mlp = layer.self_attn, layer.mlp
             qkv = _Stacked([attn.q_proj, attn.k_proj, attn.v_proj]) if self.fused else None
-            self.layers.append((layer.input_layernorm, qkv, attn, getattr(attn, "q_norm", None),
-                                getattr(attn, "k_norm", None), layer.post_attention_layernorm, mlp))
+            norm1, norm2 = layer.input_layernorm, layer.post_attention_layernorm
+            if self.native is not None:
+                norm1, norm2 = _NativeNorm(norm1, self.native), _NativeNorm(norm2, self.native)
+            self.layers.append((norm1, qkv, attn, getattr(attn, "q_norm", None),
+                                getattr(attn, "k_norm", None), norm2, mlp))
+        self.final_norm = self.inner.norm if self.native is None else _NativeNorm(self.inner.norm, self.native)
 
     def padding_mask(self, attention_mask):
         """The attention mask of a decoding step from the 2-D padding mask ``(rows, keys)``, as the model's
@@ -129,6 +136,9 @@ class DecodeStep:
         heads, kv_heads, dim = self.heads, self.kv_heads, self.head_dim
         attention = self._interfaces.get_interface(self.config._attn_implementation, self.eager)
         hidden = self.inner.embed_tokens(input_ids)
+        if self.native is not None:  # float32 cos/sin for the native rotation (rows, dim)
+            cos32, sin32 = self.inner.rotary_emb(hidden.new_empty(0, dtype=torch.float32), position_ids=position_ids)
+            cos32, sin32 = cos32.reshape(rows, -1), sin32.reshape(rows, -1)
         cos, sin = self.inner.rotary_emb(hidden, position_ids=position_ids)
         cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
         # rotate_half(x) * sin == roll(x, half) * (sin with its first half negated), exactly (a sign flip
@@ -147,7 +157,10 @@ class DecodeStep:
                 v = attn.v_proj(x).view(rows, 1, kv_heads, dim)
             if q_norm is not None:  # Qwen3: per-head norms before the rotary embedding
                 q, k = q_norm(q), k_norm(k)
-            if qkv_proj is not None and q_norm is None:  # queries and keys are adjacent heads: one rotation
+            if qkv_proj is not None and q_norm is None and self.native is not None:
+                qk = self.native.rotary_heads(qkv.view(rows, 1, -1), cos32, sin32, heads + kv_heads, dim)
+                q, k = qk[:, :heads], qk[:, heads:]
+            elif qkv_proj is not None and q_norm is None:  # queries and keys are adjacent heads: one rotation
                 qk = qkv[:, :, : heads + kv_heads].transpose(1, 2)
                 qk = qk * cos + torch.roll(qk, half, dims=-1) * signed_sin
                 q, k = qk[:, :heads], qk[:, heads:]
@@ -168,7 +181,26 @@ class DecodeStep:
                 hidden = hidden + attn.o_proj(out)
                 x = norm2(hidden)
                 hidden = hidden + mlp.down_proj(mlp.act_fn(mlp.gate_proj(x)) * mlp.up_proj(x))
-        return self.model.lm_head(self.inner.norm(hidden))[:, -1, :].float()
+        return self.model.lm_head(self.final_norm(hidden))[:, -1, :].float()
+
+
+class _NativeNorm:
+    """An RMSNorm module as the native extension's ``rms_norm_rows`` (float32 weight, one rounding)."""
+
+    def __init__(self, norm: Any, extension: Any) -> None:
+        self.weight = norm.weight.detach().float().contiguous()
+        self.eps = float(norm.variance_epsilon)
+        self.extension = extension
+
+    def __call__(self, x):
+        return self.extension.rms_norm_rows(x, self.weight, self.eps)
+
+
+def _native_extension() -> Any:
+    """The native extension when enabled and built (None otherwise; see :mod:`raftlab.backends.native_step`)."""
+    from raftlab.backends.native_step import load_extension, native_enabled
+
+    return load_extension() if native_enabled() else None
 
 
 def _fusable(layer: Any) -> bool:

@@ -257,6 +257,79 @@ torch::Tensor matvec(const torch::Tensor& w, const torch::Tensor& x) {
   return y;
 }
 
+// RMSNorm of every row of a bf16 tensor (..., n) with a float32 weight (n,): bf16, rounded once.
+torch::Tensor rms_norm_rows(const torch::Tensor& x_in, const torch::Tensor& weight, double eps) {
+  TORCH_CHECK(x_in.scalar_type() == torch::kBFloat16 && weight.scalar_type() == torch::kFloat32 &&
+              weight.dim() == 1 && x_in.size(-1) == weight.size(0), "rms_norm_rows: bf16 rows, float32 weight");
+  const auto x = x_in.contiguous();
+  const int64_t n = x.size(-1), rows = n ? x.numel() / n : 0;
+  auto out = torch::empty_like(x);
+  const bf16* xp = reinterpret_cast<const bf16*>(x.data_ptr<at::BFloat16>());
+  bf16* op = reinterpret_cast<bf16*>(out.data_ptr<at::BFloat16>());
+  const float* w = weight.data_ptr<float>();
+  for (int64_t r = 0; r < rows; ++r) {
+    const bf16* v = xp + r * n;
+    bf16* o = op + r * n;
+    int64_t i = 0;
+#if RAFTLAB_AVX512_BF16
+    __m512 acc = _mm512_setzero_ps();
+    for (; i + 16 <= n; i += 16) {
+      const __m512 f = _mm512_castsi512_ps(_mm512_slli_epi32(
+          _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(v + i))), 16));
+      acc = _mm512_fmadd_ps(f, f, acc);
+    }
+    float sq = _mm512_reduce_add_ps(acc);
+#else
+    float sq = 0.f;
+#endif
+    for (int64_t j = i; j < n; ++j) sq += to_f32(v[j]) * to_f32(v[j]);
+    const float inv = 1.f / std::sqrt(sq / float(n) + float(eps));
+    i = 0;
+#if RAFTLAB_AVX512_BF16
+    const __m512 s = _mm512_set1_ps(inv);
+    for (; i + 16 <= n; i += 16) {
+      const __m512 f = _mm512_castsi512_ps(_mm512_slli_epi32(
+          _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(v + i))), 16));
+      const __m512 y = _mm512_mul_ps(_mm512_mul_ps(f, s), _mm512_loadu_ps(w + i));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(o + i), (__m256i)_mm512_cvtneps_pbh(y));
+    }
+#endif
+    for (; i < n; ++i) o[i] = to_bf16(to_f32(v[i]) * inv * w[i]);
+  }
+  return out;
+}
+
+// The rotary embedding of the first ``heads`` heads of every row of a fused q/k/v product (rows, 1, width) bf16,
+// with float32 cos/sin (rows, dim): (rows, heads, 1, dim) bf16, rounded once.
+torch::Tensor rotary_heads(const torch::Tensor& qkv_in, const torch::Tensor& cos_in, const torch::Tensor& sin_in,
+                           int64_t heads, int64_t dim) {
+  const auto qkv = qkv_in.contiguous();
+  const auto cos = cos_in.contiguous(), sin = sin_in.contiguous();
+  const int64_t width = qkv.size(-1), rows = qkv.numel() / width, half = dim / 2;
+  TORCH_CHECK(qkv.scalar_type() == torch::kBFloat16 && heads * dim <= width && dim % 2 == 0,
+              "rotary_heads: bf16 rows holding at least heads x dim values");
+  TORCH_CHECK(cos.scalar_type() == torch::kFloat32 && sin.scalar_type() == torch::kFloat32 &&
+              cos.numel() == rows * dim && sin.numel() == rows * dim, "rotary_heads: float32 cos/sin (rows, dim)");
+  auto out = torch::empty({rows, heads, 1, dim}, qkv.options());
+  const bf16* x = reinterpret_cast<const bf16*>(qkv.data_ptr<at::BFloat16>());
+  bf16* o = reinterpret_cast<bf16*>(out.data_ptr<at::BFloat16>());
+  const float* c = cos.data_ptr<float>();
+  const float* sn = sin.data_ptr<float>();
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t h = 0; h < heads; ++h) {
+      const bf16* v = x + r * width + h * dim;
+      bf16* w = o + (r * heads + h) * dim;
+      const float* cr = c + r * dim;
+      const float* sr = sn + r * dim;
+      for (int64_t i = 0; i < half; ++i) {
+        const float a = to_f32(v[i]), b = to_f32(v[i + half]);
+        w[i] = to_bf16(a * cr[i] - b * sr[i]);
+        w[i + half] = to_bf16(b * cr[i + half] + a * sr[i + half]);
+      }
+    }
+  return out;
+}
+
 bool uses_avx512_bf16() {
 #if RAFTLAB_AVX512_BF16
   return true;
@@ -267,6 +340,8 @@ bool uses_avx512_bf16() {
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("step", &step, "one decoding step of one sequence (see one_row_step.cpp)");
+  m.def("rms_norm_rows", &rms_norm_rows, "RMSNorm of bf16 rows with a float32 weight, rounded once");
+  m.def("rotary_heads", &rotary_heads, "rotary embedding of the first heads of fused q/k/v rows, rounded once");
   m.def("matvec", &matvec, "w x in float32 for a bf16 matrix and vector");
   m.def("uses_avx512_bf16", &uses_avx512_bf16, "whether this build uses AVX-512 BF16 dot products");
 }
