@@ -4,6 +4,8 @@ cache, in both builds (portable loops everywhere; AVX-512 BF16 where the CPU has
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 
 import pytest
 import torch
@@ -13,7 +15,8 @@ from raftlab.backends.base import SamplingParams
 from raftlab.backends.kv_cache import growing_cache
 from raftlab.machine import cpu_flags
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(
+    shutil.which(os.environ.get("CXX", "c++")) is None, reason="no C++ compiler to build the native extension")]
 
 BUILDS = [False] + ([True] if "avx512_bf16" in cpu_flags() else [])
 
@@ -75,6 +78,24 @@ def test_matvec_matches_torch(avx512_bf16):
         torch.testing.assert_close(ext.matvec(w, x), w.float() @ x.float(), atol=1e-4, rtol=1e-4)
     with pytest.raises(RuntimeError, match="contiguous bf16 vector"):
         ext.matvec(torch.randn(4, 64).bfloat16(), torch.randn(32).bfloat16())
+
+
+@pytest.mark.parametrize("avx512_bf16", BUILDS, ids=lambda b: "avx512bf16" if b else "portable")
+def test_norm_and_rotary_helpers_match_torch(avx512_bf16):
+    ext = native_step.load_extension(avx512_bf16)
+    torch.manual_seed(2)
+    x, w = torch.randn(5, 1, 72).bfloat16(), torch.rand(72) + 0.5  # 72: a vector part and a scalar tail
+    exact = torch.nn.functional.rms_norm(x.float(), (72,), w, 1e-6)
+    torch.testing.assert_close(ext.rms_norm_rows(x, w, 1e-6).float(), exact, atol=0, rtol=2 ** -8)
+    heads, kv_heads, dim = 4, 2, 16
+    qkv = torch.randn(3, 1, (heads + 2 * kv_heads) * dim).bfloat16()
+    angles = torch.rand(3, dim // 2) * 6
+    cos, sin = angles.cos().repeat(1, 2), angles.sin().repeat(1, 2)
+    qk = qkv.view(3, 1, -1, dim)[:, :, : heads + kv_heads].transpose(1, 2).float()
+    rotated = qk * cos[:, None, None] + torch.cat([-qk[..., dim // 2:], qk[..., : dim // 2]], -1) * sin[:, None, None]
+    got = ext.rotary_heads(qkv, cos, sin, heads + kv_heads, dim)
+    assert got.shape == (3, heads + kv_heads, 1, dim)
+    torch.testing.assert_close(got.float(), rotated, atol=1e-6, rtol=2 ** -8)
 
 
 def test_backend_decodes_single_prompts_natively_and_greedily_like_float32():

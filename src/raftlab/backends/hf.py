@@ -151,7 +151,8 @@ class HFBackend:
         a oneDNN-prepacked copy of their weight (:mod:`raftlab.backends.cpu_kernels`; the weights held twice; a
         model object passed in is changed in place), and decoding steps of Llama-family models without
         transformers' per-call machinery (:mod:`raftlab.backends.decode_step`; in bf16 a stacked q/k/v copy, ~20%
-        of the layers' weights once more). Further keyword arguments go to transformers' ``from_pretrained``
+        of the layers' weights once more), with a single bf16 sequence decoded by one native call per token
+        (:mod:`raftlab.backends.native_step`). Further keyword arguments go to transformers' ``from_pretrained``
         (e.g. ``attn_implementation="sdpa"``)."""
         import torch
 

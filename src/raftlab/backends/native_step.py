@@ -58,11 +58,14 @@ def load_extension(avx512_bf16: bool | None = None) -> Any | None:
 
         from torch.utils import cpp_extension
 
+        _put_ninja_on_path()
         digest = hashlib.sha256(SOURCE.read_bytes()).hexdigest()[:12]
         flags = ["-O3"] + (["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512bf16", "-mfma"] if avx512_bf16 else [])
         name = f"raftlab_one_row_{'avx512bf16' if avx512_bf16 else 'portable'}_{digest}"
-        log.info("compiling raftlab's native batch-1 decoding step (%s; once per machine, about half a minute)",
-                 "AVX-512 BF16" if avx512_bf16 else "portable")
+        built = Path(cpp_extension._get_build_directory(name, verbose=False), f"{name}.so").exists()
+        (log.debug if built else log.info)(
+            "compiling raftlab's native decoding kernels (%s; once per machine, about half a minute)",
+            "AVX-512 BF16" if avx512_bf16 else "portable")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             module = cpp_extension.load(name=name, sources=[str(SOURCE)], extra_cflags=flags, verbose=False)
@@ -71,6 +74,18 @@ def load_extension(avx512_bf16: bool | None = None) -> Any | None:
                     "the Python step", type(err).__name__, str(err).strip().splitlines()[-1:] or "")
     _loaded[avx512_bf16] = module
     return module
+
+
+def _put_ninja_on_path() -> None:
+    """torch builds extensions with the ``ninja`` on PATH; the ``ninja`` wheel (a dependency) installs one next to
+    the interpreter, which is not on PATH when the virtual environment is not activated."""
+    try:
+        import ninja
+    except ImportError:
+        return
+    bin_dir = getattr(ninja, "BIN_DIR", None)
+    if bin_dir and bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
 
 
 class OneRowStep:
