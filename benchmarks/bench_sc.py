@@ -230,7 +230,7 @@ def read_bandwidth(megabytes: int = 512, repeats: int = 5) -> float:
     after a warm-up pass."""
     import torch
 
-    from raftlab.backends.native_step import load_extension, native_enabled
+    from raftlab.backends.native_kernels import load_extension, native_enabled
 
     x = torch.ones(megabytes * 2**20 // 4)
     reads = [lambda: x.view(torch.uint8).max(), lambda: x.sum()]

@@ -10,7 +10,7 @@ import shutil
 import pytest
 import torch
 
-from raftlab.backends import native_step
+from raftlab.backends import native_kernels, native_step
 from raftlab.backends.base import SamplingParams
 from raftlab.backends.kv_cache import growing_cache
 from raftlab.machine import cpu_flags
@@ -71,7 +71,7 @@ def test_native_logits_are_as_close_to_float32_as_the_bf16_forward(kind, avx512_
 
 @pytest.mark.parametrize("avx512_bf16", BUILDS, ids=lambda b: "avx512bf16" if b else "portable")
 def test_matvec_matches_torch(avx512_bf16):
-    ext = native_step.load_extension(avx512_bf16)
+    ext = native_kernels.load_extension(avx512_bf16)
     torch.manual_seed(1)
     for rows, cols in ((7, 64), (97, 128), (5, 40)):  # row tails, a width that is not a multiple of 32
         w, x = torch.randn(rows, cols).bfloat16(), torch.randn(cols).bfloat16()
@@ -82,7 +82,7 @@ def test_matvec_matches_torch(avx512_bf16):
 
 @pytest.mark.parametrize("avx512_bf16", BUILDS, ids=lambda b: "avx512bf16" if b else "portable")
 def test_norm_and_rotary_helpers_match_torch(avx512_bf16):
-    ext = native_step.load_extension(avx512_bf16)
+    ext = native_kernels.load_extension(avx512_bf16)
     torch.manual_seed(2)
     x, w = torch.randn(5, 1, 72).bfloat16(), torch.rand(72) + 0.5  # 72: a vector part and a scalar tail
     exact = torch.nn.functional.rms_norm(x.float(), (72,), w, 1e-6)
@@ -130,7 +130,48 @@ def test_fallbacks(monkeypatch, caplog):
         raise RuntimeError("Error building extension: c++: command not found")
 
     monkeypatch.setattr(cpp_extension, "load", no_compiler)
-    monkeypatch.setattr(native_step, "_loaded", {})
-    with caplog.at_level(logging.WARNING, logger="raftlab.backends.native_step"):
+    monkeypatch.setattr(native_kernels, "_loaded", {})
+    with caplog.at_level(logging.WARNING, logger="raftlab.backends.native_kernels"):
         assert native_step.one_row_step_for(model) is None
     assert "unavailable" in caplog.text and "command not found" in caplog.text
+
+
+@pytest.mark.parametrize("avx512_bf16", BUILDS, ids=lambda b: "avx512bf16" if b else "portable")
+def test_native_cascade_merge_equals_attention_over_the_concatenation(avx512_bf16):
+    import types
+
+    from raftlab.backends.cascade import CascadeCache, cascade_attention
+
+    ext = native_kernels.load_extension(avx512_bf16)
+    torch.manual_seed(0)
+    p, n, heads, kv_heads, dim, lp, lg = 3, 4, 6, 2, 32, 7, 5
+    bf = torch.bfloat16
+    prompt_k, prompt_v = torch.randn(p, kv_heads, lp, dim).to(bf), torch.randn(p, kv_heads, lp, dim).to(bf)
+    mask = torch.ones(p, lp, dtype=torch.long)
+    mask[0, :3] = 0  # left padding of the first prompt
+    layer = types.SimpleNamespace(keys=prompt_k, values=prompt_v)
+    cache = CascadeCache(types.SimpleNamespace(layers=[layer]), mask, n, budget=lg)
+    own_k, own_v = torch.randn(p * n, kv_heads, lg, dim).to(bf), torch.randn(p * n, kv_heads, lg, dim).to(bf)
+    for t in range(lg):
+        keys, values = cache.update(own_k[:, :, t : t + 1], own_v[:, :, t : t + 1], 0)
+    query = torch.randn(p * n, heads, 1, dim).to(bf)
+
+    def reference(rows):  # float32 attention over the concatenation of the same bf16 values
+        k = torch.cat([prompt_k.repeat_interleave(n, 0), own_k], 2)[rows].repeat_interleave(heads // kv_heads, 1)
+        v = torch.cat([prompt_v.repeat_interleave(n, 0), own_v], 2)[rows].repeat_interleave(heads // kv_heads, 1)
+        m = torch.cat([mask.repeat_interleave(n, 0), torch.ones(p * n, lg, dtype=torch.long)], 1)[rows].bool()
+        out = torch.nn.functional.scaled_dot_product_attention(query[rows].float(), k.float(), v.float(),
+                                                               attn_mask=m[:, None, None, :])
+        return out.transpose(1, 2)
+
+    module = types.SimpleNamespace(layer_idx=0)
+    for rows in (torch.arange(p * n), torch.tensor([0, 3, 5, 11])):
+        if len(rows) < p * n:
+            cache.select_rows(rows)
+        args = (module, query[rows], keys[rows], values[rows], None)
+        ours, _ = cascade_attention(*args, scaling=dim**-0.5, cascade=cache, native=ext)
+        theirs, _ = cascade_attention(*args, scaling=dim**-0.5, cascade=cache)  # torch's kernels, bf16
+        exact = reference(rows)
+        assert ours.dtype == bf and ours.shape == exact.shape
+        assert (ours.float() - exact).abs().max() <= 1.5 * (theirs.float() - exact).abs().max() + 1e-3
+        assert (ours.float() - exact).abs().max() < 0.02

@@ -82,14 +82,16 @@ class CascadeCache:
 
 
 def cascade_attention(module: Any, query, key, value, attention_mask, scaling: float | None = None,
-                      dropout: float = 0.0, cascade: CascadeCache | None = None, **kwargs: Any):
+                      dropout: float = 0.0, cascade: CascadeCache | None = None, native: Any = None, **kwargs: Any):
     """One decoding step of attention for ``query`` ``(rows, heads, 1, head_dim)``: ``key``/``value`` are the
     rows' generated tokens (from :meth:`CascadeCache.update`), the prompts' come from ``cascade``. Returns
     ``(rows, 1, heads, head_dim)`` as transformers' attention functions do.
 
     Two calls of torch's fused CPU attention kernel, which also returns each query's log-sum-exp: the k samples of
     a prompt attend to it as k query positions of one sequence, each row attends to its own generated tokens, and
-    the two partial results are merged with their log-sum-exps (exactly the softmax over the concatenation)."""
+    the two partial results are merged with their log-sum-exps (exactly the softmax over the concatenation).
+    ``native``: the extension of :mod:`raftlab.backends.native_step`, whose ``own_attention_merge`` does the own
+    tokens' part and the merge in one call (bf16; rounded once)."""
     import torch
 
     flash = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
@@ -113,6 +115,9 @@ def cascade_attention(module: Any, query, key, value, attention_mask, scaling: f
     prompt_lse = prompt_lse.view(p, kv_heads, n, groups).permute(0, 2, 1, 3).reshape(p * n, heads)
     if not cascade.full:
         from_prompt, prompt_lse = from_prompt[cascade.slot], prompt_lse[cascade.slot]
+    if native is not None and query.dtype == torch.bfloat16:
+        scale = scaling if scaling is not None else dim ** -0.5
+        return native.own_attention_merge(query, key, value, from_prompt, prompt_lse, scale), None
     from_own, own_lse = flash(query, key, value, scale=scaling)  # (rows, heads, 1, dim), (rows, heads, 1)
     own_lse = own_lse.view(rows, heads)
     # softmax over both parts = the parts' outputs weighted by exp(lse_part) / (exp(lse_prompt) + exp(lse_own))

@@ -146,6 +146,8 @@ class DecodeStep:
         half = dim // 2
         signed_sin = torch.cat([-sin[..., :half], sin[..., half:]], dim=-1)
         linear = torch.ops.mkldnn._linear_pointwise if self.fused else None
+        if self.native is not None and "cascade" in attention_kwargs:  # own tokens + merge in one native call
+            attention_kwargs = {**attention_kwargs, "native": self.native}
         for i, (norm1, qkv_proj, attn, q_norm, k_norm, norm2, mlp) in enumerate(self.layers):
             x = norm1(hidden)
             if qkv_proj is not None:
@@ -197,8 +199,8 @@ class _NativeNorm:
 
 
 def _native_extension() -> Any:
-    """The native extension when enabled and built (None otherwise; see :mod:`raftlab.backends.native_step`)."""
-    from raftlab.backends.native_step import load_extension, native_enabled
+    """The native extension when enabled and built (None otherwise; see :mod:`raftlab.backends.native_kernels`)."""
+    from raftlab.backends.native_kernels import load_extension, native_enabled
 
     return load_extension() if native_enabled() else None
 

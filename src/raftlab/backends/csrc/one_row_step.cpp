@@ -330,6 +330,59 @@ torch::Tensor rotary_heads(const torch::Tensor& qkv_in, const torch::Tensor& cos
   return out;
 }
 
+// Cascade attention's second half (raftlab/backends/cascade.py): each row's attention over its own generated
+// tokens, merged with its attention over the prompt by the two parts' log-sum-exps. query (rows, heads, 1, dim),
+// key/value (rows, kv_heads, tokens, dim), bf16 with a contiguous last dimension; from_prompt (rows, heads, dim)
+// bf16 and prompt_lse (rows, heads) float32. Returns (rows, 1, heads, dim) bf16, rounded once.
+torch::Tensor own_attention_merge(const torch::Tensor& query, const torch::Tensor& key, const torch::Tensor& value,
+                                  const torch::Tensor& from_prompt_in, const torch::Tensor& prompt_lse_in,
+                                  double scaling) {
+  const int64_t rows = query.size(0), heads = query.size(1), dim = query.size(3);
+  const int64_t kv_heads = key.size(1), tokens = key.size(2), group = heads / kv_heads;
+  TORCH_CHECK(query.scalar_type() == torch::kBFloat16 && key.scalar_type() == torch::kBFloat16 &&
+              value.scalar_type() == torch::kBFloat16 && query.stride(3) == 1 && key.stride(3) == 1 &&
+              value.stride(3) == 1 && key.size(0) == rows && value.sizes() == key.sizes() && tokens >= 1 &&
+              heads % kv_heads == 0 && key.stride(2) == dim && value.stride(2) == dim,
+              "own_attention_merge: bf16 query/key/value of matching shapes, token rows contiguous");
+  const auto from_prompt = from_prompt_in.contiguous();
+  const auto prompt_lse = prompt_lse_in.to(torch::kFloat32).contiguous();
+  TORCH_CHECK(from_prompt.numel() == rows * heads * dim && prompt_lse.numel() == rows * heads,
+              "own_attention_merge: from_prompt (rows, heads, dim) and prompt_lse (rows, heads)");
+  auto out = torch::empty({rows, 1, heads, dim}, query.options());
+  const bf16* q = reinterpret_cast<const bf16*>(query.data_ptr<at::BFloat16>());
+  const bf16* k = reinterpret_cast<const bf16*>(key.data_ptr<at::BFloat16>());
+  const bf16* v = reinterpret_cast<const bf16*>(value.data_ptr<at::BFloat16>());
+  const bf16* fp = reinterpret_cast<const bf16*>(from_prompt.data_ptr<at::BFloat16>());
+  const float* lse = prompt_lse.data_ptr<float>();
+  bf16* o = reinterpret_cast<bf16*>(out.data_ptr<at::BFloat16>());
+  at::parallel_for(0, rows * heads, 8, [&](int64_t b, int64_t e) {
+    std::vector<float> scores(tokens), acc(dim);
+    for (int64_t job = b; job < e; ++job) {
+      const int64_t r = job / heads, h = job % heads, g = h / group;
+      const bf16* qr = q + r * query.stride(0) + h * query.stride(1);
+      const bf16* kr = k + r * key.stride(0) + g * key.stride(1);
+      const bf16* vr = v + r * value.stride(0) + g * value.stride(1);
+      dot_rows(kr, qr, scores.data(), tokens, dim, false);
+      float top = -INFINITY;
+      for (int64_t t = 0; t < tokens; ++t) top = std::max(top, scores[t] *= float(scaling));
+      float total = 0.f;
+      for (int64_t t = 0; t < tokens; ++t) total += (scores[t] = std::exp(scores[t] - top));
+      std::fill(acc.begin(), acc.end(), 0.f);
+      for (int64_t t = 0; t < tokens; ++t) axpy(scores[t], vr + t * dim, acc.data(), dim);
+      const float own_lse = top + std::log(total);
+      // softmax over both parts: the prompt part's share is sigmoid(lse_prompt - lse_own)
+      const float share = 1.f / (1.f + std::exp(own_lse - lse[r * heads + h]));
+      const bf16* pr = fp + (r * heads + h) * dim;
+      bf16* w = o + (r * heads + h) * dim;
+      for (int64_t i = 0; i < dim; ++i) {
+        const float own = acc[i] / total;
+        w[i] = to_bf16(own + share * (to_f32(pr[i]) - own));
+      }
+    }
+  });
+  return out;
+}
+
 bool uses_avx512_bf16() {
 #if RAFTLAB_AVX512_BF16
   return true;
@@ -342,6 +395,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("step", &step, "one decoding step of one sequence (see one_row_step.cpp)");
   m.def("rms_norm_rows", &rms_norm_rows, "RMSNorm of bf16 rows with a float32 weight, rounded once");
   m.def("rotary_heads", &rotary_heads, "rotary embedding of the first heads of fused q/k/v rows, rounded once");
+  m.def("own_attention_merge", &own_attention_merge, "cascade attention over own tokens, merged with the prompt part");
   m.def("matvec", &matvec, "w x in float32 for a bf16 matrix and vector");
   m.def("uses_avx512_bf16", &uses_avx512_bf16, "whether this build uses AVX-512 BF16 dot products");
 }
