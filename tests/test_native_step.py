@@ -109,8 +109,9 @@ def test_backend_decodes_single_prompts_natively_and_greedily_like_float32():
     reference.load_state_dict({k: v.float() for k, v in model.state_dict().items()})
     params = SamplingParams(n=1, temperature=0, max_new_tokens=12)
     native = HFBackend(model, tokenizer=tok, device="cpu")
-    ours = native.generate(["hello there"], params)[0][0]
+    native.warm_up()  # what `raftlab serve` does before its first request
     assert isinstance(native._one_row, native_step.OneRowStep)
+    ours = native.generate(["hello there"], params)[0][0]
     backend = HFBackend(reference, tokenizer=tok, device="cpu")
     theirs = backend.generate(["hello there"], params)[0][0]
     assert backend._one_row is False  # float32: the Python step

@@ -202,6 +202,11 @@ class HFBackend:
         self._cascade = cascade and not str(device).startswith("cuda") and supports_cascade(model)
 
     # ----------------------------------------------------------------- helpers
+    def warm_up(self) -> None:
+        """Build now what the first generation would otherwise build: the native batch-1 step, compiled on first
+        use on a new machine (``raftlab serve`` calls this before it accepts requests)."""
+        self._one_row_step()
+
     def _one_row_step(self) -> Any:
         """The native batch-1 decoding step (compiled on first use), or None where it does not apply."""
         if self._one_row is None:

@@ -46,6 +46,7 @@ def register(app: typer.Typer) -> None:
 
         warn_if_exposed(host, api_key)
         backend = get_backend(f"hf:{model}", parse_backend_options(backend_option), chat_template=chat_template)
+        getattr(backend, "warm_up", lambda: None)()  # a first request should not wait for a kernel build
         typer.echo(f"serving {model} on http://{host}:{port}/v1" + (" (API key required)" if api_key else ""))
         uvicorn.run(create_app(backend, name or model, max_tokens, api_key=api_key, max_queue=max_queue,
                                batching=batching), host=host, port=port, log_level="info")
