@@ -98,6 +98,7 @@ def test_norm_and_rotary_helpers_match_torch(avx512_bf16):
     torch.testing.assert_close(got.float(), rotated, atol=1e-6, rtol=2 ** -8)
 
 
+@pytest.mark.skipif("avx512_bf16" not in cpu_flags(), reason="the backend uses native kernels only with AVX-512 BF16")
 def test_backend_decodes_single_prompts_natively_and_greedily_like_float32():
     from raftlab.backends.hf import HFBackend
     from raftlab.models import load_tokenizer
@@ -124,6 +125,11 @@ def test_fallbacks(monkeypatch, caplog):
     monkeypatch.setenv("RAFTLAB_NATIVE", "0")
     assert native_step.one_row_step_for(model) is None
     monkeypatch.delenv("RAFTLAB_NATIVE")
+    import raftlab.machine
+
+    with monkeypatch.context() as m:  # a CPU without AVX-512 BF16: the portable loops are not used for speed
+        m.setattr(raftlab.machine, "cpu_flags", lambda: frozenset({"avx2"}))
+        assert native_kernels.load_extension() is None and native_step.one_row_step_for(model) is None
 
     from torch.utils import cpp_extension
 
@@ -133,7 +139,7 @@ def test_fallbacks(monkeypatch, caplog):
     monkeypatch.setattr(cpp_extension, "load", no_compiler)
     monkeypatch.setattr(native_kernels, "_loaded", {})
     with caplog.at_level(logging.WARNING, logger="raftlab.backends.native_kernels"):
-        assert native_step.one_row_step_for(model) is None
+        assert native_step.one_row_step_for(model, avx512_bf16=False) is None
     assert "unavailable" in caplog.text and "command not found" in caplog.text
 
 

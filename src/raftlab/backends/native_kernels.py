@@ -29,12 +29,15 @@ def native_enabled() -> bool:
 
 def load_extension(avx512_bf16: bool | None = None) -> Any | None:
     """The compiled extension (compiled on first use), or None with the reason logged once. ``avx512_bf16``:
-    build with AVX-512 BF16 dot products (default: when this CPU has them); False builds portable loops (the
-    same results up to summation order; used by tests on any CPU)."""
+    build with AVX-512 BF16 dot products; False builds portable loops (the same results up to summation order,
+    but slower than torch's kernels: for tests on any CPU). Default: the AVX-512 BF16 build where this CPU has
+    those instructions, else None (callers keep their torch paths)."""
     from raftlab.machine import cpu_flags
 
     if avx512_bf16 is None:
-        avx512_bf16 = "avx512_bf16" in cpu_flags()
+        if "avx512_bf16" not in cpu_flags():
+            return None
+        avx512_bf16 = True
     if avx512_bf16 in _loaded:
         return _loaded[avx512_bf16]
     module = None
