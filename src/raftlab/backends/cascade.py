@@ -90,7 +90,7 @@ def cascade_attention(module: Any, query, key, value, attention_mask, scaling: f
     Two calls of torch's fused CPU attention kernel, which also returns each query's log-sum-exp: the k samples of
     a prompt attend to it as k query positions of one sequence, each row attends to its own generated tokens, and
     the two partial results are merged with their log-sum-exps (exactly the softmax over the concatenation).
-    ``native``: the extension of :mod:`raftlab.backends.native_step`, whose ``own_attention_merge`` does the own
+    ``native``: the extension of :mod:`raftlab.backends.native_kernels`, whose ``own_attention_merge`` does the own
     tokens' part and the merge in one call (bf16; rounded once)."""
     import torch
 

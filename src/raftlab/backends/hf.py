@@ -215,7 +215,6 @@ class HFBackend:
             self._one_row = one_row_step_for(self.model) or False
         return self._one_row or None
 
-
     def _cache_of(self, out: Any) -> Any:
         return out.cache if self._cache_arg == "cache" else out.past_key_values
     def _eos_ids(self) -> set[int]:

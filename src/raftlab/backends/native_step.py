@@ -7,7 +7,8 @@ two thirds of the core's bandwidth, and the ~600 small operations around them ea
 dispatch and, right after a product has streamed megabytes through the caches, several more (measured on this
 project's Xeon: an addition of 576 numbers 1.0 us alone, 5-6 us right after a matrix-vector product). The native
 step runs a whole token through the model in C++: matrix-vector products with AVX-512 BF16 dot products and
-software prefetching (plain loops where the compiler does not target AVX-512 BF16), the norms, rotary embedding,
+software prefetching (used only on CPUs with those instructions; a portable build with plain loops exists for
+tests, slower than torch's kernels), the norms, rotary embedding,
 cache write, attention, SiLU and residual additions as loops over a few hundred numbers, and torch's intra-op
 threads over blocks of rows.
 
