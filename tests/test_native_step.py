@@ -34,12 +34,12 @@ def _random_model(kind: str, dtype=torch.bfloat16, init: float = 0.02, vocab: in
     return transformers.AutoModelForCausalLM.from_config(config).to(dtype).eval()
 
 
-def _logits_three_ways(model, step, prompt, tokens):
+def _logits_three_ways(model, step, prompt, tokens, capacity=64):
     """Logits after each of ``tokens`` (fed one at a time after ``prompt``) from a float32 copy's forward, the
-    model's bf16 forward and the native step, each with its own cache."""
+    model's bf16 forward and the native step, each with its own cache (``capacity``: positions preallocated)."""
     reference = _random_model(model.config.model_type, torch.float32, vocab=model.config.vocab_size)
     reference.load_state_dict({k: v.float() for k, v in model.state_dict().items()})
-    caches = [growing_cache(m.config, 64) for m in (reference, model, model)]
+    caches = [growing_cache(m.config, capacity) for m in (reference, model, model)]
     out = []
     with torch.inference_mode():
         for m, cache in zip((reference, model, model), caches):
@@ -67,6 +67,24 @@ def test_native_logits_are_as_close_to_float32_as_the_bf16_forward(kind, avx512_
         # the different summation order), and far closer to it than the logits' scale
         assert (ours - exact).abs().max() <= 1.5 * (theirs - exact).abs().max() + 1e-3
         assert (ours - exact).abs().max() < 0.05 * exact.abs().max()
+
+
+def test_cache_growth_and_threads_do_not_change_the_logits():
+    model = _random_model("qwen2")
+    step = native_step.one_row_step_for(model, avx512_bf16=bool(BUILDS[-1]))
+    prompt = torch.randint(3, 97, (1, 9))
+    tokens = [5, 17, 60, 2, 9, 33]
+    roomy = _logits_three_ways(model, step, prompt, tokens)
+    # a cache with no spare position: every layer's buffers are reallocated at the first native step
+    tight = _logits_three_ways(model, step, prompt, tokens, capacity=9)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)  # rows and heads split over two threads: each output still summed by one thread
+    try:
+        threaded = _logits_three_ways(model, step, prompt, tokens)
+    finally:
+        torch.set_num_threads(before)
+    for (_, _, a), (_, _, b), (_, _, c) in zip(roomy, tight, threaded):
+        assert torch.equal(a, b) and torch.equal(a, c)
 
 
 @pytest.mark.parametrize("avx512_bf16", BUILDS, ids=lambda b: "avx512bf16" if b else "portable")
