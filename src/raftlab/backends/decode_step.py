@@ -46,26 +46,31 @@ from raftlab.backends.kv_cache import full_attention_only
 DECODE_STEP_MODEL_TYPES = frozenset({"llama", "mistral", "qwen2", "qwen3"})
 
 
-def decode_step_for(model: Any) -> DecodeStep | None:
-    """A :class:`DecodeStep` for ``model`` when its architecture is supported, else None."""
+def supports_decode_step(model: Any) -> bool:
+    """Whether ``model``'s architecture and settings are those :class:`DecodeStep` computes."""
     config = model.config
     if getattr(config, "model_type", None) not in DECODE_STEP_MODEL_TYPES or not full_attention_only(config):
-        return None
+        return False
     if getattr(config, "_attn_implementation", None) not in ("sdpa", "eager"):
-        return None
+        return False
     if getattr(config, "partial_rotary_factor", 1.0) != 1.0:  # the rotation covers every head dimension
-        return None
+        return False
     inner = getattr(model, "model", None)
     layers = getattr(inner, "layers", None)
     if layers is None or not hasattr(model, "lm_head") or getattr(config, "final_logit_softcapping", None):
-        return None
+        return False
     for layer in layers:
         attn, mlp = getattr(layer, "self_attn", None), getattr(layer, "mlp", None)
         if attn is None or mlp is None or not all(hasattr(attn, p) for p in ("q_proj", "k_proj", "v_proj", "o_proj")):
-            return None
+            return False
         if not all(hasattr(mlp, p) for p in ("gate_proj", "up_proj", "down_proj", "act_fn")):
-            return None
-    return DecodeStep(model)
+            return False
+    return True
+
+
+def decode_step_for(model: Any) -> DecodeStep | None:
+    """A :class:`DecodeStep` for ``model`` when :func:`supports_decode_step`, else None."""
+    return DecodeStep(model) if supports_decode_step(model) else None
 
 
 class _Stacked:
@@ -100,7 +105,7 @@ class DecodeStep:
         self._interfaces = ALL_ATTENTION_FUNCTIONS
         first = self.inner.layers[0].self_attn
         module = sys.modules[type(first).__module__]
-        self.rotary, self.eager = module.apply_rotary_pos_emb, module.eager_attention_forward
+        self.eager = module.eager_attention_forward
         self.heads = config.num_attention_heads
         self.kv_heads = getattr(config, "num_key_value_heads", None) or self.heads
         self.head_dim = first.head_dim
@@ -111,6 +116,9 @@ class DecodeStep:
         #: with fused products, the native extension (:mod:`raftlab.backends.native_kernels`): RMSNorms, rotary
         #: embedding and the cascade merge as native loops (rounded once; see the module docstring)
         self.native = _native_extension() if self.fused else None
+        #: the native rotation of the stacked q/k heads (fused products stack q/k/v; Qwen3 normalises q and k
+        #: before the rotation, so it keeps torch's)
+        self.native_rotary = self.native is not None and getattr(first, "q_norm", None) is None
         self.layers = []
         for layer in self.inner.layers:
             attn, mlp = layer.self_attn, layer.mlp
@@ -142,15 +150,16 @@ class DecodeStep:
         heads, kv_heads, dim = self.heads, self.kv_heads, self.head_dim
         attention = self._interfaces.get_interface(self.config._attn_implementation, self.eager)
         hidden = self.inner.embed_tokens(input_ids)
-        if self.native is not None:  # float32 cos/sin for the native rotation (rows, dim)
-            cos32, sin32 = self.inner.rotary_emb(hidden.new_empty(0, dtype=torch.float32), position_ids=position_ids)
-            cos32, sin32 = cos32.reshape(rows, -1), sin32.reshape(rows, -1)
-        cos, sin = self.inner.rotary_emb(hidden, position_ids=position_ids)
-        cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
-        # rotate_half(x) * sin == roll(x, half) * (sin with its first half negated), exactly (a sign flip
-        # commutes with rounding): 4 operations instead of transformers' 9 per tensor
         half = dim // 2
-        signed_sin = torch.cat([-sin[..., :half], sin[..., half:]], dim=-1)
+        if self.native_rotary:  # float32 cos/sin (rows, dim)
+            cos, sin = self.inner.rotary_emb(hidden.new_empty(0, dtype=torch.float32), position_ids=position_ids)
+            cos, sin = cos.reshape(rows, -1), sin.reshape(rows, -1)
+        else:
+            cos, sin = self.inner.rotary_emb(hidden, position_ids=position_ids)
+            cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
+            # rotate_half(x) * sin == roll(x, half) * (sin with its first half negated), exactly (a sign flip
+            # commutes with rounding): 4 operations instead of transformers' 9 per tensor
+            signed_sin = torch.cat([-sin[..., :half], sin[..., half:]], dim=-1)
         linear = torch.ops.mkldnn._linear_pointwise if self.fused else None
         if self.native is not None and "cascade" in attention_kwargs:  # own tokens + merge in one native call
             attention_kwargs = {**attention_kwargs, "native": self.native}
@@ -165,8 +174,8 @@ class DecodeStep:
                 v = attn.v_proj(x).view(rows, 1, kv_heads, dim)
             if q_norm is not None:  # Qwen3: per-head norms before the rotary embedding
                 q, k = q_norm(q), k_norm(k)
-            if qkv_proj is not None and q_norm is None and self.native is not None:
-                qk = self.native.rotary_heads(qkv.view(rows, 1, -1), cos32, sin32, heads + kv_heads, dim)
+            if self.native_rotary:
+                qk = self.native.rotary_heads(qkv.view(rows, 1, -1), cos, sin, heads + kv_heads, dim)
                 q, k = qk[:, :heads], qk[:, heads:]
             elif qkv_proj is not None and q_norm is None:  # queries and keys are adjacent heads: one rotation
                 qk = qkv[:, :, : heads + kv_heads].transpose(1, 2)

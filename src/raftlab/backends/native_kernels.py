@@ -57,9 +57,9 @@ def load_extension(avx512_bf16: bool | None = None) -> Any | None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             module = cpp_extension.load(name=name, sources=[str(SOURCE)], extra_cflags=flags, verbose=False)
-    except Exception as err:  # no compiler, no ninja, a failed build: keep the Python step
-        log.warning("the native batch-1 decoding step is unavailable (%s: %s); decoding one row at a time with "
-                    "the Python step", type(err).__name__, str(err).strip().splitlines()[-1:] or "")
+    except Exception as err:  # no compiler, no ninja, a failed build: callers keep their torch paths
+        log.warning("raftlab's native decoding kernels are unavailable (%s: %s); decoding with torch operations",
+                    type(err).__name__, (str(err).strip().splitlines() or [""])[-1])
     _loaded[avx512_bf16] = module
     return module
 

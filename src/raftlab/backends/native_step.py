@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from raftlab.backends.decode_step import decode_step_for
+from raftlab.backends.decode_step import supports_decode_step
 from raftlab.backends.native_kernels import load_extension, native_enabled
 
 #: rotary embeddings whose frequencies do not depend on the sequence length (read once from the model)
@@ -88,16 +88,15 @@ class OneRowStep:
 
 
 def one_row_step_for(model: Any, avx512_bf16: bool | None = None) -> OneRowStep | None:
-    """A :class:`OneRowStep` when ``model`` is a supported Llama-family model (:func:`decode_step_for`) with bf16
+    """A :class:`OneRowStep` when ``model`` is a supported Llama-family model (:func:`supports_decode_step`) with bf16
     weights on the CPU, SiLU, no biases outside q/k/v, a static rotary embedding and untied or tied LM head, and
     the extension is available; else None (the caller keeps the Python step)."""
     import torch
 
-    if not native_enabled() or decode_step_for(model) is None:
+    if not native_enabled() or not supports_decode_step(model):
         return None
     config, inner = model.config, model.model
-    weight = inner.embed_tokens.weight
-    if weight.dtype != torch.bfloat16 or weight.device.type != "cpu" or model.lm_head.bias is not None:
+    if inner.embed_tokens.weight.device.type != "cpu" or model.lm_head.bias is not None:
         return None
     if not all(p.dtype == torch.bfloat16 for p in model.parameters()):
         return None

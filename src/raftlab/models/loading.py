@@ -67,8 +67,6 @@ def is_adapter_dir(path: str | Path) -> bool:
     return (Path(path) / "adapter_config.json").exists()
 
 
-
-
 def _torch_dtype(dtype: Any, device: str = "cpu"):
     """The torch dtype for ``dtype``; None/"auto": :func:`raftlab.machine.default_dtype_name` for the device
     (announced once per run)."""

@@ -87,18 +87,38 @@ void dot_rows(const bf16* w, const bf16* x, float* y, int64_t rows, int64_t cols
   }
 }
 
+#if RAFTLAB_AVX512_BF16
+// 16 bf16 values from memory as float32.
+inline __m512 load16(const bf16* v) {
+  return _mm512_castsi512_ps(_mm512_slli_epi32(
+      _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(v))), 16));
+}
+#endif
+
 // out[i] += p * v[i] for i < n (v in bf16).
 inline void axpy(float p, const bf16* v, float* out, int64_t n) {
   int64_t i = 0;
 #if RAFTLAB_AVX512_BF16
   const __m512 pv = _mm512_set1_ps(p);
-  for (; i + 16 <= n; i += 16) {
-    const __m512 vf = _mm512_castsi512_ps(_mm512_slli_epi32(
-        _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(v + i))), 16));
-    _mm512_storeu_ps(out + i, _mm512_fmadd_ps(pv, vf, _mm512_loadu_ps(out + i)));
-  }
+  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(out + i, _mm512_fmadd_ps(pv, load16(v + i), _mm512_loadu_ps(out + i)));
 #endif
   for (; i < n; ++i) out[i] += p * to_f32(v[i]);
+}
+
+// Softmax attention of one bf16 query over ``tokens`` keys/values (rows of ``dim`` bf16 values, contiguous):
+// ``out`` (dim floats) receives the attention output, ``scores`` (tokens floats) is scratch; returns the
+// log-sum-exp of the scaled scores.
+float attend(const bf16* q, const bf16* keys, const bf16* values, int64_t tokens, int64_t dim, float scaling,
+             float* scores, float* out) {
+  dot_rows(keys, q, scores, tokens, dim, false);
+  float top = -INFINITY;
+  for (int64_t t = 0; t < tokens; ++t) top = std::max(top, scores[t] *= scaling);
+  float total = 0.f;
+  for (int64_t t = 0; t < tokens; ++t) total += (scores[t] = std::exp(scores[t] - top));
+  std::fill(out, out + dim, 0.f);
+  for (int64_t t = 0; t < tokens; ++t) axpy(scores[t], values + t * dim, out, dim);
+  for (int64_t i = 0; i < dim; ++i) out[i] /= total;
+  return top + std::log(total);
 }
 
 // y = w x for a (rows x cols) bf16 matrix, split over torch's intra-op threads in blocks of rows.
@@ -167,8 +187,10 @@ torch::Tensor step(int64_t token, int64_t position, int64_t index, const torch::
   const int64_t q_size = heads * head_dim, kv_size = kv_heads * head_dim, half = head_dim / 2;
   const int64_t group = heads / kv_heads, length = index + 1;
 
+  const int64_t inter = n_layers ? layer_tensors[11].size(0) : 0;
   std::vector<float> h(hidden_size), qkv(q_size + 2 * kv_size), attn(q_size), cos(head_dim), sin(head_dim);
-  std::vector<bf16> x(std::max<int64_t>(hidden_size, q_size)), attn_b(q_size);
+  std::vector<float> gate(inter), up(inter);
+  std::vector<bf16> x(hidden_size), attn_b(q_size), act(inter);
   const bf16* row = reinterpret_cast<const bf16*>(embed.data_ptr<at::BFloat16>()) + token * hidden_size;
   for (int64_t i = 0; i < hidden_size; ++i) h[i] = to_f32(row[i]);
   const float* freq = inv_freq.data_ptr<float>();
@@ -213,26 +235,18 @@ torch::Tensor step(int64_t token, int64_t position, int64_t index, const torch::
       for (int64_t hd = h0; hd < h1; ++hd) {
         const int64_t g = hd / group;
         for (int64_t i = 0; i < head_dim; ++i) qb[i] = to_bf16(q[hd * head_dim + i]);
-        dot_rows(kc + g * capacity * head_dim, qb.data(), scores.data(), length, head_dim, false);
-        float top = -INFINITY;
-        for (int64_t s = 0; s < length; ++s) top = std::max(top, scores[s] *= float(scaling));
-        double total = 0.0;
-        for (int64_t s = 0; s < length; ++s) total += (scores[s] = std::exp(scores[s] - top));
         float* out = attn.data() + hd * head_dim;
-        std::fill(out, out + head_dim, 0.f);
-        const float norm = float(1.0 / total);
-        for (int64_t s = 0; s < length; ++s) axpy(scores[s] * norm, vc + (g * capacity + s) * head_dim, out, head_dim);
+        attend(qb.data(), kc + g * capacity * head_dim, vc + g * capacity * head_dim, length, head_dim,
+               float(scaling), scores.data(), out);
         for (int64_t i = 0; i < head_dim; ++i) attn_b[hd * head_dim + i] = to_bf16(out[i]);
       }
     });
     gemv(t[9], attn_b.data(), h.data(), true);
 
     rms_norm(h.data(), f32(t[10]), hidden_size, eps, x.data());
-    const int64_t inter = t[11].size(0);
-    std::vector<float> gate(inter), up(inter);
+    TORCH_CHECK(t[11].size(0) == inter, "one_row_step: every layer must have the same MLP width");
     gemv(t[11], x.data(), gate.data(), false);
     gemv(t[12], x.data(), up.data(), false);
-    std::vector<bf16> act(inter);
     for (int64_t i = 0; i < inter; ++i) {
       const float g = gate[i];
       act[i] = to_bf16(g / (1.f + std::exp(-g)) * up[i]);
@@ -274,8 +288,7 @@ torch::Tensor rms_norm_rows(const torch::Tensor& x_in, const torch::Tensor& weig
 #if RAFTLAB_AVX512_BF16
     __m512 acc = _mm512_setzero_ps();
     for (; i + 16 <= n; i += 16) {
-      const __m512 f = _mm512_castsi512_ps(_mm512_slli_epi32(
-          _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(v + i))), 16));
+      const __m512 f = load16(v + i);
       acc = _mm512_fmadd_ps(f, f, acc);
     }
     float sq = _mm512_reduce_add_ps(acc);
@@ -288,9 +301,7 @@ torch::Tensor rms_norm_rows(const torch::Tensor& x_in, const torch::Tensor& weig
 #if RAFTLAB_AVX512_BF16
     const __m512 s = _mm512_set1_ps(inv);
     for (; i + 16 <= n; i += 16) {
-      const __m512 f = _mm512_castsi512_ps(_mm512_slli_epi32(
-          _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(v + i))), 16));
-      const __m512 y = _mm512_mul_ps(_mm512_mul_ps(f, s), _mm512_loadu_ps(w + i));
+      const __m512 y = _mm512_mul_ps(_mm512_mul_ps(load16(v + i), s), _mm512_loadu_ps(w + i));
       _mm256_storeu_si256(reinterpret_cast<__m256i*>(o + i), (__m256i)_mm512_cvtneps_pbh(y));
     }
 #endif
@@ -362,22 +373,12 @@ torch::Tensor own_attention_merge(const torch::Tensor& query, const torch::Tenso
       const bf16* qr = q + r * query.stride(0) + h * query.stride(1);
       const bf16* kr = k + r * key.stride(0) + g * key.stride(1);
       const bf16* vr = v + r * value.stride(0) + g * value.stride(1);
-      dot_rows(kr, qr, scores.data(), tokens, dim, false);
-      float top = -INFINITY;
-      for (int64_t t = 0; t < tokens; ++t) top = std::max(top, scores[t] *= float(scaling));
-      float total = 0.f;
-      for (int64_t t = 0; t < tokens; ++t) total += (scores[t] = std::exp(scores[t] - top));
-      std::fill(acc.begin(), acc.end(), 0.f);
-      for (int64_t t = 0; t < tokens; ++t) axpy(scores[t], vr + t * dim, acc.data(), dim);
-      const float own_lse = top + std::log(total);
+      const float own_lse = attend(qr, kr, vr, tokens, dim, float(scaling), scores.data(), acc.data());
       // softmax over both parts: the prompt part's share is sigmoid(lse_prompt - lse_own)
       const float share = 1.f / (1.f + std::exp(own_lse - lse[r * heads + h]));
       const bf16* pr = fp + (r * heads + h) * dim;
       bf16* w = o + (r * heads + h) * dim;
-      for (int64_t i = 0; i < dim; ++i) {
-        const float own = acc[i] / total;
-        w[i] = to_bf16(own + share * (to_f32(pr[i]) - own));
-      }
+      for (int64_t i = 0; i < dim; ++i) w[i] = to_bf16(acc[i] + share * (to_f32(pr[i]) - acc[i]));
     }
   });
   return out;
