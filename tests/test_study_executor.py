@@ -78,7 +78,7 @@ def test_local_workers_are_pinned_one_stage_per_gpu(tmp_path):
             return SimpleNamespace(job_id=str(len(self.gpus)), done=lambda: True, result=lambda: result,
                                    cancel=lambda check=False: None)
 
-    stages = [Stage(f"s{i}", {"i": i}, (), lambda given, out, i=i: {"i": i}) for i in range(5)]
+    stages = [Stage(f"s{i}", "test", {"i": i}, (), f"key{i}", lambda given, out, i=i: {"i": i}) for i in range(5)]
     fake = FakeExecutor()
     outputs: dict = {}
     run_dispatched(stages, StageRunner(tmp_path), ExecutorConfig(workers=8, devices=[2, 3]), outputs, executor=fake)

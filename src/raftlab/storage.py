@@ -3,20 +3,25 @@
 * JSONL: :func:`iter_jsonl` / :func:`read_jsonl` read with errors that name file and line (bad JSON, bad
   UTF-8, a line over the size limit); :func:`write_jsonl` writes atomically; :class:`JsonlAppender` appends
   with an fsync per batch (crash-safe result logs).
-* :func:`atomic_write_text`: write to a temporary file beside the target, then rename (never a half file).
+* :func:`atomic_write_text`: write a unique temporary file beside the target, fsync, rename, fsync the folder;
+  :func:`atomic_directory`: build a folder aside and swap it in atomically.
 * :func:`bind_settings`: record a run's settings on first use, or refuse a later run with other settings
   (one exception type, :class:`SettingsMismatch`, for every resumable store).
-* :class:`SqliteStore`: the shared set-up of raftlab's SQLite result stores (WAL, one transaction per write).
+* :class:`SqliteStore`: the shared set-up of raftlab's SQLite result stores (WAL, ``BEGIN IMMEDIATE``
+  transactions, one writer per store); :func:`acquire_lock`: the one-writer file lock (stores, run folders).
 * :func:`read_yaml`: a YAML mapping with ``include`` files merged underneath (task and study configs).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
 import sqlite3
+import tempfile
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -40,26 +45,93 @@ class SettingsMismatch(ValueError):
 # ----------------------------------------------------------------------------- writing
 
 
+def fsync_dir(path: str | Path) -> None:
+    """Make a rename or creation inside ``path`` durable (a no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Write ``text`` to ``path`` through a temporary file and a rename (readers never see half a file)."""
+    """Write ``text`` to ``path`` through a uniquely named temporary file beside it, fsync it, rename it over
+    ``path`` and fsync the folder: readers see the old or the new file, never half of one, also after a power
+    loss, and two writers never share a temporary file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    fsync_dir(path.parent)
     return path
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one atomic step (Linux ``renameat2(RENAME_EXCHANGE)``); False where unsupported."""
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP):
+        return False
+    raise OSError(err, f"cannot swap {a} and {b}: {os.strerror(err)}")
 
 
 @contextlib.contextmanager
 def atomic_directory(path: str | Path) -> Iterator[Path]:
-    """Build a directory under a temporary name and move it to ``path`` only when the block succeeds (a half-built
-    directory never appears under ``path``)."""
+    """Build a directory under a unique temporary name and put it at ``path`` only when the block succeeds.
+
+    ``path`` always holds a complete directory (the old one until the new one replaces it in one atomic swap,
+    Linux ``renameat2``; elsewhere the old one is moved aside just before the new one is moved in); a failed
+    block leaves ``path`` as it was."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    yield tmp
-    shutil.rmtree(path, ignore_errors=True)
-    tmp.rename(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    fsync_dir(tmp)
+    if not path.exists():
+        try:
+            os.rename(tmp, path)
+            fsync_dir(path.parent)
+            return
+        except OSError:
+            if not path.exists():
+                raise
+    if not _exchange(tmp, path):
+        old = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".old"))
+        os.rename(path, old / "dir")
+        os.rename(tmp, path)
+        tmp = old
+    fsync_dir(path.parent)
+    shutil.rmtree(tmp, ignore_errors=True)  # now the old directory
 
 
 def write_json(path: str | Path, data: Any) -> Path:
@@ -247,23 +319,116 @@ def read_yaml(path: str | Path, *, resolve: Callable[[str, Path], Path] | None =
 # ----------------------------------------------------------------------------- SQLite
 
 
+class InUse(OSError):
+    """A store or run directory is held by another raftlab process (the message names its pid)."""
+
+
+class StoreCorrupt(ValueError):
+    """A SQLite store that cannot be read (the message names the file and what to do)."""
+
+
+#: Locks this process holds: path -> [fd, pid, count] (re-entrant within a process, never across a fork).
+_HELD: dict[str, list[int]] = {}
+_HELD_GUARD = threading.Lock()
+
+
+def acquire_lock(path: str | Path, what: str) -> Callable[[], None]:
+    """Hold ``path`` (a lock file) for one writer: an OS file lock (``flock``), released by the kernel when the
+    holder dies, so a crash never leaves a stale lock. Another process gets :class:`InUse` naming the holder's
+    pid; this process may take it again (counted). Returns the function that releases it."""
+    import fcntl
+
+    key = os.path.realpath(path)
+    with _HELD_GUARD:
+        held = _HELD.get(key)
+        if held is not None and held[1] == os.getpid():
+            held[2] += 1
+            return lambda: _release(key)
+        fd = os.open(key, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise InUse(f"{what} is in use by another raftlab process (pid {holder}); wait for it to finish or "
+                        f"stop it, or use another output folder (lock: {key})") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        _HELD[key] = [fd, os.getpid(), 1]
+    return lambda: _release(key)
+
+
+def _release(key: str) -> None:
+    with _HELD_GUARD:
+        held = _HELD.get(key)
+        if held is None or held[1] != os.getpid():
+            return
+        held[2] -= 1
+        if held[2] == 0:
+            del _HELD[key]
+            os.close(held[0])  # closing the descriptor releases the flock
+
+
 class SqliteStore:
-    """Base of raftlab's SQLite result stores: WAL journal, autocommit connection (``with self.db:`` is one
-    transaction per result), schema created on open. Subclasses set :attr:`SCHEMA`."""
+    """Base of raftlab's SQLite result stores: WAL journal, one writer (a lock file beside the store, see
+    :func:`acquire_lock`), and :meth:`transaction` for every write (``BEGIN IMMEDIATE`` ... ``COMMIT``: a result
+    is stored whole or not at all). A store that cannot be read raises :class:`StoreCorrupt`. Subclasses set
+    :attr:`SCHEMA`."""
 
     SCHEMA = ""
     SYNCHRONOUS = "FULL"
+    #: the connection class (tests inject faults through it)
+    CONNECTION: type[sqlite3.Connection] = sqlite3.Connection
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute(f"PRAGMA synchronous={self.SYNCHRONOUS}")
-        self.db.executescript(self.SCHEMA)
+        self._unlock = acquire_lock(self.path.with_name(self.path.name + ".lock"), f"store {self.path}")
+        try:
+            self.db = sqlite3.connect(self.path, timeout=60, isolation_level=None, factory=self.CONNECTION)
+        except sqlite3.Error as exc:
+            self._unlock()
+            raise StoreCorrupt(f"{self.path}: cannot open this SQLite store ({exc})") from None
+        try:
+            ok = self.db.execute("PRAGMA quick_check").fetchone()
+            if ok is None or ok[0] != "ok":
+                raise sqlite3.DatabaseError(ok[0] if ok else "no answer to quick_check")
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute(f"PRAGMA synchronous={self.SYNCHRONOUS}")
+            self.db.executescript(self.SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            self.close()
+            raise StoreCorrupt(f"{self.path}: damaged SQLite store ({exc}); move it aside (e.g. mv {self.path} "
+                               f"{self.path}.broken) and rerun to start it afresh") from None
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction: ``BEGIN IMMEDIATE`` (takes the write lock up front), ``COMMIT`` on success,
+        ``ROLLBACK`` on any error (nothing of it is stored). Inside another transaction it is part of that one."""
+        if self.db.in_transaction:
+            yield self.db
+            return
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                self.db.execute("ROLLBACK")
+            raise
+        try:
+            self.db.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                self.db.execute("ROLLBACK")
+            raise
 
     def close(self) -> None:
-        self.db.close()
+        if getattr(self, "db", None) is not None:
+            self.db.close()
+            self.db = None  # type: ignore[assignment]
+        if self._unlock is not None:
+            self._unlock()
+            self._unlock = None  # type: ignore[assignment]
 
     def __enter__(self):  # noqa: ANN204
         return self

@@ -17,6 +17,10 @@ def register(app: typer.Typer) -> None:
         rerun_changed: bool = typer.Option(False, "--rerun-changed",
                                            help="redo stages whose config changed (default: stop with an error)"),
         show_config: bool = typer.Option(False, "--show-config", help="print the resolved config and exit"),
+        show_plan: bool = typer.Option(False, "--plan", help="print every stage with its key and what a run would "
+                                       "do with it (done / would run / would resume / changed, with the inputs "
+                                       "that changed), then exit; runs nothing and creates nothing"),
+        as_json: bool = typer.Option(False, "--json", help="with --plan: print the plan as JSON"),
         seed: int = typer.Option(None, "--seed", help="override the config's seed (data order, training, "
                                  "sampling): e.g. to check that a result is stable"),
     ) -> None:
@@ -41,6 +45,11 @@ def register(app: typer.Typer) -> None:
             typer.echo(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
             return
         run_dir = out or Path("runs") / cfg.name
+        if show_plan:
+            print_plan(cfg, run_dir, as_json)
+            return
+        if as_json:
+            raise typer.BadParameter("--json goes with --plan")
         console.print(f"study [bold]{cfg.name}[/bold]: {len(cfg.tasks)} tasks x arms {', '.join(cfg.arms)} "
                       f"with {cfg.model} (teacher {cfg.teacher.backend}) → {run_dir}")
         try:
@@ -65,3 +74,25 @@ def register(app: typer.Typer) -> None:
             print_answer(console, saved)
         if result.report is not None:
             typer.echo(str(result.report))
+
+
+def print_plan(cfg, run_dir: Path, as_json: bool) -> None:  # noqa: ANN001 - a StudyConfig
+    """``--plan``: the stages, their keys and status (JSON: ``{"run_dir", "stages": [...]}``)."""
+    import json
+    from collections import Counter
+
+    from raftlab.study import plan_study
+
+    stages = plan_study(cfg, run_dir)
+    if as_json:
+        typer.echo(json.dumps({"run_dir": str(run_dir), "stages": stages}, indent=2))
+        return
+    width = max(len(s["stage"]) for s in stages)
+    for s in stages:
+        why = ""
+        if s["status"] == "changed":
+            why = "  (" + ", ".join([*s["changed_inputs"], *(f"stage {d}" for d in s["changed_deps"])]
+                                    or [s.get("reason", "")]) + ")"
+        typer.echo(f"{s['stage']:<{width}}  {s['key']}  {s['status']}{why}")
+    counts = Counter(s["status"] for s in stages)
+    typer.echo(f"{len(stages)} stages in {run_dir}: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))

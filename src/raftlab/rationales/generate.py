@@ -30,7 +30,7 @@ from raftlab.backends import describe_backend
 from raftlab.backends.base import Backend, Generation, SamplingParams
 from raftlab.rationales.store import RationaleStore
 from raftlab.schema import INVALID, Example
-from raftlab.storage import write_jsonl
+from raftlab.storage import write_json, write_jsonl
 from raftlab.tasks.answers import strip_answer_sentence
 
 def _prompt_hash(prompt: str) -> str:
@@ -218,7 +218,7 @@ def generate_rationales(
             db.close()
     stats = {**_stats(db, tokenizer), "pending": len(pending), "request_errors_this_run": counts["request_errors"],
              "last_request_error": next(reversed(pending.values()), None)}
-    db.path.with_name("stats.json").write_text(json.dumps(stats, indent=2), encoding="utf-8")
+    write_json(db.path.with_name("stats.json"), stats)
     if db is not store:
         db.close()
     return stats

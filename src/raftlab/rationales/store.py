@@ -1,7 +1,8 @@
 """SQLite store of a rationale run: every attempt and every kept rationale, committed as it arrives.
 
-WAL mode, one transaction per result, unique (example, attempt) keys: a run killed at any moment (even
-``kill -9``) resumes with no duplicate and no lost record.
+WAL mode, one ``BEGIN IMMEDIATE`` transaction per result (an attempt and the kept rationale or final failure it
+implies are stored together or not at all), unique (example, attempt) keys, one writer at a time: a run killed at
+any moment (even ``kill -9``) resumes with no duplicate and no lost record.
 """
 
 from __future__ import annotations
@@ -64,6 +65,10 @@ class RationaleStore(SqliteStore):
 
         ``max_retries`` may be raised on a rerun: examples that failed the gold filter with fewer attempts get the
         new budget. Lowering it is refused (their failures would not be comparable)."""
+        with self.transaction():  # discarding, raising max_retries and binding: all or nothing
+            self._bind_settings(settings, force_new_run)
+
+    def _bind_settings(self, settings: dict[str, Any], force_new_run: bool) -> None:
         if force_new_run:
             self.clear()
         old = self.settings()
@@ -74,13 +79,13 @@ class RationaleStore(SqliteStore):
                                        "refused (raise it, use another --out, or --force-new-run to discard the "
                                        "store)")
             if before is not None and now is not None and now > before:
-                with self.db:
+                with self.transaction():
                     self.db.execute("DELETE FROM failures WHERE attempts < ?", (now,))
                     self.db.execute("UPDATE meta SET value=? WHERE key='settings'",
                                     (json.dumps({**old, "max_retries": now}),))
 
         def save(value: dict[str, Any]) -> None:
-            with self.db:
+            with self.transaction():
                 self.db.execute("INSERT OR REPLACE INTO meta VALUES ('settings', ?)", (json.dumps(value),))
 
         bind_settings(self.settings(), settings, where=str(self.path), save=save, comparable=_comparable,
@@ -88,14 +93,14 @@ class RationaleStore(SqliteStore):
 
     def clear(self) -> None:
         """Forget every result (the ``runs`` history stays)."""
-        with self.db:
+        with self.transaction():
             for table in ("meta", "examples", "attempts", "rationales", "failures", "judgments", "request_errors"):
                 self.db.execute(f"DELETE FROM {table}")  # noqa: S608 - fixed table names
 
     # ------------------------------------------------------------- runs
     def start_run(self, settings: dict[str, Any], target_n: int, examples: int) -> int:
         """Log one invocation (settings hold the teacher's description, never an API key)."""
-        with self.db:
+        with self.transaction():
             cur = self.db.execute("INSERT INTO runs (started, status, settings, target_n, examples) "
                                   "VALUES (?, 'running', ?, ?, ?)", (time.time(), json.dumps(settings), target_n,
                                                                      examples))
@@ -103,7 +108,7 @@ class RationaleStore(SqliteStore):
 
     def finish_run(self, run_id: int, status: str) -> None:
         """Close an invocation's log row (a row left ``running`` was killed)."""
-        with self.db:
+        with self.transaction():
             self.db.execute("UPDATE runs SET finished=?, status=?, kept=?, failed=?, attempts=? WHERE run_id=?",
                             (time.time(), status, self.count("rationales"), self.count("failures"),
                              self.count("attempts"), run_id))
@@ -118,7 +123,7 @@ class RationaleStore(SqliteStore):
 
     # ------------------------------------------------------------- examples
     def add_examples(self, examples: list[Example]) -> None:
-        with self.db:
+        with self.transaction():
             base = self.db.execute("SELECT COUNT(*) FROM examples").fetchone()[0]
             self.db.executemany("INSERT OR IGNORE INTO examples VALUES (?, ?, ?)",
                                 [(e.id, base + i, e.model_dump_json()) for i, e in enumerate(examples)])
@@ -139,7 +144,7 @@ class RationaleStore(SqliteStore):
                        rationale: str | None, failed_for_good: bool) -> None:
         """One transaction: the attempt, and the kept rationale or the final failure it implies."""
         now = time.time()
-        with self.db:
+        with self.transaction():
             cur = self.db.execute("INSERT OR IGNORE INTO attempts VALUES (?,?,?,?,?,?,?,?,?,?)",
                                   (example_id, attempt, prompt_hash, raw, answer, int(correct), error, latency,
                                    tokens, now))
@@ -153,7 +158,7 @@ class RationaleStore(SqliteStore):
 
     def record_request_error(self, example_id: str, attempt: int, error: str) -> None:
         """A request that failed (connection, timeout, 429, 5xx, malformed response): not a gold-filter attempt."""
-        with self.db:
+        with self.transaction():
             self.db.execute("INSERT INTO request_errors VALUES (?,?,?,?)", (example_id, attempt, error[:500],
                                                                           time.time()))
 
@@ -179,7 +184,7 @@ class RationaleStore(SqliteStore):
         return {r[0] for r in self.db.execute("SELECT example_id FROM judgments")}
 
     def record_judgment(self, example_id: str, verdict: str, raw: str, judge: str) -> None:
-        with self.db:
+        with self.transaction():
             self.db.execute("INSERT OR IGNORE INTO judgments VALUES (?,?,?,?,?)",
                             (example_id, verdict, raw, judge, time.time()))
 

@@ -20,7 +20,7 @@ class StageStore(SqliteStore):
         return self.db.execute("SELECT 1 FROM results WHERE stage=? AND key=?", (stage, key)).fetchone() is not None
 
     def put(self, stage: str, key: str, value: Any) -> None:
-        with self.db:  # one transaction per result
+        with self.transaction():  # one transaction per result
             self.db.execute("INSERT OR REPLACE INTO results VALUES (?, ?, ?)", (stage, key, json.dumps(value)))
 
     def items(self, stage: str) -> Iterator[tuple[str, Any]]:

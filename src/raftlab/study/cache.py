@@ -1,7 +1,8 @@
 """Cached, resumable stages in a run directory.
 
-Every stage owns the folder ``RUN/<stage name>/`` and is recorded in ``RUN/manifest.json`` with a hash
-of its inputs (the config fields it reads plus the hashes of the stages it depends on). Rerunning a
+Every stage owns the folder ``RUN/<stage name>/`` and is recorded in ``RUN/manifest.json`` with its key (for a
+study: :mod:`raftlab.study.inputs`, the config fields it reads plus the keys of the stages it depends on) and
+those inputs. One process writes a run folder at a time (``RUN/.lock``, see :meth:`StageRunner.lock`). Rerunning a
 finished stage with the same hash skips it; a stage interrupted half-way is re-entered (stages resume
 their own partial work, e.g. the rationale store and the eval records); a finished stage whose hash
 changed raises :class:`StageChangedError` unless ``on_change="rerun"``, which clears its folder and
@@ -21,11 +22,12 @@ from typing import Any, Literal
 
 from raftlab import layout
 from raftlab.machine import PeakRSS, release_memory
-from raftlab.storage import write_json
+from raftlab.storage import acquire_lock, write_json
 from raftlab.study.config import stable_hash
 
 logger = logging.getLogger(__name__)
 MANIFEST = layout.MANIFEST
+LOCK_FILE = ".lock"
 OnChange = Literal["error", "rerun"]
 #: Runs a stage's work somewhere: ``(name, fn, folder) -> (outputs, seconds, peak RSS, growth of the peak)``.
 Execute = Callable[[str, Callable[[Path], "dict[str, Any] | None"], Path], tuple[dict[str, Any], float, int, int]]
@@ -33,6 +35,10 @@ Execute = Callable[[str, Callable[[Path], "dict[str, Any] | None"], Path], tuple
 
 class StageChangedError(RuntimeError):
     """A finished stage would now run with different inputs."""
+
+
+class ManifestCorrupt(ValueError):
+    """A run's manifest that cannot be read (the message names it and what to do)."""
 
 
 class StageFailed(RuntimeError):
@@ -48,18 +54,31 @@ class StageRunner:
 
     def __init__(self, run_dir: str | Path, on_change: OnChange = "error") -> None:
         self.run_dir = Path(run_dir)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
         self.on_change = on_change
         self.path = self.run_dir / MANIFEST
         self.stages: dict[str, dict[str, Any]] = {}
         if self.path.exists():
             try:
                 self.stages = json.loads(self.path.read_text(encoding="utf-8")).get("stages", {})
-            except json.JSONDecodeError as exc:
-                raise RuntimeError(f"{self.path}: corrupt manifest ({exc.msg}); delete it to start over") from None
+            except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as exc:
+                raise ManifestCorrupt(f"{self.path}: damaged manifest ({exc}); move the run folder aside (or delete "
+                                      "the manifest to recompute every stage) and rerun") from None
         self.executed: list[str] = []
         self.skipped: list[str] = []
         self.total: int | None = None  # planned stage count, for progress messages
+        self._unlock: Callable[[], None] | None = None
+
+    def lock(self) -> None:
+        """Hold the run folder for this process (one writer per run folder; another gets
+        :class:`raftlab.storage.InUse` naming this pid). Creates the folder."""
+        if self._unlock is None:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            self._unlock = acquire_lock(self.run_dir / LOCK_FILE, f"run folder {self.run_dir}")
+
+    def unlock(self) -> None:
+        if self._unlock is not None:
+            self._unlock()
+            self._unlock = None
 
     def _progress(self) -> str:
         done = len(self.executed) + len(self.skipped) + 1
@@ -74,23 +93,40 @@ class StageRunner:
     def hash_of(self, name: str) -> str:
         return self.stages[name]["hash"]
 
-    def is_done(self, name: str, inputs: dict[str, Any], deps: tuple[str, ...] = ()) -> bool:
+    def is_done(self, name: str, inputs: dict[str, Any], deps: tuple[str, ...] = (), key: str | None = None) -> bool:
         rec = self.stages.get(name)
-        return bool(rec and rec["status"] == "done" and rec["hash"] == self._key(inputs, deps))
+        return bool(rec and rec["status"] == "done" and rec["hash"] == (key or self._key(inputs, deps)))
 
     def _key(self, inputs: dict[str, Any], deps: tuple[str, ...]) -> str:
+        """The key of a stage given without one (``run(name, inputs, fn)``): its inputs and its finished
+        dependencies' keys (a study's stages come with keys, see :mod:`raftlab.study.inputs`)."""
         missing = [d for d in deps if self.stages.get(d, {}).get("status") != "done"]
         if missing:
             raise RuntimeError(f"stage dependencies not finished: {', '.join(missing)}")
         return stable_hash({"inputs": inputs, "deps": {d: self.stages[d]["hash"] for d in deps}})
 
-    def begin(self, name: str, inputs: dict[str, Any], deps: tuple[str, ...] | list[str] = ()
-              ) -> tuple[bool, dict[str, Any] | Path]:
-        """``(True, outputs)`` when the stage is already done with these inputs (it is skipped), else
+    def status(self, name: str, key: str, inputs: dict[str, Any], dep_keys: dict[str, str]) -> dict[str, Any]:
+        """What running the stage now would do, without doing it: ``done`` (reused), ``would run`` (never
+        started), ``would resume`` (started with these inputs), or ``changed`` with the inputs and dependencies
+        that differ from the recorded run."""
+        rec = self.stages.get(name)
+        if rec is None:
+            return {"status": "would run"}
+        if rec["hash"] == key:
+            return {"status": "done" if rec["status"] == "done" else "would resume"}
+        old_inputs, old_deps = rec.get("inputs") or {}, rec.get("dep_keys") or {}
+        changed = sorted(p for p in set(old_inputs) | set(inputs) if old_inputs.get(p) != inputs.get(p))
+        deps = sorted(d for d in set(old_deps) | set(dep_keys) if old_deps.get(d) != dep_keys.get(d))
+        return {"status": "changed", "changed_inputs": changed, "changed_deps": deps,
+                **({} if changed or deps else {"reason": "raftlab's code for this stage changed"})}
+
+    def begin(self, name: str, inputs: dict[str, Any], deps: tuple[str, ...] | list[str] = (),
+              key: str | None = None, dep_keys: dict[str, str] | None = None) -> tuple[bool, dict[str, Any] | Path]:
+        """``(True, outputs)`` when the stage is already done with this key (it is skipped), else
         ``(False, folder)``: the stage is recorded as running and its folder exists (cleared first when its
         inputs changed and ``on_change="rerun"``)."""
         deps = tuple(deps)
-        key = self._key(inputs, deps)
+        key = key or self._key(inputs, deps)
         folder = self.stage_dir(name)
         rec = self.stages.get(name)
         if rec is not None and rec["hash"] == key and rec["status"] == "done":
@@ -99,17 +135,21 @@ class StageRunner:
             return True, rec.get("outputs") or {}
         if rec is not None and rec["hash"] != key:
             if self.on_change == "error":
+                what = self.status(name, key, inputs, dep_keys or {})
+                because = ", ".join([*what.get("changed_inputs", []),
+                                     *(f"stage {d}" for d in what.get("changed_deps", []))]) or what.get("reason")
                 raise StageChangedError(
                     f"{self.path}: stage '{name}' was {'run' if rec['status'] == 'done' else 'started'} with "
-                    f"different inputs (hash {rec['hash']}, now {key}); the config changed since. Use a new run "
-                    f"directory, or rerun with --rerun-changed to redo this stage and the ones after it.")
+                    f"different inputs (changed: {because}). Use a new run directory, or rerun with "
+                    f"--rerun-changed to redo this stage and the ones after it (--plan shows them).")
             logger.info(f"[changed] {name}: clearing {folder}")
             shutil.rmtree(folder, ignore_errors=True)
         resumed = rec is not None and rec["hash"] == key
         logger.info(f"{self._progress()}[{'resume' if resumed else 'run'}] {name}")
+        self.run_dir.mkdir(parents=True, exist_ok=True)
         folder.mkdir(parents=True, exist_ok=True)
         self.stages[name] = {"hash": key, "status": "running", "started": _now(), "inputs": inputs,
-                             "deps": list(deps)}
+                             "deps": list(deps), **({"dep_keys": dep_keys} if dep_keys is not None else {})}
         self._save()
         return False, folder
 
@@ -131,11 +171,12 @@ class StageRunner:
         return outputs
 
     def run(self, name: str, inputs: dict[str, Any], fn: Callable[[Path], dict[str, Any] | None],
-            deps: tuple[str, ...] | list[str] = (), execute: Execute | None = None) -> dict[str, Any]:
+            deps: tuple[str, ...] | list[str] = (), execute: Execute | None = None, key: str | None = None,
+            dep_keys: dict[str, str] | None = None) -> dict[str, Any]:
         """Run ``fn(stage_dir) -> outputs`` unless already done with the same inputs; return its outputs.
         ``execute`` runs it elsewhere (``(name, fn, folder) ->`` what :func:`run_stage_work` returns, e.g.
         :func:`raftlab.study.isolation.run_stage_in_child`); by default it runs in this process."""
-        skipped, found = self.begin(name, inputs, deps)
+        skipped, found = self.begin(name, inputs, deps, key, dep_keys)
         if skipped:
             return found  # type: ignore[return-value]
         if execute is not None:

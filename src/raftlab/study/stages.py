@@ -1,4 +1,4 @@
-"""A study's stages, declared once as data: name, hashed inputs, dependencies, and the work to do.
+"""A study's stages, declared once as data: name, kind, key, dependencies, and the work to do.
 
 :func:`plan` turns a :class:`~raftlab.study.config.StudyConfig` into the ordered list of :class:`Stage`; the
 runner (:func:`raftlab.study.run.run_study`) walks that list. The work itself is in :class:`StudySteps`
@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from raftlab import layout
-from raftlab.study.config import ARM_PROMPT_MODE, PROMPT_MODES, StudyConfig
+from raftlab.study.config import ARM_PROMPT_MODE, PROMPT_MODES, StudyConfig, TaskSpec
+from raftlab.study.inputs import ConfigView, declared_slice, stage_key, stage_view
 
 Outputs = dict[str, Any]
 
@@ -22,7 +23,8 @@ Outputs = dict[str, Any]
 class StudySteps:
     """The functions that do each stage's work (swap them in tests or to customise a study).
 
-    Each receives the config, what it works on (the outputs of the stages it depends on, each with its folder
+    Each receives the config and its task as read-only views limited to the fields the stage declares
+    (:mod:`raftlab.study.inputs`), what it works on (the outputs of the stages it depends on, each with its folder
     as ``"_stage_dir"``, see :func:`raftlab.layout.stage_path`) and its own stage folder, and returns a
     JSON-able dict of outputs whose paths are relative to that folder.
     """
@@ -57,27 +59,39 @@ class StudySteps:
 
 @dataclass(frozen=True)
 class Stage:
-    """One cached unit of work. ``inputs`` (with the hashes of ``deps``) decide whether a finished stage is
-    still valid; ``work(deps_outputs, folder)`` gets the outputs of its dependencies by stage name."""
+    """One cached unit of work. ``key`` (see :mod:`raftlab.study.inputs`: the declared config slice ``inputs``,
+    the dependencies' keys and the kind's code version) decides whether a finished stage is still valid;
+    ``work(deps_outputs, folder)`` gets the outputs of its dependencies by stage name."""
 
     name: str
+    kind: str
     inputs: dict[str, Any]
     deps: tuple[str, ...]
+    key: str
     work: Callable[[dict[str, Outputs], Path], Outputs]
+    #: the view of the config the work reads through (records which fields it read)
+    view: ConfigView | None = None
 
 
 def plan(cfg: StudyConfig, steps: StudySteps, run_dir: Path) -> list[Stage]:
-    """Every stage of the study, in an order that respects the dependencies."""
+    """Every stage of the study, in an order that respects the dependencies, each with its key."""
     stages: list[Stage] = []
-    add = stages.append
-    seed, device, eval_settings = cfg.seed, cfg.device, cfg.eval.model_dump()
+    keys: dict[str, str] = {}
 
-    def add_sources(spec: Any) -> None:
+    def add(name: str, kind: str, spec: TaskSpec | None, deps: tuple[str, ...],
+            work: Callable[[ConfigView, ConfigView | None, dict[str, Outputs], Path], Outputs],
+            **extra: Any) -> None:
+        inputs = declared_slice(kind, cfg, spec)
+        key = stage_key(kind, inputs, {d: keys[d] for d in deps}, extra)
+        view, task = stage_view(cfg, kind, name, spec)
+        keys[name] = key
+        stages.append(Stage(name, kind, inputs, deps, key,
+                            lambda d, out, view=view, task=task: work(view, task, d, out), view))
+
+    def add_sources(spec: TaskSpec) -> None:
         data, rats = layout.data(spec.name), layout.rationales(spec.name)
-        add(Stage(data, {"task": spec.model_dump(), "seed": seed}, (),
-                  lambda d, out, spec=spec: steps.prepare_data(cfg, spec, out)))
-        add(Stage(rats, {"teacher": cfg.teacher.model_dump()}, (data,),
-                  lambda d, out, spec=spec, data=data: steps.rationales(cfg, spec, d[data], out)))
+        add(data, "data", spec, (), lambda c, t, d, out: steps.prepare_data(c, t, out))
+        add(rats, "rationales", spec, (data,), lambda c, t, d, out, data=data: steps.rationales(c, t, d[data], out))
 
     if cfg.protocol == "leave_one_task_out":  # every task's rationales before any training
         for spec in cfg.tasks:
@@ -88,51 +102,43 @@ def plan(cfg: StudyConfig, steps: StudySteps, run_dir: Path) -> list[Stage]:
             add_sources(spec)
         if steps.prompt_eval is not None:
             for arm, mode in layout.PROMPT_ARMS.items():
-                add(Stage(layout.prompting(arm, spec.name),
-                          {"prompting": cfg.prompting.model_dump(), "model": cfg.model, "device": device,
-                           "mode": mode, "eval": eval_settings,
-                           "seed": seed}, (data, rats),
-                          lambda d, out, spec=spec, mode=mode, data=data, rats=rats:
-                          steps.prompt_eval(cfg, spec, mode, d[data], out, d[rats])))
+                add(layout.prompting(arm, spec.name), "prompting", spec, (data, rats),
+                    lambda c, t, d, out, mode=mode, data=data, rats=rats:
+                    steps.prompt_eval(c, t, mode, d[data], out, d[rats]), mode=mode)
         # what each arm trains on: the task's own rationales, or (leave one task out) every other task's
         sources = ((rats,) if cfg.protocol == "per_task" else
                    tuple(layout.rationales(t.name) for t in cfg.tasks if t.name != spec.name))
-        train_inputs = {"model": cfg.model, "train": cfg.train.model_dump(), "seed": seed, "device": device,
-                        **({} if cfg.protocol == "per_task" else {"protocol": cfg.protocol})}
         for arm in cfg.arms:
             train = layout.train(arm, spec.name)
-            add(Stage(train, {"arm": arm, **train_inputs}, sources,
-                      lambda d, out, spec=spec, arm=arm, sources=sources:
-                      steps.train(cfg, spec, arm, d[sources[0]] if len(sources) == 1 else [d[s] for s in sources],
-                                  out)))
+            add(train, "train", spec, sources,
+                lambda c, t, d, out, arm=arm, sources=sources:
+                steps.train(c, t, arm, d[sources[0]] if len(sources) == 1 else [d[s] for s in sources], out),
+                arm=arm)
             modes = [ARM_PROMPT_MODE[arm]] + ([m for m in PROMPT_MODES if m != ARM_PROMPT_MODE[arm]]
                                               if cfg.eval.both_prompts else [])
             for mode in modes:
                 evaluated = arm if mode == ARM_PROMPT_MODE[arm] else f"{arm}@{mode}"
-                add(Stage(layout.evaluation(evaluated, spec.name), {"eval": eval_settings, "seed": seed,
-                                                                    "device": device}, (train, data, rats),
-                          lambda d, out, spec=spec, arm=evaluated, train=train, data=data, rats=rats:
-                          steps.evaluate(cfg, spec, arm, d[train], d[data], out, d[rats])))
+                add(layout.evaluation(evaluated, spec.name), "eval", spec, (train, data, rats),
+                    lambda c, t, d, out, arm=evaluated, train=train, data=data, rats=rats:
+                    steps.evaluate(c, t, arm, d[train], d[data], out, d[rats]), arm=evaluated)
         if cfg.reference is not None and steps.reference is not None:
-            add(Stage(layout.reference(spec.name), {"reference": cfg.reference.model_dump(), "seed": seed}, (data,),
-                      lambda d, out, spec=spec, data=data: steps.reference(cfg, spec, d[data], out)))
+            add(layout.reference(spec.name), "reference", spec, (data,),
+                lambda c, t, d, out, data=data: steps.reference(c, t, d[data], out))
         if cfg.info_gain_examples and steps.info_gain is not None:
             trains = {arm: layout.train(arm, spec.name) for arm in cfg.arms}
-            add(Stage(layout.info_gain(spec.name), {"examples": cfg.info_gain_examples}, (rats, *trains.values()),
-                      lambda d, out, spec=spec, trains=trains, rats=rats:
-                      steps.info_gain(cfg, spec, {arm: d[name] for arm, name in trains.items()}, d[rats], out)))
+            add(layout.info_gain(spec.name), "info_gain", spec, (rats, *trains.values()),
+                lambda c, t, d, out, trains=trains, rats=rats:
+                steps.info_gain(c, t, {arm: d[name] for arm, name in trains.items()}, d[rats], out))
     if cfg.mean_of_task and steps.mean_of_task is not None:
         all_rats = {spec.name: layout.rationales(spec.name) for spec in cfg.tasks}
         for spec in cfg.tasks:  # after every task's rationales exist (the demonstrations come from other tasks)
             data = layout.data(spec.name)
-            add(Stage(layout.mean_of_task(spec.name), {"model": cfg.model, "eval": eval_settings, "seed": seed,
-                                                       "device": device}, (data, *all_rats.values()),
-                      lambda d, out, spec=spec, data=data:
-                      steps.mean_of_task(cfg, spec, {t: d[name] for t, name in all_rats.items()}, d[data], out)))
+            add(layout.mean_of_task(spec.name), "mean_of_task", spec, (data, *all_rats.values()),
+                lambda c, t, d, out, data=data:
+                steps.mean_of_task(c, t, {name: d[stage] for name, stage in all_rats.items()}, d[data], out))
     evals = tuple(s.name for s in stages if s.name.split("/")[0] in ("eval", "difficulty"))
-    add(Stage(layout.ANALYSIS, {"arms": cfg.arms, "tasks": [t.name for t in cfg.tasks]}, evals,
-              lambda d, out: steps.analyze(cfg, run_dir, out)))
+    add(layout.ANALYSIS, "analysis", None, evals, lambda c, t, d, out: steps.analyze(c, run_dir, out))
     info = tuple(s.name for s in stages if s.name.startswith("info_gain/"))
-    add(Stage(layout.REPORT, {"samples_per_task": cfg.samples_per_task}, (layout.ANALYSIS, *info),
-              lambda d, out: steps.report(cfg, run_dir, d[layout.ANALYSIS], out)))
+    add(layout.REPORT, "report", None, (layout.ANALYSIS, *info),
+        lambda c, t, d, out: steps.report(c, run_dir, d[layout.ANALYSIS], out))
     return stages

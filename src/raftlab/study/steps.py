@@ -140,11 +140,11 @@ def _self_consistency(cfg: StudyConfig, backend_spec: str, task: Any, data_out: 
     from raftlab.backends import get_backend, parse_spec
     from raftlab.inference import evaluate as run_eval
 
-    e = cfg.eval
+    e, device = cfg.eval, cfg.device
     kwargs: dict[str, Any] = {}
     if parse_spec(backend_spec)[0] == "hf":  # questions x samples per forward
         kwargs = {"batch_size": e.batch_size * (e.k if e.mode == "sc" else 1),
-                  **({"device": cfg.device} if cfg.device else {})}
+                  **({"device": device} if device else {})}
     options = cfg.eval.backend_options if options is None else options
     backend, questions = get_backend(backend_spec, options, **kwargs), read_examples(stage_path(data_out, "test"))
     metrics = run_eval(backend, task, questions, mode=e.mode, k=e.k, temperature=e.temperature,
@@ -272,7 +272,8 @@ def prompt_eval(cfg: StudyConfig, spec: TaskSpec, mode: str, data_out: dict[str,
     budget = arm_budget(cfg, task, rat_out, "raft" if mode == "cot" else "label", mode, out)
     pool = [e for e in read_examples(stage_path(rat_out, "rationales")) if e.rationale]
     demos = random.Random(f"{cfg.seed}:{spec.name}:icl").sample(pool, min(cfg.prompting.shots, len(pool)))
-    backend = cfg.prompting.backend or f"{cfg.eval.backend}:{cfg.model}"
+    student = f"{cfg.eval.backend}:{cfg.model}"
+    backend = cfg.prompting.backend or student
     options = cfg.prompting.backend_options if cfg.prompting.backend else None  # None: the eval's options
     metrics = _self_consistency(cfg, backend, InContextPrompting(task, demos), data_out, mode, out, budget, options)
     return {"metrics": _jsonable(metrics), "shots": len(demos), "demonstrations": [d.id for d in demos]}
