@@ -12,7 +12,9 @@ class AttemptTeacher:
     name = "attempt-teacher"
     model_name = "attempt-teacher"
 
-    def __init__(self, examples, success_attempt, delay: float = 0.0, thread_safe: bool = False):
+    def __init__(self, examples, success_attempt, delay: float = 0.0, thread_safe: bool = False,
+                 started_file: str | None = None):
+        self.started_file = started_file  # created when a request is in flight (tests wait for it)
         self.thread_safe = thread_safe  # True: the pipeline sends one request per example from a thread pool
         self.examples = list(examples)
         self.success_attempt = success_attempt  # example id -> first correct attempt (or a large number)
@@ -31,7 +33,9 @@ class AttemptTeacher:
             self.max_prompts = max(self.max_prompts, len(prompts))
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
-        time.sleep(self.delay)
+        if self.started_file:
+            open(self.started_file, "a").close()
+        time.sleep(self.delay)  # the teacher's latency
         with self.lock:
             self.in_flight -= 1
         attempt = params.seed % 1000

@@ -57,7 +57,9 @@ def fake_server(request):
                                            log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
+    deadline = time.monotonic() + 30
     while not server.started:
+        assert time.monotonic() < deadline, "the fake server did not start within 30 s"
         time.sleep(0.02)
     yield f"http://127.0.0.1:{port}/v1", log
     server.should_exit = True

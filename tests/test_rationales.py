@@ -136,7 +136,8 @@ from raftlab.tasks import get_task
 from tests._rationale_helpers import AttemptTeacher, success_schedule
 task = get_task("synth_arith")
 examples = task.load("train", limit=40)
-teacher = AttemptTeacher(examples, success_schedule(examples, 3), delay=0.03, thread_safe={threaded})
+teacher = AttemptTeacher(examples, success_schedule(examples, 3), delay=0.03, thread_safe={threaded},
+                         started_file={started!r})
 generate_rationales(teacher, task, examples, {store!r}, max_retries=3, concurrency=2, progress=False)
 """
 
@@ -147,7 +148,7 @@ def test_kill_9_and_resume_loses_nothing(tmp_path, threaded):
     root = str(Path(__file__).resolve().parents[1])
     store = str(tmp_path / "r.sqlite")
     script = tmp_path / "run.py"
-    script.write_text(KILL_SCRIPT.format(root=root, store=store, threaded=threaded))
+    script.write_text(KILL_SCRIPT.format(root=root, store=store, threaded=threaded, started=None))
     proc = subprocess.Popen([sys.executable, str(script)], cwd=root)
     deadline = time.time() + 60
     while time.time() < deadline:  # kill once some but not all attempts are in
@@ -160,14 +161,13 @@ def test_kill_9_and_resume_loses_nothing(tmp_path, threaded):
             if n >= 10:
                 break
     proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    proc.wait(timeout=60)
     partial = sqlite3.connect(store).execute("SELECT COUNT(*) FROM attempts").fetchone()[0]
     examples = TASK.load("train", limit=40)
     schedule = success_schedule(examples, 3)
     assert 10 <= partial < sum(min(s, 3) for s in schedule.values())
     generate_rationales(AttemptTeacher(examples, schedule, thread_safe=threaded), TASK, examples, store,
                         max_retries=3, concurrency=2, progress=False)
-    import shutil; shutil.copy(store, "/tmp/last_store.sqlite")
     by_ex, kept, failed = _check_store(store, examples, schedule, 3)
     assert sum(len(a) for a in by_ex.values()) == sum(min(s, 3) for s in schedule.values())
     assert len(kept) + len(failed) == 40
@@ -178,12 +178,7 @@ def test_kill_9_and_resume_loses_nothing(tmp_path, threaded):
 
 @pytest.mark.slow
 def test_ctrl_c_stops_a_threaded_run_at_once(tmp_path):
-    # In the full suite on 2026-12-04 the child ignored SIGINT (an inherited SIG_IGN; now reset in the child):
-    # one retry in a fresh directory.
-    try:
-        _ctrl_c_scenario(tmp_path / "a")
-    except subprocess.TimeoutExpired:
-        _ctrl_c_scenario(tmp_path / "b")
+    _ctrl_c_scenario(tmp_path / "a")
 
 
 def _ctrl_c_scenario(tmp_path):
@@ -191,27 +186,24 @@ def _ctrl_c_scenario(tmp_path):
     root = str(Path(__file__).resolve().parents[1])
     store = str(tmp_path / "r.sqlite")
     script = tmp_path / "run.py"
-    script.write_text(KILL_SCRIPT.format(root=root, store=store, threaded=True).replace("delay=0.03", "delay=60"))
+    started = tmp_path / "requests-in-flight"
+    script.write_text(KILL_SCRIPT.format(root=root, store=store, threaded=True, started=str(started))
+                      .replace("delay=0.03", "delay=60"))
     # SIGINT as in a terminal: the child starts with the default disposition, whatever this process inherited
     # (an ignored SIGINT is inherited by children, and Python then never raises KeyboardInterrupt)
     proc = subprocess.Popen([sys.executable, str(script)], cwd=root, stderr=subprocess.DEVNULL,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 60
-    while time.time() < deadline:  # wait until the run has started its requests
-        time.sleep(0.1)
-        try:
-            if sqlite3.connect(store, timeout=1).execute("SELECT COUNT(*) FROM runs").fetchone()[0]:
-                break
-        except sqlite3.OperationalError:
-            continue
-    time.sleep(0.5)
+    while not started.exists():  # until the teacher holds requests in flight (each takes 60 s)
+        assert time.time() < deadline and proc.poll() is None, "the run never sent a request"
+        time.sleep(0.05)
     t0 = time.time()
     proc.send_signal(signal.SIGINT)
     try:
         code = proc.wait(timeout=20)
     except subprocess.TimeoutExpired:
         proc.kill()
-        proc.wait()
+        proc.wait(timeout=60)
         raise
     assert code != 0
     assert time.time() - t0 < 20  # did not wait for the 60 s requests in flight

@@ -207,7 +207,8 @@ def test_teacher_dies_mid_run_examples_stay_pending_and_a_rerun_resumes(examples
     store = tmp_path / "r.sqlite"
 
     def outage() -> None:  # the teacher dies after ~150 requests and comes back a second later
-        while teacher.requests < 150:
+        deadline = time.monotonic() + 120
+        while teacher.requests < 150 and time.monotonic() < deadline:
             time.sleep(0.01)
         teacher.stop()
         time.sleep(1.0)
@@ -267,7 +268,7 @@ def test_sigkill_mid_run_loses_and_duplicates_nothing(examples, reference, tmp_p
                     break
         assert proc.poll() is None, "the run finished before it could be killed"
         proc.send_signal(signal.SIGKILL)
-        proc.wait()
+        proc.wait(timeout=60)
         partial = _state(store)
         assert 150 <= sum(len(a) for a in partial["attempts"].values()) < sum(len(a) for a in
                                                                               reference["attempts"].values())

@@ -70,7 +70,7 @@ def test_loss_mask_token_by_token(tokenizer_name, objective):
 
 
 @pytest.mark.slow
-def test_align_loss_is_the_weighted_sum_of_the_two_view_losses():
+def test_align_loss_is_the_weighted_sum_of_the_two_view_losses(tmp_path):
     from transformers import TrainingArguments
 
     from raftlab.training.trainer import _align_trainer_cls
@@ -79,7 +79,7 @@ def test_align_loss_is_the_weighted_sum_of_the_two_view_losses():
     task, ex = _example()
     feats = [build_features(e, task, tok, "align")[0] for e in (ex, ex.model_copy(update={"rationale": "x y"}))]
     batch = PadCollator(tok.pad_token_id)(feats)
-    args = TrainingArguments(output_dir="/tmp/raftlab-align-test", report_to=[], use_cpu=True)
+    args = TrainingArguments(output_dir=str(tmp_path), report_to=[], use_cpu=True)
     trainer = _align_trainer_cls()(model=model, args=args, align_lambda=0.3)
     got = trainer.compute_loss(model, batch)
 
@@ -97,7 +97,7 @@ def test_align_loss_is_the_weighted_sum_of_the_two_view_losses():
 
 
 @pytest.mark.slow
-def test_align_loss_is_divided_over_gradient_accumulation_steps():
+def test_align_loss_is_divided_over_gradient_accumulation_steps(tmp_path):
     """Each micro-batch's Align loss is a mean, so with accumulation over 2 batches Trainer must halve it."""
     from transformers import TrainingArguments
 
@@ -106,7 +106,7 @@ def test_align_loss_is_divided_over_gradient_accumulation_steps():
     model, tok = load_model("tiny")
     task, ex = _example()
     batch = PadCollator(tok.pad_token_id)(build_features(ex, task, tok, "align"))
-    args = TrainingArguments(output_dir="/tmp/raftlab-align-test", report_to=[], use_cpu=True,
+    args = TrainingArguments(output_dir=str(tmp_path), report_to=[], use_cpu=True,
                              gradient_accumulation_steps=2)
     trainer = _align_trainer_cls()(model=model, args=args, align_lambda=0.5)
     trainer.current_gradient_accumulation_steps = 2

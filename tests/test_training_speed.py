@@ -3,6 +3,8 @@ same loss, gradients and per-example logits as the plain padded forward, on toke
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 import torch
 
@@ -23,12 +25,20 @@ def _features(tok, objective="raft"):
     return [f for e in examples for f in build_features(e, task, tok, objective)]
 
 
+@pytest.fixture(autouse=True)
+def _trainer_output_dir(tmp_path, monkeypatch):
+    monkeypatch.setattr(sys.modules[__name__], "_OUT", tmp_path / "trainer")
+
+
+_OUT = None
+
+
 def _trainer(model, target_logits, cls="grouped", **kw):
     from transformers import TrainingArguments
 
     from raftlab.training.trainer import _align_trainer_cls, raft_trainer_cls
 
-    args = TrainingArguments(output_dir="/tmp/raftlab-speed-test", report_to=[], use_cpu=True)
+    args = TrainingArguments(output_dir=str(_OUT), report_to=[], use_cpu=True)  # never written: no training
     make = _align_trainer_cls() if cls == "align" else raft_trainer_cls()
     return make(model=model, args=args, target_logits=target_logits, **kw)
 

@@ -396,6 +396,9 @@ class SqliteStore:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute(f"PRAGMA synchronous={self.SYNCHRONOUS}")
             self.db.executescript(self.SCHEMA)
+        except sqlite3.OperationalError:  # busy, locked, disk full, I/O: not a damaged file
+            self.close()
+            raise
         except sqlite3.DatabaseError as exc:
             self.close()
             raise StoreCorrupt(f"{self.path}: damaged SQLite store ({exc}); move it aside (e.g. mv {self.path} "
