@@ -104,3 +104,29 @@ def test_predict_length_from_a_base_model_uses_mix_of_task_prompting() -> None:
     out = json.loads(res.output.strip().splitlines()[-1])
     assert out["metric"] == "length" and out["value"] >= 0 and -1 <= out["delta_acc"] <= 1
     assert "mix-of-task prompting, 2 questions x 2 samples" in res.output
+
+
+@pytest.mark.parametrize("args", [["--plan", "--json"], ["--quick", "--plan", "--json"]], ids=["default", "quick"])
+def test_plan_json_lists_every_stage_and_creates_nothing(args, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    res = runner.invoke(app, ["study", *args, "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    plan = json.loads(res.stdout)
+    stages = plan["stages"]
+    names = [s["stage"] for s in stages]
+    assert names[-2:] == ["analysis", "report"] and "train/raft/synth_topic" in names
+    assert all(s["status"] == "would run" and len(s["key"]) == 16 for s in stages)
+    assert len({s["key"] for s in stages}) == len(stages)
+    seen: set[str] = set()
+    for s in stages:  # dependencies come first
+        assert set(s["deps"]) <= seen, s["stage"]
+        seen.add(s["stage"])
+    assert not out.exists()
+    text = runner.invoke(app, ["study", *args[:-1], "--out", str(out)])
+    assert text.exit_code == 0 and f"{len(stages)} stages in {out}: {len(stages)} would run" in text.stdout
+    assert not out.exists()
+
+
+def test_json_without_plan_is_refused(tmp_path: Path) -> None:
+    res = runner.invoke(app, ["study", "--quick", "--json", "--out", str(tmp_path / "r")])
+    assert res.exit_code == 2 and not (tmp_path / "r").exists()
