@@ -37,7 +37,7 @@ def register(app: typer.Typer) -> None:
         try:
             cfg = load_config("quick" if quick else config)
         except ConfigError as exc:
-            console.print(f"error: {exc}", markup=False)
+            typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from None
         if seed is not None:
             cfg = cfg.model_copy(update={"seed": seed})
@@ -55,11 +55,11 @@ def register(app: typer.Typer) -> None:
         try:
             result = run_study(cfg, run_dir, on_change="rerun" if rerun_changed else "error")
         except StageChangedError as exc:
-            console.print(f"error: {exc}", markup=False)
+            typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from None
-        except StageFailed as exc:
-            console.print(f"error: {exc}", markup=False)
-            raise typer.Exit(1) from None
+        except StageFailed as exc:  # a user error inside a stage (a damaged file, a store in use): exit 2
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2 if isinstance(exc.__cause__, (ValueError, KeyError, OSError)) else 1) from None
         except KeyboardInterrupt:
             console.print(f"interrupted; rerun the same command to resume from {run_dir}", markup=False)
             raise typer.Exit(130) from None
