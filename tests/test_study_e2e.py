@@ -124,3 +124,16 @@ def test_plan_after_a_run_says_done_and_names_what_changed(quick_run, tmp_path) 
     assert by_name["eval/ft/synth_topic"]["changed_inputs"] == ["eval.k"]
     assert by_name["train/ft/synth_topic"]["status"] == "done"  # training does not read eval.k
     assert by_name["analysis"]["changed_deps"] and by_name["data/synth_topic"]["status"] == "done"
+
+
+@pytest.mark.slow
+def test_a_damaged_rationale_store_stops_the_study_with_one_line(tmp_path) -> None:
+    run = tmp_path / "run"
+    store = run / "rationales" / "synth_topic" / "rationales.sqlite"
+    store.parent.mkdir(parents=True)
+    store.write_bytes(b"half a database " * 512)
+    res = CliRunner().invoke(app, ["study", "--quick", "--out", str(run)])
+    assert res.exit_code == 2, res.output
+    errors = [line for line in res.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and str(store) in errors[0] and "move it aside" in errors[0]
+    assert "Traceback" not in res.output
