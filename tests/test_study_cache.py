@@ -166,6 +166,18 @@ def test_both_prompts_evaluates_every_arm_with_direct_and_cot(tmp_path: Path) ->
     assert set(manifest["eval/ft@cot/a"]["deps"]) == {"train/ft/a", "data/a", "rationales/a"}
 
 
+def test_align_and_mix_are_evaluated_direct_as_nlurc_and_with_cot_too(tmp_path: Path) -> None:
+    """NLURC reports Align and Mix with direct inference; both prompts are evaluated for them by default."""
+    rec = Recorder()
+    run_study({**CFG, "arms": ["ft", "raft", "align", "mix"]}, tmp_path, steps=rec.steps())
+    evals = sorted(c for c in rec.calls if c.startswith("eval/") and c.endswith("/a"))
+    assert evals == ["eval/align/a", "eval/align@cot/a", "eval/ft/a", "eval/mix/a", "eval/mix@cot/a",
+                     "eval/raft/a"]
+    from raftlab.study.config import eval_arm
+
+    assert eval_arm("align") == ("align", "direct") and eval_arm("mix@cot") == ("mix", "cot")
+
+
 def test_leave_one_task_out_trains_on_the_other_tasks(tmp_path: Path) -> None:
     seen = {}
     rec = Recorder()

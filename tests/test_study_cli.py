@@ -130,3 +130,28 @@ def test_plan_json_lists_every_stage_and_creates_nothing(args, tmp_path: Path) -
 def test_json_without_plan_is_refused(tmp_path: Path) -> None:
     res = runner.invoke(app, ["study", "--quick", "--json", "--out", str(tmp_path / "r")])
     assert res.exit_code == 2 and not (tmp_path / "r").exists()
+
+
+def test_paper_preset_is_the_papers_protocol() -> None:
+    """Sec. 4 / App. E Table 2: 18 tasks, full test splits, 10 gold-filter attempts, full finetuning for 3 epochs at
+    lr 5e-6, 4 per device, 64 per step, gradient checkpointing, bf16, max length 2048; k = 10 at T = 0.8."""
+    from raftlab.study import load_config
+
+    cfg = load_config("paper")
+    assert len(cfg.tasks) == 18 and all(t.test_limit is None and t.train_limit == 20000 for t in cfg.tasks)
+    assert {"gsm8k", "trec", "winogrande", "sst2"} <= {t.name for t in cfg.tasks}
+    assert cfg.teacher.max_retries == 10 and cfg.teacher.backend.startswith("openai:")
+    t = cfg.train
+    assert (t.profile, t.lora, t.epochs, t.learning_rate, t.batch_size, t.global_batch) == ("paper", False, 3, 5e-6, 4, 64)
+    assert (t.gradient_checkpointing, t.bf16, t.max_length, t.weight_decay) == (True, True, 2048, 0.0)
+    assert (cfg.eval.mode, cfg.eval.k, cfg.eval.temperature, cfg.eval.backend) == ("sc", 10, 0.8, "vllm")
+    assert cfg.arms == ["ft", "raft"]
+
+
+def test_preset_flag_and_its_help() -> None:
+    res = runner.invoke(app, ["study", "--preset", "paper", "--show-config"])
+    assert res.exit_code == 0 and "name: paper" in res.stdout and "global_batch: 64" in res.stdout
+    assert runner.invoke(app, ["study", "--preset", "nope"]).exit_code == 2
+    assert runner.invoke(app, ["study", "quick", "--preset", "paper"]).exit_code == 2
+    help_text = runner.invoke(app, ["study", "--help"]).stdout
+    assert all(name in help_text for name in ("default:", "quick:", "paper:"))

@@ -6,14 +6,18 @@ from pathlib import Path
 
 import typer
 
+from raftlab.study.config import PRESETS
+
 
 def register(app: typer.Typer) -> None:
     @app.command("study")
     def study(
-        config: str = typer.Argument(None, help="study YAML, or a built-in name: default | quick "
+        config: str = typer.Argument(None, help="study YAML, or a built-in name: default | quick | paper "
                                                "(no argument: the built-in default, ~11 min on 2 CPU cores)"),
         out: Path = typer.Option(None, "--out", "-o", help="run directory (default: runs/<study name>)"),
         quick: bool = typer.Option(False, "--quick", help="the built-in quick config (tiny model, ~1-2 min)"),
+        preset: str = typer.Option(None, "--preset", help="a built-in config: " + "; ".join(
+            f"{name}: {line}" for name, line in PRESETS.items())),
         rerun_changed: bool = typer.Option(False, "--rerun-changed",
                                            help="redo stages whose config changed (default: stop with an error)"),
         show_config: bool = typer.Option(False, "--show-config", help="print the resolved config and exit"),
@@ -32,10 +36,12 @@ def register(app: typer.Typer) -> None:
         from raftlab.study import ConfigError, StageChangedError, StageFailed, load_config, run_study
 
         console = Console(stderr=True)
-        if quick and config:
-            raise typer.BadParameter("give either a CONFIG or --quick, not both")
+        if sum(bool(x) for x in (quick, config, preset)) > 1:
+            raise typer.BadParameter("give one of CONFIG, --quick and --preset")
+        if preset is not None and preset not in PRESETS:
+            raise typer.BadParameter(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
         try:
-            cfg = load_config("quick" if quick else config)
+            cfg = load_config("quick" if quick else preset or config)
         except ConfigError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from None

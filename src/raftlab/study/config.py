@@ -13,16 +13,23 @@ from raftlab import storage
 from raftlab.training.config import TrainSettings
 
 CONFIG_DIR = Path(__file__).parent / "configs"
-BUILTIN = {"default": CONFIG_DIR / "default.yaml", "quick": CONFIG_DIR / "quick.yaml"}
+BUILTIN = {"default": CONFIG_DIR / "default.yaml", "quick": CONFIG_DIR / "quick.yaml", "paper": CONFIG_DIR / "paper.yaml"}
+#: One line per built-in config (``raftlab study --help``).
+PRESETS = {"default": "SmolLM2-135M (LoRA), 2 synthetic tasks, oracle teacher: a resolved answer on 2 CPU cores",
+           "quick": "tiny random-init model, 3 synthetic tasks: checks the pipeline in about a minute",
+           "paper": "the paper's protocol: 18 tasks, API teacher, Table 2 full finetuning, k = 10 (needs GPUs)"}
 
 Arm = Literal["ft", "raft", "blank", "align", "reason", "explain", "mix"]
 #: The training objective of each arm (see raftlab.training; reason/explain/mix/align are NLURC's methods).
 ARM_OBJECTIVE: dict[str, str] = {"ft": "label", "raft": "raft", "blank": "blank", "align": "align",
                                  "reason": "reason", "explain": "explain", "mix": "mix"}
-#: The prompt each arm is evaluated with by default: one it was trained on (label-only and explain-after-label
-#: models get the direct prompt). ``eval.both_prompts`` adds the other one as arm ``<arm>@<mode>``.
-ARM_PROMPT_MODE: dict[str, str] = {"ft": "direct", "raft": "cot", "blank": "cot", "align": "cot",
-                                   "reason": "cot", "explain": "direct", "mix": "cot"}
+#: The prompt each arm is evaluated with: one it was trained on (label-only and explain-after-label models get the
+#: direct prompt; Align and Mix, trained on both, get the direct prompt NLURC reports them with).
+#: ``eval.both_prompts`` adds the other one as arm ``<arm>@<mode>``.
+ARM_PROMPT_MODE: dict[str, str] = {"ft": "direct", "raft": "cot", "blank": "cot", "align": "direct",
+                                   "reason": "cot", "explain": "direct", "mix": "direct"}
+#: Arms trained on both prompts are always evaluated with both (NLURC compares direct and CoT inference for them).
+BOTH_PROMPTS_ALWAYS = frozenset({"align", "mix"})
 PROMPT_MODES = ("direct", "cot")
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from raftlab import layout
-from raftlab.study.config import ARM_PROMPT_MODE, PROMPT_MODES, StudyConfig, TaskSpec
+from raftlab.study.config import ARM_PROMPT_MODE, BOTH_PROMPTS_ALWAYS, PROMPT_MODES, StudyConfig, TaskSpec
 from raftlab.study.inputs import ConfigView, declared_slice, stage_key, stage_view
 
 Outputs = dict[str, Any]
@@ -114,13 +114,13 @@ def plan(cfg: StudyConfig, steps: StudySteps, run_dir: Path) -> list[Stage]:
                 lambda c, t, d, out, arm=arm, sources=sources:
                 steps.train(c, t, arm, d[sources[0]] if len(sources) == 1 else [d[s] for s in sources], out),
                 arm=arm)
-            modes = [ARM_PROMPT_MODE[arm]] + ([m for m in PROMPT_MODES if m != ARM_PROMPT_MODE[arm]]
-                                              if cfg.eval.both_prompts else [])
+            both = cfg.eval.both_prompts or arm in BOTH_PROMPTS_ALWAYS
+            modes = [ARM_PROMPT_MODE[arm]] + ([m for m in PROMPT_MODES if m != ARM_PROMPT_MODE[arm]] if both else [])
             for mode in modes:
                 evaluated = arm if mode == ARM_PROMPT_MODE[arm] else f"{arm}@{mode}"
                 add(layout.evaluation(evaluated, spec.name), "eval", spec, (train, data, rats),
                     lambda c, t, d, out, arm=evaluated, train=train, data=data, rats=rats:
-                    steps.evaluate(c, t, arm, d[train], d[data], out, d[rats]), arm=evaluated)
+                    steps.evaluate(c, t, arm, d[train], d[data], out, d[rats]), arm=evaluated, mode=mode)
         if cfg.reference is not None and steps.reference is not None:
             add(layout.reference(spec.name), "reference", spec, (data,),
                 lambda c, t, d, out, data=data: steps.reference(c, t, d[data], out))
