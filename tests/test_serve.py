@@ -9,7 +9,6 @@ import pytest
 import torch
 
 
-
 @pytest.fixture(scope="module")
 def url(served_hf):
     return served_hf
@@ -81,11 +80,19 @@ def test_seed_n_and_stop(client):
 
 @pytest.mark.slow
 def test_echo_scoring_sums_to_the_backend_score(client, hf):
-    r = client.completions.create(model="tiny", prompt="Question: 2 + 3? The answer is 5.", max_tokens=0, echo=True,
-                                  logprobs=1)
+    """The echoed per-token log-probs add up to ``hf.score`` of the same text: the continuation's tokens (those
+    ending after the prompt, a merged boundary token included) to the continuation's score, all of them to the
+    whole text's score after an empty prompt."""
+    prompt, cont = "Question: 2 + 3?", " The answer is 5."
+    r = client.completions.create(model="tiny", prompt=prompt + cont, max_tokens=0, echo=True, logprobs=1)
     lp = r.choices[0].logprobs
-    assert "".join(lp.tokens) == "Question: 2 + 3? The answer is 5."
+    assert "".join(lp.tokens) == prompt + cont
     assert lp.token_logprobs[0] is None and all(math.isfinite(x) and x < 0 for x in lp.token_logprobs[1:])
+    [part], [whole] = hf.score([prompt], [cont]), hf.score([""], [prompt + cont])
+    in_cont = [v for t, o, v in zip(lp.tokens, lp.text_offset, lp.token_logprobs) if o + len(t) > len(prompt)]
+    assert len(in_cont) == len(part.token_logprobs) and sum(in_cont) == pytest.approx(part.total, abs=1e-3)
+    assert len(lp.token_logprobs) - 1 == len(whole.token_logprobs)
+    assert sum(lp.token_logprobs[1:]) == pytest.approx(whole.total, abs=1e-3)
 
 
 @pytest.mark.slow

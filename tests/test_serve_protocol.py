@@ -3,6 +3,8 @@ generation, streaming, max_completion_tokens, content parts, refused fields, byt
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
 import torch
@@ -133,6 +135,27 @@ def test_api_key_body_size_and_context_limits(hf):
     r = open_app.post("/v1/chat/completions", json={"model": "tiny", "max_tokens": window,
                                                     "messages": [{"role": "user", "content": "Hi"}]})
     assert r.status_code == 400
+
+
+def test_a_chunked_body_counts_against_the_body_limit():
+    """A chunked body has no Content-Length: the limit counts its bytes as they arrive."""
+    from raftlab.backends.server import serve_in_thread
+    from tests._backend_helpers import ScriptedBackend
+
+    def chunked(body: dict):  # a generator body: httpx streams it chunked, without Content-Length
+        data = json.dumps(body).encode()
+        yield from (data[i : i + 500] for i in range(0, len(data), 500))
+
+    url, stop = serve_in_thread(ScriptedBackend(lambda p, j: "ok"), model_name="s", max_body_bytes=2000)
+    try:
+        with httpx.Client(base_url=url, timeout=30, headers={"Content-Type": "application/json"}) as h:
+            ok = h.post("/completions", content=chunked({"model": "s", "prompt": "Hi " * 100, "max_tokens": 2}))
+            assert ok.request.headers["transfer-encoding"] == "chunked" and "content-length" not in ok.request.headers
+            assert ok.status_code == 200 and ok.json()["choices"][0]["text"] == "ok"
+            big = h.post("/completions", content=chunked({"model": "s", "prompt": "x " * 2000, "max_tokens": 2}))
+            assert big.status_code == 413 and "over the limit of 2000" in big.json()["error"]["message"]
+    finally:
+        stop()
 
 
 def test_exposed_host_without_key_is_warned_about(caplog):

@@ -5,6 +5,9 @@ oldest one together with every other waiting request that has the same sampling 
 ``backend.generate`` call (the hf backend then decodes all their sequences in one batch). Because raftlab seeds
 every sample from ``(seed, prompt, sample index)``, a request gets the same samples batched or alone. Other model
 work (log-prob scoring) runs in the same worker, one job at a time, so the backend is never used from two threads.
+A generation job's ``prepare`` step (the server's prompt rendering and token counting) runs there too, because it
+uses the backend's tokenizer, which must not be used from two threads either (HF fast tokenizers are not
+thread-safe).
 
 A full queue refuses new work with :class:`ServerBusy` (the server answers 503). A job can be cancelled (the
 server does it when the client disconnects): a waiting job is dropped, and a running one stops at the next decoding
@@ -37,6 +40,9 @@ class Job:
     prompts: list[Any] = field(default_factory=list)
     params: SamplingParams | None = None
     call: Callable[[Any], Any] | None = None
+    #: ``prepare(backend) -> prompts``, run in the worker just before generation (it may use the tokenizer); its
+    #: prompts replace ``prompts``, and an error it raises fails this job alone
+    prepare: Callable[[Any], list[Any]] | None = None
     result: Any = None
     error: BaseException | None = None
     done: threading.Event = field(default_factory=threading.Event)
@@ -162,6 +168,16 @@ class BatchScheduler:
             self._generate(batch)
 
     def _generate(self, batch: list[Job]) -> None:
+        ready = []
+        for job in batch:
+            try:
+                if job.prepare is not None:
+                    job.prompts = list(job.prepare(self.backend))
+                ready.append(job)
+            except BaseException as exc:  # noqa: BLE001 - this request's own error (e.g. a prompt too long)
+                job.finish(error=exc)
+        if not (batch := ready):
+            return
         self.stats.batches += 1
         self.stats.largest_batch = max(self.stats.largest_batch, len(batch))
         prompts, owner = [], []

@@ -23,7 +23,9 @@ Errors use OpenAI's ``{"error": {...}}`` bodies.
 
 Concurrency: one worker thread owns the model (:mod:`raftlab.backends.batching`). Requests that wait together
 with the same sampling settings are decoded in one batch; a full queue answers 503; a client that disconnects has
-its request cancelled (the hf backend stops at the next token).
+its request cancelled (the hf backend stops at the next token). The tokenizer, too, is used only from that thread
+(HF fast tokenizers are not thread-safe): prompts are rendered, counted and tokenized there, the tokenizer
+endpoints included.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ import socket
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Iterator
 from typing import Any, Literal
 
@@ -171,6 +174,34 @@ def _error(status: int, message: str, kind: str = "invalid_request_error", param
                                                                "code": None}})
 
 
+class _Refusal(Exception):
+    """Raised by work on the worker thread to answer the request with ``response`` (an error) instead."""
+
+    def __init__(self, response: Any) -> None:
+        super().__init__()
+        self.response = response
+
+
+async def _read_body(receive: Any, limit: int) -> Any:
+    """Read the request body, counting bytes as they arrive (a chunked body has no Content-Length): a ``receive``
+    that replays it to the app, or None once it passes ``limit`` bytes."""
+    messages: deque[dict[str, Any]] = deque()
+    size = 0
+    while True:
+        message = await receive()
+        messages.append(message)
+        size += len(message.get("body", b""))
+        if size > limit:
+            return None
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            break
+
+    async def replay() -> dict[str, Any]:
+        return messages.popleft() if messages else await receive()
+
+    return replay
+
+
 def _sse(chunks: Iterator[dict[str, Any]]):
     from fastapi.responses import StreamingResponse
 
@@ -253,7 +284,8 @@ def create_app(backend: Any, model_name: str | None = None, default_max_tokens: 
     tokenizer endpoints, echo and logprobs need an hf backend's ``tokenizer``, ``encode_prompt`` and ``score_ids``).
 
     With ``api_key`` every request must carry ``Authorization: Bearer <api_key>`` (else 401). Bodies over
-    ``max_body_bytes`` get 413; a prompt plus ``max_tokens`` beyond the model's context gets 400.
+    ``max_body_bytes`` get 413 (counted as they arrive, so chunked bodies too); a prompt plus ``max_tokens`` beyond
+    the model's context gets 400.
 
     Model work runs in one worker thread (:class:`~raftlab.backends.batching.BatchScheduler`): generation requests
     waiting together with the same sampling settings are decoded as one batch (``batching=False``: one request at
@@ -270,7 +302,8 @@ def create_app(backend: Any, model_name: str | None = None, default_max_tokens: 
     window = context_length(backend)
 
     async def guard(scope, receive, send, inner):
-        """Pure ASGI middleware (BaseHTTPMiddleware would hide client disconnects from the endpoints)."""
+        """API key and body-size checks, as pure ASGI middleware (BaseHTTPMiddleware would hide client disconnects
+        from the endpoints)."""
         if scope["type"] == "http":
             headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
             refusal = None
@@ -283,6 +316,10 @@ def create_app(backend: Any, model_name: str | None = None, default_max_tokens: 
                 refusal = _error(413, f"request body of {size} bytes is over the limit of {max_body_bytes}")
             if refusal is not None:
                 return await refusal(scope, receive, send)
+            if (replay := await _read_body(receive, max_body_bytes)) is None:
+                return await _error(413, f"request body is over the limit of {max_body_bytes} bytes"
+                                    )(scope, receive, send)
+            receive = replay
         return await inner(scope, receive, send)
 
     name = model_name or getattr(backend, "model_name", "local")
@@ -308,16 +345,15 @@ def create_app(backend: Any, model_name: str | None = None, default_max_tokens: 
                           "not_found_error", "model")
         return None
 
-    def beyond_context(prompts: list[str | list[int]], budget: int):
-        """400 when a prompt plus the generation budget does not fit the model's context (as vLLM answers)."""
-        if window is None:
-            return None
-        for p in prompts:
-            need = count(p) + budget
-            if need > window:
-                return _error(400, f"this model's maximum context length is {window} tokens; the prompt has "
-                                   f"{count(p)} and max_tokens asks for {budget} more", param="max_tokens")
-        return None
+    def counted(prompts: list[str | list[int]], budget: int) -> list[int]:
+        """Each prompt's token count (on the worker thread: it tokenizes); a 400 :class:`_Refusal` when a prompt
+        plus the generation budget does not fit the model's context (as vLLM answers)."""
+        counts = [count(p) for p in prompts]
+        for n in counts:
+            if window is not None and n + budget > window:
+                raise _Refusal(_error(400, f"this model's maximum context length is {window} tokens; the prompt has "
+                                           f"{n} and max_tokens asks for {budget} more", param="max_tokens"))
+        return counts
 
     def count(prompt: str | list[int]) -> int:
         if not isinstance(prompt, str):
@@ -339,28 +375,37 @@ def create_app(backend: Any, model_name: str | None = None, default_max_tokens: 
     def models() -> dict[str, Any]:
         return {"object": "list", "data": [{"id": name, "object": "model", "owned_by": "raftlab"}]}
 
-    @app.get("/tokenizer_info")
-    def tokenizer_info():
+    async def on_worker(request: Request, fn):
+        """Answer ``fn(backend)``, run on the worker thread (the one thread that uses the tokenizer)."""
         if tokens is None:
             return _error(404, "this backend has no tokenizer", "not_found_error")
-        tok = tokens.tok
-        return {"eos_token": tok.eos_token, "bos_token": tok.bos_token, "pad_token": tok.pad_token,
-                "chat_template": getattr(tok, "chat_template", None),
-                "model_max_length": min(int(tok.model_max_length or 0), 10**9), "tokenizer_class":
-                type(tok).__name__}
+        result, bad = await served(request, lambda wake: scheduler.run(fn, on_done=wake))
+        return bad if bad is not None else result
+
+    def max_len() -> int:
+        return min(int(tokens.tok.model_max_length or 0), 10**9)
+
+    @app.get("/tokenizer_info")
+    async def tokenizer_info(request: Request):
+        def info(_backend: Any) -> dict[str, Any]:
+            tok = tokens.tok
+            return {"eos_token": tok.eos_token, "bos_token": tok.bos_token, "pad_token": tok.pad_token,
+                    "chat_template": getattr(tok, "chat_template", None), "model_max_length": max_len(),
+                    "tokenizer_class": type(tok).__name__}
+
+        return await on_worker(request, info)
 
     @app.post("/tokenize")
-    def tokenize(req: TokenizeRequest):
-        if tokens is None:
-            return _error(404, "this backend has no tokenizer", "not_found_error")
-        ids = tokens.tok(req.prompt, add_special_tokens=req.add_special_tokens).input_ids
-        return {"tokens": ids, "count": len(ids), "max_model_len": min(int(tokens.tok.model_max_length or 0), 10**9)}
+    async def tokenize(req: TokenizeRequest, request: Request):
+        def encode(_backend: Any) -> dict[str, Any]:
+            ids = list(tokens.tok(req.prompt, add_special_tokens=req.add_special_tokens).input_ids)
+            return {"tokens": ids, "count": len(ids), "max_model_len": max_len()}
+
+        return await on_worker(request, encode)
 
     @app.post("/detokenize")
-    def detokenize(req: DetokenizeRequest):
-        if tokens is None:
-            return _error(404, "this backend has no tokenizer", "not_found_error")
-        return {"prompt": tokens.tok.decode(req.tokens)}
+    async def detokenize(req: DetokenizeRequest, request: Request):
+        return await on_worker(request, lambda _backend: {"prompt": tokens.tok.decode(req.tokens)})
 
     async def served(request: Request, make_job):
         """Submit a job to the scheduler and wait for it, cancelling it if the client disconnects."""
@@ -383,6 +428,8 @@ def create_app(backend: Any, model_name: str | None = None, default_max_tokens: 
             return job.wait(0), None
         except Cancelled:
             return None, Response(status_code=499)
+        except _Refusal as refusal:
+            return None, refusal.response
 
     @app.post("/v1/completions")
     async def completions(req: CompletionRequest, request: Request):
@@ -394,12 +441,13 @@ def create_app(backend: Any, model_name: str | None = None, default_max_tokens: 
             return _error(400, "echo, logprobs and token-id prompts need a backend with a tokenizer")
         if req.echo and req.logprobs is None:
             return _error(400, "echo needs logprobs (raftlab returns the prompt only with its log-probs)", "echo")
-        if (bad := beyond_context(prompts, req.budget(default_max_tokens))) is not None:
-            return bad
+        budget = req.budget(default_max_tokens)
+        counts: list[int] = []  # filled on the worker thread
         choices: list[dict[str, Any]] = []
         completion_tokens = 0
-        if req.budget(default_max_tokens) == 0:  # scoring only
+        if budget == 0:  # scoring only
             def score_all(_backend: Any) -> list[tuple[dict, str]]:
+                counts.extend(counted(prompts, 0))
                 return [logprobs_of(p, None, req.logprobs or 0, echo=True) for p in prompts]
 
             scored, bad = await served(request, lambda wake: scheduler.run(score_all, on_done=wake))
@@ -408,8 +456,12 @@ def create_app(backend: Any, model_name: str | None = None, default_max_tokens: 
             for i, (body, text) in enumerate(scored):
                 choices.append({"index": i, "text": text, "finish_reason": "length", "logprobs": body})
         else:
+            def prepare(_backend: Any) -> list[str | list[int]]:
+                counts.extend(counted(prompts, budget))
+                return prompts
+
             gens, bad = await served(request, lambda wake: scheduler.generate(
-                prompts, req.params(default_max_tokens), on_done=wake))
+                prompts, req.params(default_max_tokens), prepare=prepare, on_done=wake))
             if bad is not None:
                 return bad
             pairs = [(i, g) for i, row in enumerate(gens) for g in row]
@@ -428,7 +480,7 @@ def create_app(backend: Any, model_name: str | None = None, default_max_tokens: 
                                 "logprobs": body, "prompt_index": i})
         response = {"id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time()),
                     "model": name, "choices": choices,
-                    "usage": _usage(sum(count(p) for p in prompts), completion_tokens)}
+                    "usage": _usage(sum(counts), completion_tokens)}
         if not req.stream:
             return response
         return _sse(_completion_chunks(response, req.stream_options))
@@ -439,19 +491,24 @@ def create_app(backend: Any, model_name: str | None = None, default_max_tokens: 
             return bad
         messages = [{"role": m.role, "content": m.text()} for m in req.messages]
         render = getattr(backend, "render_chat", None)
-        prompt = render(messages) if render else "\n\n".join(m["content"] for m in messages)
         if req.logprobs and tokens is None:
             return _error(400, "logprobs need a backend with a tokenizer", "logprobs")
-        if (bad := beyond_context([prompt], req.budget(default_max_tokens))) is not None:
-            return bad
+        rendered: dict[str, Any] = {}  # filled on the worker thread: the template may tokenize
+
+        def prepare(_backend: Any) -> list[str]:
+            prompt = render(messages) if render else "\n\n".join(m["content"] for m in messages)
+            [rendered["count"]] = counted([prompt], req.budget(default_max_tokens))
+            rendered["prompt"] = prompt
+            return [prompt]
+
         gens, bad = await served(request, lambda wake: scheduler.generate(
-            [prompt], req.params(default_max_tokens), on_done=wake))
+            [messages], req.params(default_max_tokens), prepare=prepare, on_done=wake))
         if bad is not None:
             return bad
         [row] = gens
         if req.logprobs:
             def score_all(_backend: Any) -> list[dict]:
-                return [logprobs_of(prompt, g.text, req.top_logprobs or 0, echo=False)[0] for g in row]
+                return [logprobs_of(rendered["prompt"], g.text, req.top_logprobs or 0, echo=False)[0] for g in row]
 
             scored, bad = await served(request, lambda wake: scheduler.run(score_all, on_done=wake))
             if bad is not None:
@@ -463,7 +520,7 @@ def create_app(backend: Any, model_name: str | None = None, default_max_tokens: 
                    for i, (g, sc) in enumerate(zip(row, scored))]
         response = {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
                     "model": name, "choices": choices,
-                    "usage": _usage(count(prompt), sum(g.num_tokens for g in row))}
+                    "usage": _usage(rendered["count"], sum(g.num_tokens for g in row))}
         if not req.stream:
             return response
         return _sse(_chat_chunks(response, req.stream_options))
