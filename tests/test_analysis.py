@@ -223,7 +223,11 @@ def test_predictions_stay_in_range_warn_outside_the_fit_and_give_intervals_for_o
     assert pred.interval is not None and pred.interval.low < pred.delta_acc < pred.interval.high
     wider = A.predict_gain("acc_ft", 0.95, fit=own).interval
     assert wider.high - wider.low > pred.interval.high - pred.interval.low  # wider away from the data
-    assert own.p_one_sided == pytest.approx(1 - own.p / 2)  # negative r: the one-tailed (positive) p is large
+    # acc_ft: the paper hypothesises a negative relation (lower FT accuracy, larger gain), so a negative r is
+    # significant one-tailed (H1: r < 0) and the opposite direction gives the complement
+    assert own.direction == "negative" and own.p_one_sided == pytest.approx(own.p / 2)
+    positive = A.fit_ols([0.2, 0.4, 0.6, 0.8], [0.5, 0.32, 0.18, -0.01], x_name="acc_ft", direction="positive")
+    assert positive.p_one_sided == pytest.approx(1 - own.p / 2)
     with pytest.raises(ValueError, match="no published fit"):
         A.predict_gain("mean_of_task", 0.4)
 
@@ -386,6 +390,10 @@ def test_analyze_study_hand_computed(tmp_path):
     assert set(fits) == {("length", "delta_acc"), ("length", "delta_ece"), ("acc_ft", "delta_acc"),
                          ("acc_ft", "delta_ece")}
     assert fits[("length", "delta_acc")].slope == pytest.approx(np.polyfit([40, 80, 120], xs, 1)[0])
+    # one-tailed p-values test the paper's hypothesised signs: accuracies negative, lengths and ΔAcc positive
+    assert result.fit.direction == "positive" and fits[("length", "delta_ece")].direction == "positive"
+    assert fits[("acc_ft", "delta_acc")].direction == fits[("acc_ft", "delta_ece")].direction == "negative"
+    assert result.other_fit is None and result.fit.task_set == "all"  # no flagged task: one way to fit
     # JSON round trip, and the saved analysis can feed predict_gain
     path = tmp_path / "analysis.json"
     result.save(str(path))

@@ -1,11 +1,15 @@
 """The native batch-1 decoding step computes the model's forward up to bf16 rounding, over several steps of one
-cache, in both builds (portable loops everywhere; AVX-512 BF16 where the CPU has it), and falls back cleanly."""
+cache, in both builds (portable loops everywhere; AVX-512 BF16 where the CPU has it, shown as skipped elsewhere),
+rejects wrong arguments with a RuntimeError, releases the GIL while it runs, and falls back cleanly."""
 
 from __future__ import annotations
 
 import logging
 import os
 import shutil
+import sys
+import threading
+import time
 
 import pytest
 import torch
@@ -15,10 +19,14 @@ from raftlab.backends.base import SamplingParams
 from raftlab.backends.kv_cache import growing_cache
 from raftlab.machine import cpu_flags
 
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(
-    shutil.which(os.environ.get("CXX", "c++")) is None, reason="no C++ compiler to build the native extension")]
-
-BUILDS = [False] + ([True] if "avx512_bf16" in cpu_flags() else [])
+pytestmark = pytest.mark.slow
+needs_compiler = pytest.mark.skipif(shutil.which(os.environ.get("CXX", "c++")) is None,
+                                    reason="no C++ compiler to build the native extension")
+HAS_AVX512_BF16 = "avx512_bf16" in cpu_flags()
+#: both builds, the AVX-512 BF16 one shown as skipped on CPUs without those instructions
+BUILDS = [pytest.param(False, id="portable"),
+          pytest.param(True, id="avx512bf16", marks=pytest.mark.skipif(
+              not HAS_AVX512_BF16, reason="this CPU lacks AVX-512 BF16 (the portable build is tested)"))]
 
 
 def _random_model(kind: str, dtype=torch.bfloat16, init: float = 0.02, vocab: int = 97):
@@ -55,7 +63,8 @@ def _logits_three_ways(model, step, prompt, tokens, capacity=64):
     return out
 
 
-@pytest.mark.parametrize("avx512_bf16", BUILDS, ids=lambda b: "avx512bf16" if b else "portable")
+@needs_compiler
+@pytest.mark.parametrize("avx512_bf16", BUILDS)
 @pytest.mark.parametrize("kind", ["llama", "qwen2", "qwen3"])
 def test_native_logits_are_as_close_to_float32_as_the_bf16_forward(kind, avx512_bf16):
     model = _random_model(kind)
@@ -69,9 +78,10 @@ def test_native_logits_are_as_close_to_float32_as_the_bf16_forward(kind, avx512_
         assert (ours - exact).abs().max() < 0.05 * exact.abs().max()
 
 
+@needs_compiler
 def test_cache_growth_and_threads_do_not_change_the_logits():
     model = _random_model("qwen2")
-    step = native_step.one_row_step_for(model, avx512_bf16=bool(BUILDS[-1]))
+    step = native_step.one_row_step_for(model, avx512_bf16=HAS_AVX512_BF16)
     prompt = torch.randint(3, 97, (1, 9))
     tokens = [5, 17, 60, 2, 9, 33]
     roomy = _logits_three_ways(model, step, prompt, tokens)
@@ -87,18 +97,20 @@ def test_cache_growth_and_threads_do_not_change_the_logits():
         assert torch.equal(a, b) and torch.equal(a, c)
 
 
-@pytest.mark.parametrize("avx512_bf16", BUILDS, ids=lambda b: "avx512bf16" if b else "portable")
+@needs_compiler
+@pytest.mark.parametrize("avx512_bf16", BUILDS)
 def test_matvec_matches_torch(avx512_bf16):
     ext = native_kernels.load_extension(avx512_bf16)
     torch.manual_seed(1)
     for rows, cols in ((7, 64), (97, 128), (5, 40)):  # row tails, a width that is not a multiple of 32
         w, x = torch.randn(rows, cols).bfloat16(), torch.randn(cols).bfloat16()
         torch.testing.assert_close(ext.matvec(w, x), w.float() @ x.float(), atol=1e-4, rtol=1e-4)
-    with pytest.raises(RuntimeError, match="contiguous bf16 vector"):
+    with pytest.raises(RuntimeError, match="bf16 vector of w.size"):
         ext.matvec(torch.randn(4, 64).bfloat16(), torch.randn(32).bfloat16())
 
 
-@pytest.mark.parametrize("avx512_bf16", BUILDS, ids=lambda b: "avx512bf16" if b else "portable")
+@needs_compiler
+@pytest.mark.parametrize("avx512_bf16", BUILDS)
 def test_norm_and_rotary_helpers_match_torch(avx512_bf16):
     ext = native_kernels.load_extension(avx512_bf16)
     torch.manual_seed(2)
@@ -116,7 +128,8 @@ def test_norm_and_rotary_helpers_match_torch(avx512_bf16):
     torch.testing.assert_close(got.float(), rotated, atol=1e-6, rtol=2 ** -8)
 
 
-@pytest.mark.skipif("avx512_bf16" not in cpu_flags(), reason="the backend uses native kernels only with AVX-512 BF16")
+@needs_compiler
+@pytest.mark.skipif(not HAS_AVX512_BF16, reason="the backend uses native kernels only with AVX-512 BF16")
 def test_backend_decodes_single_prompts_natively_and_greedily_like_float32():
     from raftlab.backends.hf import HFBackend
     from raftlab.models import load_tokenizer
@@ -137,7 +150,9 @@ def test_backend_decodes_single_prompts_natively_and_greedily_like_float32():
     assert ours.num_tokens == theirs.num_tokens > 3 and ours.text == theirs.text
 
 
-def test_fallbacks(monkeypatch, caplog):
+def test_fallbacks(monkeypatch, caplog, tmp_path):
+    """Needs no compiler: the build is faked."""
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
     model = _random_model("llama")
     assert native_step.one_row_step_for(_random_model("llama", torch.float32)) is None  # bf16 only
     monkeypatch.setenv("RAFTLAB_NATIVE", "0")
@@ -161,7 +176,8 @@ def test_fallbacks(monkeypatch, caplog):
     assert "unavailable" in caplog.text and "command not found" in caplog.text
 
 
-@pytest.mark.parametrize("avx512_bf16", BUILDS, ids=lambda b: "avx512bf16" if b else "portable")
+@needs_compiler
+@pytest.mark.parametrize("avx512_bf16", BUILDS)
 def test_native_cascade_merge_equals_attention_over_the_concatenation(avx512_bf16):
     import types
 
@@ -200,3 +216,144 @@ def test_native_cascade_merge_equals_attention_over_the_concatenation(avx512_bf1
         assert ours.dtype == bf and ours.shape == exact.shape
         assert (ours.float() - exact).abs().max() <= 1.5 * (theirs.float() - exact).abs().max() + 1e-3
         assert (ours.float() - exact).abs().max() < 0.02
+
+
+def _prefilled_cache(model, prompt_length: int = 6, capacity: int = 16):
+    """A cache of ``capacity`` positions holding the model's keys and values of a random prompt."""
+    cache = growing_cache(model.config, capacity)
+    with torch.inference_mode():
+        model(input_ids=torch.randint(3, 97, (1, prompt_length)), use_cache=True, cache=cache)
+    return cache
+
+
+def _replaced(args: tuple, **changes) -> tuple:
+    """``args`` of the extension's ``step`` with some replaced, by parameter name."""
+    names = ("token", "position", "index", "embed", "inv_freq", "rope_scale", "layer_tensors", "keys", "values",
+             "final_norm", "lm_head", "heads", "kv_heads", "head_dim", "eps", "scaling")
+    out = list(args)
+    for name, value in changes.items():
+        out[names.index(name)] = value
+    return tuple(out)
+
+
+@needs_compiler
+@pytest.mark.parametrize("avx512_bf16", BUILDS)
+def test_the_step_rejects_wrong_arguments_before_touching_memory(avx512_bf16):
+    model = _random_model("qwen3")  # q/k norms
+    step = native_step.one_row_step_for(model, avx512_bf16=avx512_bf16)
+    cache = _prefilled_cache(model)
+    args = step.arguments(5, 6, cache)
+    keys, values, layers = args[7], args[8], args[6]
+    before = [t.clone() for t in keys + values]
+
+    def with_layer(i: int, tensor):
+        return [tensor if j == i else t for j, t in enumerate(layers)]
+
+    def with_first(buffers, tensor):
+        return [tensor] + list(buffers[1:])
+
+    k0 = keys[0]
+    wrong = {
+        "wrong shape (a transposed k weight)": (dict(layer_tensors=with_layer(2, layers[2].t().contiguous())),
+                                                "layer 0 k weight"),
+        "wrong shape (inv_freq)": (dict(inv_freq=args[4][:-1]), "inv_freq"),
+        "wrong shape (a missing layer tensor)": (dict(layer_tensors=layers[:-1]), "14 tensors"),
+        "non-contiguous embedding": (dict(embed=args[3].t().contiguous().t()), "non-contiguous"),
+        "non-contiguous key buffer": (dict(keys=with_first(keys, torch.zeros(*k0.shape[:-1], 2 * k0.shape[-1],
+                                                                             dtype=k0.dtype)[..., ::2])),
+                                      "non-contiguous"),
+        "wrong dtype (float32 LM head)": (dict(lm_head=args[10].float()), "lm_head"),
+        "wrong dtype (bf16 norm weight)": (dict(final_norm=args[9].bfloat16()), "final_norm"),
+        "wrong batch size (two rows of keys)": (dict(keys=with_first(keys, torch.cat([k0, k0]))), "batch 1"),
+        "wrong batch size (two rows of values)": (dict(values=with_first(values, torch.cat([values[0]] * 2))),
+                                                  "batch 1"),
+        "not on the CPU": (dict(embed=torch.empty(args[3].shape, dtype=torch.bfloat16, device="meta")), "CPU"),
+        "no room in the cache": (dict(index=k0.shape[2]), "no room"),
+        "token out of range": (dict(token=97), "out of range"),
+        "heads not a multiple of kv_heads": (dict(kv_heads=3), "multiple of kv_heads"),
+    }
+    for case, (changes, message) in wrong.items():
+        with pytest.raises(RuntimeError, match=message):
+            step.extension.step(*_replaced(args, **changes))
+            pytest.fail(f"accepted: {case}")
+    # nothing written (compared bit for bit: the unused positions are uninitialised memory, NaNs included)
+    assert all(torch.equal(a.view(torch.int16), b.view(torch.int16)) for a, b in zip(before, keys + values))
+    assert step.extension.step(*args).shape == (1, 97)
+
+
+@needs_compiler
+@pytest.mark.parametrize("avx512_bf16", BUILDS)
+def test_the_helpers_reject_wrong_arguments(avx512_bf16):
+    ext = native_kernels.load_extension(avx512_bf16)
+    bf = torch.bfloat16
+    w = torch.randn(8, 64).to(bf)
+    with pytest.raises(RuntimeError, match="contiguous 2-D"):
+        ext.matvec(w.t().contiguous().t(), torch.randn(64).to(bf))
+    with pytest.raises(RuntimeError, match="contiguous CPU bf16 vector"):
+        ext.matvec(w, torch.randn(64))
+    x = torch.randn(3, 1, 72).to(bf)
+    with pytest.raises(RuntimeError, match="bf16"):
+        ext.rms_norm_rows(x.float(), torch.rand(72), 1e-6)
+    with pytest.raises(RuntimeError, match="non-contiguous"):
+        ext.rms_norm_rows(x, torch.rand(144)[::2], 1e-6)
+    with pytest.raises(RuntimeError, match="shape"):
+        ext.rms_norm_rows(x, torch.rand(71), 1e-6)
+    with pytest.raises(RuntimeError, match="rows"):
+        ext.rms_norm_rows(torch.tensor(1.0, dtype=bf), torch.rand(1), 1e-6)
+    qkv, cs = torch.randn(3, 1, 128).to(bf), torch.rand(3, 16)
+    with pytest.raises(RuntimeError, match="cos and sin"):
+        ext.rotary_heads(qkv, cs[:2], cs[:2], 6, 16)
+    with pytest.raises(RuntimeError, match="cos must be"):
+        ext.rotary_heads(qkv, cs.to(bf), cs, 6, 16)
+    with pytest.raises(RuntimeError, match="heads x dim"):
+        ext.rotary_heads(qkv, cs, cs, 9, 16)
+    with pytest.raises(RuntimeError, match="dim even"):
+        ext.rotary_heads(qkv, torch.rand(3, 15), torch.rand(3, 15), 6, 15)
+    rows, heads, kv_heads, tokens, dim = 4, 6, 2, 5, 32
+    q = torch.randn(rows, heads, 1, dim).to(bf)
+    kv = torch.randn(rows, kv_heads, tokens, dim).to(bf)
+    prompt, lse = torch.randn(rows, heads, dim).to(bf), torch.randn(rows, heads)
+    assert ext.own_attention_merge(q, kv, kv, prompt, lse, dim ** -0.5).shape == (rows, 1, heads, dim)
+    bad = {"a 3-D query": (q[:, :, 0], kv, kv, prompt, lse), "another batch size": (q[:2], kv, kv, prompt, lse),
+           "another head size": (q, kv[..., :16], kv[..., :16], prompt, lse),
+           "non-contiguous token rows": (q, kv.transpose(2, 3).contiguous().transpose(2, 3), kv, prompt, lse),
+           "a float32 prompt part": (q, kv, kv, prompt.float(), lse),
+           "too few log-sum-exps": (q, kv, kv, prompt, lse[:2])}
+    for case, arguments in bad.items():
+        with pytest.raises(RuntimeError, match="own_attention_merge"):
+            ext.own_attention_merge(*arguments, dim ** -0.5)
+            pytest.fail(f"accepted: {case}")
+
+
+@needs_compiler
+def test_the_native_step_releases_the_gil():
+    """A pure-Python counter thread advances while the main thread runs native steps. The switch interval is
+    raised far beyond the test's deadline, so the main thread never hands the GIL over on its own, and the steps'
+    logits are kept (freeing a tensor releases the GIL): the counter can move only while a step has released it."""
+    model = _random_model("llama")
+    step = native_step.one_row_step_for(model, avx512_bf16=False)
+    args = step.arguments(5, 6, _prefilled_cache(model))
+    ready, stop, count = threading.Event(), threading.Event(), [0]
+
+    def counter() -> None:
+        ready.set()
+        while not stop.is_set():
+            count[0] += 1
+            time.sleep(0.0005)  # gives the GIL back, so the main thread never waits for it after a step
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1000.0)
+    thread = threading.Thread(target=counter, daemon=True)
+    try:
+        thread.start()
+        assert ready.wait(timeout=30), "the counter thread did not start"
+        deadline = time.monotonic() + 30
+        before, kept = count[0], []
+        while count[0] == before and time.monotonic() < deadline:
+            kept.append(step.extension.step(*args))
+        assert count[0] > before, f"the counter never advanced during {len(kept)} native steps: the GIL is held"
+    finally:
+        sys.setswitchinterval(interval)
+        stop.set()
+        thread.join(timeout=30)
+    assert not thread.is_alive()

@@ -93,3 +93,73 @@ def test_further_arms_are_reported_against_ft(tmp_path: Path) -> None:
         d = row.arm_deltas["blank"].delta_acc
         assert f"{d.value:+.4f} [{d.low:+.4f}, {d.high:+.4f}]" in page
     assert 'data-figure="reliability_t1"' in page
+
+
+def _flag(run: Path, task: str) -> None:
+    """Make the RAFT arm of ``task`` fail the truncation check: its invalid votes become cut-off samples (the
+    scored numbers stay the same)."""
+    path = run / "eval" / "raft" / task / "records.jsonl"
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    for r in rows:
+        r["answers"] = [a for a, c in r["votes"].items() for _ in range(c)]
+        r["finish"] = ["length" if a == "[invalid]" else "stop" for a in r["answers"]]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+@pytest.fixture(scope="module")
+def flagged_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tasks = {**TASKS, "t_bad": (0.2, 0.9)}  # an outlier that fails an artifact check
+    run = write_fake_run(tmp_path_factory.mktemp("flagged"), tasks, n=50)
+    _flag(run, "t_bad")
+    return run
+
+
+def test_a_flagged_task_is_fitted_both_ways(flagged_run: Path) -> None:
+    """The paper fits all its tasks; raftlab's main fit leaves flagged tasks out, and reports the fit over all
+    tasks beside it (and the other way round with include_flagged)."""
+    result = analyze_study(flagged_run, n_boot=0)
+    assert [t.task for t in result.tasks if not t.trustworthy] == ["t_bad"]
+    main, other = result.fit, result.other_fit
+    assert (main.task_set, main.n, main.left_out) == ("trustworthy", 4, ["t_bad"])
+    assert (other.task_set, other.n, other.left_out) == ("all", 5, [])
+    assert "t_bad" in {p["label"] for p in other.points} - {p["label"] for p in main.points}
+    assert main.slope != pytest.approx(other.slope) and main.r != pytest.approx(other.r)
+    assert {(f.x, f.y, f.task_set) for f in result.other_difficulty_fits} == {
+        (f.x, f.y, "all") for f in result.difficulty_fits}
+    kept = analyze_study(flagged_run, n_boot=0, include_flagged=True)
+    assert kept.fit.task_set == "all" and kept.fit.slope == pytest.approx(other.slope)
+    assert kept.other_fit.task_set == "trustworthy" and kept.other_fit.slope == pytest.approx(main.slope)
+    assert analyze_study(write_fake_run(flagged_run.parent / "clean", TASKS, n=50), n_boot=0).other_fit is None
+
+
+def test_report_and_analyze_show_both_fits_and_mark_the_flagged_point(flagged_run: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from raftlab.cli.main import app
+    from raftlab.report.figures import FLAGGED_STYLE, delta_scatter
+
+    result = analyze_study(flagged_run, n_boot=0)
+    main, other = result.fit, result.other_fit
+    html = render_report(flagged_run, tmp_path / "report").read_text()
+    for fid, f in (("fit", main), ("other-fit", other)):
+        para = re.search(rf'<p id="{fid}">(.*?)</p>', html).group(1)
+        assert f"ΔECE = {f.slope:.4f}·ΔAcc" in para and f"{f.p_one_sided:.3g} one-tailed (H1: r &gt; 0)" in para
+    assert "over 4 trustworthy tasks (left out: t_bad)" in html and "over all 5 tasks" in html
+    # the ΔECE~ΔAcc figure: the flagged point has its own marker and legend entry, and both fit lines are drawn
+    data = report_data(result)
+    ax = delta_scatter(data).axes[0]
+    _, labels = ax.get_legend_handles_labels()
+    assert FLAGGED_STYLE["label"] in labels
+    assert any(lab.startswith("4 trustworthy tasks: ΔECE") for lab in labels)
+    assert any(lab.startswith("all 5 tasks: ΔECE") for lab in labels)
+    bad = data.task("t_bad")
+    marked = [line for line in ax.lines if line.get_marker() == FLAGGED_STYLE["marker"]]
+    assert [(float(x), float(y)) for line in marked for x, y in zip(*line.get_data())] == [
+        (pytest.approx(bad.delta_acc.value), pytest.approx(bad.delta_ece.value))]
+    res = CliRunner().invoke(app, ["analyze", str(flagged_run), "--out", str(tmp_path / "a.json"), "--n-boot", "0"])
+    assert res.exit_code == 0, res.output
+    text = " ".join(res.output.split())
+    assert f"OLS over 4 trustworthy tasks (left out: t_bad): ΔECE = {main.slope:.4f}·ΔAcc" in text
+    assert f"OLS over all 5 tasks: ΔECE = {other.slope:.4f}·ΔAcc" in text
+    saved = json.loads((tmp_path / "a.json").read_text())
+    assert saved["fit"]["task_set"] == "trustworthy" and saved["other_fit"]["task_set"] == "all"

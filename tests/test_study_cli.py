@@ -95,17 +95,6 @@ def test_study_cli_config_errors(tmp_path: Path) -> None:
     assert res.exit_code == 0 and "name: quick" in res.output
 
 
-@pytest.mark.slow
-def test_predict_length_from_a_base_model_uses_mix_of_task_prompting() -> None:
-    """--length-from computes Eq. 9's length (words) the way the paper does: mix-of-task prompting of a base model."""
-    res = runner.invoke(app, ["predict", "--task", "synth_arith", "--length-from", "hf:tiny", "--questions", "2",
-                              "--k", "2"])
-    assert res.exit_code == 0, res.output
-    out = json.loads(res.output.strip().splitlines()[-1])
-    assert out["metric"] == "length" and out["value"] >= 0 and -1 <= out["delta_acc"] <= 1
-    assert "mix-of-task prompting, 2 questions x 2 samples" in res.output
-
-
 @pytest.mark.parametrize("args", [["--plan", "--json"], ["--quick", "--plan", "--json"]], ids=["default", "quick"])
 def test_plan_json_lists_every_stage_and_creates_nothing(args, tmp_path: Path) -> None:
     out = tmp_path / "run"

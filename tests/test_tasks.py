@@ -116,20 +116,20 @@ def test_spot_checks_against_raw_files(loaded) -> None:
     assert "<<" not in gsm.meta["human_rationale"] and "####" not in gsm.meta["human_rationale"]
     trec = {e.question.split("\n")[0]: e for e in loaded["trec"]["test"]}
     jewels = trec["Question: Where are the British crown jewels kept ?"]
-    assert jewels.label_text() == "location"
+    assert jewels.label_text() == "Location" and jewels.label == "E"  # App. D.1 order: (E) Location
     arc = loaded["arc_easy"]["test"]
     numeric = [e for e in arc if e.meta["source"].endswith("item 0")]
     assert numeric and all(e.option_letters[0] == "A" for e in arc)
     wino = loaded["winogrande"]["test"][0]
     assert wino.options == ["Sarah", "Maria"] and wino.label == "B"
     cb = loaded["cb"]["test"][0]
-    assert cb.label_text() == "contradiction" and cb.question.startswith("Premise: Valence")
+    assert cb.label_text() == "Contradiction" and cb.question.startswith("Premise: Valence")
     subj_obj = [e for e in loaded["subj"]["test"] if e.label == "A"][0]
     assert not subj_obj.question.startswith('Statement: "')  # surrounding quotes removed
     agnews = loaded["agnews"]["test"][1]
     assert "#36;" not in agnews.question and "$10 million" in agnews.question
     creak = loaded["creak"]["test"][0]
-    assert creak.label_text() == "false" and creak.meta["human_rationale"].startswith("Soup is mainly liquid")
+    assert creak.label_text() == "False" and creak.meta["human_rationale"].startswith("Soup is mainly liquid")
 
 
 def test_seeded_splits_are_disjoint_and_stable(data_dir: Path) -> None:
@@ -360,7 +360,7 @@ def test_hub_rows_convert_with_the_same_code() -> None:
     anli = get_task("anli")
     rows = [{"uid": "u", "premise": "p", "hypothesis": "h", "label": 2, "_index": 0}]
     (ex,) = CONVERTERS["template"](anli, rows, "test", **anli.hub.convert)
-    assert ex.label_text() == "contradiction"
+    assert ex.label_text() == "Contradiction"
 
 
 # ----------------------------------------------------------------------------- packaged samples, user data
@@ -443,7 +443,7 @@ def test_load_hub_converts_rows(monkeypatch: pytest.MonkeyPatch) -> None:
     (ma,) = get_task("multiarith").load_hub("test")
     assert ma.label == "4" and ma.question == "2 + 2?"
     (cb,) = get_task("cb").load_hub("test")
-    assert cb.label_text() == "contradiction" and cb.id == "cb-test-7"
+    assert cb.label_text() == "Contradiction" and cb.id == "cb-test-7"
     (wg,) = get_task("winogrande").load_hub("test")
     assert wg.options == ["Ann", "Bo"] and wg.label == "B"
     (arc,) = get_task("arc_easy").load_hub("train")
@@ -452,7 +452,7 @@ def test_load_hub_converts_rows(monkeypatch: pytest.MonkeyPatch) -> None:
     assert (len(asdiv_train), len(asdiv_test)) == (7, 3)  # 10 numeric rows, seeded 70/30; "3:4" dropped
     assert not {e.id for e in asdiv_train} & {e.id for e in asdiv_test}
     anli = get_task("anli").load_hub("test")
-    assert [e.label_text() for e in anli] == ["entailment", "neutral", "contradiction"]
+    assert [e.label_text() for e in anli] == ["Entailment", "Neutral", "Contradiction"]
     assert ("facebook/anli", None, "test_r3") in calls
 
 

@@ -1,4 +1,4 @@
-"""The one place for raftlab's file and store mechanics (a leaf module: imports nothing from raftlab).
+"""The one place for raftlab's file and store mechanics (a leaf module: imports only :mod:`raftlab.corrupt`).
 
 * JSONL: :func:`iter_jsonl` / :func:`read_jsonl` read with errors that name file and line (bad JSON, bad
   UTF-8, a line over the size limit); :func:`write_jsonl` writes atomically; :class:`JsonlAppender` appends
@@ -263,8 +263,10 @@ def bind_settings(stored: dict[str, Any] | None, requested: dict[str, Any], *, w
 
 def bind_settings_file(path: str | Path, settings: dict[str, Any], **kwargs: Any) -> None:
     """:func:`bind_settings` for settings kept in a JSON file (e.g. an eval directory's ``settings.json``)."""
+    from raftlab.corrupt import read_json
+
     path = Path(path)
-    stored = json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+    stored = read_json(path, f"delete {path.parent} and run again, or use another --out") if path.exists() else None
     bind_settings(stored, settings, where=str(path.parent), save=lambda s: write_json(path, s), **kwargs)
 
 
@@ -310,7 +312,9 @@ def read_yaml(path: str | Path, *, resolve: Callable[[str, Path], Path] | None =
     except UnicodeDecodeError as exc:
         raise error(f"{path}: not valid UTF-8 (byte {exc.start + 1})") from None
     except yaml.YAMLError as exc:
-        raise error(f"{path}: invalid YAML: {exc}") from None
+        from raftlab.corrupt import yaml_problem
+
+        raise error(f"{path}: {yaml_problem(exc)}; fix the file") from None
     if not isinstance(raw, dict):
         raise error(f"{path}: a {what} must be a YAML mapping")
     return merge_includes(raw, path.parent, resolve=resolve, error=error, what=what, _stack=(*_stack, path))

@@ -16,7 +16,9 @@ from raftlab.analysis.difficulty import (
     generated_rationale_length,
     mean_rationale_length,
     rationale_length_by_task,
+    teacher_demonstrations,
 )
+from raftlab.analysis.directions import hypothesised_direction
 from raftlab.analysis.headline import headline
 from raftlab.analysis.four_arms import ARM_DESCRIPTIONS, CONTRASTS, PAPER_ARMS, contrast_intervals, four_arm_rows
 from raftlab.analysis.info_gain import (
@@ -45,5 +47,5 @@ __all__ = [
     "fit_ols", "information_gain", "information_gain_curve", "load_fit", "load_records",
     "mean_of_task_demonstrations", "mean_of_task_prompt", "mean_of_task_prompts", "mean_rationale_length",
     "generated_rationale_length", "predict_gain", "rationale_length_by_task", "rationale_prefixes", "save_fit",
-    "split_sentences", "task_deltas",
+    "split_sentences", "task_deltas", "teacher_demonstrations", "hypothesised_direction",
 ]

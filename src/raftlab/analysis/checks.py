@@ -2,8 +2,9 @@
 
 Each check reads an arm's eval records (and, where the run has them, the eval's ``settings.json``, the
 ``budget.json`` a study writes, and the model's ``train_summary.json``). A check past its threshold marks the
-task's verdict *not trustworthy* with its reason; such tasks are left out of the across-task fit unless asked
-(docs/study.md, "Is this result trustworthy?").
+task's verdict *not trustworthy* with its reason; such tasks are left out of the main across-task fits unless
+asked, and the fits over all tasks (the paper's way) are reported beside them (docs/study.md, "Is this result
+trustworthy?").
 
 =================  ===========  =======================================================================
 check              threshold    fails when
@@ -22,13 +23,14 @@ artifact).
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
 
+from raftlab.corrupt import read_json
+from raftlab.models.loading import model_fix
 from raftlab.schema import INVALID
 
 THRESHOLDS: dict[str, float] = {"truncated": 0.05, "invalid": 0.25, "outside_labels": 0.01, "constant": 0.0,
@@ -73,33 +75,38 @@ class ArmContext(BaseModel):
         """From ``settings.json`` (budget, prompt, model), ``budget.json`` and the model's ``train_summary.json``."""
         folder = Path(folder)
         ctx = cls()
-        settings = _json(folder / "settings.json")
+        settings = _json(folder / "settings.json", "delete the eval folder and evaluate again")
         if settings:
             ctx.max_new_tokens = (settings.get("sampling") or {}).get("max_new_tokens")
             ctx.prompt_mode = settings.get("prompt_mode")
             described = settings.get("model") or {}
             model = described.get("model")
             ctx.backend = f"{described.get('backend', '?')}:{model}" if model else described.get("backend")
-            summary = _json(Path(str(model)) / "train_summary.json") if model else None
+            trained = Path(str(model)) / "train_summary.json" if model else None
+            summary = _json(trained, model_fix(trained.parent)) if trained and trained.is_file() else None
             if summary:
                 _add_training(ctx, summary.get("config") or {})
                 ctx.train_seconds = summary.get("train_seconds")
                 ctx.trained_tokens = summary.get("trained_tokens")
                 ctx.trained_target_tokens = summary.get("trained_target_tokens")
-        metrics = _json(folder / "metrics.json")
+        metrics = _json(folder / "metrics.json", REWRITE)
         if metrics and isinstance(metrics.get("machine"), dict):
             ctx.machine = metrics["machine"]
-        budget = _json(folder / "budget.json")
+        budget = _json(folder / "budget.json", REWRITE)
         if budget:
             ctx.budget_need = budget.get("need")
         return ctx
 
 
-def _json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+#: What to do about a damaged file that every eval writes anew.
+REWRITE = "evaluate again with the same --out to rewrite it"
+
+
+def _json(path: Path, fix: str) -> dict[str, Any] | None:
+    """The JSON object in ``path``; None when there is none (a damaged file is a CorruptFile naming ``fix``)."""
+    if not path.is_file():
         return None
+    data = read_json(path, fix)
     return data if isinstance(data, dict) else None
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+from raftlab.analysis.directions import hypothesised_direction
 from raftlab.analysis.models import OLSFit, TaskRow
 from raftlab.analysis.ols import fit_ols
 from raftlab.schema import Example
@@ -15,7 +17,7 @@ DIFFICULTY_METRICS = {
     "reference_length": "paper metric 1: mean length (words) of a reference model's zero-shot CoT rationales, "
                         "10 samples on each of 100 test questions",
     "length": "paper metric 2 (Eq. 8; the x of Eq. 9): mean length (words) of the rationales the untrained base "
-              "model writes under mix-of-task 3-demonstration prompting",
+              "model writes under mix-of-task prompting (3 demonstrations: teacher rationales of 3 other tasks)",
     "acc_ft": "paper metric 3: absolute accuracy of label-only finetuning (FT)",
     "teacher_rationale_length": "raftlab variant: mean length (student tokens) of the teacher's kept training "
                                 "rationales",
@@ -117,37 +119,44 @@ def mean_of_task_prompts(task_name: str, examples_by_task: Mapping[str, Sequence
     return [prefix + "\n\n\n" + task_for(ex).prompt(ex, mode) for ex in eval_examples]
 
 
-#: Tasks whose rationales raftlab has offline (oracle rationales of the synthetic tasks, human rationales of the
-#: packaged GSM8K and CREAK samples): the default demonstration pool of mix-of-task prompting.
-OFFLINE_DEMONSTRATION_TASKS = ("synth_arith", "synth_coinflip", "synth_topic", "gsm8k", "creak")
+def teacher_demonstrations(source: str | Path) -> dict[str, list[Example]]:
+    """``{task: examples with a kept teacher rationale}``: Eq. 8's demonstration pool.
 
+    ``source`` is a study run directory (``RUN/rationales/<task>/rationales.jsonl``) or a folder of
+    ``<task>/rationales.jsonl`` files (e.g. ``raftlab rationales generate`` outputs). Examples are grouped by
+    their ``task`` field; those without a rationale are skipped.
+    """
+    from raftlab import layout
+    from raftlab.storage import read_jsonl
 
-def offline_demonstrations(per_task: int = 8, seed: int = 0) -> dict[str, list[Example]]:
-    """``{task: examples with rationales}`` for :data:`OFFLINE_DEMONSTRATION_TASKS` (no network, no teacher)."""
-    from raftlab.rationales.oracle import oracle_rationale
-    from raftlab.tasks import get_task
-
-    pool = {}
-    for name in OFFLINE_DEMONSTRATION_TASKS:
-        task = get_task(name)
-        data_dir = "packaged" if not task.data.synthetic else None
-        examples = task.load("train", data_dir=data_dir, limit=per_task, seed=seed)
-        with_rationale = [e.model_copy(update={"rationale": r}) for e in examples if (r := oracle_rationale(e))]
-        if with_rationale:
-            pool[name] = with_rationale
+    root = Path(source)
+    in_run = root / Path(layout.rationales("*")).parent
+    stores = in_run if in_run.is_dir() else root
+    files = sorted(stores.glob("*/rationales.jsonl"))
+    if not files:
+        raise FileNotFoundError(f"{root}: no <task>/rationales.jsonl (a study run directory or a folder of "
+                                f"rationale stores)")
+    pool: dict[str, list[Example]] = {}
+    for path in files:
+        for row in read_jsonl(path):
+            example = Example.model_validate(row)
+            if example.rationale and example.rationale.strip():
+                pool.setdefault(example.task, []).append(example)
     return pool
 
 
 def base_model_rationale_length(backend: Any, task: Any, examples: Sequence[Example],
-                                demonstrations: Mapping[str, Sequence[Example]] | None = None, k: int = 10,
+                                demonstrations: Mapping[str, Sequence[Example]], k: int = 10,
                                 temperature: float = 0.8, max_new_tokens: int = 256, seed: int = 0) -> float:
-    """Paper difficulty metric 2 (Eq. 8), the ``Len`` of Eq. 9: the mean length in words of the rationales an
-    untrained base model writes for ``examples`` under mix-of-task prompting (3 demonstrations from 3 other
-    tasks; default pool: :func:`offline_demonstrations`), ``k`` samples each."""
+    """Paper difficulty metric 2 (Eq. 8), the ``Len`` of Eq. 9, in whitespace words: the mean length of the
+    rationales an untrained base model writes for ``examples`` under mix-of-task prompting, ``k`` samples each.
+
+    ``demonstrations`` is the pool of the 3 demonstrations from 3 other tasks: as in Eq. 8, the teacher's kept
+    rationales of the study's tasks (:func:`teacher_demonstrations`).
+    """
     from raftlab.backends.base import SamplingParams
 
-    pool = dict(demonstrations) if demonstrations is not None else offline_demonstrations(seed=seed)
-    prompts = mean_of_task_prompts(task.name, pool, examples, seed=seed)
+    prompts = mean_of_task_prompts(task.name, demonstrations, examples, seed=seed)
     rows = backend.generate(prompts, SamplingParams(n=k, temperature=temperature, max_new_tokens=max_new_tokens,
                                                     stop=("\n\n\n",), seed=seed))
     return generated_rationale_length([g.text for row in rows for g in row])
@@ -155,7 +164,8 @@ def base_model_rationale_length(backend: Any, task: Any, examples: Sequence[Exam
 
 def difficulty_fits(rows: Sequence[TaskRow], metrics: Sequence[str] | None = None,
                     targets: Sequence[str] = ("delta_acc", "delta_ece")) -> tuple[list[OLSFit], list[str]]:
-    """OLS fits of ΔAcc and ΔECE on each difficulty metric over tasks; returns (fits, notes on skipped fits)."""
+    """OLS fits of ΔAcc and ΔECE on each difficulty metric over tasks; returns (fits, notes on skipped fits).
+    Each fit's one-tailed p tests the sign the paper hypothesises for its metric (analysis.directions)."""
     names = list(metrics) if metrics is not None else sorted({m for r in rows for m in r.difficulty})
     fits, notes = [], []
     for metric in names:
@@ -164,7 +174,8 @@ def difficulty_fits(rows: Sequence[TaskRow], metrics: Sequence[str] | None = Non
             xs = [r.difficulty[metric] for r in usable]
             ys = [getattr(r.delta, target).value for r in usable]
             try:
-                fits.append(fit_ols(xs, ys, x_name=metric, y_name=target, labels=[r.task for r in usable]))
+                fits.append(fit_ols(xs, ys, x_name=metric, y_name=target, labels=[r.task for r in usable],
+                                    direction=hypothesised_direction(metric)))
             except ValueError as exc:
                 notes.append(f"no fit of {target} on {metric}: {exc}")
     return fits, notes

@@ -59,10 +59,17 @@ def headline(result: AnalysisResult) -> list[str]:
     baseline, treatment = result.settings.get("baseline", "ft"), result.settings.get("treatment", "raft")
     lines = [line for row in result.tasks if (line := task_line(row, baseline, treatment))]
     f = result.fit
-    if f is not None and f.r is not None and f.p is not None:
-        lines.append(f"Across {f.n} tasks: ΔECE = {f.slope:.3f}·ΔAcc {f.intercept:+.3f}, Pearson r = {f.r:.2f} "
-                     f"(p = {f.p:.3g} two-sided, {f.p_one_sided:.3g} one-tailed)")
+    if f is not None and f.r is not None:
+        lines.append(fit_line(f))
     else:
         reason = next((n for n in result.notes if n.startswith("no ΔECE-vs-ΔAcc fit")), "no across-task fit")
         lines.append(reason[0].upper() + reason[1:])
+    if result.other_fit is not None and result.other_fit.r is not None:
+        lines.append(fit_line(result.other_fit))
     return lines
+
+
+def fit_line(f: Any) -> str:
+    """``Across all 18 tasks: ΔECE = … (Pearson r = …, p = … two-sided, … one-tailed (H1: r > 0))``."""
+    return (f"Across {f.tasks_text()}: ΔECE = {f.slope:.3f}·ΔAcc {f.intercept:+.3f}, Pearson "
+            f"{f.stats_text()}")

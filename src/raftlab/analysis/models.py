@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
 from raftlab.analysis.checks import Check
+from raftlab.analysis.directions import Direction, h1
+
+#: What to do about a damaged saved analysis: it is derived from the eval records, which remain.
+FIX_ANALYSIS = ("write it again with `raftlab analyze RUN --out <this file>` (or delete it: the report then analyses "
+                "the eval records itself)")
 
 
 class Interval(BaseModel):
@@ -37,7 +42,8 @@ class TaskDelta(BaseModel):
 
 class OLSFit(BaseModel):
     """Ordinary least squares ``y = slope * x + intercept`` with Pearson r, its two-sided p-value, and the
-    one-tailed p-value of a positive relation (H1: r > 0), as the paper's Table 10 reports."""
+    one-tailed p-value in the hypothesised ``direction`` (analysis.directions), as the paper's Tables 5, 9 and
+    10 report."""
 
     x: str = "delta_acc"
     y: str = "delta_ece"
@@ -45,7 +51,9 @@ class OLSFit(BaseModel):
     intercept: float
     r: float | None = None
     p: float | None = None
-    p_one_sided: float | None = Field(None, description="one-tailed p-value, H1: positive correlation (Table 10)")
+    p_one_sided: float | None = Field(None, description="one-tailed p-value in `direction` (Tables 5, 9, 10)")
+    direction: Direction = Field("positive", description="hypothesised sign of r: 'positive' tests H1: r > 0, "
+                                 "'negative' H1: r < 0 (accuracy-type difficulty metrics)")
     r2: float | None = None
     n: int = 0
     slope_stderr: float | None = None
@@ -54,9 +62,34 @@ class OLSFit(BaseModel):
     x_range: list[float] | None = Field(None, description="[low, high] of x the fit was made on (published fits: "
                                         "approximate, see analysis.prediction)")
     source: str = "fitted"
+    task_set: Literal["all", "trustworthy"] | None = Field(
+        None, description="'all' compared tasks (as the paper), or 'trustworthy' ones only (tasks that fail an "
+                          "artifact check left out, named in left_out); None: not a study fit")
+    left_out: list[str] = Field(default_factory=list, description="flagged tasks this fit leaves out")
 
     def predict(self, x: float) -> float:
         return self.slope * float(x) + self.intercept
+
+    def h1(self) -> str:
+        """The alternative hypothesis of ``p_one_sided`` ("H1: r > 0" or "H1: r < 0")."""
+        return h1(self.direction)
+
+    def tasks_text(self) -> str:
+        """Which tasks the fit is over, in words."""
+        if self.task_set == "trustworthy":
+            return f"{self.n} trustworthy tasks (left out: {', '.join(self.left_out) or 'none'})"
+        return f"all {self.n} tasks" if self.task_set == "all" else f"{self.n} tasks"
+
+    def stats_text(self, digits: int = 3) -> str:
+        """``r = …, p = … two-sided, … one-tailed (H1: r > 0)``; empty without r."""
+        if self.r is None:
+            return ""
+        text = f"r = {self.r:.{digits}f}"
+        if self.p is not None:
+            text += f", p = {self.p:.{digits}g} two-sided"
+        if self.p_one_sided is not None:
+            text += f", {self.p_one_sided:.{digits}g} one-tailed ({self.h1()})"
+        return text
 
 
 class TaskRow(BaseModel):
@@ -91,11 +124,20 @@ class TaskRow(BaseModel):
 
 
 class AnalysisResult(BaseModel):
-    """The study analysis: per-task rows, the ΔECE-vs-ΔAcc fit, and difficulty fits."""
+    """The study analysis: per-task rows, the ΔECE-vs-ΔAcc fit, and difficulty fits.
+
+    ``fit`` and ``difficulty_fits`` leave out tasks that fail an artifact check (unless ``include_flagged``);
+    when a task is flagged, ``other_fit`` and ``other_difficulty_fits`` are the same fits over the other task
+    set, so both ways (all tasks, as the paper fits them, and trustworthy tasks only) are reported.
+    """
 
     tasks: list[TaskRow] = Field(default_factory=list)
     fit: OLSFit | None = Field(None, description="ΔECE = α·ΔAcc + β over tasks (None with fewer than 3 tasks)")
     difficulty_fits: list[OLSFit] = Field(default_factory=list)
+    other_fit: OLSFit | None = Field(None, description="`fit` over the other task set (all vs trustworthy); "
+                                                       "only when a task is flagged")
+    other_difficulty_fits: list[OLSFit] = Field(default_factory=list, description="`difficulty_fits` over the "
+                                                "other task set; only when a task is flagged")
     settings: dict[str, Any] = Field(default_factory=dict)
     notes: list[str] = Field(default_factory=list, description="why a fit is missing, skipped tasks, ...")
 
@@ -112,6 +154,7 @@ class AnalysisResult(BaseModel):
 
     @classmethod
     def load(cls, path: str) -> AnalysisResult:
-        from pathlib import Path
+        """A saved result; a damaged file is a :class:`~raftlab.corrupt.CorruptFile` naming it."""
+        from raftlab.corrupt import read_json
 
-        return cls.model_validate_json(Path(path).read_text(encoding="utf-8"))
+        return cls.model_validate(read_json(path, FIX_ANALYSIS))

@@ -8,18 +8,24 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from raftlab.analysis.directions import hypothesised_direction
 from raftlab.analysis.models import OLSFit
 
 
 def fit_ols(x: Sequence[float], y: Sequence[float], x_name: str = "delta_acc", y_name: str = "delta_ece",
-            labels: Sequence[str] | None = None) -> OLSFit:
+            labels: Sequence[str] | None = None, direction: str | None = None) -> OLSFit:
     """Least-squares line ``y = slope * x + intercept`` with Pearson r, its two-sided p-value, the one-tailed
-    p-value of a positive relation (the paper's Table 10), and R² = r².
+    p-value in ``direction`` (the t-test of r with n − 2 df, as the paper's Tables 5, 9 and 10), and R² = r².
 
-    Needs at least 3 points (with 2 the line passes through both and r = ±1 says nothing)
-    and x values that are not all equal.
+    ``direction`` is the hypothesised sign of r, "positive" or "negative"; None takes the one the paper
+    hypothesises for ``x_name`` (:func:`raftlab.analysis.directions.hypothesised_direction`). Needs at least 3
+    points (with 2 the line passes through both and r = ±1 says nothing) and x values that are not all equal.
     """
     from scipy import stats
+
+    direction = direction or hypothesised_direction(x_name)
+    if direction not in ("positive", "negative"):
+        raise ValueError(f"direction must be 'positive' or 'negative', not {direction!r}")
 
     xs = np.asarray(x, dtype=float)
     ys = np.asarray(y, dtype=float)
@@ -37,10 +43,11 @@ def fit_ols(x: Sequence[float], y: Sequence[float], x_name: str = "delta_acc", y
     res = stats.linregress(xs, ys)
     r = float(res.rvalue) if np.isfinite(res.rvalue) else None
     p = float(res.pvalue) if np.isfinite(res.pvalue) else None
-    greater = stats.linregress(xs, ys, alternative="greater").pvalue
-    p_one = float(greater) if np.isfinite(greater) else None
+    one = stats.linregress(xs, ys, alternative="greater" if direction == "positive" else "less").pvalue
+    p_one = float(one) if np.isfinite(one) else None
     return OLSFit(
         x=x_name, y=y_name, slope=float(res.slope), intercept=float(res.intercept), r=r, p=p, p_one_sided=p_one,
+        direction=direction,
         x_range=[float(xs.min()), float(xs.max())],
         r2=None if r is None else r * r, n=len(xs),
         slope_stderr=float(res.stderr), intercept_stderr=float(res.intercept_stderr),

@@ -3,9 +3,9 @@
 The paper's two fits (Zhu et al., 2025, section 4.3):
 
 * Eq. 9, ``ΔAcc = 0.0029·Len(R_LLaMA2) − 0.5567``: ``Len`` is the mean length of the rationales that the
-  untrained LLaMA-2-7B base model writes under mix-of-task 3-demonstration prompting (Eq. 8; difficulty
-  metric 2). The paper does not state the unit; raftlab computes it in whitespace words by default and in
-  tokens of a given tokenizer on request (:func:`raftlab.analysis.difficulty.reference_rationale_length`).
+  untrained LLaMA-2-7B base model writes under mix-of-task prompting, with 3 demonstrations (teacher
+  rationales) from 3 other tasks (Eq. 8; difficulty metric 2). The paper does not state the unit; raftlab
+  computes it in whitespace words (:func:`raftlab.analysis.difficulty.base_model_rationale_length`).
 * Eq. 10, printed ``ΔAcc = 0.8031·Acc_FT + 0.6730``. **Departure:** raftlab uses slope **−0.8031**. The
   printed sign contradicts the paper's argument (lower FT accuracy = harder task = larger gain), its Fig. 5 with
   reversed x-ticks and its positive Table 10 correlation with difficulty. It also cannot reproduce the reported
@@ -38,8 +38,9 @@ PUBLISHED_FITS: dict[str, OLSFit] = {
 
 #: What each metric's value must be, for `raftlab predict --metric`.
 METRIC_UNITS = {
-    "length": "mean length of the rationales an untrained base model writes under mix-of-task 3-demonstration "
-              "prompting (Eq. 8); the paper fit it on LLaMA-2-7B-base and does not state the unit",
+    "length": "mean length in words of the rationales an untrained base model writes under mix-of-task "
+              "prompting (Eq. 8: 3 demonstrations, teacher rationales of 3 other tasks); the paper fit it on "
+              "LLaMA-2-7B-base and does not state its unit",
     "acc_ft": "accuracy in [0, 1] of label-only finetuning (FT) on the task",
 }
 

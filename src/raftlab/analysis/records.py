@@ -148,11 +148,14 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     """JSON objects of a JSONL file, each tagged with ``_where`` ("file:line"); a torn last line (a resumed eval
     recomputes it) is skipped, any other bad line is a :class:`RecordError` naming file and line."""
     rows = []
-    for lineno, rec in iter_jsonl(path, allow_torn_tail=True, error=RecordError):
-        if not isinstance(rec, dict):
-            raise RecordError(f"{path}:{lineno}: expected a JSON object, got {type(rec).__name__}")
-        rec["_where"] = f"{path}:{lineno}"
-        rows.append(rec)
+    try:
+        for lineno, rec in iter_jsonl(path, allow_torn_tail=True, error=RecordError):
+            if not isinstance(rec, dict):
+                raise RecordError(f"{path}:{lineno}: expected a JSON object, got {type(rec).__name__}")
+            rec["_where"] = f"{path}:{lineno}"
+            rows.append(rec)
+    except RecordError as exc:
+        raise RecordError(f"{exc}; delete that line and evaluate again with the same --out to recompute it") from None
     return rows
 
 

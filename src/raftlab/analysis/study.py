@@ -10,7 +10,7 @@ from raftlab import layout
 from raftlab.analysis.deltas import task_deltas
 from raftlab.analysis.difficulty import difficulty_fits
 from raftlab.analysis.four_arms import compute_contrasts
-from raftlab.analysis.models import AnalysisResult, TaskRow
+from raftlab.analysis.models import AnalysisResult, OLSFit, TaskRow
 from raftlab.analysis.ols import fit_ols
 from raftlab.analysis.checks import THRESHOLDS, ArmContext, arm_checks, baselines, verdict
 from raftlab.inference.evaluate import cost_of
@@ -52,6 +52,24 @@ def _policy_metrics(raw: list[dict], n_bins: int) -> dict[str, dict[str, float |
     return out
 
 
+def _fits(compared: list[TaskRow], task_set: str, flagged: list[str]
+          ) -> tuple[OLSFit | None, list[OLSFit], list[str]]:
+    """The ΔECE-vs-ΔAcc fit and the difficulty fits over ``task_set`` ("all" compared tasks or "trustworthy"
+    ones), each labelled with its task set; and notes on missing fits."""
+    rows = [r for r in compared if task_set == "all" or r.trustworthy]
+    tag = "" if not flagged else f" ({task_set} tasks)"
+    left_out = [] if task_set == "all" else flagged
+    label = {"task_set": task_set, "left_out": left_out}
+    fit, notes = None, []
+    try:
+        fit = fit_ols([r.delta.delta_acc.value for r in rows], [r.delta.delta_ece.value for r in rows],
+                      x_name="delta_acc", y_name="delta_ece", labels=[r.task for r in rows]).model_copy(update=label)
+    except ValueError as exc:
+        notes.append(f"no ΔECE-vs-ΔAcc fit{tag}: {exc}")
+    d_fits, d_notes = difficulty_fits(rows)
+    return fit, [f.model_copy(update=label) for f in d_fits], notes + [n + tag for n in d_notes]
+
+
 def analyze_study(runs: Runs | str | Path, difficulty: Mapping[str, Mapping[str, float]] | None = None,
                   n_boot: int = 1000, seed: int = 0, alpha: float = 0.05, n_bins: int = 10,
                   baseline: str = "ft", treatment: str = "raft", invalid: str = "vote",
@@ -68,8 +86,9 @@ def analyze_study(runs: Runs | str | Path, difficulty: Mapping[str, Mapping[str,
 
     Records read from files also get the artifact checks (:mod:`raftlab.analysis.checks`), the majority-class
     and chance baselines, and their metrics under every invalid-answer policy; ``invalid`` picks the policy of
-    the main numbers. A task whose compared arms fail a check is *not trustworthy* and is left out of the fits
-    unless ``include_flagged``.
+    the main numbers. A task whose compared arms fail a check is *not trustworthy* and is left out of ``fit``
+    and ``difficulty_fits`` unless ``include_flagged``. The paper fits all its tasks, so whenever a task is
+    flagged ``other_fit`` and ``other_difficulty_fits`` hold the same fits over the other task set.
     """
     if isinstance(runs, (str, Path)):
         runs = discover_runs(runs)
@@ -116,20 +135,20 @@ def analyze_study(runs: Runs | str | Path, difficulty: Mapping[str, Mapping[str,
         if row.delta is None:
             notes.append(f"task {task}: no {baseline!r} and {treatment!r} records to compare (arms: {sorted(arms)})")
         rows.append(row)
-    compared = [r for r in rows if r.delta is not None and (r.trustworthy or include_flagged)]
-    for r in rows:
-        if r.delta is not None and not r.trustworthy:
+    compared = [r for r in rows if r.delta is not None]
+    flagged = [r.task for r in compared if not r.trustworthy]
+    for r in compared:
+        if not r.trustworthy:
             notes.append(f"task {r.task} is not trustworthy ({'; '.join(r.reasons)}); "
-                         + ("kept in the fits as asked" if include_flagged else "left out of the fits"))
-    fit = None
-    try:
-        fit = fit_ols([r.delta.delta_acc.value for r in compared], [r.delta.delta_ece.value for r in compared],
-                      x_name="delta_acc", y_name="delta_ece", labels=[r.task for r in compared])
-    except ValueError as exc:
-        notes.append(f"no ΔECE-vs-ΔAcc fit: {exc}")
-    d_fits, d_notes = difficulty_fits(compared)
+                         + ("kept in the main fits as asked, left out of the trustworthy-only fits" if include_flagged
+                            else "left out of the main fits, kept in the all-tasks fits (the paper fits every task)"))
+    main = "all" if include_flagged or not flagged else "trustworthy"
+    fit, d_fits, fit_notes = _fits(compared, main, flagged)
+    other_fit, other_d_fits, other_notes = (_fits(compared, "trustworthy" if main == "all" else "all", flagged)
+                                            if flagged else (None, [], []))
     return AnalysisResult(
-        tasks=rows, fit=fit, difficulty_fits=d_fits, notes=notes + d_notes,
+        tasks=rows, fit=fit, difficulty_fits=d_fits, other_fit=other_fit, other_difficulty_fits=other_d_fits,
+        notes=notes + fit_notes + other_notes,
         settings={"n_boot": n_boot, "seed": seed, "alpha": alpha, "n_bins": n_bins, "baseline": baseline,
                   "treatment": treatment, "invalid_policy": invalid, "include_flagged": include_flagged,
                   "check_thresholds": THRESHOLDS,

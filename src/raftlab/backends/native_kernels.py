@@ -3,23 +3,40 @@
 :mod:`raftlab.backends.cascade`).
 
 The extension is compiled on first use with the machine's C++ compiler through ``torch.utils.cpp_extension``
-(tens of seconds, once per machine and source version: cached under ``TORCH_EXTENSIONS_DIR``, default
-``~/.cache/torch_extensions``). Without a compiler, or with ``RAFTLAB_NATIVE=0``, callers keep their Python
-paths; a failed build is reported once per process.
+(tens of seconds, once per machine and build: cached under ``TORCH_EXTENSIONS_DIR``, default
+``~/.cache/torch_extensions``). Its name, and so its cache directory, carries the torch version, the compiler's
+identity and a hash of the flags and source, so an upgrade never loads a stale library. Builders take an OS file
+lock first (released by the kernel when its holder dies), so a build killed midway cannot leave later runs
+waiting forever on torch's own lock file: whoever holds raftlab's lock removes a torch lock it finds. Without a
+compiler, with ``RAFTLAB_NATIVE=0``, or when another process holds the lock for over ``RAFTLAB_BUILD_TIMEOUT``
+seconds (default 600), callers keep their Python paths; the reason is logged once per process.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
+import re
+import shlex
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("csrc") / "one_row_step.cpp"
+AVX512_BF16_FLAGS = ("-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512bf16", "-mfma")
+#: raftlab's lock file in an extension's build directory; torch's own (``FileBaton``) is ``lock``
+LOCK_NAME = "raftlab-build.lock"
+TORCH_LOCK_NAME = "lock"
+DEFAULT_BUILD_TIMEOUT = 600.0
 _loaded: dict[bool, Any] = {}
+_loading = threading.Lock()  # one build at a time within a process too
 
 
 def native_enabled() -> bool:
@@ -38,30 +55,113 @@ def load_extension(avx512_bf16: bool | None = None) -> Any | None:
         if "avx512_bf16" not in cpu_flags():
             return None
         avx512_bf16 = True
-    if avx512_bf16 in _loaded:
+    with _loading:
+        if avx512_bf16 not in _loaded:
+            _loaded[avx512_bf16] = _build(avx512_bf16)
         return _loaded[avx512_bf16]
-    module = None
+
+
+def extension_name(avx512_bf16: bool) -> str:
+    """The extension's module (and cache directory) name: build kind, torch version, compiler identity, and a
+    hash of the flags and source."""
+    import torch
+
+    flags = build_flags(avx512_bf16)
+    digest = hashlib.sha256(repr(flags).encode() + SOURCE.read_bytes()).hexdigest()[:12]
+    torch_version = re.sub(r"\W", "_", torch.__version__)
+    return f"raftlab_one_row_{'avx512bf16' if avx512_bf16 else 'portable'}_torch{torch_version}_" \
+           f"cxx{compiler_identity()}_{digest}"
+
+
+def build_flags(avx512_bf16: bool) -> list[str]:
+    """The extra compiler flags of a build."""
+    return ["-O3", *(AVX512_BF16_FLAGS if avx512_bf16 else ())]
+
+
+def compiler_identity() -> str:
+    """A short hash of the compiler torch builds with (``CXX``, default ``c++``) and its ``--version`` output;
+    "none" when it cannot be run (the build then fails and says why)."""
+    cxx = os.environ.get("CXX", "c++")
+    try:
+        version = subprocess.run([*shlex.split(cxx), "--version"], capture_output=True, text=True, timeout=30,
+                                 check=False).stdout
+    except (OSError, ValueError, subprocess.SubprocessError):
+        return "none"
+    return hashlib.sha256(f"{cxx}\n{version}".encode()).hexdigest()[:8]
+
+
+def build_timeout() -> float:
+    """Seconds to wait for another process's build (``RAFTLAB_BUILD_TIMEOUT``, default 600)."""
+    try:
+        return float(os.environ.get("RAFTLAB_BUILD_TIMEOUT", DEFAULT_BUILD_TIMEOUT))
+    except ValueError:
+        return DEFAULT_BUILD_TIMEOUT
+
+
+def _build(avx512_bf16: bool) -> Any | None:
+    """Build (or load the cached build of) one kind of extension under raftlab's lock; None with a warning."""
     try:
         import warnings
 
         from torch.utils import cpp_extension
 
         _put_ninja_on_path()
-        digest = hashlib.sha256(SOURCE.read_bytes()).hexdigest()[:12]
-        flags = ["-O3"] + (["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512bf16", "-mfma"] if avx512_bf16 else [])
-        name = f"raftlab_one_row_{'avx512bf16' if avx512_bf16 else 'portable'}_{digest}"
-        built = Path(cpp_extension._get_build_directory(name, verbose=False), f"{name}.so").exists()
-        (log.debug if built else log.info)(
-            "compiling raftlab's native decoding kernels (%s; once per machine, about half a minute)",
-            "AVX-512 BF16" if avx512_bf16 else "portable")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            module = cpp_extension.load(name=name, sources=[str(SOURCE)], extra_cflags=flags, verbose=False)
-    except Exception as err:  # no compiler, no ninja, a failed build: callers keep their torch paths
+        name = extension_name(avx512_bf16)
+        build_dir = Path(cpp_extension._get_build_directory(name, verbose=False))
+        with build_lock(build_dir, build_timeout()):
+            remove_stale_torch_lock(build_dir)
+            (log.debug if (build_dir / f"{name}.so").exists() else log.info)(
+                "compiling raftlab's native decoding kernels (%s; once per machine, about half a minute)",
+                "AVX-512 BF16" if avx512_bf16 else "portable")
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return cpp_extension.load(name=name, sources=[str(SOURCE)], extra_cflags=build_flags(avx512_bf16),
+                                          verbose=False)
+    except Exception as err:  # no compiler, no ninja, a failed build, a build lock held too long: torch paths
         log.warning("raftlab's native decoding kernels are unavailable (%s: %s); decoding with torch operations",
                     type(err).__name__, (str(err).strip().splitlines() or [""])[-1])
-    _loaded[avx512_bf16] = module
-    return module
+        return None
+
+
+@contextlib.contextmanager
+def build_lock(build_dir: Path, timeout: float, poll: float = 0.1) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``build_dir``/raftlab-build.lock (holding this process's pid) for a build;
+    the kernel releases it when the holder exits or is killed. TimeoutError, naming the holder's pid, when
+    another process holds it for over ``timeout`` seconds."""
+    import fcntl
+
+    path = build_dir / LOCK_NAME
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    holder = path.read_text(errors="replace").strip() or "unknown"
+                    raise TimeoutError(f"process {holder} has held the build lock {path} for over {timeout:g} s "
+                                       "(RAFTLAB_BUILD_TIMEOUT)") from None
+                time.sleep(poll)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def remove_stale_torch_lock(build_dir: Path) -> bool:
+    """Remove torch's build lock file from ``build_dir`` if one is there (True then). Call only while holding
+    :func:`build_lock`: every builder holds it, so a torch lock found then was left by a build that was killed."""
+    path = build_dir / TORCH_LOCK_NAME
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return False
+    log.warning("removed the stale torch build lock %s (left by an interrupted build of raftlab's native kernels)",
+                path)
+    return True
 
 
 def _put_ninja_on_path() -> None:

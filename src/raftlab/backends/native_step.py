@@ -18,6 +18,11 @@ float32 forward as the model's own bf16 forward (test). The extension is compile
 machine's C++ compiler (``torch.utils.cpp_extension``; tens of seconds, cached under ``TORCH_EXTENSIONS_DIR``,
 default ``~/.cache/torch_extensions``; :mod:`raftlab.backends.native_kernels`); without a compiler, or with
 ``RAFTLAB_NATIVE=0``, decoding keeps the Python step (:mod:`raftlab.backends.decode_step`) and says why once.
+
+Safety: the native step checks the shape, dtype, contiguity and device of every tensor it is given (batch-1 cache
+buffers with room for the new position included) before reading any of them, so a wrong argument raises a
+RuntimeError rather than corrupting memory; it then releases the GIL while it computes, so other Python threads
+(a server's request handling) keep running during a step.
 """
 
 from __future__ import annotations
@@ -72,6 +77,14 @@ class OneRowStep:
         self.rope_scale = float(getattr(rotary, "attention_scaling", 1.0))
 
     def __call__(self, token: int, position: int, cache: Any):
+        logits = self.extension.step(*self.arguments(token, position, cache))
+        for layer in cache.layers:
+            layer.advance(1)
+        return logits
+
+    def arguments(self, token: int, position: int, cache: Any) -> tuple:
+        """The extension's ``step`` arguments for ``token`` at ``position``, with room reserved in every layer of
+        ``cache`` for the new position (which the call writes; the caller then advances the layers)."""
         layers = cache.layers
         index = layers[0].get_seq_length()
         keys, values = [], []
@@ -79,12 +92,9 @@ class OneRowStep:
             k, v = layer.reserve(1)
             keys.append(k)
             values.append(v)
-        logits = self.extension.step(int(token), int(position), index, self.embed, self.inv_freq, self.rope_scale,
-                                     self.layer_tensors, keys, values, self.final_norm, self.lm_head, self.heads,
-                                     self.kv_heads, self.head_dim, self.eps, self.scaling)
-        for layer in layers:
-            layer.advance(1)
-        return logits
+        return (int(token), int(position), index, self.embed, self.inv_freq, self.rope_scale, self.layer_tensors,
+                keys, values, self.final_norm, self.lm_head, self.heads, self.kv_heads, self.head_dim, self.eps,
+                self.scaling)
 
 
 def one_row_step_for(model: Any, avx512_bf16: bool | None = None) -> OneRowStep | None:
@@ -100,7 +110,10 @@ def one_row_step_for(model: Any, avx512_bf16: bool | None = None) -> OneRowStep 
         return None
     if not all(p.dtype == torch.bfloat16 for p in model.parameters()):
         return None
-    if getattr(inner.rotary_emb, "rope_type", "default") not in STATIC_ROPE_TYPES:
+    rotary = inner.rotary_emb
+    if getattr(rotary, "rope_type", "default") not in STATIC_ROPE_TYPES:
+        return None
+    if rotary.inv_freq.numel() != inner.layers[0].self_attn.head_dim // 2:  # partial rotary: not in the native step
         return None
     if getattr(config, "hidden_act", "silu") != "silu" or getattr(config, "head_dim", None) not in (
             None, inner.layers[0].self_attn.head_dim):

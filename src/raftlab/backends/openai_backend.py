@@ -3,11 +3,15 @@
 Requests run concurrently on an asyncio loop with a bounded semaphore. The SDK retries 429/5xx/timeouts with
 exponential backoff (``max_retries``). The API key comes only from the environment (``RAFTLAB_API_KEY`` or
 ``OPENAI_API_KEY``) and is never stored in run records (``describe()`` omits it).
+
+Chat requests carry a system message when ``system_prompt`` is set. Left unset, a rationale teacher
+(:meth:`OpenAIBackend.as_teacher`) sends the paper's, :data:`TEACHER_SYSTEM_PROMPT`; ``""`` sends none.
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import os
 import threading
@@ -44,6 +48,9 @@ def _run(coro: Coroutine) -> Any:
 
 
 logger = logging.getLogger(__name__)
+
+#: The system message of the teacher's requests: Zhu et al. (2025), Appendix D.1 (and the official code).
+TEACHER_SYSTEM_PROMPT = "You are a helpful assistant."
 
 #: HTTP statuses the openai client retries (with backoff, up to max_retries)
 _RETRYABLE = frozenset({408, 409, 429}) | frozenset(range(500, 600))
@@ -86,9 +93,14 @@ class OpenAIBackend:
         timeout: float = 120.0,
         on_error: Literal["raise", "empty"] = "raise",
         api_key: str | None = None,
+        system_prompt: str | None = None,
         **client_options: Any,
     ) -> None:
+        if system_prompt and api != "chat":
+            raise ValueError(f"system_prompt needs api='chat' (a system message), not api={api!r}")
         self.model_name = model
+        #: the chat requests' system message: None = unset (a teacher sends TEACHER_SYSTEM_PROMPT), "" = none
+        self.system_prompt = system_prompt
         self.base_url = base_url or os.environ.get("OPENAI_BASE_URL")
         self.api = api
         self.concurrency = max(1, concurrency)
@@ -105,8 +117,20 @@ class OpenAIBackend:
                 raise ValueError("no API key: set OPENAI_API_KEY (or RAFTLAB_API_KEY) in the environment")
 
     def describe(self) -> dict[str, Any]:
-        """Settings safe to record (never the key)."""
-        return {"backend": self.name, "model": self.model_name, "base_url": self.base_url, "api": self.api}
+        """Settings safe to record (never the key); ``system_prompt`` only when one is sent."""
+        out = {"backend": self.name, "model": self.model_name, "base_url": self.base_url, "api": self.api}
+        if self.api == "chat" and self.system_prompt:
+            out["system_prompt"] = self.system_prompt
+        return out
+
+    def as_teacher(self) -> OpenAIBackend:
+        """This backend as a rationale teacher: with ``system_prompt`` unset, a copy whose chat requests carry
+        the paper's system message (:data:`TEACHER_SYSTEM_PROMPT`)."""
+        if self.api != "chat" or self.system_prompt is not None:
+            return self
+        teacher = copy.copy(self)
+        teacher.system_prompt = TEACHER_SYSTEM_PROMPT
+        return teacher
 
     def __repr__(self) -> str:
         return f"OpenAIBackend(model={self.model_name!r}, base_url={self.base_url!r}, api={self.api!r})"
@@ -168,7 +192,9 @@ class OpenAIBackend:
             kwargs["seed"] = seed
         try:
             if self.api == "chat":
-                resp = await client.chat.completions.create(messages=[{"role": "user", "content": prompt}], **kwargs)
+                system = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
+                resp = await client.chat.completions.create(messages=[*system, {"role": "user", "content": prompt}],
+                                                            **kwargs)
                 texts = [(c.message.content or "", c.finish_reason) for c in resp.choices]
             else:
                 resp = await client.completions.create(prompt=prompt, **kwargs)

@@ -22,11 +22,14 @@ class VLLMBackend:
         except ImportError as exc:
             raise ImportError("the vllm backend needs the optional extra: pip install 'raftlab[vllm]'") from exc
         from raftlab.models import resolve_model_path
+        from raftlab.models.loading import named_damage
 
         self.model_name = model
-        self.llm = LLM(model=resolve_model_path(model), tensor_parallel_size=tensor_parallel_size, dtype=dtype,
-                       gpu_memory_utilization=gpu_memory_utilization, max_model_len=max_model_len,
-                       enable_prefix_caching=True, **engine_kwargs)
+        path = resolve_model_path(model)
+        with named_damage(path):  # a damaged model file is named, not reported as vLLM's traceback
+            self.llm = LLM(model=path, tensor_parallel_size=tensor_parallel_size, dtype=dtype,
+                           gpu_memory_utilization=gpu_memory_utilization, max_model_len=max_model_len,
+                           enable_prefix_caching=True, **engine_kwargs)
         self.tokenizer = self.llm.get_tokenizer()
 
     def generate(self, prompts: list[str], params: SamplingParams) -> list[list[Generation]]:

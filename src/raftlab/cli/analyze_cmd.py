@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from raftlab.cli.errors import error_line
 from raftlab.cli.options import backend_options_flag
 
 
@@ -91,6 +92,20 @@ def print_token_prob(console, result) -> None:
     console.print(table)
 
 
+def print_fits(console, result) -> None:
+    """The ΔECE-vs-ΔAcc fit and the difficulty fits, each with the tasks it is over and the direction of its
+    one-tailed p; both ways (main and ``other_*``) when a task is flagged."""
+    for fit, d_fits in ((result.fit, result.difficulty_fits), (result.other_fit, result.other_difficulty_fits)):
+        if fit is not None:
+            console.print(f"OLS over {fit.tasks_text()}: ΔECE = {fit.slope:.4f}·ΔAcc {fit.intercept:+.4f}"
+                          + (f"  (Pearson {fit.stats_text()})" if fit.r is not None else ""), markup=False)
+        if d_fits and fit is None:
+            console.print(f"difficulty fits over {d_fits[0].tasks_text()}:", markup=False)
+        for f in d_fits:
+            console.print(f"  {f.y} = {f.slope:.4g}·{f.x} {f.intercept:+.4g}"
+                          + (f"  ({f.stats_text()})" if f.r is not None else ""), markup=False)
+
+
 def _fmt(iv) -> str:
     if iv.low is None or iv.high is None:
         return f"{iv.value:+.3f}"
@@ -109,12 +124,14 @@ def register(app: typer.Typer) -> None:
                                     "its own) | exclude (majority of valid votes) | abstain (drop invalid-majority "
                                     "questions)"),
         include_flagged: bool = typer.Option(False, "--include-flagged", help="keep tasks that fail an artifact "
-                                             "check in the across-task fits"),
+                                             "check in the main across-task fits (the fits over all tasks, "
+                                             "as the paper, are shown either way)"),
     ) -> None:
         """Per task ΔAcc = Acc_RAFT − Acc_FT and ΔECE = −(ECE_RAFT − ECE_FT) with 95% CIs; OLS ΔECE ~ ΔAcc.
 
         Artifact checks (truncation, invalid answers, ...) come first: a task that fails one is marked not
-        trustworthy and left out of the fits."""
+        trustworthy and left out of the main fits; the fits over all tasks (as the paper) are printed beside
+        them. Each one-tailed p tests the relation's hypothesised sign (H1: r > 0, or r < 0 for accuracies)."""
         from rich.console import Console
         from rich.table import Table
 
@@ -128,7 +145,7 @@ def register(app: typer.Typer) -> None:
             result = analyze_study(merge_runs(runs), n_boot=n_boot, seed=seed, invalid=invalid,
                                    include_flagged=include_flagged)
         except (FileNotFoundError, RecordError) as exc:
-            typer.echo(f"error: {exc}", err=True)
+            typer.echo(error_line(exc), err=True)
             raise typer.Exit(2) from None
         console = Console(width=max(Console().width, 170))
         print_checks(console, result)
@@ -148,16 +165,7 @@ def register(app: typer.Typer) -> None:
                           f"{d.ece_raft:.3f}", _fmt(d.delta_acc), _fmt(d.delta_ece), base, verdict)
         console.print(table)
         print_four_arms(console, result)
-        if result.fit is not None:
-            f = result.fit
-            console.print(f"OLS over {f.n} tasks: ΔECE = {f.slope:.4f}·ΔAcc {f.intercept:+.4f}  "
-                          f"(Pearson r = {f.r:.3f}, p = {f.p:.3g} two-sided, {f.p_one_sided:.3g} one-tailed)"
-                          if f.r is not None and f.p is not None and f.p_one_sided is not None else
-                          f"OLS over {f.n} tasks: ΔECE = {f.slope:.4f}·ΔAcc {f.intercept:+.4f}")
-        for f in result.difficulty_fits:
-            console.print(f"  {f.y} = {f.slope:.4g}·{f.x} {f.intercept:+.4g}"
-                          + (f"  (r = {f.r:.3f}, p = {f.p:.3g} two-sided, {f.p_one_sided:.3g} one-tailed)"
-                             if f.r is not None and f.p is not None and f.p_one_sided is not None else ""))
+        print_fits(console, result)
         for note in result.notes:
             console.print(f"note: {note}", style="yellow")
         print_answer(console, result)
@@ -179,7 +187,12 @@ def register(app: typer.Typer) -> None:
         run: Path = typer.Option(None, "--run", help="take acc_ft of --task from this study run (FT arm)"),
         length_from: str = typer.Option(None, "--length-from", help="compute the length metric of --task with "
                                         "this untrained base model (backend spec, e.g. hf:smollm2) as the paper "
-                                        "did: mix-of-task prompting, --questions x --k samples"),
+                                        "did (Eq. 8): mix-of-task prompting with --rationales, --questions x --k "
+                                        "samples, mean length in words"),
+        rationales: Path = typer.Option(None, "--rationales", help="with --length-from: the teacher's kept "
+                                        "rationales that give Eq. 8's demonstrations (3 other tasks): a study run "
+                                        "directory (RUN/rationales/<task>/rationales.jsonl) or a folder of "
+                                        "<task>/rationales.jsonl"),
         questions: int = typer.Option(20, min=1, help="with --length-from: test questions"),
         k: int = typer.Option(10, min=1, help="with --length-from: samples per question"),
         backend_option: list[str] = backend_options_flag("the --length-from model"),
@@ -205,23 +218,29 @@ def register(app: typer.Typer) -> None:
         if length_from is not None:
             if value is not None or run is not None:
                 raise typer.BadParameter("give one of --value, --run, --length-from")
-            from raftlab.analysis.difficulty import base_model_rationale_length
+            if rationales is None:
+                raise typer.BadParameter("--length-from needs --rationales: the teacher's kept rationales of 3 "
+                                         "other tasks give the demonstrations (Eq. 8)")
+            from raftlab.analysis.difficulty import (base_model_rationale_length, mean_of_task_demonstrations,
+                                                     teacher_demonstrations)
             from raftlab.backends import get_backend, parse_backend_options
             from raftlab.tasks import get_task
 
             try:
                 t = get_task(task)
+                pool = teacher_demonstrations(rationales)
                 examples = t.load("test", limit=questions, seed=0)
                 value = base_model_rationale_length(get_backend(length_from, parse_backend_options(backend_option)), t,
-                                                   examples, k=k)
+                                                   examples, pool, k=k)
             except (KeyError, ValueError, FileNotFoundError) as exc:
-                typer.echo(f"error: {exc}", err=True)
+                typer.echo(error_line(exc), err=True)
                 raise typer.Exit(2) from None
             metric = metric or "length"
             if metric != "length":
                 raise typer.BadParameter("--length-from provides the length metric; use --metric length")
-            typer.echo(f"{task}: length = {value:.1f} words ({length_from}, mix-of-task prompting, "
-                       f"{questions} questions x {k} samples)", err=True)
+            shown = ", ".join(d.task for d in mean_of_task_demonstrations(task, pool, seed=0))
+            typer.echo(f"{task}: length = {value:.1f} words ({length_from}, mix-of-task prompting, {questions} "
+                       f"questions x {k} samples; demonstrations: teacher rationales of {shown})", err=True)
         metrics = [metric] if metric else sorted(PUBLISHED_FITS)
         if value is None:
             raise typer.BadParameter("--value (or --run) is required")
@@ -232,7 +251,7 @@ def register(app: typer.Typer) -> None:
             try:
                 pred = predict_gain(m, value, fit)
             except (ValueError, FileNotFoundError) as exc:
-                typer.echo(f"error: {exc}", err=True)
+                typer.echo(error_line(exc), err=True)
                 raise typer.Exit(2) from None
             f = pred.fit
             interval = (f" [95% PI {pred.interval.low:+.3f}, {pred.interval.high:+.3f}]"

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 
+from raftlab.cli.errors import error_line
 from raftlab.cli.options import backend_options_flag
 
 #: Sequences (questions x samples) per generation batch when --batch-size is not given.
@@ -74,7 +75,7 @@ def register(app: typer.Typer) -> None:
                                max_new_tokens=max_new_tokens, seed=seed, out_dir=out, prompt_mode=prompt_mode,
                                batch_size=batch_size)
         except SettingsMismatch as exc:
-            typer.echo(f"error: {exc}", err=True)
+            typer.echo(error_line(exc), err=True)
             raise typer.Exit(2) from exc
         typer.echo(json.dumps(metrics, indent=2, default=str))
 

@@ -17,37 +17,32 @@ from raftlab.cli import (
     analyze_cmd, data_cmd, eval_cmd, rationales_cmd, rationalyst_cmd, report_cmd, serve_cmd, study_cmd, tasks_cmd,
     train_cmd,
 )
+from raftlab.cli.errors import USER_ERRORS, error_line, message
 
 #: Set by ``--debug`` (or ``RAFTLAB_DEBUG=1``): show tracebacks instead of one-line errors.
 DEBUG = {"on": os.environ.get("RAFTLAB_DEBUG", "") not in ("", "0")}
 
 
-def _message(exc: BaseException) -> str:
-    if isinstance(exc, KeyError) and exc.args:
-        return str(exc.args[0])
-    return str(exc) or type(exc).__name__
-
-
 class _Commands(TyperGroup):
     """The error policy of every command, applied where the command runs (so that the installed command and
-    typer's test runner behave the same): a user error (bad value, unknown name, missing or bad file, settings
-    clash: ValueError, KeyError, OSError) prints one line and exits 2; anything else prints one line and exits 1.
-    ``--debug`` (or RAFTLAB_DEBUG=1) shows the traceback instead."""
+    typer's test runner behave the same): a user error (bad value, unknown name, missing or damaged file, settings
+    clash, damaged store: :data:`raftlab.cli.errors.USER_ERRORS`) prints one line and exits 2; anything else
+    prints one line and exits 1. ``--debug`` (or RAFTLAB_DEBUG=1) shows the traceback instead."""
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except (typer.Exit, typer.Abort, TyperException):  # usage errors and exits: typer prints them
             raise
-        except (ValueError, KeyError, OSError) as exc:
+        except USER_ERRORS as exc:
             if DEBUG["on"]:
                 raise
-            typer.echo(f"error: {_message(exc)}", err=True)
+            typer.echo(error_line(exc), err=True)
             raise typer.Exit(2) from None
         except Exception as exc:  # noqa: BLE001 - a bug or an environment problem: one line, traceback on --debug
             if DEBUG["on"]:
                 raise
-            typer.echo(f"error: {type(exc).__name__}: {_message(exc)} (rerun with --debug for the traceback)",
+            typer.echo(f"error: {type(exc).__name__}: {message(exc)} (rerun with --debug for the traceback)",
                        err=True)
             raise typer.Exit(1) from None
 

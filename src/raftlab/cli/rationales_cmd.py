@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 
+from raftlab.cli.errors import error_line
 from raftlab.cli.options import backend_options_flag
 
 rationales_app = typer.Typer(no_args_is_help=True, help="Teacher rationales: generate, judge, blank, export.")
@@ -58,7 +59,7 @@ def generate_cmd(
     try:
         examples = load_jsonl(data, t) if data else t.load(split, data_dir=data_dir, limit=limit, seed=seed)
     except (ValueError, FileNotFoundError) as exc:
-        typer.echo(f"error: {exc}", err=True)
+        typer.echo(error_line(exc), err=True)
         raise typer.Exit(2) from exc
     if data and limit:
         examples = examples[:limit]
@@ -83,7 +84,7 @@ def generate_cmd(
         typer.echo(f"interrupted: everything so far is in {out / STORE}; rerun the same command to resume", err=True)
         raise typer.Exit(130) from None
     except (SettingsMismatch, ValueError) as exc:
-        typer.echo(f"error: {exc}", err=True)
+        typer.echo(error_line(exc), err=True)
         raise typer.Exit(2) from exc
     stats["exported"] = export_jsonl(out / STORE, out / "rationales.jsonl")
     typer.echo(json.dumps(stats, indent=2))
@@ -137,7 +138,7 @@ def blank_cmd(
         n = len(make_blank_rationales(src, int(length) if length.isdigit() else length, _tokenizer(tokenizer),
                                         out=out))
     except ValueError as exc:
-        typer.echo(f"error: {exc}", err=True)
+        typer.echo(error_line(exc), err=True)
         raise typer.Exit(2) from exc
     typer.echo(f"wrote {n} blank-rationale examples to {out}")
 

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from raftlab.cli.errors import error_line
+
 
 def register(app: typer.Typer) -> None:
     @app.command("report")
@@ -21,6 +23,6 @@ def register(app: typer.Typer) -> None:
         try:
             page = render_report(run, out, samples_per_task=samples)
         except (FileNotFoundError, RecordError) as exc:
-            typer.echo(f"error: {exc}", err=True)
+            typer.echo(error_line(exc), err=True)
             raise typer.Exit(2) from None
         typer.echo(str(page))

@@ -33,6 +33,7 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
 
         from raftlab import layout
+        from raftlab.cli.errors import USER_ERRORS, error_line
         from raftlab.study import ConfigError, StageChangedError, StageFailed, load_config, run_study
 
         console = Console(stderr=True)
@@ -43,7 +44,7 @@ def register(app: typer.Typer) -> None:
         try:
             cfg = load_config("quick" if quick else preset or config)
         except ConfigError as exc:
-            typer.echo(f"error: {exc}", err=True)
+            typer.echo(error_line(exc), err=True)
             raise typer.Exit(2) from None
         if seed is not None:
             cfg = cfg.model_copy(update={"seed": seed})
@@ -61,11 +62,11 @@ def register(app: typer.Typer) -> None:
         try:
             result = run_study(cfg, run_dir, on_change="rerun" if rerun_changed else "error")
         except StageChangedError as exc:
-            typer.echo(f"error: {exc}", err=True)
+            typer.echo(error_line(exc), err=True)
             raise typer.Exit(2) from None
         except StageFailed as exc:  # a user error inside a stage (a damaged file, a store in use): exit 2
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(2 if isinstance(exc.__cause__, (ValueError, KeyError, OSError)) else 1) from None
+            typer.echo(error_line(exc), err=True)
+            raise typer.Exit(2 if isinstance(exc.__cause__, USER_ERRORS) else 1) from None
         except KeyboardInterrupt:
             console.print(f"interrupted; rerun the same command to resume from {run_dir}", markup=False)
             raise typer.Exit(130) from None

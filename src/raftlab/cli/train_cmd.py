@@ -102,6 +102,7 @@ def train_cmd(**options: Any) -> None:
     """Finetune MODEL on DATA with OBJECTIVE; loss only on target tokens."""
     from pydantic import ValidationError
 
+    from raftlab.cli.errors import error_line
     from raftlab.training import TrainConfig
 
     config_file, debug_tokens = options.pop("config"), options.pop("debug_tokens")
@@ -117,7 +118,7 @@ def train_cmd(**options: Any) -> None:
         typer.echo(f"error: {problems}", err=True)
         raise typer.Exit(2) from None
     except ValueError as exc:
-        typer.echo(f"error: {exc}", err=True)
+        typer.echo(error_line(exc), err=True)
         raise typer.Exit(2) from None
     try:
         if debug_tokens:
@@ -129,7 +130,7 @@ def train_cmd(**options: Any) -> None:
         if os.environ.get("RANK", "0") == "0":  # one line per run, not per process of a multi-process launch
             typer.echo(f"saved to {saved}")
     except (ValueError, FileNotFoundError) as exc:
-        typer.echo(f"error: {exc}", err=True)
+        typer.echo(error_line(exc), err=True)
         raise typer.Exit(2) from exc
 
 

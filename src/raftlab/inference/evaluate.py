@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from raftlab.backends import describe_backend
 from raftlab.backends.base import Backend, SamplingParams
+from raftlab.corrupt import read_json
 from raftlab.inference.records import read_records
 from raftlab.inference.voting import majority_vote
 from raftlab.machine import describe_machine
@@ -135,6 +136,8 @@ def evaluate(
     if out_dir is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
+        if (out / "settings.json").exists():  # damaged: an error naming it (storage's reader would not)
+            read_json(out / "settings.json", "delete the eval folder and evaluate again, or use another --out")
         bind_settings_file(out / "settings.json", settings, hint="use another --out or delete the directory")
         existing = read_records(out / "records.jsonl")
         done = {r["id"]: r for r in existing}

@@ -5,11 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from raftlab.storage import read_jsonl
+from raftlab.corrupt import CorruptFile
+from raftlab.storage import JsonlError, read_jsonl
+
+#: What to do about a damaged line of eval records: a resumed eval recomputes the questions it lacks.
+FIX_RECORD = "delete that line and evaluate again with the same --out to recompute it"
 
 
 def read_records(path: str | Path) -> list[dict[str, Any]]:
     """Records of a JSONL file (none if it does not exist); a torn last line (crash mid-write) is dropped, any
-    other bad line is an error naming file and line."""
+    other bad line is a :class:`~raftlab.corrupt.CorruptFile` naming file, line and :data:`FIX_RECORD`."""
     path = Path(path)
-    return read_jsonl(path, allow_torn_tail=True) if path.exists() else []
+    try:
+        return read_jsonl(path, allow_torn_tail=True) if path.exists() else []
+    except JsonlError as exc:
+        raise CorruptFile(f"{exc}; {FIX_RECORD}") from None

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
 from typing import Any
 
+from raftlab.corrupt import loading, read_json
+from raftlab.models.cache import cache_dir
 from raftlab.models.smollm2 import smollm2_dir
 from raftlab.models.tiny import TINY_VARIANTS, tiny_model_dir
 
@@ -67,6 +68,36 @@ def is_adapter_dir(path: str | Path) -> bool:
     return (Path(path) / "adapter_config.json").exists()
 
 
+def model_fix(folder: str | Path) -> str:
+    """What to do about a damaged file in a model folder, by who made the folder."""
+    folder = Path(folder)
+    if is_adapter_dir(folder) or (folder / "train_summary.json").exists():
+        return ("the trained model is damaged: train it again into a fresh folder (`raftlab train --out`, or a "
+                "study in a new run directory)")
+    if folder.resolve().is_relative_to(cache_dir().resolve()):
+        return f"delete {folder}; raftlab builds it again on next use"
+    if "snapshots" in folder.parts and any(p.startswith("models--") for p in folder.parts):
+        return "the downloaded copy is damaged: delete it from the Hugging Face cache (`hf cache delete`) and " \
+               "download it again"
+    return "the model folder is damaged: copy or download it again"
+
+
+def named_damage(path: str):
+    """:func:`raftlab.corrupt.loading` for the model at ``path`` (a folder or a cached hub id): a load that fails
+    on a damaged file raises :class:`~raftlab.corrupt.CorruptFile` naming it and :func:`model_fix`."""
+    def folder() -> Path | None:
+        if Path(path).is_dir():
+            return Path(path)
+        try:
+            from huggingface_hub import snapshot_download
+
+            return Path(snapshot_download(path, local_files_only=True))
+        except Exception:  # noqa: BLE001 - not a cached hub model: nothing to check
+            return None
+
+    return loading(folder, model_fix)
+
+
 def _torch_dtype(dtype: Any, device: str = "cpu"):
     """The torch dtype for ``dtype``; None/"auto": :func:`raftlab.machine.default_dtype_name` for the device
     (announced once per run)."""
@@ -95,15 +126,16 @@ def load_tokenizer(spec: str):
     path = resolve_model_path(spec)
     if is_adapter_dir(path) and not (Path(path) / "tokenizer_config.json").exists():
         path = resolve_model_path(_adapter_base(path))
-    tok = AutoTokenizer.from_pretrained(path)
+    with named_damage(path):
+        tok = AutoTokenizer.from_pretrained(path)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     return tok
 
 
 def _adapter_base(path: str | Path) -> str:
-    cfg = json.loads((Path(path) / "adapter_config.json").read_text())
-    base = cfg.get("base_model_name_or_path")
+    cfg = read_json(Path(path) / "adapter_config.json", model_fix(path))
+    base = cfg.get("base_model_name_or_path") if isinstance(cfg, dict) else None
     if not base:
         raise ValueError(f"{path}/adapter_config.json has no base_model_name_or_path")
     return base
@@ -111,15 +143,16 @@ def _adapter_base(path: str | Path) -> str:
 
 def trained_base_dtype(path: str | Path) -> str | None:
     """The dtype an adapter's frozen base was trained in (``train_summary.json``'s ``precision.base_dtype``), or
-    None when not recorded. A LoRA adapter learns its correction on top of that exact base: evaluated over a
-    base in another precision its answers change (measured on a 135M RAFT model trained over an fp32 base:
-    greedy chain-of-thought answers differed on 9.5% of 200 questions in bf16, accuracy 0.545 -> 0.505)."""
+    None when not recorded (a damaged file is a :class:`~raftlab.corrupt.CorruptFile`). A LoRA adapter learns its
+    correction on top of that exact base: evaluated over a base in another precision its answers change (measured
+    on a 135M RAFT model trained over an fp32 base: greedy chain-of-thought answers differed on 9.5% of 200
+    questions in bf16, accuracy 0.545 -> 0.505)."""
     summary = Path(path) / "train_summary.json"
-    try:
-        precision = json.loads(summary.read_text(encoding="utf-8")).get("precision") or {}
-    except (OSError, ValueError):
+    if not summary.is_file():
         return None
-    dtype = precision.get("base_dtype")
+    data = read_json(summary, model_fix(path))
+    precision = data.get("precision") if isinstance(data, dict) else None
+    dtype = precision.get("base_dtype") if isinstance(precision, dict) else None
     return dtype if dtype in ("float32", "bfloat16", "float16") else None
 
 
@@ -142,15 +175,18 @@ def load_model(spec: str, dtype: Any = None, device: str = "cpu", merge_adapter:
     if is_adapter_dir(path):
         from peft import PeftModel
 
-        base = AutoModelForCausalLM.from_pretrained(resolve_model_path(_adapter_base(path)), dtype=torch_dtype,
-                                                    **from_pretrained)
+        base_path = resolve_model_path(_adapter_base(path))
+        with named_damage(base_path):
+            base = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch_dtype, **from_pretrained)
         if base.get_input_embeddings().num_embeddings < len(tokenizer):
             base.resize_token_embeddings(len(tokenizer))
-        model = PeftModel.from_pretrained(base, path)
+        with named_damage(path):
+            model = PeftModel.from_pretrained(base, path)
         if merge_adapter:
             model = model.merge_and_unload()
     else:
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, **from_pretrained)
+        with named_damage(path):
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, **from_pretrained)
     if model.generation_config.pad_token_id is None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.to(device)

@@ -145,6 +145,8 @@ def generate_rationales(
     if examples:
         task.teacher_prompt(examples[0], style, length)  # a bad style/length fails here, before any write
     n = len(examples) if n is None else n
+    # chat teachers send the paper's system message (App. D.1) unless given their own; describe() records it
+    backend = backend.as_teacher() if hasattr(backend, "as_teacher") else backend
     base = _base_params(sampling, temperature, max_new_tokens, seed)
     settings = {"task": task.name, "style": style, "length": length, "max_retries": max_retries,
                 "sampling": _sampling_settings(base), "teacher": describe_backend(backend)}

@@ -58,12 +58,14 @@ def hf_embed(texts: Sequence[str], model: str, batch_size: int = 16) -> np.ndarr
     from transformers import AutoModel, AutoTokenizer
 
     from raftlab.models import resolve_model_path
+    from raftlab.models.loading import named_damage
 
     path = resolve_model_path(model)
-    tok = AutoTokenizer.from_pretrained(path)
+    with named_damage(path):
+        tok = AutoTokenizer.from_pretrained(path)
+        net = AutoModel.from_pretrained(path).eval()
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
-    net = AutoModel.from_pretrained(path).eval()
     rows = []
     with torch.inference_mode():
         for start in range(0, len(texts), batch_size):

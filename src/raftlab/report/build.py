@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
 
 from raftlab import layout
+from raftlab.corrupt import read_json
 from raftlab.report.data import OLSFit, ReliabilityBin, ReportData, TaskSummary
 from raftlab.report.records import read_records, sample_outputs
 
@@ -44,10 +44,19 @@ def study_meta(run_dir: Path) -> dict[str, Any]:
     """Headline settings from ``RUN/study.yaml`` (written by ``raftlab study``), if present."""
     import yaml
 
+    from raftlab.corrupt import CorruptFile, yaml_problem
+
     path = run_dir / "study.yaml"
     if not path.is_file():
         return {}
-    cfg = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    fix = "delete it (the report then leaves out the study's settings)"
+    try:
+        cfg = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (UnicodeDecodeError, yaml.YAMLError) as exc:
+        what = yaml_problem(exc) if isinstance(exc, yaml.YAMLError) else "not valid UTF-8"
+        raise CorruptFile(f"{path}: {what}; {fix}") from None
+    if not isinstance(cfg, dict):
+        raise CorruptFile(f"{path}: not a YAML mapping; {fix}")
     ev, teacher, train = cfg.get("eval") or {}, cfg.get("teacher") or {}, cfg.get("train") or {}
     meta = {"study": cfg.get("name"), "student": cfg.get("model"), "teacher": teacher.get("backend"),
             "training": "LoRA" if train.get("lora") else "full finetuning",
@@ -58,7 +67,7 @@ def study_meta(run_dir: Path) -> dict[str, Any]:
 def add_info_gain(data: ReportData, run_dir: Path) -> ReportData:
     """Information-gain curves saved by the study (``RUN/info_gain/<task>/curves.json``)."""
     for path in sorted(run_dir.glob(layout.INFO_GAIN_CURVES)):
-        saved = json.loads(path.read_text(encoding="utf-8"))
+        saved = read_json(path, "delete it (the report then leaves out that task's information-gain curves)")
         curves = {str(k): [float(x) for x in v] for k, v in (saved.get("curves") or {}).items() if v}
         if curves:
             name = str(saved.get("task") or path.parent.name)
@@ -81,7 +90,9 @@ def report_data(source: Any, samples_per_task: int = 3) -> ReportData:
             raise FileNotFoundError(f"{run_dir}: not a run directory (no eval/ folder with eval records)")
         saved = run_dir / layout.ANALYSIS_FILE
         if saved.is_file():  # written by the study's analysis stage
-            data = from_analysis(json.loads(saved.read_text(encoding="utf-8")))
+            from raftlab.analysis.models import FIX_ANALYSIS
+
+            data = from_analysis(read_json(saved, FIX_ANALYSIS))
         else:
             from raftlab.analysis import analyze_study
 
@@ -144,6 +155,8 @@ def from_analysis(result: Any, arms: tuple[str, str] = ("ft", "raft")) -> Report
     return ReportData(
         arms=order, tasks=tasks, fit=_fit(result.fit) if result.fit is not None else None, reliability=reliability,
         difficulty_fits=[_fit(f) for f in result.difficulty_fits],
+        other_fit=_fit(result.other_fit) if result.other_fit is not None else None,
+        other_difficulty_fits=[_fit(f) for f in result.other_difficulty_fits],
         info_gain={t: dict(c) for t, c in info_gain.items()} if isinstance(info_gain, dict) else {},
         meta={k: v for k, v in (result.settings or {}).items() if isinstance(v, (str, int, float))},
         notes=list(result.notes), four_arms=four_arm_rows(result.tasks), headline=headline(result))

@@ -58,6 +58,9 @@ class ReportData(BaseModel):
     tasks: list[TaskSummary] = Field(default_factory=list)
     fit: OLSFit | None = None
     difficulty_fits: list[OLSFit] = Field(default_factory=list)
+    other_fit: OLSFit | None = Field(None, description="`fit` over the other task set (all tasks vs trustworthy "
+                                                       "only); when a task is flagged")
+    other_difficulty_fits: list[OLSFit] = Field(default_factory=list)
     reliability: dict[str, dict[str, list[ReliabilityBin]]] = Field(
         default_factory=dict, description="task -> arm -> bins")
     info_gain: dict[str, dict[str, list[float]]] = Field(

@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from raftlab.report.data import Interval, ReliabilityBin, ReportData  # noqa: E402
+from raftlab.report.data import Interval, OLSFit, ReliabilityBin, ReportData  # noqa: E402
 
 ARM_COLORS = {"ft": "#4C72B0", "raft": "#DD8452", "blank": "#55A868", "align": "#C44E52"}
 
@@ -40,15 +40,46 @@ def _yerr(intervals: list[Interval | None]) -> np.ndarray:
     return np.array([lo, hi])
 
 
+#: How points of tasks that fail an artifact check are drawn (a distinct marker, with its own legend entry).
+FLAGGED_STYLE = dict(marker="X", color="#C44E52", linestyle="none", ms=8, label="failed an artifact check")
+FIT_STYLES = ({"ls": "--", "color": "#333333"}, {"ls": ":", "color": "#8172B2"})  # main fit, other task set
+
+
+def _tasks(f: OLSFit) -> str:
+    if f.task_set == "trustworthy":
+        return f"{f.n} trustworthy tasks"
+    return f"all {f.n} tasks" if f.task_set == "all" else f"{f.n} tasks"
+
+
+def _fit_label(f: OLSFit, y: str, x: str) -> str:
+    r = f"{f.r:.2f}" if f.r is not None else "n/a"
+    return (f"{_tasks(f)}: {y} = {f.slope:.3g}·{x} {f.intercept:+.3g} (r={r}, one-tailed p={_fmt_p(f.p_one_sided)}, "
+            f"{f.h1()})")
+
+
+def _draw_fits(ax, fits: list[OLSFit | None], span: np.ndarray, y: str, x: str) -> None:
+    for f, style in zip(fits, FIT_STYLES):
+        if f is not None:
+            ax.plot(span, f.slope * span + f.intercept, label=_fit_label(f, y, x), **style)
+
+
+def _legend_below(ax, fontsize: int) -> None:
+    """The legend under the axes, where the long fit labels cover no point."""
+    ax.legend(fontsize=fontsize, loc="upper center", bbox_to_anchor=(0.5, -0.14), frameon=False)
+
+
 def delta_scatter(data: ReportData) -> Figure:
-    """ΔAcc (x) vs ΔECE (y) per task, with the fitted OLS line and Pearson r / p. Tasks that failed an
-    artifact check are drawn hollow and red, labelled "(not trustworthy)": they are not in the fit."""
+    """ΔAcc (x) vs ΔECE (y) per task, with the fitted OLS line(s), Pearson r and the one-tailed p. Tasks that
+    failed an artifact check are drawn with :data:`FLAGGED_STYLE` (legend entry "failed an artifact check"),
+    labelled "(not trustworthy)"; when there are any, the fit is drawn both ways (all tasks, as the paper, and
+    trustworthy tasks only)."""
     rows = [t for t in data.tasks if t.delta_acc is not None and t.delta_ece is not None]
-    fig, ax = plt.subplots(figsize=(6, 4.5))
+    fig, ax = plt.subplots(figsize=(7, 6))
     xs = np.array([t.delta_acc.value for t in rows])
     ys = np.array([t.delta_ece.value for t in rows])
+    flagged_style = {k: v for k, v in FLAGGED_STYLE.items() if k not in ("marker", "linestyle")}
     for trusted, style in ((True, dict(fmt="o", color="#4C72B0", label="tasks")),
-                           (False, dict(fmt="o", color="#C44E52", mfc="none", label="not trustworthy (not fitted)"))):
+                           (False, dict(fmt=FLAGGED_STYLE["marker"], **flagged_style))):
         part = [i for i, t in enumerate(rows) if t.trustworthy == trusted]
         if part:
             ax.errorbar(xs[part], ys[part], xerr=_yerr([rows[i].delta_acc for i in part]),
@@ -56,18 +87,15 @@ def delta_scatter(data: ReportData) -> Figure:
     for t, x, y in zip(rows, xs, ys):
         ax.annotate(t.task if t.trustworthy else f"{t.task} (not trustworthy)", (x, y), textcoords="offset points",
                     xytext=(4, 4), fontsize=8)
-    if data.fit is not None and len(xs):
+    if len(xs):
         span = np.linspace(min(xs.min(), 0.0) - 0.02, max(xs.max(), 0.0) + 0.02, 50)
-        f = data.fit
-        r = f.r if f.r is not None else float("nan")
-        ax.plot(span, f.slope * span + f.intercept, "--", color="#C44E52",
-                label=f"ΔECE = {f.slope:.3f}·ΔAcc {f.intercept:+.3f}  (r={r:.2f}, p={_fmt_p(f.p)})")
+        _draw_fits(ax, [data.fit, data.other_fit], span, "ΔECE", "ΔAcc")
     ax.axhline(0, color="#bbbbbb", lw=0.8)
     ax.axvline(0, color="#bbbbbb", lw=0.8)
     ax.set_xlabel("ΔAcc = Acc(RAFT) − Acc(FT)")
     ax.set_ylabel("ΔECE = −(ECE(RAFT) − ECE(FT))")
     ax.set_title("Accuracy gain vs calibration gain of RAFT over FT")
-    ax.legend(fontsize=8, loc="best")
+    _legend_below(ax, 7)
     fig.tight_layout()
     return fig
 
@@ -120,23 +148,28 @@ def reliability_diagram(task: str, bins_by_arm: dict[str, list[ReliabilityBin]],
 
 
 def difficulty_plot(data: ReportData, metric: str) -> Figure:
-    """A difficulty metric (x) against ΔAcc and ΔECE (y) per task, with fitted lines where available."""
+    """A difficulty metric (x) against ΔAcc and ΔECE (y) per task, with the fitted lines (both task sets when a
+    task is flagged; flagged tasks drawn with :data:`FLAGGED_STYLE`)."""
     rows = [t for t in data.tasks if metric in t.difficulty and t.delta_acc is not None]
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 5))
     for ax, target in zip(axes, ("delta_acc", "delta_ece")):
-        pts = [(t.difficulty[metric], getattr(t, target).value, t.task) for t in rows if getattr(t, target)]
+        pts = [(t.difficulty[metric], getattr(t, target).value, t) for t in rows if getattr(t, target)]
         if pts:
-            xs, ys, names = zip(*pts)
-            ax.scatter(xs, ys, color="#4C72B0")
-            for x, y, n in pts:
-                ax.annotate(n, (x, y), textcoords="offset points", xytext=(3, 3), fontsize=7)
-            fit = next((f for f in data.difficulty_fits if f.x == metric and f.y == target), None)
-            if fit is not None:
-                span = np.linspace(min(xs), max(xs), 20)
-                ax.plot(span, fit.slope * span + fit.intercept, "--", color="#C44E52",
-                        label=f"slope {fit.slope:.3g}, r={fit.r if fit.r is not None else float('nan'):.2f}, "
-                              f"p={_fmt_p(fit.p)}")
-                ax.legend(fontsize=7)
+            xs = [x for x, _, _ in pts]
+            for trusted in (True, False):
+                part = [(x, y) for x, y, t in pts if t.trustworthy == trusted]
+                if part and trusted:
+                    ax.scatter(*zip(*part), color="#4C72B0")
+                elif part:
+                    ax.plot(*zip(*part), **FLAGGED_STYLE)
+            for x, y, t in pts:
+                ax.annotate(t.task, (x, y), textcoords="offset points", xytext=(3, 3), fontsize=7)
+            fits = [next((f for f in group if f.x == metric and f.y == target), None)
+                    for group in (data.difficulty_fits, data.other_difficulty_fits)]
+            _draw_fits(ax, fits, np.linspace(min(xs), max(xs), 20), "ΔAcc" if target == "delta_acc" else "ΔECE",
+                       metric)
+            if ax.get_legend_handles_labels()[0]:
+                _legend_below(ax, 6)
         ax.axhline(0, color="#bbbbbb", lw=0.8)
         ax.set_xlabel(metric)
         ax.set_ylabel("ΔAcc" if target == "delta_acc" else "ΔECE")

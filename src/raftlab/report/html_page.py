@@ -6,7 +6,7 @@ import base64
 import datetime as _dt
 from html import escape
 
-from raftlab.report.data import Interval, ReportData, TaskSummary
+from raftlab.report.data import Interval, OLSFit, ReportData, TaskSummary
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;
@@ -43,6 +43,19 @@ def _ci(iv: Interval | None) -> str:
     if iv.low is None or iv.high is None:
         return f"{iv.value:+.4f}"
     return f"{iv.value:+.4f} [{iv.low:+.4f}, {iv.high:+.4f}]"
+
+
+def _p_text(f: OLSFit) -> str:
+    """``r=…, p=… two-sided, … one-tailed (H1: r &gt; 0)`` (escaped)."""
+    p = lambda v: "–" if v is None else f"{v:.3g}"  # noqa: E731  (p-values can be 1e-10)
+    return f"r={_num(f.r)}, p={p(f.p)} two-sided, {p(f.p_one_sided)} one-tailed ({escape(f.h1())})"
+
+
+def fit_html(f: OLSFit, fid: str) -> str:
+    """One across-task ΔECE-vs-ΔAcc fit: its tasks, line, r and p-values (the one-tailed p in the direction the
+    paper hypothesises, as its Tables 5, 9 and 10)."""
+    return (f'<p id="{fid}">OLS fit over {escape(f.tasks_text())}: ΔECE = {f.slope:.4f}·ΔAcc {f.intercept:+.4f}; '
+            f"Pearson {_p_text(f)}.</p>")
 
 
 def figure_html(fig_id: str, png: bytes, caption: str) -> str:
@@ -174,8 +187,12 @@ def checks_html(data: ReportData) -> str:
                 "answers outside the options, constant votes, prompt mismatch, train/test overlap).</p>")
     items = "".join(f'<li data-task="{escape(t.task)}"><b>{escape(t.task)}: not trustworthy</b> — '
                     + "; ".join(escape(r) for r in t.reasons) + "</li>" for t in flagged)
+    kept = data.fit is not None and data.fit.task_set == "all"
+    where = ("They are kept in the main across-task fits, as asked; the fits without them are shown beside."
+             if kept else "They are left out of the main across-task fits; the fits over all tasks, as the paper "
+             "fits them, are shown beside.")
     return ('<div id="checks" class="bad"><h2>Is this result trustworthy? No, for '
-            f'{len(flagged)} task(s)</h2><ul>{items}</ul><p>These tasks are left out of the across-task fit. '
+            f'{len(flagged)} task(s)</h2><ul>{items}</ul><p>{where} '
             "See docs/study.md, “Is this result trustworthy?”.</p></div>")
 
 
@@ -206,9 +223,8 @@ def difficulty_table_html(data: ReportData) -> str:
         "<tr>" + f"<td>{escape(t.task)}</td>" + "".join(f"<td>{_num(t.difficulty.get(m))}</td>" for m in metrics)
         + "</tr>" for t in data.tasks)
     fits = "".join(
-        f"<li>{escape(f.y)} = {f.slope:.4g}·{escape(f.x)} {f.intercept:+.4g} (r={_num(f.r)}, p={_num(f.p)} "
-        f"two-sided, {_num(f.p_one_sided)} one-tailed, "
-        f"n={f.n})</li>" for f in data.difficulty_fits)
+        f"<li>{escape(f.y)} = {f.slope:.4g}·{escape(f.x)} {f.intercept:+.4g} ({_p_text(f)}; "
+        f"{escape(f.tasks_text())})</li>" for f in data.difficulty_fits + data.other_difficulty_fits)
     return ('<table id="difficulty"><thead><tr>' + "".join(f"<th>{escape(h)}</th>" for h in head)
             + f"</tr></thead><tbody>{rows}</tbody></table>" + (f"<ul>{fits}</ul>" if fits else ""))
 
@@ -241,11 +257,7 @@ def render_page(data: ReportData, figures: list[tuple[str, bytes, str]], section
         body.append('<h2>The answer</h2><ul id="answer">' + "".join(f"<li>{escape(line)}</li>" for line in
                                                                      data.headline) + "</ul>")
     body.append(checks_html(data))
-    if data.fit is not None:
-        f = data.fit
-        body.append(f'<p id="fit">OLS fit over {f.n} tasks: ΔECE = {f.slope:.4f}·ΔAcc {f.intercept:+.4f}; '
-                    f"Pearson r = {_num(f.r)}, p = {_num(f.p)} (two-sided; one-tailed, H1: r &gt; 0, as the paper's "
-                    f"Table 10: {_num(f.p_one_sided)}).</p>")
+    body += [fit_html(f, fid) for f, fid in ((data.fit, "fit"), (data.other_fit, "other-fit")) if f is not None]
     body.append(_INTRO)
     if data.notes:
         body.append('<ul id="notes">' + "".join(f"<li>{escape(n)}</li>" for n in data.notes) + "</ul>")

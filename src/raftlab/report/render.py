@@ -30,7 +30,9 @@ def draw_figures(data: ReportData, fig_dir: Path) -> tuple[list[tuple[str, bytes
 
     if any(t.delta_acc is not None and t.delta_ece is not None for t in data.tasks):
         add("Accuracy vs calibration", "delta_scatter", F.delta_scatter(data),
-            "ΔAcc vs ΔECE per task with the OLS fit (Pearson r, p).")
+            "ΔAcc vs ΔECE per task with the OLS fit (Pearson r, one-tailed p). Tasks that fail an artifact "
+            "check are marked with a cross; when there are any, the fit is drawn over all tasks (as the paper) "
+            "and over the trustworthy tasks only.")
         add("Accuracy vs calibration", "delta_bars", F.delta_bars(data),
             "Per-task ΔAcc and ΔECE of RAFT over FT with 95% bootstrap CIs.")
     for task, bins_by_arm in data.reliability.items():

@@ -106,9 +106,14 @@ def latex_table(data: ReportData) -> str:
         ]) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
     caption = r"Accuracy and ECE (\%) of label-only finetuning (FT) and rationale-augmented finetuning (RAFT)."
-    if data.fit is not None and data.fit.r is not None:
-        caption += (f" OLS: $\\Delta$ECE $= {data.fit.slope:.3f}\\,\\Delta$Acc ${data.fit.intercept:+.3f}$, "
-                    f"$r={data.fit.r:.2f}$" + (f", $p={data.fit.p:.2g}$" if data.fit.p is not None else "") + ".")
+    for f in (data.fit, data.other_fit):
+        if f is not None and f.r is not None:
+            caption += (f" OLS over {latex_escape(f.tasks_text())}: $\\Delta$ECE $= {f.slope:.3f}\\,\\Delta$Acc "
+                        f"${f.intercept:+.3f}$, $r={f.r:.2f}$")
+            if f.p_one_sided is not None:
+                sign = ">" if f.direction == "positive" else "<"
+                caption += f", one-tailed $p={f.p_one_sided:.2g}$ ($H_1$: $r {sign} 0$)"
+            caption += "."
     lines += [r"\caption{" + caption + "}", r"\label{tab:raft-vs-ft}", r"\end{table}"]
     return "\n".join(lines) + "\n"
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from raftlab import layout
 from raftlab.layout import stage_path
+from raftlab.corrupt import read_json
 from raftlab.schema import Example
 from raftlab.storage import read_jsonl, write_json, write_jsonl
 from raftlab.study.config import ARM_OBJECTIVE, StudyConfig, TaskSpec, eval_arm
@@ -321,7 +322,8 @@ def analyze(cfg: StudyConfig, run_dir: Path, out: Path) -> dict[str, Any]:
         folder = run_dir / layout.mean_of_task(spec.name)
         if cfg.mean_of_task and (folder / "metrics.json").is_file():
             row = difficulty.setdefault(spec.name, {})
-            row["mean_of_task_accuracy"] = float(json.loads((folder / "metrics.json").read_text())["accuracy"])
+            metrics = read_json(folder / "metrics.json", f"delete {folder} and rerun the study to recompute it")
+            row["mean_of_task_accuracy"] = float(metrics["accuracy"])
             length = generated_lengths(folder)  # paper metric 2: what the untrained model writes (Eq. 8)
             if length is not None:
                 row["length"] = length

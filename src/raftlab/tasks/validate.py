@@ -105,5 +105,6 @@ def load_jsonl(path: str | Path, task: Any | None = None) -> list[Example]:
     """All Examples of a JSONL file; raises ``ValueError`` listing every bad line/field."""
     report = validate_jsonl(path, task)
     if report.errors:
-        raise ValueError(f"{path}: {len(report.errors)} invalid line(s):\n" + "\n".join(report.errors))
+        raise ValueError(f"{path}: {len(report.errors)} invalid line(s): " + "; ".join(report.errors)
+                         + f"; fix those lines and check with `raftlab data validate {path}`")
     return report.examples

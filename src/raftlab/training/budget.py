@@ -93,19 +93,20 @@ def choose_budget(requested: int | None, budget: Budget, what: str) -> int:
 def budget_for_model(model_dir: str | Path, task: Any, prompt_mode: str) -> Budget | None:
     """The budget a finetuned model needs, from its ``train_summary.json`` (its objective and training data);
     None when the model was not trained by raftlab or its training data is gone."""
-    import json
-
+    from raftlab.corrupt import read_json
     from raftlab.models import load_tokenizer
+    from raftlab.models.loading import model_fix
     from raftlab.training.config import TrainConfig
     from raftlab.training.data import load_examples
 
     summary = Path(model_dir) / "train_summary.json"
     if not summary.is_file():
         return None
+    saved = read_json(summary, model_fix(model_dir))  # damaged: an error, not a silent default budget
     try:
-        config = TrainConfig.model_validate(json.loads(summary.read_text(encoding="utf-8"))["config"])
+        config = TrainConfig.model_validate(saved["config"])
         examples = load_examples(config.data_paths(), config.objective)
-    except (OSError, ValueError, KeyError) as exc:
+    except (OSError, ValueError, KeyError, TypeError) as exc:
         logger.info("no generation budget from %s (%s)", summary, exc)
         return None
     tok = load_tokenizer(str(model_dir))

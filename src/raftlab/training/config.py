@@ -124,11 +124,18 @@ class TrainConfig(TrainSettings):
     def from_file(cls, path: str | Path, **overrides: Any) -> TrainConfig:
         """A config from a YAML/JSON mapping of its fields (what a launcher passes: ``raftlab train --config``),
         with ``overrides`` on top."""
+        from raftlab.corrupt import CorruptFile, yaml_problem
+
         path = Path(path)
         try:
             data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ValueError(f"{path}: cannot read the training config ({exc})") from None
+        except OSError as exc:
+            raise ValueError(f"{path}: cannot read the training config ({exc.strerror or exc})") from None
+        except UnicodeDecodeError as exc:
+            raise CorruptFile(f"{path}: not valid UTF-8 (byte {exc.start + 1}); fix or rewrite the training "
+                              "config") from None
+        except yaml.YAMLError as exc:
+            raise CorruptFile(f"{path}: {yaml_problem(exc)}; fix or rewrite the training config") from None
         if not isinstance(data, dict):
             raise ValueError(f"{path}: a training config must be a mapping of TrainConfig fields")
         return cls(**{**data, **overrides})

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
 from typing import Any
 
+from raftlab.corrupt import loading, read_json
 from raftlab.rationales.blank import add_think_tokens
 from raftlab.machine import describe_machine
 from raftlab.storage import settings_diff, write_json
@@ -298,7 +298,8 @@ def _finished(out: Path, config: TrainConfig) -> bool:
     summary = out / "train_summary.json"
     if not summary.is_file():
         return False
-    done = json.loads(summary.read_text(encoding="utf-8")).get("config") or {}
+    saved = read_json(summary, "delete it to train again, or use another --out")
+    done = (saved.get("config") if isinstance(saved, dict) else None) or {}
     return settings_diff(done, config.model_dump(mode="json")) in ([], ["resume"])
 
 
@@ -322,7 +323,9 @@ def run_training(config: TrainConfig):
         trainer = raft_trainer_cls()(**common)
     _quiet_progress(trainer)
     ckpts = sorted((out / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
-    result = trainer.train(resume_from_checkpoint=str(ckpts[-1]) if config.resume and ckpts else None)
+    resume = ckpts[-1] if config.resume and ckpts else None
+    with loading(resume, f"delete {resume} to resume from the checkpoint before it (or train without --resume)"):
+        result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     trainer.save_model(str(out))  # gathers FSDP/ZeRO-3 shards; only the main process writes
     if trainer.is_world_process_zero():
         tok.save_pretrained(out)

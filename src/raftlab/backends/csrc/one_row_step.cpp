@@ -167,6 +167,32 @@ void rotate(float* x, int64_t heads, int64_t dim, const float* cos, const float*
 
 const float* f32(const torch::Tensor& t) { return t.numel() ? t.data_ptr<float>() : nullptr; }
 
+// Every exported function checks what it reads or writes through raw pointers before touching it: a wrong
+// argument is a RuntimeError in Python, never a read or write out of bounds.
+
+// ``t`` is a contiguous CPU tensor of ``dtype`` and exactly ``shape``.
+void expect(const torch::Tensor& t, const char* fn, const std::string& what, at::ScalarType dtype,
+            c10::IntArrayRef shape) {
+  const bool ok = t.defined() && t.device().is_cpu() && t.scalar_type() == dtype && t.is_contiguous();
+  TORCH_CHECK(ok && t.sizes() == shape, fn, ": ", what, " must be a contiguous CPU ", dtype, " tensor of shape ", shape,
+              ", got ",
+              t.defined() ? "" : "an undefined tensor", t.defined() && !t.is_contiguous() ? "non-contiguous " : "",
+              t.defined() ? c10::str(t.device(), " ", t.scalar_type(), " ", t.sizes()) : "");
+}
+
+// Like expect, but an empty tensor (absent: no bias, no q/k norm) is accepted too.
+void expect_optional(const torch::Tensor& t, const char* fn, const std::string& what, at::ScalarType dtype,
+                     c10::IntArrayRef shape) {
+  if (!t.defined() || t.numel() != 0) expect(t, fn, what, dtype, shape);
+}
+
+// ``t`` is a CPU tensor of ``dtype`` with ``dims`` dimensions (contiguity checked by the caller where assumed).
+void expect_kind(const torch::Tensor& t, const char* fn, const char* what, at::ScalarType dtype, int64_t dims) {
+  TORCH_CHECK(t.defined() && t.device().is_cpu() && t.scalar_type() == dtype && t.dim() == dims, fn, ": ", what,
+              " must be a ", dims, "-D CPU ", dtype, " tensor, got ",
+              t.defined() ? c10::str(t.dim(), "-D ", t.device(), " ", t.scalar_type()) : "an undefined tensor");
+}
+
 }  // namespace
 
 // One new token through the model. ``layer_tensors``: 14 per layer, in this order: input norm weight (f32),
@@ -180,14 +206,56 @@ torch::Tensor step(int64_t token, int64_t position, int64_t index, const torch::
                    const torch::Tensor& final_norm, const torch::Tensor& lm_head, int64_t heads, int64_t kv_heads,
                    int64_t head_dim, double eps, double scaling) {
   constexpr size_t per_layer = 14;
-  const int64_t hidden_size = embed.size(1), n_layers = int64_t(keys.size());
+  constexpr const char* fn = "one_row_step";
+  const auto bf = torch::kBFloat16, f = torch::kFloat32;
   TORCH_CHECK(layer_tensors.size() == per_layer * keys.size() && values.size() == keys.size(),
-              "one_row_step: expected 14 tensors, a key and a value buffer per layer");
-  TORCH_CHECK(token >= 0 && token < embed.size(0), "one_row_step: token id out of range");
+              "one_row_step: expected 14 tensors, a key and a value buffer per layer, got ", layer_tensors.size(),
+              " tensors, ", keys.size(), " key and ", values.size(), " value buffers");
+  TORCH_CHECK(heads > 0 && kv_heads > 0 && heads % kv_heads == 0 && head_dim > 0 && head_dim % 2 == 0,
+              "one_row_step: heads (", heads, ") must be a positive multiple of kv_heads (", kv_heads,
+              ") and head_dim (", head_dim, ") positive and even");
+  expect_kind(embed, fn, "embed", bf, 2);
+  const int64_t hidden_size = embed.size(1), n_layers = int64_t(keys.size());
+  expect(embed, fn, "embed", bf, {embed.size(0), hidden_size});
+  TORCH_CHECK(token >= 0 && token < embed.size(0), "one_row_step: token id ", token, " out of range [0, ",
+              embed.size(0), ")");
   const int64_t q_size = heads * head_dim, kv_size = kv_heads * head_dim, half = head_dim / 2;
   const int64_t group = heads / kv_heads, length = index + 1;
+  expect(inv_freq, fn, "inv_freq", f, {half});
+  expect(final_norm, fn, "final_norm", f, {hidden_size});
+  expect_kind(lm_head, fn, "lm_head", bf, 2);
+  expect(lm_head, fn, "lm_head", bf, {lm_head.size(0), hidden_size});
 
+  if (n_layers) expect_kind(layer_tensors[11], fn, "layer 0 gate weight", bf, 2);
   const int64_t inter = n_layers ? layer_tensors[11].size(0) : 0;
+  for (int64_t l = 0; l < n_layers; ++l) {
+    const torch::Tensor* t = &layer_tensors[per_layer * l];
+    const std::string which = "layer " + std::to_string(l) + " ";
+    expect(t[0], fn, which + "input norm weight", f, {hidden_size});
+    expect(t[1], fn, which + "q weight", bf, {q_size, hidden_size});
+    expect(t[2], fn, which + "k weight", bf, {kv_size, hidden_size});
+    expect(t[3], fn, which + "v weight", bf, {kv_size, hidden_size});
+    expect_optional(t[4], fn, which + "q bias", f, {q_size});
+    expect_optional(t[5], fn, which + "k bias", f, {kv_size});
+    expect_optional(t[6], fn, which + "v bias", f, {kv_size});
+    expect_optional(t[7], fn, which + "q norm weight", f, {head_dim});
+    expect_optional(t[8], fn, which + "k norm weight", f, {head_dim});
+    expect(t[9], fn, which + "o weight", bf, {hidden_size, q_size});
+    expect(t[10], fn, which + "post-attention norm weight", f, {hidden_size});
+    expect(t[11], fn, which + "gate weight (every layer the same MLP width)", bf, {inter, hidden_size});
+    expect(t[12], fn, which + "up weight", bf, {inter, hidden_size});
+    expect(t[13], fn, which + "down weight", bf, {hidden_size, inter});
+    // the cache of one sequence: batch 1, room for the new position
+    expect_kind(keys[l], fn, "every key buffer", bf, 4);
+    const int64_t capacity = keys[l].size(2);
+    TORCH_CHECK(index >= 0 && index < capacity, "one_row_step: the cache of layer ", l, " has no room at index ",
+                index, " (capacity ", capacity, ")");
+    expect(keys[l], fn, which + "key buffer (batch 1)", bf, {1, kv_heads, capacity, head_dim});
+    expect(values[l], fn, which + "value buffer (batch 1)", bf, {1, kv_heads, capacity, head_dim});
+  }
+
+  // everything below reads only the checked buffers and no Python object: other Python threads run meanwhile
+  py::gil_scoped_release no_gil;
   std::vector<float> h(hidden_size), qkv(q_size + 2 * kv_size), attn(q_size), cos(head_dim), sin(head_dim);
   std::vector<float> gate(inter), up(inter);
   std::vector<bf16> x(hidden_size), attn_b(q_size), act(inter);
@@ -221,7 +289,6 @@ torch::Tensor step(int64_t token, int64_t position, int64_t index, const torch::
     rotate(k, kv_heads, head_dim, cos.data(), sin.data());
 
     const int64_t capacity = keys[l].size(2);
-    TORCH_CHECK(index < capacity, "one_row_step: the cache has no room at index ", index);
     bf16* kc = reinterpret_cast<bf16*>(keys[l].data_ptr<at::BFloat16>());
     bf16* vc = reinterpret_cast<bf16*>(values[l].data_ptr<at::BFloat16>());
     for (int64_t g = 0; g < kv_heads; ++g)
@@ -244,7 +311,6 @@ torch::Tensor step(int64_t token, int64_t position, int64_t index, const torch::
     gemv(t[9], attn_b.data(), h.data(), true);
 
     rms_norm(h.data(), f32(t[10]), hidden_size, eps, x.data());
-    TORCH_CHECK(t[11].size(0) == inter, "one_row_step: every layer must have the same MLP width");
     gemv(t[11], x.data(), gate.data(), false);
     gemv(t[12], x.data(), up.data(), false);
     for (int64_t i = 0; i < inter; ++i) {
@@ -262,10 +328,10 @@ torch::Tensor step(int64_t token, int64_t position, int64_t index, const torch::
 // w x for a bf16 matrix (rows x cols) and a bf16 vector: float32 (rows,). The step's matrix-vector product, for
 // tests and for measuring how fast it reads memory.
 torch::Tensor matvec(const torch::Tensor& w, const torch::Tensor& x) {
-  TORCH_CHECK(w.dim() == 2 && w.scalar_type() == torch::kBFloat16 && w.is_contiguous(), "matvec: w must be a "
-              "contiguous 2-D bf16 tensor");
-  TORCH_CHECK(x.dim() == 1 && x.scalar_type() == torch::kBFloat16 && x.is_contiguous() && x.size(0) == w.size(1),
-              "matvec: x must be a contiguous bf16 vector of w.size(1) elements");
+  TORCH_CHECK(w.device().is_cpu() && w.dim() == 2 && w.scalar_type() == torch::kBFloat16 && w.is_contiguous(),
+              "matvec: w must be a contiguous 2-D CPU bf16 tensor");
+  TORCH_CHECK(x.device().is_cpu() && x.dim() == 1 && x.scalar_type() == torch::kBFloat16 && x.is_contiguous() &&
+              x.size(0) == w.size(1), "matvec: x must be a contiguous CPU bf16 vector of w.size(1) elements");
   auto y = torch::empty({w.size(0)}, torch::dtype(torch::kFloat32));
   gemv(w, reinterpret_cast<const bf16*>(x.data_ptr<at::BFloat16>()), y.data_ptr<float>(), false);
   return y;
@@ -273,8 +339,9 @@ torch::Tensor matvec(const torch::Tensor& w, const torch::Tensor& x) {
 
 // RMSNorm of every row of a bf16 tensor (..., n) with a float32 weight (n,): bf16, rounded once.
 torch::Tensor rms_norm_rows(const torch::Tensor& x_in, const torch::Tensor& weight, double eps) {
-  TORCH_CHECK(x_in.scalar_type() == torch::kBFloat16 && weight.scalar_type() == torch::kFloat32 &&
-              weight.dim() == 1 && x_in.size(-1) == weight.size(0), "rms_norm_rows: bf16 rows, float32 weight");
+  TORCH_CHECK(x_in.device().is_cpu() && x_in.scalar_type() == torch::kBFloat16 && x_in.dim() >= 1,
+              "rms_norm_rows: x must be a CPU bf16 tensor of rows (..., n)");
+  expect(weight, "rms_norm_rows", "weight", torch::kFloat32, {x_in.size(-1)});
   const auto x = x_in.contiguous();
   const int64_t n = x.size(-1), rows = n ? x.numel() / n : 0;
   auto out = torch::empty_like(x);
@@ -314,13 +381,17 @@ torch::Tensor rms_norm_rows(const torch::Tensor& x_in, const torch::Tensor& weig
 // with float32 cos/sin (rows, dim): (rows, heads, 1, dim) bf16, rounded once.
 torch::Tensor rotary_heads(const torch::Tensor& qkv_in, const torch::Tensor& cos_in, const torch::Tensor& sin_in,
                            int64_t heads, int64_t dim) {
+  TORCH_CHECK(qkv_in.device().is_cpu() && qkv_in.scalar_type() == torch::kBFloat16 && qkv_in.dim() >= 1 &&
+              qkv_in.size(-1) > 0 && heads >= 0 && dim > 0 && dim % 2 == 0 && heads * dim <= qkv_in.size(-1),
+              "rotary_heads: qkv must be CPU bf16 rows (..., width) holding at least heads x dim values, dim even");
   const auto qkv = qkv_in.contiguous();
-  const auto cos = cos_in.contiguous(), sin = sin_in.contiguous();
   const int64_t width = qkv.size(-1), rows = qkv.numel() / width, half = dim / 2;
-  TORCH_CHECK(qkv.scalar_type() == torch::kBFloat16 && heads * dim <= width && dim % 2 == 0,
-              "rotary_heads: bf16 rows holding at least heads x dim values");
-  TORCH_CHECK(cos.scalar_type() == torch::kFloat32 && sin.scalar_type() == torch::kFloat32 &&
-              cos.numel() == rows * dim && sin.numel() == rows * dim, "rotary_heads: float32 cos/sin (rows, dim)");
+  expect_kind(cos_in, "rotary_heads", "cos", torch::kFloat32, 2);
+  expect_kind(sin_in, "rotary_heads", "sin", torch::kFloat32, 2);
+  TORCH_CHECK(cos_in.size(0) == rows && cos_in.size(1) == dim && sin_in.sizes() == cos_in.sizes(),
+              "rotary_heads: cos and sin must be (rows, dim) = (", rows, ", ", dim, "), got ", cos_in.sizes(), " and ",
+              sin_in.sizes());
+  const auto cos = cos_in.contiguous(), sin = sin_in.contiguous();
   auto out = torch::empty({rows, heads, 1, dim}, qkv.options());
   const bf16* x = reinterpret_cast<const bf16*>(qkv.data_ptr<at::BFloat16>());
   bf16* o = reinterpret_cast<bf16*>(out.data_ptr<at::BFloat16>());
@@ -348,17 +419,28 @@ torch::Tensor rotary_heads(const torch::Tensor& qkv_in, const torch::Tensor& cos
 torch::Tensor own_attention_merge(const torch::Tensor& query, const torch::Tensor& key, const torch::Tensor& value,
                                   const torch::Tensor& from_prompt_in, const torch::Tensor& prompt_lse_in,
                                   double scaling) {
+  constexpr const char* fn = "own_attention_merge";
+  expect_kind(query, fn, "query", torch::kBFloat16, 4);
+  expect_kind(key, fn, "key", torch::kBFloat16, 4);
+  expect_kind(value, fn, "value", torch::kBFloat16, 4);
   const int64_t rows = query.size(0), heads = query.size(1), dim = query.size(3);
-  const int64_t kv_heads = key.size(1), tokens = key.size(2), group = heads / kv_heads;
-  TORCH_CHECK(query.scalar_type() == torch::kBFloat16 && key.scalar_type() == torch::kBFloat16 &&
-              value.scalar_type() == torch::kBFloat16 && query.stride(3) == 1 && key.stride(3) == 1 &&
-              value.stride(3) == 1 && key.size(0) == rows && value.sizes() == key.sizes() && tokens >= 1 &&
-              heads % kv_heads == 0 && key.stride(2) == dim && value.stride(2) == dim,
-              "own_attention_merge: bf16 query/key/value of matching shapes, token rows contiguous");
+  const int64_t kv_heads = key.size(1), tokens = key.size(2);
+  TORCH_CHECK(query.size(2) == 1 && key.size(0) == rows && key.size(3) == dim && value.sizes() == key.sizes() &&
+              tokens >= 1 && kv_heads >= 1 && heads % kv_heads == 0,
+              "own_attention_merge: query (rows, heads, 1, dim) and key/value (rows, kv_heads, tokens >= 1, dim) "
+              "with heads a multiple of kv_heads, got ", query.sizes(), ", ", key.sizes(), ", ", value.sizes());
+  TORCH_CHECK(query.stride(3) == 1 && key.stride(3) == 1 && value.stride(3) == 1 && key.stride(2) == dim &&
+              value.stride(2) == dim, "own_attention_merge: query/key/value need contiguous rows of dim values and "
+              "key/value contiguous token rows");
+  const int64_t group = heads / kv_heads;
+  TORCH_CHECK(from_prompt_in.device().is_cpu() && from_prompt_in.scalar_type() == torch::kBFloat16 &&
+              from_prompt_in.numel() == rows * heads * dim, "own_attention_merge: from_prompt must be CPU bf16 "
+              "(rows, heads, dim)");
+  TORCH_CHECK(prompt_lse_in.device().is_cpu() && prompt_lse_in.is_floating_point() &&
+              prompt_lse_in.numel() == rows * heads,
+              "own_attention_merge: prompt_lse must be CPU floats (rows, heads)");
   const auto from_prompt = from_prompt_in.contiguous();
   const auto prompt_lse = prompt_lse_in.to(torch::kFloat32).contiguous();
-  TORCH_CHECK(from_prompt.numel() == rows * heads * dim && prompt_lse.numel() == rows * heads,
-              "own_attention_merge: from_prompt (rows, heads, dim) and prompt_lse (rows, heads)");
   auto out = torch::empty({rows, 1, heads, dim}, query.options());
   const bf16* q = reinterpret_cast<const bf16*>(query.data_ptr<at::BFloat16>());
   const bf16* k = reinterpret_cast<const bf16*>(key.data_ptr<at::BFloat16>());
