@@ -31,6 +31,7 @@ from raftlab.backends.base import Backend, Generation, SamplingParams
 from raftlab.rationales.store import RationaleStore
 from raftlab.schema import INVALID, Example
 from raftlab.storage import write_json, write_jsonl
+from raftlab.rationales.gold_filter import REASONS, judge_output
 from raftlab.tasks.answers import strip_answer_sentence
 
 def _prompt_hash(prompt: str) -> str:
@@ -173,7 +174,7 @@ def generate_rationales(
 
     def record(ex: Example, attempt: int, prompt: str, gen: Generation | None, err: str | None,
                latency: float) -> None:
-        raw, answer, correct, err, rationale = _check(task, ex, gen, err)
+        raw, answer, correct, err, rationale = _check(task, ex, prompt, gen, err)
         failed = not correct and attempt == max_retries
         db.record_attempt(ex.id, attempt, _prompt_hash(prompt), raw, answer, correct, err, latency,
                           gen.num_tokens if gen is not None else 0, rationale, failed_for_good=failed)
@@ -226,20 +227,17 @@ def generate_rationales(
     return stats
 
 
-def _check(task: Any, ex: Example, gen: Generation | None,
+def _check(task: Any, ex: Example, prompt: str, gen: Generation | None,
            err: str | None) -> tuple[str, str, bool, str | None, str | None]:
-    """(raw, parsed answer, correct, error, rationale to keep) for one teacher output."""
+    """(raw, parsed answer, kept, error or rejection reason, rationale to keep) for one teacher output
+    (:mod:`raftlab.rationales.gold_filter`)."""
     raw = gen.text if gen is not None else ""
     if err is None and not raw.strip():
         err = "empty output"
-    answer = task.extract(raw, ex) if err is None else INVALID
-    correct = err is None and answer != INVALID and task.is_correct(answer, ex)
-    if err is None and answer == INVALID:
-        err = "unparseable answer"
-    rationale = strip_answer_sentence(raw) if correct else None
-    if correct and not rationale:
-        correct, rationale, err = False, None, "no rationale before the answer"
-    return raw, answer, correct, err, rationale
+    if err is not None:
+        return raw, INVALID, False, err, None
+    verdict = judge_output(task, ex, raw, prompt)
+    return raw, verdict.answer, verdict.kept, verdict.reason, verdict.rationale
 
 
 class _Sender:
@@ -326,13 +324,14 @@ def _stats(db: RationaleStore, tokenizer: Any) -> dict[str, Any]:
         "kept": len(kept),
         "failed": db.count("failures"),
         "attempts": len(attempts),
-        "errors": sum(a["error"] is not None for a in attempts),
+        "errors": sum(a["error"] is not None and a["error"] not in REASONS for a in attempts),
         "examples_in_progress": attempted - len(kept) - db.count("failures"),
         "kept_ratio": len(kept) / attempted if attempted else 0.0,
         "attempts_per_example": len(attempts) / attempted if attempted else 0.0,
         "attempts_per_kept": statistics.mean(a for _, _, a in kept) if kept else None,
         "kept_at_attempt": {str(k): v for k, v in sorted(Counter(a for _, _, a in kept).items())},
         "error_counts": dict(Counter(a["error"] for a in attempts if a["error"] is not None).most_common(10)),
+        "rejections": {reason: sum(a["error"] == reason for a in attempts) for reason in REASONS},
         "latency_mean_s": statistics.mean(a["latency"] for a in attempts) if attempts else None,
         "teacher_tokens": sum(a["tokens"] or 0 for a in attempts),
         "length_unit": "tokens" if tokenizer else "words",

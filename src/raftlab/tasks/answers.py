@@ -27,6 +27,7 @@ __all__ = [
     "answer_sentence",
     "answer_stop_pattern",
     "canonical_number",
+    "answer_statements",
     "cut_at_answer",
     "extract_answer",
     "numbers_equal",
@@ -318,6 +319,21 @@ def _answer_clauses(text: str) -> Iterator[str]:
                 pos = nl + 1
     for m in reversed(list(_REVERSED_CUE.finditer(text))):
         yield m.group(1)
+
+
+def answer_statements(text: str, example_or_task: Any) -> list[str]:
+    """Every answer ``text`` states: the parsed value of each answer cue's clause that parses ("The answer is",
+    ``\boxed{}``, "Answer:", "(B) is the correct answer"), whatever its position. The gold filter requires them
+    all to agree."""
+    spec = AnswerSpec.of(example_or_task)
+    parse = (lambda s: parse_number(s)) if spec.answer_type == "number" else (lambda s: parse_choice(s, spec))
+    found = []
+    for clause in _answer_clauses(text):
+        if clause.strip(_STRIP_CHARS):
+            value = parse(clause)
+            if value != INVALID:
+                found.append(value)
+    return found
 
 
 def extract_answer(text: Any, example_or_task: Any) -> str:
