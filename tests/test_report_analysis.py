@@ -163,3 +163,25 @@ def test_report_and_analyze_show_both_fits_and_mark_the_flagged_point(flagged_ru
     assert f"OLS over all 5 tasks: ΔECE = {other.slope:.4f}·ΔAcc" in text
     saved = json.loads((tmp_path / "a.json").read_text())
     assert saved["fit"]["task_set"] == "trustworthy" and saved["other_fit"]["task_set"] == "all"
+
+
+def test_the_answer_line_uses_the_tables_sign_convention(tmp_path):
+    """One convention everywhere: the answer line's ΔECE is the table's −(ECE_RAFT − ECE_FT), same value and CI."""
+    from raftlab.analysis import analyze_study
+    from raftlab.analysis.headline import headline
+
+    from _report_helpers import write_fake_run
+
+    run = write_fake_run(tmp_path / "run", {"alpha": (0.3, 0.8), "beta": (0.6, 0.6), "gamma": (0.5, 0.2)}, n=60)
+    result = analyze_study(run, n_boot=200, seed=0)
+    lines = headline(result)
+    for row in result.tasks:
+        line = next(line for line in lines if line.startswith(f"{row.task}:"))
+        d = row.delta.delta_ece
+        shown = f"ΔECE {d.value:+.2f} [{d.low:+.2f}, {d.high:+.2f}]".replace("-", "−")
+        assert shown in line, line
+        if d.low > 0:
+            assert "better calibrated" in line
+        if d.high < 0:
+            assert "worse calibrated" in line
+    assert any("calibrated" in line for line in lines)  # at least one CI resolves, so the words are checked

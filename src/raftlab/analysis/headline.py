@@ -1,8 +1,9 @@
 """The answer of a study in words: one line per task (RAFT vs FT: accuracy, ECE, cost), then the across-task fit.
 
-Example: ``synth_arith: RAFT +0.41 accuracy [+0.30, +0.52], ECE −0.12 [−0.18, −0.05], at 11.0× the tokens per
-question → more accurate, better calibrated``. ECE here is the raw difference ECE_RAFT − ECE_FT (negative: RAFT is
-better calibrated), with the paired bootstrap 95% CI. Words are only used where the CI excludes zero.
+Example: ``synth_arith: RAFT vs FT ΔAcc +0.41 [+0.30, +0.52], ΔECE +0.12 [+0.05, +0.18], at 11.0× the tokens per
+question → more accurate, better calibrated``. ΔAcc and ΔECE are the paper's, as in every table of the report:
+ΔAcc = Acc_RAFT − Acc_FT, ΔECE = −(ECE_RAFT − ECE_FT) (positive: RAFT is better calibrated), each with its paired
+bootstrap 95% CI. Words are only used where the CI excludes zero.
 """
 
 from __future__ import annotations
@@ -31,6 +32,11 @@ def _direction(iv: Interval, up: str, down: str) -> str | None:
     return None
 
 
+def _negated(iv: Interval) -> Interval:
+    return Interval(value=-iv.value, low=None if iv.high is None else -iv.high,
+                    high=None if iv.low is None else -iv.low)
+
+
 def _ratio(cost: dict[str, dict[str, Any]], a: str, b: str, key: str) -> float | None:
     x, y = (cost.get(a) or {}).get(key), (cost.get(b) or {}).get(key)
     return x / y if isinstance(x, (int, float)) and isinstance(y, (int, float)) and y > 0 else None
@@ -41,13 +47,14 @@ def task_line(row: Any, baseline: str = "ft", treatment: str = "raft") -> str | 
     if row.delta is None:
         return None
     diff = contrast_intervals(row.delta)  # raw differences treatment − baseline
-    acc, ece = diff["accuracy"], diff["ece"]
-    line = f"{row.task}: {treatment.upper()} {_with_ci(acc)} accuracy, ECE {_with_ci(ece)}"
+    acc, ece = diff["accuracy"], _negated(diff["ece"])  # ΔECE: positive when the treatment is better calibrated
+    line = (f"{row.task}: {treatment.upper()} vs {baseline.upper()} ΔAcc {_with_ci(acc)}, "
+            f"ΔECE {_with_ci(ece)}")
     tokens = _ratio(row.cost, treatment, baseline, "tokens_per_question")
     if tokens is not None:
         line += f", at {tokens:.1f}× the tokens per question"
     words = [w for w in (_direction(acc, "more accurate", "less accurate"),
-                         _direction(ece, "worse calibrated", "better calibrated")) if w]
+                         _direction(ece, "better calibrated", "worse calibrated")) if w]
     line += " → " + (", ".join(words) if words else "no difference the CIs can resolve")
     if not row.trustworthy:
         line += " (NOT TRUSTWORTHY: " + "; ".join(row.reasons) + ")"
