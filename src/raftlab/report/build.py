@@ -26,9 +26,12 @@ def reliability_from_records(records: list[dict], n_bins: int = 10) -> list[Reli
     return [ReliabilityBin(**row) for row in bins.to_dicts()]
 
 
-def add_records(data: ReportData, run_dir: Path, samples_per_task: int = 3) -> ReportData:
-    """Output samples (and reliability bins the analysis did not provide) from ``RUN/eval/<arm>/<task>/*.jsonl``."""
+def add_records(data: ReportData, run_dir: Path, samples_per_task: int = 3,
+                stages: frozenset[str] | None = None) -> ReportData:
+    """Output samples (and reliability bins the analysis did not provide) from ``RUN/eval/<arm>/<task>/*.jsonl``
+    (only the eval stages in ``stages`` when given: a folder left by an earlier config is not this study's)."""
     for task, arms in layout.eval_dirs(run_dir).items():
+        arms = {a: f for a, f in arms.items() if stages is None or layout.evaluation(a, task) in stages}
         records = {arm: read_records(folder) for arm, folder in arms.items()}
         order = [a for a in data.arms if a in records] + [a for a in records if a not in data.arms]
         data.reliability.setdefault(task, {})
@@ -57,6 +60,11 @@ def study_meta(run_dir: Path) -> dict[str, Any]:
         raise CorruptFile(f"{path}: {what}; {fix}") from None
     if not isinstance(cfg, dict):
         raise CorruptFile(f"{path}: not a YAML mapping; {fix}")
+    return settings_meta(cfg)
+
+
+def settings_meta(cfg: Any) -> dict[str, Any]:
+    """The study settings the report shows, from a config mapping (or anything with ``.get``)."""
     ev, teacher, train = cfg.get("eval") or {}, cfg.get("teacher") or {}, cfg.get("train") or {}
     meta = {"study": cfg.get("name"), "student": cfg.get("model"), "teacher": teacher.get("backend"),
             "training": "LoRA" if train.get("lora") else "full finetuning",
@@ -64,9 +72,12 @@ def study_meta(run_dir: Path) -> dict[str, Any]:
     return {k: v for k, v in meta.items() if v is not None}
 
 
-def add_info_gain(data: ReportData, run_dir: Path) -> ReportData:
-    """Information-gain curves saved by the study (``RUN/info_gain/<task>/curves.json``)."""
+def add_info_gain(data: ReportData, run_dir: Path, stages: frozenset[str] | None = None) -> ReportData:
+    """Information-gain curves saved by the study (``RUN/info_gain/<task>/curves.json``; only those of the stages in
+    ``stages`` when given)."""
     for path in sorted(run_dir.glob(layout.INFO_GAIN_CURVES)):
+        if stages is not None and layout.info_gain(path.parent.name) not in stages:
+            continue
         saved = read_json(path, "delete it (the report then leaves out that task's information-gain curves)")
         curves = {str(k): [float(x) for x in v] for k, v in (saved.get("curves") or {}).items() if v}
         if curves:
@@ -76,11 +87,14 @@ def add_info_gain(data: ReportData, run_dir: Path) -> ReportData:
     return data
 
 
-def report_data(source: Any, samples_per_task: int = 3) -> ReportData:
+def report_data(source: Any, samples_per_task: int = 3, *, meta: dict[str, Any] | None = None,
+                stages: frozenset[str] | None = None) -> ReportData:
     """:class:`ReportData` from a ReportData, a run directory, or a :mod:`raftlab.analysis` result.
 
     For a run directory the saved analysis (``RUN/analysis/analysis.json``) is used when present,
-    otherwise the records are analysed now with :func:`raftlab.analysis.analyze_study`.
+    otherwise the records are analysed now with :func:`raftlab.analysis.analyze_study`. ``meta`` (the study's
+    settings, given by the study itself) replaces what ``RUN/study.yaml`` says; ``stages`` limits the eval and
+    information-gain folders read to those stages.
     """
     if isinstance(source, ReportData):
         return source
@@ -98,9 +112,9 @@ def report_data(source: Any, samples_per_task: int = 3) -> ReportData:
 
             data = from_analysis(analyze_study(run_dir))
         data.title = f"raftlab study report: {run_dir.resolve().name}"
-        data.meta.update(study_meta(run_dir))
-        add_info_gain(data, run_dir)
-        return add_records(data, run_dir, samples_per_task)
+        data.meta.update(study_meta(run_dir) if meta is None else meta)
+        add_info_gain(data, run_dir, stages)
+        return add_records(data, run_dir, samples_per_task, stages)
     return from_analysis(source)
 
 

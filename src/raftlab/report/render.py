@@ -51,7 +51,8 @@ def draw_figures(data: ReportData, fig_dir: Path) -> tuple[list[tuple[str, bytes
     return figs, sections
 
 
-def render_report(source: Any, out_dir: str | Path | None = None, *, samples_per_task: int = 3) -> Path:
+def render_report(source: Any, out_dir: str | Path | None = None, *, samples_per_task: int = 3,
+                  meta: dict[str, Any] | None = None, stages: frozenset[str] | None = None) -> Path:
     """Write the report for ``source`` into ``out_dir`` and return the HTML file's path.
 
     ``source`` is a run directory (its ``eval/`` records are analysed with :mod:`raftlab.analysis`),
@@ -61,7 +62,7 @@ def render_report(source: Any, out_dir: str | Path | None = None, *, samples_per
     """
     from raftlab.report.build import report_data
 
-    data = report_data(source, samples_per_task=samples_per_task)
+    data = report_data(source, samples_per_task=samples_per_task, meta=meta, stages=stages)
     if out_dir is None:
         if not isinstance(source, (str, Path)):
             raise ValueError("out_dir is required when the source is not a run directory")

@@ -78,7 +78,8 @@ def _analysis(cfg: StudyConfig, spec: TaskSpec | None) -> list[str]:
 
 
 def _report(cfg: StudyConfig, spec: TaskSpec | None) -> list[str]:
-    return ["samples_per_task"]
+    return ["samples_per_task", "name", "model", "seed", "teacher.backend", "train.lora", "eval.mode", "eval.k",
+            "eval.temperature"]
 
 
 #: The config fields each stage kind reads: ``kind -> (config, the stage's task or None) -> paths``.

@@ -33,8 +33,8 @@ class StudySteps:
     rationales: Callable[..., Outputs]  # (config, task_spec, data_out, out_dir)
     train: Callable[..., Outputs]  # (config, task_spec, arm, rationale_out, out_dir)
     evaluate: Callable[..., Outputs]  # (config, task_spec, arm, train_out, data_out, out_dir, rationale_out)
-    analyze: Callable[..., Outputs]  # (config, run_dir, out_dir)
-    report: Callable[..., Outputs]  # (config, run_dir, analysis_out, out_dir)
+    analyze: Callable[..., Outputs]  # (config, run_dir, out_dir, the planned eval/difficulty stage names)
+    report: Callable[..., Outputs]  # (config, run_dir, analysis_out, out_dir, the planned eval/info-gain stages)
     #: (config, task_spec, mode "direct"|"cot", data_out, out_dir, rationale_out): the untrained arms ① and ②
     prompt_eval: Callable[..., Outputs] | None = None
     #: (config, task_spec, {task: rationale_out}, data_out, out_dir); runs when config.mean_of_task is set
@@ -73,10 +73,35 @@ class Stage:
     view: ConfigView | None = None
 
 
+def task_source(spec: TaskSpec) -> dict[str, Any]:
+    """What a task's data stage reads besides the config: the task's definition and its local files (fingerprints;
+    empty for a name no registry knows, as in tests with fake steps)."""
+    from raftlab.study.config import stable_hash
+    from raftlab.tasks import get_task
+    from raftlab.tasks.loaders import data_fingerprint
+
+    try:
+        task = get_task(spec.name)
+    except KeyError:
+        return {}
+    definition = task.model_dump(mode="json", exclude={"description", "notes", "license"})
+    return {"task": stable_hash(definition), "files": data_fingerprint(task, spec.data_dir)}
+
+
+def model_environment() -> dict[str, Any]:
+    """What decides the dtype models run in besides the config (``RAFTLAB_DTYPE``, bf16 hardware)."""
+    import os
+
+    from raftlab.machine import cpu_has_fast_bf16
+
+    return {"RAFTLAB_DTYPE": os.environ.get("RAFTLAB_DTYPE"), "cpu_bf16": cpu_has_fast_bf16()}
+
+
 def plan(cfg: StudyConfig, steps: StudySteps, run_dir: Path) -> list[Stage]:
     """Every stage of the study, in an order that respects the dependencies, each with its key."""
     stages: list[Stage] = []
     keys: dict[str, str] = {}
+    env = model_environment()
 
     def add(name: str, kind: str, spec: TaskSpec | None, deps: tuple[str, ...],
             work: Callable[[ConfigView, ConfigView | None, dict[str, Outputs], Path], Outputs],
@@ -90,7 +115,7 @@ def plan(cfg: StudyConfig, steps: StudySteps, run_dir: Path) -> list[Stage]:
 
     def add_sources(spec: TaskSpec) -> None:
         data, rats = layout.data(spec.name), layout.rationales(spec.name)
-        add(data, "data", spec, (), lambda c, t, d, out: steps.prepare_data(c, t, out))
+        add(data, "data", spec, (), lambda c, t, d, out: steps.prepare_data(c, t, out), **task_source(spec))
         add(rats, "rationales", spec, (data,), lambda c, t, d, out, data=data: steps.rationales(c, t, d[data], out))
 
     if cfg.protocol == "leave_one_task_out":  # every task's rationales before any training
@@ -104,7 +129,7 @@ def plan(cfg: StudyConfig, steps: StudySteps, run_dir: Path) -> list[Stage]:
             for arm, mode in layout.PROMPT_ARMS.items():
                 add(layout.prompting(arm, spec.name), "prompting", spec, (data, rats),
                     lambda c, t, d, out, mode=mode, data=data, rats=rats:
-                    steps.prompt_eval(c, t, mode, d[data], out, d[rats]), mode=mode)
+                    steps.prompt_eval(c, t, mode, d[data], out, d[rats]), mode=mode, env=env)
         # what each arm trains on: the task's own rationales, or (leave one task out) every other task's
         sources = ((rats,) if cfg.protocol == "per_task" else
                    tuple(layout.rationales(t.name) for t in cfg.tasks if t.name != spec.name))
@@ -113,14 +138,14 @@ def plan(cfg: StudyConfig, steps: StudySteps, run_dir: Path) -> list[Stage]:
             add(train, "train", spec, sources,
                 lambda c, t, d, out, arm=arm, sources=sources:
                 steps.train(c, t, arm, d[sources[0]] if len(sources) == 1 else [d[s] for s in sources], out),
-                arm=arm)
+                arm=arm, env=env)
             both = cfg.eval.both_prompts or arm in BOTH_PROMPTS_ALWAYS
             modes = [ARM_PROMPT_MODE[arm]] + ([m for m in PROMPT_MODES if m != ARM_PROMPT_MODE[arm]] if both else [])
             for mode in modes:
                 evaluated = arm if mode == ARM_PROMPT_MODE[arm] else f"{arm}@{mode}"
                 add(layout.evaluation(evaluated, spec.name), "eval", spec, (train, data, rats),
                     lambda c, t, d, out, arm=evaluated, train=train, data=data, rats=rats:
-                    steps.evaluate(c, t, arm, d[train], d[data], out, d[rats]), arm=evaluated, mode=mode)
+                    steps.evaluate(c, t, arm, d[train], d[data], out, d[rats]), arm=evaluated, mode=mode, env=env)
         if cfg.reference is not None and steps.reference is not None:
             add(layout.reference(spec.name), "reference", spec, (data,),
                 lambda c, t, d, out, data=data: steps.reference(c, t, d[data], out))
@@ -128,17 +153,18 @@ def plan(cfg: StudyConfig, steps: StudySteps, run_dir: Path) -> list[Stage]:
             trains = {arm: layout.train(arm, spec.name) for arm in cfg.arms}
             add(layout.info_gain(spec.name), "info_gain", spec, (rats, *trains.values()),
                 lambda c, t, d, out, trains=trains, rats=rats:
-                steps.info_gain(c, t, {arm: d[name] for arm, name in trains.items()}, d[rats], out))
+                steps.info_gain(c, t, {arm: d[name] for arm, name in trains.items()}, d[rats], out), env=env)
     if cfg.mean_of_task and steps.mean_of_task is not None:
         all_rats = {spec.name: layout.rationales(spec.name) for spec in cfg.tasks}
         for spec in cfg.tasks:  # after every task's rationales exist (the demonstrations come from other tasks)
             data = layout.data(spec.name)
             add(layout.mean_of_task(spec.name), "mean_of_task", spec, (data, *all_rats.values()),
                 lambda c, t, d, out, data=data:
-                steps.mean_of_task(c, t, {name: d[stage] for name, stage in all_rats.items()}, d[data], out))
+                steps.mean_of_task(c, t, {name: d[stage] for name, stage in all_rats.items()}, d[data], out), env=env)
     evals = tuple(s.name for s in stages if s.name.split("/")[0] in ("eval", "difficulty"))
-    add(layout.ANALYSIS, "analysis", None, evals, lambda c, t, d, out: steps.analyze(c, run_dir, out))
+    add(layout.ANALYSIS, "analysis", None, evals,
+        lambda c, t, d, out: steps.analyze(c, run_dir, out, frozenset(evals)))
     info = tuple(s.name for s in stages if s.name.startswith("info_gain/"))
-    add(layout.REPORT, "report", None, (layout.ANALYSIS, *info),
-        lambda c, t, d, out: steps.report(c, run_dir, d[layout.ANALYSIS], out))
+    add(layout.REPORT, "report", None, (layout.ANALYSIS, *info),  # reads the evals too: analysis depends on them
+        lambda c, t, d, out: steps.report(c, run_dir, d[layout.ANALYSIS], out, frozenset((*evals, *info))))
     return stages

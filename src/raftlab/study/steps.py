@@ -309,25 +309,27 @@ def reference(cfg: StudyConfig, spec: TaskSpec, data_out: dict[str, Any], out: P
     return {"n": len(questions), "accuracy": float(metrics["accuracy"])}
 
 
-def analyze(cfg: StudyConfig, run_dir: Path, out: Path) -> dict[str, Any]:
+def analyze(cfg: StudyConfig, run_dir: Path, out: Path, stages: frozenset[str]) -> dict[str, Any]:
     """ΔAcc/ΔECE with bootstrap CIs per task, the OLS fit, and difficulty fits (raftlab.analysis);
-    the untrained arms ① and ② are analysed with the others (the four-arm contrasts of Fig. 4)."""
+    the untrained arms ① and ② are analysed with the others (the four-arm contrasts of Fig. 4). Only the folders
+    of ``stages`` (this study's planned stages) are read: a folder an earlier config left behind is not."""
     from raftlab.analysis import analyze_study
 
     arms = [*layout.PROMPT_ARMS, *cfg.arms]
     runs = {spec.name: {arm: run_dir / layout.evaluation(arm, spec.name) for arm in arms
-                        if (run_dir / layout.evaluation(arm, spec.name)).is_dir()} for spec in cfg.tasks}
+                        if layout.evaluation(arm, spec.name) in stages} for spec in cfg.tasks}
     difficulty = rationale_lengths(cfg, run_dir)
     for spec in cfg.tasks:
         folder = run_dir / layout.mean_of_task(spec.name)
-        if cfg.mean_of_task and (folder / "metrics.json").is_file():
+        if cfg.mean_of_task and layout.mean_of_task(spec.name) in stages:
             row = difficulty.setdefault(spec.name, {})
             metrics = read_json(folder / "metrics.json", f"delete {folder} and rerun the study to recompute it")
             row["mean_of_task_accuracy"] = float(metrics["accuracy"])
             length = generated_lengths(folder)  # paper metric 2: what the untrained model writes (Eq. 8)
             if length is not None:
                 row["length"] = length
-        reference = generated_lengths(run_dir / layout.reference(spec.name))  # paper metric 1
+        reference = (generated_lengths(run_dir / layout.reference(spec.name))  # paper metric 1
+                     if layout.reference(spec.name) in stages else None)
         if reference is not None:
             difficulty.setdefault(spec.name, {})["reference_length"] = reference
     result = analyze_study(runs, difficulty=difficulty, seed=cfg.seed)
@@ -336,10 +338,17 @@ def analyze(cfg: StudyConfig, run_dir: Path, out: Path) -> dict[str, Any]:
     return outputs
 
 
-def report(cfg: StudyConfig, run_dir: Path, analysis_out: dict[str, Any], out: Path) -> dict[str, Any]:
+def report(cfg: StudyConfig, run_dir: Path, analysis_out: dict[str, Any], out: Path,
+           stages: frozenset[str]) -> dict[str, Any]:
+    """The HTML report of this study's stages (``stages``), headed by its settings."""
     from raftlab.report import render_report
+    from raftlab.report.build import settings_meta
 
-    page = render_report(run_dir, out, samples_per_task=cfg.samples_per_task)
+    settings = {"name": cfg.name, "model": cfg.model, "seed": cfg.seed, "teacher": {"backend": cfg.teacher.backend},
+                "train": {"lora": cfg.train.lora},
+                "eval": {"mode": cfg.eval.mode, "k": cfg.eval.k, "temperature": cfg.eval.temperature}}
+    page = render_report(run_dir, out, samples_per_task=cfg.samples_per_task, meta=settings_meta(settings),
+                         stages=stages)
     return {"html": page.name}
 
 

@@ -115,6 +115,26 @@ def load_local(task: TaskConfig, split: str, data_dir: str | Path | None = None,
     return convert(task, _read(task, root, source.files, split, source), split)
 
 
+def data_fingerprint(task: TaskConfig, data_dir: str | Path | None = None) -> str | None:
+    """A hash of the task's local files (names and contents), or None for a generated task or one whose files
+    are not here. A study keys its data stage on it, so new or edited files are never served from a stale split."""
+    import hashlib
+
+    if task.data.synthetic is not None or not task.data.dir:
+        return None
+    try:
+        root = resolve_data_dir(data_dir, task.data.dir) / task.data.dir
+    except DataNotFoundError:
+        return None
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(root)).encode() + b"\0")
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()[:16]
+
+
 def load_hub(task: TaskConfig, split: str) -> list[Example]:
     """Every example of ``split`` from the Hugging Face hub (the paper's sources), for online users."""
     check_split(split)
