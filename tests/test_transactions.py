@@ -59,6 +59,9 @@ def _generate(store: Path, examples: list, schedule: dict, fail_at: int | None =
                             concurrency=3, progress=False, **kwargs)
     except InjectedFault:
         return False
+    except OSError as exc:  # a fault while opening the store comes back naming the store
+        assert isinstance(exc.__cause__, InjectedFault), exc
+        return False
     finally:
         FaultyConnection.fail_at = None
     return True
@@ -99,7 +102,7 @@ def test_a_fault_at_any_statement_then_resume_loses_and_duplicates_nothing(tmp_p
 
 
 def test_a_fault_in_a_two_statement_write_leaves_neither(tmp_path, monkeypatch):
-    """The reviewed case: the attempt is written, the kept rationale fails: neither stays."""
+    """The attempt is written, then storing its kept rationale fails: neither stays."""
     monkeypatch.setattr(SqliteStore, "CONNECTION", FaultyConnection)
     db = RationaleStore(tmp_path / "r.sqlite")
     FaultyConnection.count, FaultyConnection.fail_at = 0, 3  # BEGIN, attempt, rationale <- fails
@@ -336,3 +339,41 @@ def test_atomic_directory_keeps_the_old_one_when_the_block_fails(tmp_path):
         (tmp / "a").write_text("new")
         raise RuntimeError("build failed")
     assert (target / "a").read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+def test_a_failed_nested_block_leaves_nothing_of_it(tmp_path):
+    db = RationaleStore(tmp_path / "r.sqlite")
+    with db.transaction():
+        db.record_request_error("e1", 1, "outer")
+        with pytest.raises(RuntimeError), db.transaction():
+            db.record_request_error("e1", 2, "inner")
+            raise RuntimeError("inner block fails")
+    assert [r[0] for r in db.db.execute("SELECT error FROM request_errors")] == ["outer"]
+    db.close()
+
+
+def test_readers_need_no_writer_lock(tmp_path):
+    from raftlab.rationales import run_stats
+
+    store = tmp_path / "r.sqlite"
+    code = ("import sys; sys.path.insert(0, 'src'); from raftlab.rationales import run_stats; "
+            f"print(run_stats({str(store)!r})['attempts'])")
+    with RationaleStore(store) as db:  # the writer holds it
+        db.record_attempt("e1", 1, "h", "raw", "4", True, None, 0.1, 3, "rationale", False)
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                              cwd=Path(__file__).resolve().parents[1])
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.strip() == "1"
+    assert run_stats(store)["attempts"] == 1
+
+
+def test_new_files_and_folders_follow_the_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        path = atomic_write_text(tmp_path / "f.json", "{}")
+        with atomic_directory(tmp_path / "d") as tmp:
+            (tmp / "x").write_text("1")
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755

@@ -45,6 +45,17 @@ class SettingsMismatch(ValueError):
 # ----------------------------------------------------------------------------- writing
 
 
+def _umask() -> int:
+    """The process's umask (reading it means setting it: done under a lock, restored at once)."""
+    with _UMASK_GUARD:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
+_UMASK_GUARD = threading.Lock()
+
+
 def fsync_dir(path: str | Path) -> None:
     """Make a rename or creation inside ``path`` durable (a no-op where directories cannot be opened)."""
     try:
@@ -67,6 +78,7 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp creates 0600; a file written in place would follow the umask
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
             fh.flush()
@@ -111,6 +123,7 @@ def atomic_directory(path: str | Path) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp creates 0700; a shared cache must stay readable by others
     try:
         yield tmp
     except BaseException:
@@ -351,7 +364,11 @@ def acquire_lock(path: str | Path, what: str) -> Callable[[], None]:
         fd = os.open(key, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        except OSError as exc:
+            if not isinstance(exc, BlockingIOError):
+                os.close(fd)
+                raise OSError(f"{key}: cannot take the one-writer lock of {what} ({exc.strerror}); this file system "
+                              "may not support flock: put the run or store on a local disk") from None
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
             os.close(fd)
             raise InUse(f"{what} is in use by another raftlab process (pid {holder}); wait for it to finish or "
@@ -384,25 +401,32 @@ class SqliteStore:
     #: the connection class (tests inject faults through it)
     CONNECTION: type[sqlite3.Connection] = sqlite3.Connection
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, writer: bool = True) -> None:
+        """Open (or create) the store. ``writer=False`` opens an existing store to read only, without the writer
+        lock (e.g. stats of a run in progress: WAL lets readers in beside the writer)."""
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._unlock = acquire_lock(self.path.with_name(self.path.name + ".lock"), f"store {self.path}")
+        self._unlock: Callable[[], None] | None = None
+        if writer:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._unlock = acquire_lock(self.path.with_name(self.path.name + ".lock"), f"store {self.path}")
+        elif not self.path.is_file():
+            raise FileNotFoundError(f"{self.path}: no such store")
         try:
             self.db = sqlite3.connect(self.path, timeout=60, isolation_level=None, factory=self.CONNECTION)
         except sqlite3.Error as exc:
-            self._unlock()
+            self.close()
             raise StoreCorrupt(f"{self.path}: cannot open this SQLite store ({exc})") from None
         try:
             ok = self.db.execute("PRAGMA quick_check").fetchone()
             if ok is None or ok[0] != "ok":
                 raise sqlite3.DatabaseError(ok[0] if ok else "no answer to quick_check")
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute(f"PRAGMA synchronous={self.SYNCHRONOUS}")
-            self.db.executescript(self.SCHEMA)
-        except sqlite3.OperationalError:  # busy, locked, disk full, I/O: not a damaged file
+            if writer:
+                self.db.execute("PRAGMA journal_mode=WAL")
+                self.db.execute(f"PRAGMA synchronous={self.SYNCHRONOUS}")
+                self.db.executescript(self.SCHEMA)
+        except sqlite3.OperationalError as exc:  # busy, read-only, disk full, I/O: not a damaged file
             self.close()
-            raise
+            raise OSError(f"{self.path}: cannot open this SQLite store ({exc})") from exc
         except sqlite3.DatabaseError as exc:
             self.close()
             raise StoreCorrupt(f"{self.path}: damaged SQLite store ({exc}); move it aside (e.g. mv {self.path} "
@@ -412,8 +436,16 @@ class SqliteStore:
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """One write transaction: ``BEGIN IMMEDIATE`` (takes the write lock up front), ``COMMIT`` on success,
         ``ROLLBACK`` on any error (nothing of it is stored). Inside another transaction it is part of that one."""
-        if self.db.in_transaction:
-            yield self.db
+        if self.db.in_transaction:  # nested: a savepoint, so that a failed inner block leaves nothing either
+            self.db.execute("SAVEPOINT inner")
+            try:
+                yield self.db
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    self.db.execute("ROLLBACK TO inner")
+                    self.db.execute("RELEASE inner")
+                raise
+            self.db.execute("RELEASE inner")
             return
         self.db.execute("BEGIN IMMEDIATE")
         try:

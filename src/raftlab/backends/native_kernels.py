@@ -21,6 +21,7 @@ import os
 import re
 import shlex
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -63,11 +64,15 @@ def load_extension(avx512_bf16: bool | None = None) -> Any | None:
 
 def extension_name(avx512_bf16: bool) -> str:
     """The extension's module (and cache directory) name: build kind, torch version, compiler identity, and a
-    hash of the flags and source."""
+    hash of the flags, the Python ABI (torch leaves it out of the path when TORCH_EXTENSIONS_DIR is set) and the
+    source."""
+    import sysconfig
+
     import torch
 
     flags = build_flags(avx512_bf16)
-    digest = hashlib.sha256(repr(flags).encode() + SOURCE.read_bytes()).hexdigest()[:12]
+    abi = sysconfig.get_config_var("SOABI") or sys.version
+    digest = hashlib.sha256(repr((flags, abi)).encode() + SOURCE.read_bytes()).hexdigest()[:12]
     torch_version = re.sub(r"\W", "_", torch.__version__)
     return f"raftlab_one_row_{'avx512bf16' if avx512_bf16 else 'portable'}_torch{torch_version}_" \
            f"cxx{compiler_identity()}_{digest}"

@@ -48,6 +48,8 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(2) from None
         if seed is not None:
             cfg = cfg.model_copy(update={"seed": seed})
+        if as_json and not show_plan:
+            raise typer.BadParameter("--json goes with --plan")
         if show_config:
             typer.echo(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
             return
@@ -55,8 +57,6 @@ def register(app: typer.Typer) -> None:
         if show_plan:
             print_plan(cfg, run_dir, as_json)
             return
-        if as_json:
-            raise typer.BadParameter("--json goes with --plan")
         console.print(f"study [bold]{cfg.name}[/bold]: {len(cfg.tasks)} tasks x arms {', '.join(cfg.arms)} "
                       f"with {cfg.model} (teacher {cfg.teacher.backend}) → {run_dir}")
         try:
@@ -68,7 +68,7 @@ def register(app: typer.Typer) -> None:
             typer.echo(error_line(exc), err=True)
             raise typer.Exit(2 if isinstance(exc.__cause__, USER_ERRORS) else 1) from None
         except KeyboardInterrupt:
-            console.print(f"interrupted; rerun the same command to resume from {run_dir}", markup=False)
+            typer.echo(f"interrupted; rerun the same command to resume from {run_dir}", err=True)
             raise typer.Exit(130) from None
         console.print(f"done: {len(result.executed)} stages run, {len(result.skipped)} reused")
         analysis = run_dir / layout.ANALYSIS_FILE

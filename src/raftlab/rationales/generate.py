@@ -38,8 +38,8 @@ def _prompt_hash(prompt: str) -> str:
     return hashlib.sha256(prompt.encode()).hexdigest()[:16]
 
 
-def _open(store: RationaleStore | str | Path) -> RationaleStore:
-    return store if isinstance(store, RationaleStore) else RationaleStore(store)
+def _open(store: RationaleStore | str | Path, writer: bool = True) -> RationaleStore:
+    return store if isinstance(store, RationaleStore) else RationaleStore(store, writer=writer)
 
 
 def _uses_threads(backend: Backend) -> bool:
@@ -301,7 +301,7 @@ def _pass_threaded(sender: _Sender, task, todo, style, length, concurrency, n, k
 
 def run_stats(store: RationaleStore | str | Path, tokenizer: Any = None) -> dict[str, Any]:
     """Kept ratio, attempts per example, rationale length (tokens with a tokenizer, else words)."""
-    db = _open(store)
+    db = _open(store, writer=False)
     try:
         return _stats(db, tokenizer)
     finally:
@@ -343,7 +343,7 @@ def _stats(db: RationaleStore, tokenizer: Any) -> dict[str, Any]:
 
 def export_jsonl(store: RationaleStore | str | Path, path: str | Path) -> int:
     """Write the kept rationales as training data: Examples with ``rationale`` filled. Returns the count."""
-    db = _open(store)
+    db = _open(store, writer=False)
     try:
         rows = db.kept()
     finally:

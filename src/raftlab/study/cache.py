@@ -56,24 +56,29 @@ class StageRunner:
         self.run_dir = Path(run_dir)
         self.on_change = on_change
         self.path = self.run_dir / MANIFEST
-        self.stages: dict[str, dict[str, Any]] = {}
-        if self.path.exists():
-            try:
-                self.stages = json.loads(self.path.read_text(encoding="utf-8")).get("stages", {})
-            except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as exc:
-                raise ManifestCorrupt(f"{self.path}: damaged manifest ({exc}); move the run folder aside (or delete "
-                                      "the manifest to recompute every stage) and rerun") from None
+        self.stages: dict[str, dict[str, Any]] = self._load()
         self.executed: list[str] = []
         self.skipped: list[str] = []
         self.total: int | None = None  # planned stage count, for progress messages
         self._unlock: Callable[[], None] | None = None
 
+    def _load(self) -> dict[str, dict[str, Any]]:
+        if not self.path.exists():
+            return {}
+        try:
+            return json.loads(self.path.read_text(encoding="utf-8")).get("stages", {})
+        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as exc:
+            raise ManifestCorrupt(f"{self.path}: damaged manifest ({exc}); move the run folder aside (or delete "
+                                  "the manifest to recompute every stage) and rerun") from None
+
     def lock(self) -> None:
         """Hold the run folder for this process (one writer per run folder; another gets
-        :class:`raftlab.storage.InUse` naming this pid). Creates the folder."""
+        :class:`raftlab.storage.InUse` naming this pid), then read the manifest as the last holder left it.
+        Creates the folder."""
         if self._unlock is None:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             self._unlock = acquire_lock(self.run_dir / LOCK_FILE, f"run folder {self.run_dir}")
+            self.stages = self._load()
 
     def unlock(self) -> None:
         if self._unlock is not None:
@@ -114,6 +119,9 @@ class StageRunner:
             return {"status": "would run"}
         if rec["hash"] == key:
             return {"status": "done" if rec["status"] == "done" else "would resume"}
+        if "dep_keys" not in rec:
+            return {"status": "changed", "changed_inputs": [], "changed_deps": [],
+                    "reason": "recorded by an earlier raftlab, which keyed stages differently"}
         old_inputs, old_deps = rec.get("inputs") or {}, rec.get("dep_keys") or {}
         changed = sorted(p for p in set(old_inputs) | set(inputs) if old_inputs.get(p) != inputs.get(p))
         deps = sorted(d for d in set(old_deps) | set(dep_keys) if old_deps.get(d) != dep_keys.get(d))

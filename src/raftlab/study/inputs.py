@@ -123,8 +123,20 @@ def read_path(cfg: StudyConfig, path: str) -> Any:
 
 
 def declared_slice(kind: str, cfg: StudyConfig, spec: TaskSpec | None = None) -> dict[str, Any]:
-    """``{path: value}`` of the fields a stage of ``kind`` reads (its typed slice of the config)."""
-    return {path: read_path(cfg, path) for path in sorted(set(DECLARED[kind](cfg, spec)))}
+    """``{path: value}`` of the fields a stage of ``kind`` reads (its typed slice of the config), as keyed and
+    recorded: a backend's endpoint left out (the same model served elsewhere gives the same results, as the
+    rationale store also holds) and secret-looking engine options masked."""
+    return {path: _keyed(path, read_path(cfg, path)) for path in sorted(set(DECLARED[kind](cfg, spec)))}
+
+
+def _keyed(path: str, value: Any) -> Any:
+    from raftlab.backends import public_options
+
+    if path.endswith(".backend") and isinstance(value, str) and value.startswith("openai:"):
+        return value.split("@", 1)[0]
+    if path.endswith(".backend_options") and isinstance(value, dict):
+        return public_options(value)
+    return value
 
 
 def stage_key(kind: str, inputs: dict[str, Any], dep_keys: dict[str, str], extra: dict[str, Any]) -> str:
