@@ -35,7 +35,10 @@ EVERY_STAGE = {
 def recorded(tmp_path_factory: pytest.TempPathFactory) -> tuple[StudyConfig, dict[str, set[str]]]:
     """Run the whole study in this process and record, per stage, the config fields its work read."""
     cfg = StudyConfig.model_validate(EVERY_STAGE)
-    run_dir = tmp_path_factory.mktemp("identity")
+    return cfg, _run_recording(cfg, tmp_path_factory.mktemp("identity"))
+
+
+def _run_recording(cfg: StudyConfig, run_dir: Path) -> dict[str, set[str]]:
     stages = plan(cfg, StudySteps.real(), run_dir)
     runner = StageRunner(run_dir)
     outputs: dict[str, dict[str, Any]] = {}
@@ -43,7 +46,38 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> tuple[StudyConfig, dic
         given = {d: {**outputs[d], "_stage_dir": str(runner.stage_dir(d))} for d in st.deps}
         outputs[st.name] = runner.run(st.name, st.inputs, lambda d, s=st, g=given: s.work(g, d), st.deps,
                                       key=st.key)
-    return cfg, {st.name: set(st.view.reads) for st in stages}
+    return {st.name: set(st.view.reads) for st in stages}
+
+
+@pytest.fixture(scope="module")
+def recorded_other_branches(tmp_path_factory: pytest.TempPathFactory) -> tuple[StudyConfig, dict[str, set[str]]]:
+    """The other side of every conditional declaration: a real teacher (an OpenAI-style server on loopback), a
+    prompting backend of its own, the scored information gain."""
+    from raftlab.tasks import get_task
+    from tests.test_teacher_soak import FakeTeacher
+
+    examples = get_task("synth_arith").load("train", limit=6, seed=0)
+    teacher = FakeTeacher({e.question: e.label for e in examples}, faults=False)
+    teacher.start()
+    try:
+        cfg = StudyConfig.model_validate({
+            **{k: v for k, v in EVERY_STAGE.items() if k not in ("mean_of_task", "reference")},
+            "tasks": [{"name": "synth_arith", "train_limit": 6, "test_limit": 2}],
+            "teacher": {"backend": teacher.spec, "max_retries": 4, "backend_options": {"timeout": 30}},
+            "prompting": {"backend": "hf:tiny", "shots": 1, "backend_options": {"batch_size": 4}},
+            "info_gain_method": "scored"})
+        return cfg, _run_recording(cfg, tmp_path_factory.mktemp("identity-other"))
+    finally:
+        teacher.stop()
+
+
+@pytest.mark.slow
+def test_the_other_branches_declare_exactly_what_they_read(recorded_other_branches) -> None:
+    cfg, reads = recorded_other_branches
+    assert "teacher.backend_options" in reads["rationales/synth_arith"]
+    assert "prompting.backend_options" in reads["eval/icl_label/synth_arith"]
+    for st in plan(cfg, StudySteps.real(), Path("unused")):
+        assert reads[st.name] == set(st.inputs), st.name
 
 
 @pytest.mark.slow
