@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -85,7 +86,7 @@ class FakeAgent:
 
 
 class FakeGenerator:
-    """Rationale 'prefer cand 1'; scores candidate 1 highest (by mean, not by sum)."""
+    """``implicit_given``: rationale 'prefer cand 1'; scores candidate 1 highest (by mean, not by sum)."""
 
     name = "fake-gen"
 
@@ -104,24 +105,60 @@ class FakeGenerator:
         return out
 
 
+class AfterGenerator(FakeGenerator):
+    """``implicit``: after candidate j the rationale is 'after cand j'; the one after cand 1 has the best mean
+    log-probability (cand 0's the best sum)."""
+
+    def __init__(self):
+        self.generated, self.scored = [], []
+
+    def generate(self, prompts, params):
+        self.generated.append(list(prompts))
+        return [[Generation(text="after " + re.findall(r"cand \d", p)[-1] if "cand" in p else "none")]
+                for p in prompts]
+
+    def score(self, prompts, conts):
+        self.scored.append(list(zip(prompts, conts)))
+        for p, c in zip(prompts, conts):
+            assert p.endswith(f"{c[len('after '):]}. {BOT}") or f"{c[len('after '):]}. The answer is" in p
+        return [ContinuationScore(token_logprobs=[-1.0] * 6 if c == "after cand 1" else [-2.0]) for c in conts]
+
+
 def _example():
     task = get_task("synth_arith")
     ex = task.load("test", limit=1)[0]
     return task, ex.model_copy(update={"label": "8"})
 
 
-def test_implicit_picks_best_length_normalised_candidate_and_stops_at_answer():
+def test_implicit_given_picks_best_length_normalised_candidate_and_stops_at_answer():
     task, ex = _example()
-    r = solve_example(FakeAgent(), FakeGenerator(), task, ex, "implicit")
+    r = solve_example(FakeAgent(), FakeGenerator(), task, ex, "implicit_given")
     assert r["steps"] == ["step 0 cand 1.", "step 1 cand 1.", "step 2 cand 1. The answer is 8."]
     assert r["prediction"] == "8" and r["correct"]
     assert r["rationales"] == ["prefer cand 1"] * 3
 
 
+def test_implicit_scores_the_rationale_written_after_each_candidate():
+    """The official world_model_perplexity heuristic: the generator writes a rationale after each candidate (greedy,
+    stopped at <EOT>); the candidate whose rationale has the best mean token log-probability is taken."""
+    task, ex = _example()
+    gen = AfterGenerator()
+    r = solve_example(FakeAgent(), gen, task, ex, "implicit")
+    assert r["steps"] == ["step 0 cand 1.", "step 1 cand 1.", "step 2 cand 1. The answer is 8."]
+    assert r["correct"] and r["rationales"] == ["after cand 1"] * 3
+    assert r["candidate_scores"] == [[-2.0, -1.0, -2.0]] * 3
+    assert r["candidate_rationales"][0] == ["after cand 0", "after cand 1", "after cand 2"]
+    # one batch of K rationale requests per step, each after question + steps so far + that candidate
+    first = gen.generated[0]
+    assert [p[len(ex.question.strip()):] for p in first] == [f" step 0 cand {j}. {BOT}" for j in range(3)]
+    assert [c for _, c in gen.scored[1]] == ["after cand 0", "after cand 1", "after cand 2"]
+    assert gen.scored[1][0][0] == f"{ex.question.strip()} step 0 cand 1. step 1 cand 0. {BOT}"
+
+
 def test_at_most_15_steps():
     task, ex = _example()
     agent = FakeAgent(answer_at=99)
-    r = solve_example(agent, FakeGenerator(), task, ex, "implicit")
+    r = solve_example(agent, FakeGenerator(), task, ex, "implicit_given")
     assert len(r["steps"]) == 15 and agent.calls == 15
     assert r["prediction"] == "[invalid]" and not r["correct"]
     assert all(scores == [-2.0, -1.0, -2.0] for scores in r["candidate_scores"])
@@ -146,9 +183,9 @@ def test_empty_candidates_are_never_chosen():
             [row] = super().generate(prompts, params)
             return [[Generation(text="\n")] * (params.n - 1) + row[-1:]]
 
-    for method in ("random", "implicit"):
-        r = solve_example(EmptyFirst(), FakeGenerator(), task, ex, method, seed=3)
-        assert r["steps"] == ["step 0 cand 2.", "step 1 cand 2.", "step 2 cand 2. The answer is 9."]
+    for method, gen in (("random", None), ("implicit_given", FakeGenerator()), ("implicit", AfterGenerator())):
+        r = solve_example(EmptyFirst(), gen, task, ex, method, seed=3)
+        assert r["steps"] == ["step 0 cand 2.", "step 1 cand 2.", "step 2 cand 2. The answer is 9."], method
 
     class AllEmpty(FakeAgent):
         def generate(self, prompts, params):
@@ -173,7 +210,7 @@ class SeedRecorder(FakeAgent):
 def test_random_baseline_samples_with_the_same_seeds_as_supervised_decoding():
     task, ex = _example()
     sup, base = SeedRecorder(), SeedRecorder()
-    a = solve_example(sup, FakeGenerator(), task, ex, "implicit", seed=5)
+    a = solve_example(sup, AfterGenerator(), task, ex, "implicit", seed=5)
     b = solve_example(base, None, task, ex, "random", seed=5)
     assert sup.seen == base.seen == [(3, 0.7, 5000), (3, 0.7, 5001), (3, 0.7, 5002)]
     assert len(a["steps"]) == len(b["steps"]) == 3 and b["rationales"] == ["", "", ""]
@@ -205,14 +242,18 @@ def test_solve_store_resumes(tmp_path):
     examples = task.load("test", limit=3)
     store = StageStore(tmp_path / "s.sqlite")
     agent = FakeAgent()
-    first = solve(agent, FakeGenerator(), task, examples, store, methods=["implicit", "random"], progress=False)
+    first = solve(agent, AfterGenerator(), task, examples, store, methods=["implicit", "random"], progress=False)
     calls = agent.calls
-    again = solve(agent, FakeGenerator(), task, examples, StageStore(tmp_path / "s.sqlite"),
+    again = solve(agent, AfterGenerator(), task, examples, StageStore(tmp_path / "s.sqlite"),
                   methods=["implicit", "random"], progress=False)
     assert again == first and agent.calls == calls  # nothing recomputed
     assert first["implicit"]["n"] == 3
     with pytest.raises(ValueError, match=r"other settings \(k: stored 3 vs requested 2\)"):
         solve(agent, FakeGenerator(), task, examples, store, methods=["random"], k=2, progress=False)
+    # a store whose supervised results were scored another way (before the scoring was recorded) is refused
+    store.put("settings", "solve:synth_arith:generator", {"generator": "fake-gen"})
+    with pytest.raises(ValueError, match="implicit_scoring"):
+        solve(agent, AfterGenerator(), task, examples, store, methods=["implicit"], progress=False)
 
 
 @pytest.mark.slow
@@ -223,7 +264,7 @@ def test_solve_random_first_then_supervised(tmp_path):
     examples = task.load("test", limit=2)
     store = StageStore(tmp_path / "s.sqlite")
     solve(FakeAgent(), None, task, examples, store, methods=["random"], progress=False)
-    solve(FakeAgent(), FakeGenerator(), task, examples, store, methods=["implicit"], progress=False)
+    solve(FakeAgent(), AfterGenerator(), task, examples, store, methods=["implicit"], progress=False)
     assert paired_comparison(store, task.name, [e.id for e in examples])["n"] == 2
 
     class OtherGenerator(FakeGenerator):
@@ -232,7 +273,7 @@ def test_solve_random_first_then_supervised(tmp_path):
     with pytest.raises(ValueError, match=r"generator: stored 'fake-gen' vs requested 'other-gen'"):
         solve(FakeAgent(), OtherGenerator(), task, examples, store, methods=["explicit"], progress=False)
     with pytest.raises(ValueError, match=r"seed: stored 0 vs requested 1"):  # agent settings shared by all methods
-        solve(FakeAgent(), FakeGenerator(), task, examples, store, methods=["implicit"], seed=1, progress=False)
+        solve(FakeAgent(), AfterGenerator(), task, examples, store, methods=["implicit"], seed=1, progress=False)
 
 
 def test_mine_and_filter_resume_after_a_crash(tmp_path):

@@ -82,7 +82,7 @@ def test_tasks_info() -> None:
     res = runner.invoke(app, ["tasks", "info", "PAWS"])
     assert res.exit_code == 0, res.output
     assert "google-research-datasets/paws [labeled_final]" in res.output
-    assert "(A) different / no / not paraphrase" in res.output and "dev (8,000) is the training pool" in res.output
+    assert "(A) Different / no / not paraphrase" in res.output and "dev (8,000) is the training pool" in res.output
     res = runner.invoke(app, ["tasks", "info", "synth_arith"])
     assert "generated: multistep_arith" in res.output and "options: number" in res.output
     assert runner.invoke(app, ["tasks", "info", "nope"]).exit_code == 2
@@ -171,7 +171,7 @@ def test_arith_difficulty_variants() -> None:
 def test_verbalizers_map_both_ways() -> None:
     cb = get_task("commitmentbank")
     assert cb.option_letters == ["A", "B", "C"]
-    assert [cb.label_text(x) for x in cb.option_letters] == ["entailment", "contradiction", "neutral"]
+    assert [cb.label_text(x) for x in cb.option_letters] == ["Entailment", "Contradiction", "Neutral"]
     assert cb.letter_of("Contradiction") == "B" and cb.letter_of("cannot be determined") == "C"
     assert cb.letter_of("maybe") is None
 

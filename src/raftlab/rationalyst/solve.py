@@ -1,10 +1,13 @@
 """Supervised step-by-step decoding: the rationale generator guides an agent model's next step.
 
-At each step (at most ``max_steps``) the generator writes a rationale for the question and the steps so far;
-the agent samples ``K`` candidate next steps (``T=0.7``); a step is one sentence or line:
+At each step (at most ``max_steps``) the agent samples ``K`` candidate next steps (``T=0.7``); a step is one
+sentence or line. The generator writes rationales greedily after ``<BOT>`` and stops at ``<EOT>``:
 
-* ``implicit``: each candidate is scored by its length-normalised log-probability under the generator given
-  the rationale, and the best one is taken;
+* ``implicit`` (the official code's ``world_model_perplexity`` heuristic, github JHU-CLSP/RATIONALYST
+  ``sentence_inference_with_heuristics_*.py``): after each candidate the generator writes the rationale that
+  follows it; the candidate whose rationale has the highest mean token log-probability is taken;
+* ``implicit_given``: the generator writes one rationale for the steps so far and each candidate is scored by its
+  mean log-probability given that rationale (the candidate-given-rationale variant; docs/rationalyst.md);
 * ``explicit``: the rationale is appended to the agent's context and the agent writes the step;
 * ``random``: one of the same K candidates at random (the baseline; same agent, same sampling seeds).
 
@@ -22,12 +25,16 @@ from typing import Any, Literal
 
 from raftlab.backends.base import Backend, SamplingParams
 from raftlab.rationalyst.extract import BOT, EOT
+from raftlab.rationalyst.pipeline import generator_prompt
 from raftlab.rationalyst.scoring import length_normalised
 from raftlab.rationalyst.store import StageStore
 from raftlab.schema import INVALID, Example
 
-Method = Literal["implicit", "explicit", "random"]
-METHODS: tuple[str, ...] = ("implicit", "explicit", "random")
+Method = Literal["implicit", "implicit_given", "explicit", "random"]
+METHODS: tuple[str, ...] = ("implicit", "implicit_given", "explicit", "random")
+DEFAULT_METHODS: tuple[str, ...] = ("implicit", "explicit", "random")
+#: recorded with the generator: stores whose ``implicit`` rows were scored otherwise are refused, not mixed
+IMPLICIT_SCORING = "rationale after each candidate"
 ANSWER_CUE = "The answer is"
 STEP_STOPS: tuple[str, ...] = (". ", "? ", "! ")  # sentence ends; lines are cut in close_step
 
@@ -46,10 +53,11 @@ def _history(prompt: str, steps: Sequence[str]) -> str:
     return prompt + "".join(" " + s for s in steps)
 
 
-def _rationale(generator: Backend, question: str, steps: Sequence[str], max_tokens: int) -> str:
-    ctx = f"{_history(question.strip(), steps)} {BOT}"
-    [[g]] = generator.generate([ctx], SamplingParams(n=1, temperature=0.0, max_new_tokens=max_tokens, stop=(EOT,)))
-    return g.text.replace(BOT, " ").strip()
+def _rationales(generator: Backend, question: str, histories: Sequence[Sequence[str]], max_tokens: int) -> list[str]:
+    """The generator's greedy rationale after each history (question + steps), cut at ``<EOT>``."""
+    ctxs = [generator_prompt(_history(question.strip(), steps)) for steps in histories]
+    rows = generator.generate(ctxs, SamplingParams(n=1, temperature=0.0, max_new_tokens=max_tokens, stop=(EOT,)))
+    return [row[0].text.replace(BOT, " ").strip() for row in rows]
 
 
 def best_candidate(scores: Sequence[float]) -> int:
@@ -72,13 +80,15 @@ def solve_example(agent: Backend, generator: Backend | None, task: Any, example:
     steps: list[str] = []
     rationales: list[str] = []
     scores_log: list[list[float]] = []
+    after_log: list[list[str]] = []
     for step in range(max_steps):
         params = SamplingParams(n=k, temperature=temperature, max_new_tokens=max_step_tokens, stop=STEP_STOPS,
                                 seed=seed * 1000 + step)
-        rationale = _rationale(generator, example.question, steps, max_rationale_tokens) \
-            if generator is not None and method != "random" else ""
-        rationales.append(rationale)
+        rationale = ""
+        if method in ("explicit", "implicit_given"):
+            [rationale] = _rationales(generator, example.question, [steps], max_rationale_tokens)
         if method == "explicit":
+            rationales.append(rationale)
             ctx = _history(prompt, steps) + (f" {rationale}" if rationale else "")
             [cands] = agent.generate([ctx], SamplingParams(**{**params.to_dict(), "n": 1, "stop": STEP_STOPS}))
             chosen = close_step(cands[0].text)
@@ -89,13 +99,28 @@ def solve_example(agent: Backend, generator: Backend | None, task: Any, example:
             if not usable:
                 break
             if method == "random":
-                chosen = texts[rng.choice(usable)]
+                pick = rng.choice(usable)
             else:
-                gctx = f"{_history(example.question.strip(), steps)} {BOT}{rationale}{EOT}"
-                scored = generator.score([gctx] * len(texts), [" " + t for t in texts])
-                values = [length_normalised(s.token_logprobs) if t else float("-inf") for s, t in zip(scored, texts)]
+                values = [float("-inf")] * len(texts)
+                if method == "implicit":  # score the rationale each candidate leads to
+                    after = _rationales(generator, example.question, [[*steps, texts[i]] for i in usable],
+                                        max_rationale_tokens)
+                    ctxs = [generator_prompt(_history(example.question.strip(), [*steps, texts[i]])) for i in usable]
+                    scored = generator.score(ctxs, after)
+                    after_log.append([""] * len(texts))
+                    for i, r, sc in zip(usable, after, scored):
+                        after_log[-1][i] = r
+                        values[i] = length_normalised(sc.token_logprobs if r else [])
+                else:  # score each candidate given the rationale written before it
+                    gctx = f"{generator_prompt(_history(example.question.strip(), steps))}{rationale}{EOT}"
+                    scored = generator.score([gctx] * len(texts), [" " + t for t in texts])
+                    values = [length_normalised(sc.token_logprobs) if t else values[i]
+                              for i, (sc, t) in enumerate(zip(scored, texts))]
                 scores_log.append(values)
-                chosen = texts[best_candidate(values)]
+                pick = usable[best_candidate([values[i] for i in usable])]
+                rationale = after_log[-1][pick] if method == "implicit" else rationale
+            rationales.append(rationale)
+            chosen = texts[pick]
         if not chosen:
             break
         steps.append(chosen)
@@ -103,7 +128,8 @@ def solve_example(agent: Backend, generator: Backend | None, task: Any, example:
             break
     pred = task.extract(" ".join(steps), example)
     return {"id": example.id, "method": method, "steps": steps, "rationales": rationales,
-            "candidate_scores": scores_log, "prediction": pred,
+            "candidate_scores": scores_log, **({"candidate_rationales": after_log} if method == "implicit" else {}),
+            "prediction": pred,
             "correct": bool(pred != INVALID and task.is_correct(pred, example)), "gold": example.label}
 
 
@@ -123,7 +149,7 @@ def _backend_id(backend: Backend) -> str:
 
 
 def solve(agent: Backend, generator: Backend | None, task: Any, examples: Sequence[Example], store: StageStore, *,
-          methods: Sequence[str] = METHODS, progress: bool = True, **kw: Any) -> dict[str, dict[str, float]]:
+          methods: Sequence[str] = DEFAULT_METHODS, progress: bool = True, **kw: Any) -> dict[str, dict[str, float]]:
     """Run each method on every example (resumable: finished (task, method, example) results are skipped).
 
     The settings (agent, K, T, seed, ...) are recorded per task on the first run, and the generator on the first
@@ -139,7 +165,8 @@ def solve(agent: Backend, generator: Backend | None, task: Any, examples: Sequen
     generator_id = settings.pop("generator")
     store.check_settings(_settings_key(task.name), settings)  # shared by all methods, so results stay paired
     if any(m != "random" for m in methods):  # the random baseline never uses the generator
-        store.check_settings(_settings_key(task.name, "generator"), {"generator": generator_id})
+        store.check_settings(_settings_key(task.name, "generator"),
+                             {"generator": generator_id, "implicit_scoring": IMPLICIT_SCORING})
     for method in methods:
         for ex in tqdm(examples, desc=f"rationalyst solve [{method}]", disable=not progress):
             key = f"{task.name}|{method}|{ex.id}"
