@@ -115,6 +115,54 @@ def test_a_fault_in_a_two_statement_write_leaves_neither(tmp_path, monkeypatch):
     db.close()
 
 
+def _store_state(path: Path) -> dict[str, Any]:
+    db = sqlite3.connect(path)
+    try:
+        return {t: db.execute(f"SELECT * FROM {t} ORDER BY 1, 2").fetchall()  # noqa: S608 - fixed names
+                for t in ("meta", "attempts", "rationales", "failures")}
+    finally:
+        db.close()
+
+
+@pytest.mark.parametrize("change", ["force_new_run", "raise_max_retries"])
+def test_every_statement_of_a_settings_change_is_all_or_nothing(tmp_path, monkeypatch, change):
+    """Discarding a store (--force-new-run) and raising max_retries each write several statements: a fault at any
+    of them leaves the store exactly as before; a retry then gives exactly the state of a run without faults."""
+    import shutil
+
+    monkeypatch.setattr(SqliteStore, "CONNECTION", FaultyConnection)
+    base = tmp_path / "base.sqlite"
+    with RationaleStore(base) as db:
+        db.bind_settings({"task": "a", "max_retries": 2})
+        db.record_attempt("e1", 1, "h", "raw", "4", True, None, 0.1, 3, "rationale", False)
+        db.record_attempt("e2", 1, "h", "raw", "5", False, None, 0.1, 3, None, False)
+        db.record_attempt("e2", 2, "h", "raw", "5", False, None, 0.1, 3, None, True)
+    settings, force = ({"task": "b", "max_retries": 2}, True) if change == "force_new_run" else \
+        ({"task": "a", "max_retries": 3}, False)
+
+    def apply(path: Path, fail_at: int | None) -> bool:
+        with RationaleStore(path) as db:
+            FaultyConnection.count, FaultyConnection.fail_at = 0, fail_at
+            try:
+                db.bind_settings(settings, force_new_run=force)
+            except InjectedFault:
+                return False
+            finally:
+                FaultyConnection.fail_at = None
+        return True
+
+    shutil.copy(base, tmp_path / "ref.sqlite")
+    assert apply(tmp_path / "ref.sqlite", None)
+    before, after, statements = _store_state(base), _store_state(tmp_path / "ref.sqlite"), FaultyConnection.count
+    assert before != after and statements >= 3
+    for k in range(1, statements + 1):
+        path = tmp_path / f"k{k}.sqlite"
+        shutil.copy(base, path)
+        assert not apply(path, k), k
+        assert _store_state(path) == before, f"fault at statement {k} left part of the change"
+        assert apply(path, None) and _store_state(path) == after, k
+
+
 def test_settings_clear_and_bind_are_one_transaction(tmp_path, monkeypatch):
     monkeypatch.setattr(SqliteStore, "CONNECTION", FaultyConnection)
     db = RationaleStore(tmp_path / "r.sqlite")
