@@ -116,7 +116,8 @@ def plan(cfg: StudyConfig, steps: StudySteps, run_dir: Path) -> list[Stage]:
     def add_sources(spec: TaskSpec) -> None:
         data, rats = layout.data(spec.name), layout.rationales(spec.name)
         add(data, "data", spec, (), lambda c, t, d, out: steps.prepare_data(c, t, out), **task_source(spec))
-        add(rats, "rationales", spec, (data,), lambda c, t, d, out, data=data: steps.rationales(c, t, d[data], out))
+        add(rats, "rationales", spec, (data,), lambda c, t, d, out, data=data: steps.rationales(c, t, d[data], out),
+            **({} if cfg.teacher.backend == "oracle" else {"env": env}))  # a local teacher runs in that dtype
 
     if cfg.protocol == "leave_one_task_out":  # every task's rationales before any training
         for spec in cfg.tasks:
@@ -148,7 +149,7 @@ def plan(cfg: StudyConfig, steps: StudySteps, run_dir: Path) -> list[Stage]:
                     steps.evaluate(c, t, arm, d[train], d[data], out, d[rats]), arm=evaluated, mode=mode, env=env)
         if cfg.reference is not None and steps.reference is not None:
             add(layout.reference(spec.name), "reference", spec, (data,),
-                lambda c, t, d, out, data=data: steps.reference(c, t, d[data], out))
+                lambda c, t, d, out, data=data: steps.reference(c, t, d[data], out), env=env)
         if cfg.info_gain_examples and steps.info_gain is not None:
             trains = {arm: layout.train(arm, spec.name) for arm in cfg.arms}
             add(layout.info_gain(spec.name), "info_gain", spec, (rats, *trains.values()),
