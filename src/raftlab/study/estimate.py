@@ -1,0 +1,418 @@
+"""What a study will cost before it runs: teacher requests, tokens and price, student GPU-hours per stage, disk.
+
+Offline and in seconds, for ``raftlab study CONFIG --plan``. The arithmetic (:func:`estimate`) is pure: it takes
+the planned stages, the measured sizes of each task (:class:`TaskSize`) and a throughput row, and returns the
+numbers with every assumption it made spelled out (``assumptions``), because an estimate is only as good as
+those. :func:`measure_tasks` and :func:`student_token_counter` do the reading: the tasks' local data (the same
+seeded subsets the data stage takes) and the student's tokenizer when it is already on this machine (else words
+x 1.3). GPU throughput comes from ``throughput.yaml`` next to this module, one row per GPU kind, each marked
+measured (with its source) or estimated.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from raftlab.study.config import ARM_OBJECTIVE, StudyConfig, eval_arm
+
+THROUGHPUT_FILE = Path(__file__).with_name("throughput.yaml")
+#: Share of teacher attempts that reach the gold answer (each attempt independent); ``--kept-rate``.
+DEFAULT_KEPT_RATE = 0.7
+#: Tokens of a teacher rationale and of a student's chain of thought; ``--rationale-tokens``.
+DEFAULT_RATIONALE_TOKENS = 120
+#: Tokens of the answer sentence ("The answer is X.").
+LABEL_TOKENS = 10
+#: Tokens per word when no tokenizer is at hand.
+TOKENS_PER_WORD = 1.3
+#: Prompt tokens and split sizes assumed for a task whose data is not on this machine.
+FALLBACK_PROMPT_TOKENS = 150
+FALLBACK_SPLIT = 1000
+#: Prompts tokenized per task and split (an evenly spaced sample; the mean stands for all).
+MEASURE_AT_MOST = 256
+#: Bytes per parameter: kept weights (bf16) and a checkpoint (fp32 weights + Adam's two moments).
+WEIGHT_BYTES, CHECKPOINT_BYTES = 2, 12
+#: Checkpoints kept per training run (``save_total_limit`` in raftlab.training.trainer).
+CHECKPOINTS_KEPT = 2
+#: Share of the parameters a LoRA adapter holds (for its size on disk).
+LORA_SHARE = 0.005
+#: Bytes per generated token in the stores and records (text, JSON and SQLite overhead).
+RECORD_BYTES_PER_TOKEN = 8
+
+TokenCounter = Callable[[Sequence[str]], list[int]]
+
+
+@dataclass(frozen=True)
+class TaskSize:
+    """One task's sizes as the study will see them: examples given to the teacher, test questions, and the mean
+    tokens of a teacher prompt and of a student (evaluation) prompt. ``measured``: from the task's data (else
+    the fallbacks above)."""
+
+    name: str
+    train_examples: int
+    test_questions: int
+    teacher_prompt_tokens: float
+    eval_prompt_tokens: float
+    measured: bool = True
+
+
+# ---------------------------------------------------------------------------------------------- pure arithmetic
+
+
+def load_throughput(path: str | Path | None = None) -> dict[str, Any]:
+    """The throughput table (``throughput.yaml``)."""
+    import yaml
+
+    with open(path or THROUGHPUT_FILE) as fh:
+        return yaml.safe_load(fh)
+
+
+def gpu_row(table: dict[str, Any], kind: str) -> dict[str, Any]:
+    """The row of GPU ``kind`` (case-insensitive); a ValueError names the known kinds."""
+    gpus = table["gpus"]
+    row = gpus.get(kind.lower())
+    if row is None:
+        raise ValueError(f"unknown GPU kind {kind!r} for the estimate; known: {', '.join(gpus)} "
+                         f"(add a row to {THROUGHPUT_FILE})")
+    return {"kind": kind.lower(), **row}
+
+
+def expected_attempts(kept_rate: float, max_retries: int) -> float:
+    """Expected teacher requests per example: attempts stop at the first kept rationale or after
+    ``max_retries`` (each attempt kept with probability ``kept_rate``, independently)."""
+    if not 0 < kept_rate <= 1:
+        raise ValueError(f"kept rate must be in (0, 1], got {kept_rate}")
+    return (1 - (1 - kept_rate) ** max_retries) / kept_rate
+
+
+def kept_share(kept_rate: float, max_retries: int) -> float:
+    """Expected share of examples that end with a kept rationale (the training rows of every arm)."""
+    return 1 - (1 - kept_rate) ** max_retries
+
+
+def teacher_estimate(sizes: Sequence[TaskSize], *, attempts: float, rationale_tokens: int,
+                     price_in: float | None, price_out: float | None) -> dict[str, Any]:
+    """Requests, tokens (``{"input", "output", "total"}``) and cost in USD (None without a price) of the
+    teacher over all tasks. Prices are USD per million tokens."""
+    requests = sum(s.train_examples for s in sizes) * attempts
+    tokens_in = sum(s.train_examples * s.teacher_prompt_tokens for s in sizes) * attempts
+    tokens_out = requests * rationale_tokens
+    priced = bool(price_in) or bool(price_out)
+    cost = (tokens_in * (price_in or 0) + tokens_out * (price_out or 0)) / 1e6 if priced else None
+    return {"requests": round(requests), "tokens": {"input": round(tokens_in), "output": round(tokens_out),
+                                                     "total": round(tokens_in + tokens_out)},
+            "cost_usd": None if cost is None else round(cost, 2)}
+
+
+def _parts(stage: str) -> tuple[str | None, str | None]:
+    """``(arm, task)`` of a stage name (``train/raft/gsm8k`` -> raft, gsm8k; ``analysis`` -> None, None)."""
+    parts = stage.split("/")
+    return (parts[1] if len(parts) == 3 else None), (parts[-1] if len(parts) > 1 else None)
+
+
+def _train_rows(cfg: StudyConfig, sizes: dict[str, TaskSize], task: str, kept: float) -> float:
+    if cfg.protocol == "leave_one_task_out":
+        return sum(s.train_examples for n, s in sizes.items() if n != task) * kept
+    return sizes[task].train_examples * kept
+
+
+def _rows_trained(cfg: StudyConfig, rows: float) -> float:
+    """Rows passed through the model over the whole training run (epochs, or max_steps x global batch)."""
+    if cfg.train.max_steps > 0:
+        return cfg.train.max_steps * (cfg.train.global_batch or cfg.train.batch_size * cfg.train.grad_accum)
+    return rows * cfg.train.epochs
+
+
+def stage_gpu_hours(cfg: StudyConfig, stages: Sequence[dict[str, Any]], sizes: dict[str, TaskSize],
+                    params: float, row: dict[str, Any], reference_params: float, *, kept: float,
+                    rationale_tokens: int) -> dict[str, float]:
+    """Student GPU-hours of every stage that runs the student (others are left out): training at
+    ``row["train_tokens_per_s"]``, sampling at ``row["generate_tokens_per_s"]`` (both per GPU for a model of
+    ``reference_params``, scaled by size), prompts read at four times the training rate (forward only)."""
+    scale = reference_params / params
+    train_rate = row["train_tokens_per_s"] * scale
+    train_rate *= 8 / (6 + 2 * cfg.train.gradient_checkpointing)  # no recomputation without checkpointing
+    if cfg.train.lora:
+        train_rate *= 1.5  # no weight gradients for the frozen base: about 2/3 of the FLOPs
+    gen_rate, read_rate = row["generate_tokens_per_s"] * scale, row["train_tokens_per_s"] * scale * 4
+    samples = cfg.eval.k if cfg.eval.mode == "sc" else 1
+    cot_tokens = rationale_tokens + LABEL_TOKENS
+
+    def answer_tokens(mode: str) -> int:
+        return cot_tokens if mode == "cot" else LABEL_TOKENS
+
+    out: dict[str, float] = {}
+    for s in stages:
+        arm, task = _parts(s["stage"])
+        kind, seconds = s["kind"], 0.0
+        if task not in sizes:
+            continue
+        size = sizes[task]
+        if kind == "train":
+            target = LABEL_TOKENS if ARM_OBJECTIVE[arm] == "label" else cot_tokens
+            row_tokens = min(size.eval_prompt_tokens + target, cfg.train.max_length)
+            seconds = _rows_trained(cfg, _train_rows(cfg, sizes, task, kept)) * row_tokens / train_rate
+        elif kind in ("eval", "prompting", "mean_of_task"):
+            if kind == "eval":
+                mode = eval_arm(arm)[1]
+            else:
+                mode = "cot" if arm == "icl_rationale" else "direct"
+            if cfg.eval.mode in ("cot", "direct"):
+                mode = cfg.eval.mode
+            shots = cfg.prompting.shots if kind == "prompting" else 3 if kind == "mean_of_task" else 0
+            prompt = size.eval_prompt_tokens * (1 + shots) + shots * answer_tokens(mode)
+            seconds = size.test_questions * (samples * answer_tokens(mode) / gen_rate + prompt / read_rate)
+        elif kind == "info_gain":
+            arms = len(cfg.arms)
+            n = min(cfg.info_gain_examples, size.train_examples)
+            if cfg.info_gain_method == "sampled":
+                prefixes = math.ceil(rationale_tokens / cfg.info_gain_stride)
+                seconds = arms * n * prefixes * cfg.info_gain_samples * LABEL_TOKENS / gen_rate
+            else:
+                seconds = arms * n * 5 * (size.eval_prompt_tokens + cot_tokens) / read_rate
+        else:
+            continue
+        out[s["stage"]] = seconds / 3600
+    return out
+
+
+def disk_gb(cfg: StudyConfig, stages: Sequence[dict[str, Any]], sizes: dict[str, TaskSize], params: float | None,
+            *, attempts: float, kept: float, rationale_tokens: int) -> dict[str, float | None]:
+    """Disk in GB: ``models`` (the base model once, and per trained arm its weights and the checkpoints
+    training keeps) and ``records`` (rationale stores and eval records); None where the model size is unknown."""
+    records = sum(s.train_examples for s in sizes.values()) * attempts * rationale_tokens * RECORD_BYTES_PER_TOKEN
+    samples = cfg.eval.k if cfg.eval.mode == "sc" else 1
+    evals = [s for s in stages if s["kind"] in ("eval", "prompting", "mean_of_task")]
+    for s in evals:
+        task = _parts(s["stage"])[1]
+        if task in sizes:
+            records += sizes[task].test_questions * samples * (rationale_tokens + LABEL_TOKENS) * RECORD_BYTES_PER_TOKEN
+    models = None
+    if params is not None:
+        share = LORA_SHARE if cfg.train.lora else 1.0
+        models = params * WEIGHT_BYTES  # the base model, once
+        global_batch = cfg.train.global_batch or cfg.train.batch_size * cfg.train.grad_accum
+        for s in stages:
+            arm, task = _parts(s["stage"])
+            if s["kind"] != "train" or task not in sizes:
+                continue
+            steps = _rows_trained(cfg, _train_rows(cfg, sizes, task, kept)) / global_batch
+            checkpoints = min(CHECKPOINTS_KEPT, int(steps // cfg.train.save_steps))
+            models += params * share * (WEIGHT_BYTES + checkpoints * CHECKPOINT_BYTES)
+    gb = 1e9
+    return {"models": None if models is None else round(models / gb, 2), "records": round(records / gb, 3),
+            "total": None if models is None else round((models + records) / gb, 2)}
+
+
+def estimate(cfg: StudyConfig, stages: Sequence[dict[str, Any]], sizes: Sequence[TaskSize], *,
+             params: float | None, table: dict[str, Any], gpu: str = "h100", price_in: float | None = None,
+             price_out: float | None = None, kept_rate: float = DEFAULT_KEPT_RATE,
+             rationale_tokens: int | None = None, notes: Sequence[str] = ()) -> dict[str, Any]:
+    """The plan's ``estimate``: ``teacher_requests``, ``teacher_tokens``, ``teacher_cost_usd``, ``gpu_hours``
+    (``{"gpu", "status", "total", "by_kind", "by_stage"}``), ``disk_gb`` and ``assumptions`` (every assumption
+    and fallback, one sentence each, starting with ``notes``)."""
+    row = gpu_row(table, gpu)
+    by_name = {s.name: s for s in sizes}
+    teacher = cfg.teacher
+    rationale_tokens = min(rationale_tokens or DEFAULT_RATIONALE_TOKENS, teacher.max_new_tokens)
+    attempts = expected_attempts(kept_rate, teacher.max_retries)
+    kept = kept_share(kept_rate, teacher.max_retries)
+    assumptions = list(notes)
+    assumptions.append(f"teacher: each attempt keeps its rationale with probability {kept_rate} (--kept-rate), "
+                       f"so {attempts:.2f} requests per example (at most {teacher.max_retries}) and "
+                       f"{kept:.1%} of the examples become training rows")
+    assumptions.append(f"rationales and chains of thought are {rationale_tokens} tokens (--rationale-tokens), "
+                       f"answers {LABEL_TOKENS}")
+    if teacher.backend == "oracle":
+        tq = {"requests": 0, "tokens": {"input": 0, "output": 0, "total": 0}, "cost_usd": None}
+        assumptions.append("the oracle teacher sends no requests")
+    else:
+        tq = teacher_estimate(sizes, attempts=attempts, rationale_tokens=rationale_tokens, price_in=price_in,
+                              price_out=price_out)
+        if tq["cost_usd"] is None:
+            assumptions.append("teacher cost: no price given (--price-in/--price-out, USD per million tokens)")
+        else:
+            assumptions.append(f"teacher cost at USD {price_in or 0} (input) and {price_out or 0} (output) per "
+                               "million tokens")
+        if not teacher.backend.startswith("openai:"):
+            assumptions.append(f"the teacher {teacher.backend} runs locally: its GPU time is not in gpu_hours")
+    if params is None:
+        hours: dict[str, float] | None = None
+        assumptions.append(f"the size of model {cfg.model!r} is unknown here: no GPU-hours or model disk")
+    else:
+        hours = stage_gpu_hours(cfg, stages, by_name, params, row, float(table["reference_params"]), kept=kept,
+                                rationale_tokens=rationale_tokens)
+        assumptions.append(f"student of {params / 1e9:.3g}B parameters on {row['name']}: "
+                           f"{row['train_tokens_per_s']} training and {row['generate_tokens_per_s']} generated "
+                           f"tokens/s per GPU at 7B, scaled by size ({row['status']}: {row['source']}; "
+                           f"{THROUGHPUT_FILE.name})")
+        if cfg.reference is not None:
+            assumptions.append("the reference model's stages run on its own backend: not in gpu_hours")
+    gpu_hours = None
+    if hours is not None:
+        by_kind: dict[str, float] = {}
+        for s in stages:
+            if s["stage"] in hours:
+                by_kind[s["kind"]] = by_kind.get(s["kind"], 0.0) + hours[s["stage"]]
+        gpu_hours = {"gpu": row["kind"], "status": row["status"], "total": round(sum(hours.values()), 3),
+                     "by_kind": {k: round(v, 3) for k, v in by_kind.items()},
+                     "by_stage": {k: round(v, 4) for k, v in hours.items()}}
+    disk = disk_gb(cfg, stages, by_name, params, attempts=attempts if teacher.backend != "oracle" else 1.0,
+                   kept=kept, rationale_tokens=rationale_tokens)
+    assumptions.append(f"disk: kept weights at {WEIGHT_BYTES} bytes/parameter, up to {CHECKPOINTS_KEPT} "
+                       f"checkpoints per training run at {CHECKPOINT_BYTES} bytes/parameter (Adam)"
+                       + (f", LoRA adapters {LORA_SHARE:.1%} of the model" if cfg.train.lora else ""))
+    return {"teacher_requests": tq["requests"], "teacher_tokens": tq["tokens"], "teacher_cost_usd": tq["cost_usd"],
+            "gpu_hours": gpu_hours, "disk_gb": disk, "assumptions": assumptions}
+
+
+# ---------------------------------------------------------------------------------------------- reading
+
+
+_SIZE_IN_NAME = re.compile(r"(?<![\d.])(\d+(?:\.\d+)?)([bm])(?![a-z])", re.IGNORECASE)
+
+
+def params_from_config(config: dict[str, Any]) -> float | None:
+    """Parameters of a decoder-only transformer from its ``config.json`` (Llama-like layout)."""
+    try:
+        h, layers, vocab = config["hidden_size"], config["num_hidden_layers"], config["vocab_size"]
+    except KeyError:
+        return None
+    inter = config.get("intermediate_size", 4 * h)
+    heads = config.get("num_attention_heads", 1)
+    kv = config.get("num_key_value_heads", heads) * (h // max(heads, 1))
+    per_layer = 2 * h * h + 2 * h * kv + 3 * h * inter
+    embeddings = vocab * h * (1 if config.get("tie_word_embeddings", False) else 2)
+    return float(layers * per_layer + embeddings)
+
+
+def params_from_name(spec: str) -> float | None:
+    """Parameters from a size in the model's name (``Llama-2-7b-hf`` -> 7e9, ``SmolLM2-135M`` -> 1.35e8)."""
+    found = _SIZE_IN_NAME.findall(spec.rsplit("/", 1)[-1])
+    if not found:
+        return None
+    number, unit = found[-1]
+    return float(number) * (1e9 if unit.lower() == "b" else 1e6)
+
+
+def local_model_dir(spec: str) -> Path | None:
+    """The folder of a model spec if it is already on this machine (built-in cache, a directory, the Hugging
+    Face cache); never builds or downloads."""
+    import os
+
+    from raftlab.models.loading import SMOLLM2_NAMES
+    from raftlab.models.tiny import TINY_VARIANTS, TINY_VERSION
+
+    cache = Path(os.environ.get("RAFTLAB_CACHE", Path.home() / ".cache" / "raftlab")) / "models"
+    if spec in SMOLLM2_NAMES:
+        folder = cache / "smollm2-135m-instruct"
+    elif spec in TINY_VARIANTS:
+        folder = cache / f"{spec}-v{TINY_VERSION}"
+    elif Path(spec).expanduser().is_dir():
+        return Path(spec).expanduser()
+    else:
+        try:
+            from huggingface_hub import try_to_load_from_cache
+
+            found = try_to_load_from_cache(spec, "config.json")
+        except Exception:  # noqa: BLE001 - not a repo id, or no cache: not here
+            return None
+        return Path(found).parent if isinstance(found, str) else None
+    return folder if (folder / ".complete").exists() else None
+
+
+def model_params(spec: str) -> tuple[float | None, str]:
+    """The student's parameter count and where it came from."""
+    import json
+
+    folder = local_model_dir(spec)
+    if folder is not None and (folder / "config.json").is_file():
+        try:
+            n = params_from_config(json.loads((folder / "config.json").read_text()))
+        except (OSError, ValueError):
+            n = None
+        if n:
+            return n, f"from {folder / 'config.json'}"
+    if spec.split("-")[0] == "smollm2":
+        return 1.35e8, "SmolLM2-135M"
+    n = params_from_name(spec)
+    return n, "from the size in the model's name" if n else "unknown"
+
+
+def student_token_counter(spec: str) -> tuple[TokenCounter, str]:
+    """A function counting tokens with the student's tokenizer when it is on this machine, else words x 1.3;
+    and a sentence saying which."""
+    folder = local_model_dir(spec)
+    if folder is not None and any((folder / f).exists() for f in ("tokenizer.json", "tokenizer_config.json")):
+        try:
+            from transformers import AutoTokenizer
+
+            tok = AutoTokenizer.from_pretrained(str(folder))
+
+            def count(texts: Sequence[str]) -> list[int]:
+                return [len(ids) for ids in tok(list(texts), add_special_tokens=False)["input_ids"]]
+
+            return count, f"token counts with the student's tokenizer ({folder})"
+        except Exception:  # noqa: BLE001 - a tokenizer that does not load: fall back to words
+            pass
+
+    def words(texts: Sequence[str]) -> list[int]:
+        return [round(len(t.split()) * TOKENS_PER_WORD) for t in texts]
+
+    return words, (f"token counts are words x {TOKENS_PER_WORD}: the tokenizer of {spec!r} is not on this "
+                   "machine (the teacher's own tokenizer may differ either way)")
+
+
+def _sample(items: Sequence[Any], n: int) -> list[Any]:
+    if len(items) <= n:
+        return list(items)
+    step = len(items) / n
+    return [items[int(i * step)] for i in range(n)]
+
+
+def measure_tasks(cfg: StudyConfig, count: TokenCounter) -> tuple[list[TaskSize], list[str]]:
+    """Each task's sizes from its local data (the data stage's seeded subsets) with its actual teacher and
+    evaluation prompts; a task whose data is not here gets the fallbacks, said in the returned notes."""
+    from raftlab.tasks import get_task
+
+    sizes, missing = [], []
+    for spec in cfg.tasks:
+        try:
+            task = get_task(spec.name)
+            train = task.load("train", data_dir=spec.data_dir, limit=spec.train_limit, seed=cfg.seed)
+            n_test = len(task.load("test", data_dir=spec.data_dir, limit=spec.test_limit, seed=cfg.seed))
+        except Exception:  # noqa: BLE001 - no data here (or an unreadable file): the fallback sizes
+            missing.append(spec.name)
+            sizes.append(TaskSize(spec.name, spec.train_limit or FALLBACK_SPLIT, spec.test_limit or FALLBACK_SPLIT,
+                                  FALLBACK_PROMPT_TOKENS, FALLBACK_PROMPT_TOKENS, measured=False))
+            continue
+        sample = _sample(train, MEASURE_AT_MOST)
+        teacher = [task.teacher_prompt(e, cfg.teacher.style, cfg.teacher.length) for e in sample]
+        student = [task.prompt(e, "cot") for e in sample]
+        mean = (lambda xs: sum(xs) / len(xs)) if sample else (lambda xs: 0.0)
+        sizes.append(TaskSize(spec.name, len(train), n_test, mean(count(teacher)), mean(count(student))))
+    notes = []
+    if missing:
+        notes.append(f"no local data for {', '.join(missing)}: assumed train_limit/test_limit examples (or "
+                     f"{FALLBACK_SPLIT}) and {FALLBACK_PROMPT_TOKENS}-token prompts")
+    return sizes, notes
+
+
+def plan_estimate(cfg: StudyConfig, stages: Sequence[dict[str, Any]], *, gpu: str = "h100",
+                  price_in: float | None = None, price_out: float | None = None,
+                  kept_rate: float = DEFAULT_KEPT_RATE, rationale_tokens: int | None = None) -> dict[str, Any]:
+    """:func:`estimate` for a planned study, reading the tasks' data and the student's tokenizer here."""
+    table = load_throughput()
+    gpu_row(table, gpu)  # an unknown kind fails before any reading
+    count, how = student_token_counter(cfg.model)
+    sizes, notes = measure_tasks(cfg, count)
+    params, where = model_params(cfg.model)
+    notes = [how, *notes]
+    if params is not None:
+        notes.append(f"student size {params / 1e9:.3g}B parameters ({where})")
+    return estimate(cfg, stages, sizes, params=params, table=table, gpu=gpu, price_in=price_in,
+                    price_out=price_out, kept_rate=kept_rate, rationale_tokens=rationale_tokens, notes=notes)
