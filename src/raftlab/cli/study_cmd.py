@@ -25,6 +25,16 @@ def register(app: typer.Typer) -> None:
                                        "do with it (done / would run / would resume / changed, with the inputs "
                                        "that changed), then exit; runs nothing and creates nothing"),
         as_json: bool = typer.Option(False, "--json", help="with --plan: print the plan as JSON"),
+        gpu: str = typer.Option("h100", "--gpu", help="with --plan: the GPU kind the estimate prices GPU-hours "
+                                "for (a row of src/raftlab/study/throughput.yaml: h100, h200, a100, l40s, a10g)"),
+        price_in: float = typer.Option(None, "--price-in", min=0, help="with --plan: the teacher's price in USD "
+                                       "per million input tokens (absent or 0 with --price-out: no cost)"),
+        price_out: float = typer.Option(None, "--price-out", min=0, help="with --plan: the teacher's price in "
+                                        "USD per million output tokens"),
+        kept_rate: float = typer.Option(None, "--kept-rate", min=0.01, max=1.0, help="with --plan: share of "
+                                        "teacher attempts assumed to reach the gold answer (default 0.7)"),
+        rationale_tokens: int = typer.Option(None, "--rationale-tokens", min=1, help="with --plan: tokens "
+                                             "assumed per rationale (default 120, capped by teacher.max_new_tokens)"),
         seed: int = typer.Option(None, "--seed", help="override the config's seed (data order, training, "
                                  "sampling): e.g. to check that a result is stable"),
     ) -> None:
@@ -50,12 +60,20 @@ def register(app: typer.Typer) -> None:
             cfg = cfg.model_copy(update={"seed": seed})
         if as_json and not show_plan:
             raise typer.BadParameter("--json goes with --plan")
+        priced = {"--price-in": price_in, "--price-out": price_out, "--kept-rate": kept_rate,
+                  "--rationale-tokens": rationale_tokens}
+        if not show_plan and any(v is not None for v in priced.values()):
+            raise typer.BadParameter(f"{next(k for k, v in priced.items() if v is not None)} goes with --plan")
         if show_config:
             typer.echo(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
             return
         run_dir = out or Path("runs") / cfg.name
         if show_plan:
-            print_plan(cfg, run_dir, as_json)
+            from raftlab.study.estimate import DEFAULT_KEPT_RATE
+
+            print_plan(cfg, run_dir, as_json, dict(gpu=gpu, price_in=price_in, price_out=price_out,
+                                                   kept_rate=kept_rate or DEFAULT_KEPT_RATE,
+                                                   rationale_tokens=rationale_tokens))
             return
         console.print(f"study [bold]{cfg.name}[/bold]: {len(cfg.tasks)} tasks x arms {', '.join(cfg.arms)} "
                       f"with {cfg.model} (teacher {cfg.teacher.backend}) → {run_dir}")
@@ -83,16 +101,19 @@ def register(app: typer.Typer) -> None:
             typer.echo(str(result.report))
 
 
-def print_plan(cfg, run_dir: Path, as_json: bool) -> None:  # noqa: ANN001 - a StudyConfig
-    """``--plan``: the stages, their keys and status (JSON: ``{"run_dir", "stages": [...]}``)."""
+def print_plan(cfg, run_dir: Path, as_json: bool, pricing: dict | None = None) -> None:  # noqa: ANN001
+    """``--plan``: the stages, their keys and status, and what the study will cost (JSON: ``{"run_dir",
+    "stages": [...], "estimate": {...}}``, see :mod:`raftlab.study.estimate`)."""
     import json
     from collections import Counter
 
     from raftlab.study import plan_study
+    from raftlab.study.estimate import plan_estimate
 
     stages = plan_study(cfg, run_dir)
+    estimate = plan_estimate(cfg, stages, **(pricing or {}))
     if as_json:
-        typer.echo(json.dumps({"run_dir": str(run_dir), "stages": stages}, indent=2))
+        typer.echo(json.dumps({"run_dir": str(run_dir), "stages": stages, "estimate": estimate}, indent=2))
         return
     width = max(len(s["stage"]) for s in stages)
     for s in stages:
@@ -103,3 +124,21 @@ def print_plan(cfg, run_dir: Path, as_json: bool) -> None:  # noqa: ANN001 - a S
         typer.echo(f"{s['stage']:<{width}}  {s['key']}  {s['status']}{why}")
     counts = Counter(s["status"] for s in stages)
     typer.echo(f"{len(stages)} stages in {run_dir}: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
+    print_estimate(estimate)
+
+
+def print_estimate(est: dict) -> None:
+    """The estimate in a few lines, then its assumptions."""
+    tokens = est["teacher_tokens"]
+    cost = "no price given" if est["teacher_cost_usd"] is None else f"USD {est['teacher_cost_usd']:,.2f}"
+    typer.echo(f"estimate: teacher {est['teacher_requests']:,} requests, {tokens['input']:,} input + "
+               f"{tokens['output']:,} output tokens, {cost}")
+    hours = est["gpu_hours"]
+    if hours is not None:
+        kinds = ", ".join(f"{k} {v:,.2f}" for k, v in hours["by_kind"].items())
+        typer.echo(f"estimate: student {hours['total']:,.2f} GPU-hours on {hours['gpu']} ({hours['status']}): {kinds}")
+    disk = est["disk_gb"]
+    models = "unknown" if disk["models"] is None else f"{disk['models']:,.1f} GB"
+    typer.echo(f"estimate: disk {models} of models + {disk['records']:,.2f} GB of records")
+    for line in est["assumptions"]:
+        typer.echo(f"  assumed: {line}")
