@@ -33,6 +33,8 @@ CASES = {
     "study/unknown-task": (["study", "unk_task.yaml", "--out", "run"], 2, "unknown task(s) 'nope'"),
     "study/bad-teacher": (["study", "bad_teacher.yaml", "--out", "run"], 2, "teacher.backend"),
     "study/missing-file": (["study", "missing.yaml"], 2, "no such study config file"),
+    "doctor/missing-file": (["doctor", "missing.yaml"], 2, "no such study config file"),
+    "doctor/unknown-key": (["doctor", "unknown_key.yaml"], 2, "bogus_key"),
     "study/bad-yaml": (["study", "bad.yaml", "--out", "run"], 2, "bad.yaml"),
     "study/unknown-key": (["study", "unknown_key.yaml", "--out", "run"], 2, "bogus_key"),
     "study/impossible-k": (["study", "zero_k.yaml", "--out", "run"], 2, "eval.k"),

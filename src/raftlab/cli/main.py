@@ -14,7 +14,7 @@ from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
 from raftlab.cli import (
-    analyze_cmd, data_cmd, eval_cmd, rationales_cmd, rationalyst_cmd, report_cmd, serve_cmd, study_cmd, tasks_cmd,
+    analyze_cmd, data_cmd, doctor_cmd, eval_cmd, rationales_cmd, rationalyst_cmd, report_cmd, serve_cmd, study_cmd, tasks_cmd,
     train_cmd,
 )
 from raftlab.cli.errors import USER_ERRORS, error_line, message
@@ -65,7 +65,7 @@ def _options(
 
 # Order of the groups in `raftlab --help`: the pipeline's order.
 for _module in (study_cmd, tasks_cmd, data_cmd, rationales_cmd, train_cmd, eval_cmd, serve_cmd, analyze_cmd,
-                report_cmd, rationalyst_cmd):
+                report_cmd, rationalyst_cmd, doctor_cmd):
     _module.register(app)
 
 
