@@ -133,7 +133,7 @@ class ExecutorConfig(_Strict):
     ``local`` with more workers: every stage whose dependencies are done starts at once, up to ``workers`` at a
     time, each in its own process (submitit's local executor; on a GPU machine each running stage sees one GPU
     of its own, ``devices``).
-    ``slurm``: each stage is a SLURM job (submitit), with ``slurm`` as its parameters (e.g. ``{partition: gpu,
+    ``slurm``: each stage is a SLURM job (submitit), with ``slurm`` as its parameters (e.g. ``{slurm_partition: gpu,
     gpus_per_node: 1, timeout_min: 240}``). The manifest, caching and resume work exactly as in one process."""
 
     kind: Literal["local", "slurm"] = "local"

@@ -102,7 +102,7 @@ def _free_memory_gb() -> tuple[float, str]:
 
 
 def _launcher_processes(cfg: StudyConfig) -> int:
-    """Processes of the training launcher (accelerate's ``num_processes`` x ``num_machines``; 1 without one)."""
+    """Processes of the training launcher (accelerate's ``num_processes``, over all machines; 1 without one)."""
     import shlex
 
     import yaml
@@ -115,7 +115,7 @@ def _launcher_processes(cfg: StudyConfig) -> int:
         conf = yaml.safe_load(path.read_text()) or {}
     except (OSError, yaml.YAMLError):
         return 1
-    return max(1, int(conf.get("num_processes", 1)) * int(conf.get("num_machines", 1)))
+    return max(1, int(conf.get("num_processes") or 1))
 
 
 def check_memory(cfg: StudyConfig | None, params: float | None) -> Check:

@@ -281,7 +281,7 @@ def check_accelerate_config(path: str | Path, config: TrainConfig) -> dict[str, 
     from accelerate.commands.config.config_args import ClusterConfig
 
     cfg = ClusterConfig.from_yaml_file(str(path))
-    world = int(cfg.num_processes or 1) * max(1, int(getattr(cfg, "num_machines", 1) or 1))
+    world = int(cfg.num_processes or 1)  # accelerate's num_processes counts every machine's processes
     accum = config.accumulation(world)  # ValueError when global_batch does not divide
     ds = getattr(cfg, "deepspeed_config", None) or {}
     ds_accum = ds.get("gradient_accumulation_steps")
