@@ -67,6 +67,9 @@ class TeacherConfig(_Strict):
     max_retries: int = Field(3, ge=1, description="attempts per example (the gold filter retries)")
     temperature: float = Field(0.7, ge=0.0)
     max_new_tokens: int = Field(256, ge=1)
+    batch_size: int = Field(32, ge=1, description="teacher prompts in flight at once: one batched generate call "
+                            "for a local teacher (hf, vllm), concurrent requests for an openai teacher (not read "
+                            "by the oracle)")
     backend_options: dict[str, Any] = Field(default_factory=dict, description="engine options of the teacher "
                                             "(as --backend-option: vLLM LLM(...), from_pretrained, the OpenAI "
                                             "client); recorded, secrets masked")

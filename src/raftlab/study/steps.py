@@ -55,9 +55,11 @@ def rationales(cfg: StudyConfig, spec: TaskSpec, data_out: dict[str, Any], out: 
     examples = read_examples(stage_path(data_out, "train"))
     store = out / "rationales.sqlite"
     t = cfg.teacher
+    in_flight = {"concurrency": t.batch_size} if t.backend != "oracle" else {}
     stats = generate_rationales(teacher_backend(cfg, task, examples), task, examples, store, n=len(examples),
                                 max_retries=t.max_retries, style=t.style, length=t.length,
-                                temperature=t.temperature, max_new_tokens=t.max_new_tokens, seed=cfg.seed)
+                                temperature=t.temperature, max_new_tokens=t.max_new_tokens, seed=cfg.seed,
+                                **in_flight)
     kept = export_jsonl(store, out / "rationales.jsonl")
     if stats.get("pending"):
         raise RuntimeError(f"teacher {t.backend!r}: {stats['pending']} examples of {spec.name!r} are pending because "
