@@ -64,7 +64,6 @@ def run_dispatched(stages: list[Any], runner: StageRunner, config: Any, outputs:
     held: dict[str, int] = {}
     workers = min(config.workers, len(devices)) if devices else config.workers
     pending = list(stages)
-    keys = {s.name: s.key for s in stages}
     running: dict[str, Any] = {}
     try:
         while pending or running:
@@ -74,8 +73,7 @@ def run_dispatched(stages: list[Any], runner: StageRunner, config: Any, outputs:
                 if not all(dep in outputs for dep in stage.deps):
                     continue
                 pending.remove(stage)
-                skipped, found = runner.begin(stage.name, stage.inputs, stage.deps, stage.key,
-                                              {d: keys[d] for d in stage.deps})
+                skipped, found = runner.begin(stage.name, stage.inputs, stage.deps, stage.key, stage.dep_keys)
                 if skipped:
                     outputs[stage.name] = found
                     continue

@@ -55,12 +55,10 @@ def _run(cfg: StudyConfig, steps: StudySteps, runner: StageRunner) -> StudyResul
         from raftlab.study.isolation import run_stage_in_child
 
         execute = run_stage_in_child if cfg.executor.isolate and steps.isolate else None
-        keys = {s.name: s.key for s in stages}
         for stage in stages:
             given = {dep: {**outputs[dep], "_stage_dir": str(runner.stage_dir(dep))} for dep in stage.deps}
             outputs[stage.name] = runner.run(stage.name, stage.inputs, lambda d, s=stage, g=given: s.work(g, d),
-                                             stage.deps, execute=execute, key=stage.key,
-                                             dep_keys={d: keys[d] for d in stage.deps})
+                                             stage.deps, execute=execute, key=stage.key, dep_keys=stage.dep_keys)
     else:
         from raftlab.study.executor import run_dispatched
 
@@ -83,6 +81,5 @@ def plan_study(config: StudyConfig | str | Path | dict | None, run_dir: str | Pa
     check_runnable(cfg)
     runner = StageRunner(run_dir)
     stages = plan(cfg, StudySteps.real(), Path(run_dir))
-    keys = {s.name: s.key for s in stages}
     return [{"stage": s.name, "kind": s.kind, "key": s.key, "deps": list(s.deps),
-             **runner.status(s.name, s.key, s.inputs, {d: keys[d] for d in s.deps})} for s in stages]
+             **runner.status(s.name, s.key, s.inputs, s.dep_keys)} for s in stages]

@@ -8,7 +8,7 @@ runner (:func:`raftlab.study.run.run_study`) walks that list. The work itself is
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +71,8 @@ class Stage:
     work: Callable[[dict[str, Outputs], Path], Outputs]
     #: the view of the config the work reads through (records which fields it read)
     view: ConfigView | None = None
+    #: the keys of ``deps`` (recorded with the stage, so that a change can be traced to a dependency)
+    dep_keys: dict[str, str] = field(default_factory=dict)
 
 
 def task_source(spec: TaskSpec) -> dict[str, Any]:
@@ -106,12 +108,12 @@ def plan(cfg: StudyConfig, steps: StudySteps, run_dir: Path) -> list[Stage]:
     def add(name: str, kind: str, spec: TaskSpec | None, deps: tuple[str, ...],
             work: Callable[[ConfigView, ConfigView | None, dict[str, Outputs], Path], Outputs],
             **extra: Any) -> None:
-        inputs = declared_slice(kind, cfg, spec)
-        key = stage_key(kind, inputs, {d: keys[d] for d in deps}, extra)
+        inputs, dep_keys = declared_slice(kind, cfg, spec), {d: keys[d] for d in deps}
+        key = stage_key(kind, inputs, dep_keys, extra)
         view, task = stage_view(cfg, kind, name, spec)
         keys[name] = key
         stages.append(Stage(name, kind, inputs, deps, key,
-                            lambda d, out, view=view, task=task: work(view, task, d, out), view))
+                            lambda d, out, view=view, task=task: work(view, task, d, out), view, dep_keys))
 
     def add_sources(spec: TaskSpec) -> None:
         data, rats = layout.data(spec.name), layout.rationales(spec.name)
