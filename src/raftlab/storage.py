@@ -22,6 +22,7 @@ import shutil
 import sqlite3
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -337,7 +338,11 @@ def read_yaml(path: str | Path, *, resolve: Callable[[str, Path], Path] | None =
 
 
 class InUse(OSError):
-    """A store or run directory is held by another raftlab process (the message names its pid)."""
+    """A store or run directory is held by another raftlab process (the message names its pid, ``holder``)."""
+
+    def __init__(self, message: str, holder: str = "unknown") -> None:  # one argument when unpickled
+        super().__init__(message)
+        self.holder = holder
 
 
 class StoreCorrupt(ValueError):
@@ -349,34 +354,44 @@ _HELD: dict[str, list[int]] = {}
 _HELD_GUARD = threading.Lock()
 
 
-def acquire_lock(path: str | Path, what: str) -> Callable[[], None]:
+def acquire_lock(path: str | Path, what: str, timeout: float = 0.0, poll: float = 0.1) -> Callable[[], None]:
     """Hold ``path`` (a lock file) for one writer: an OS file lock (``flock``), released by the kernel when the
-    holder dies, so a crash never leaves a stale lock. Another process gets :class:`InUse` naming the holder's
-    pid; this process may take it again (counted). Returns the function that releases it."""
+    holder dies, so a crash never leaves a stale lock. Another process waits up to ``timeout`` seconds, then gets
+    :class:`InUse` naming the holder's pid; this process may take it again (counted). Returns the function that
+    releases it."""
     import fcntl
 
     key = os.path.realpath(path)
-    with _HELD_GUARD:
-        held = _HELD.get(key)
-        if held is not None and held[1] == os.getpid():
-            held[2] += 1
-            return lambda: _release(key)
-        fd = os.open(key, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            if not isinstance(exc, BlockingIOError):
+    fd = None
+    deadline = time.monotonic() + timeout
+    while True:
+        with _HELD_GUARD:  # each attempt is atomic with this process's registry; the wait between them is not held
+            held = _HELD.get(key)
+            if held is not None and held[1] == os.getpid():
+                if fd is not None:
+                    os.close(fd)
+                held[2] += 1
+                return lambda: _release(key)
+            if fd is None:
+                fd = os.open(key, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+                    os.close(fd)
+                    raise InUse(f"{what} is in use by another raftlab process (pid {holder}); wait for it to "
+                                f"finish or stop it, or use another output folder (lock: {key})", holder) from None
+            except OSError as exc:
                 os.close(fd)
-                raise OSError(f"{key}: cannot take the one-writer lock of {what} ({exc.strerror}); this file system "
-                              "may not support flock: put the run or store on a local disk") from None
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-            os.close(fd)
-            raise InUse(f"{what} is in use by another raftlab process (pid {holder}); wait for it to finish or "
-                        f"stop it, or use another output folder (lock: {key})") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        _HELD[key] = [fd, os.getpid(), 1]
-    return lambda: _release(key)
+                raise OSError(f"{key}: cannot take the one-writer lock of {what} ({exc.strerror}); this file "
+                              "system may not support flock: put the run or store on a local disk") from None
+            else:
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+                _HELD[key] = [fd, os.getpid(), 1]
+                return lambda: _release(key)
+        time.sleep(poll)
 
 
 def _release(key: str) -> None:
@@ -435,30 +450,18 @@ class SqliteStore:
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """One write transaction: ``BEGIN IMMEDIATE`` (takes the write lock up front), ``COMMIT`` on success,
-        ``ROLLBACK`` on any error (nothing of it is stored). Inside another transaction it is part of that one."""
-        if self.db.in_transaction:  # nested: a savepoint, so that a failed inner block leaves nothing either
-            self.db.execute("SAVEPOINT inner")
-            try:
-                yield self.db
-            except BaseException:
-                with contextlib.suppress(sqlite3.Error):
-                    self.db.execute("ROLLBACK TO inner")
-                    self.db.execute("RELEASE inner")
-                raise
-            self.db.execute("RELEASE inner")
-            return
-        self.db.execute("BEGIN IMMEDIATE")
+        ``ROLLBACK`` on any error (nothing of it is stored). Inside another transaction it is a savepoint, so that a
+        failed inner block leaves nothing either."""
+        begin, commit, undo = (("SAVEPOINT inner", "RELEASE inner", ("ROLLBACK TO inner", "RELEASE inner"))
+                               if self.db.in_transaction else ("BEGIN IMMEDIATE", "COMMIT", ("ROLLBACK",)))
+        self.db.execute(begin)
         try:
             yield self.db
+            self.db.execute(commit)
         except BaseException:
             with contextlib.suppress(sqlite3.Error):
-                self.db.execute("ROLLBACK")
-            raise
-        try:
-            self.db.execute("COMMIT")
-        except BaseException:
-            with contextlib.suppress(sqlite3.Error):
-                self.db.execute("ROLLBACK")
+                for statement in undo:
+                    self.db.execute(statement)
             raise
 
     def close(self) -> None:

@@ -130,30 +130,21 @@ def _build(avx512_bf16: bool) -> Any | None:
 
 @contextlib.contextmanager
 def build_lock(build_dir: Path, timeout: float, poll: float = 0.1) -> Iterator[None]:
-    """Hold an exclusive ``flock`` on ``build_dir``/raftlab-build.lock (holding this process's pid) for a build;
-    the kernel releases it when the holder exits or is killed. TimeoutError, naming the holder's pid, when
-    another process holds it for over ``timeout`` seconds."""
-    import fcntl
+    """Hold raftlab's one-builder lock of ``build_dir`` (:func:`raftlab.storage.acquire_lock` on
+    ``raftlab-build.lock``: the kernel releases it when the holder exits or is killed). TimeoutError, naming the
+    holder's pid, when another process holds it for over ``timeout`` seconds."""
+    from raftlab.storage import InUse, acquire_lock
 
     path = build_dir / LOCK_NAME
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    holder = path.read_text(errors="replace").strip() or "unknown"
-                    raise TimeoutError(f"process {holder} has held the build lock {path} for over {timeout:g} s "
-                                       "(RAFTLAB_BUILD_TIMEOUT)") from None
-                time.sleep(poll)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        release = acquire_lock(path, "the native kernels' build", timeout=timeout, poll=poll)
+    except InUse as exc:
+        raise TimeoutError(f"process {exc.holder} has held the build lock {path} for over {timeout:g} s "
+                           "(RAFTLAB_BUILD_TIMEOUT)") from None
+    try:
         yield
     finally:
-        os.close(fd)  # releases the lock
+        release()
 
 
 def remove_stale_torch_lock(build_dir: Path) -> bool:
