@@ -14,8 +14,8 @@ from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
 from raftlab.cli import (
-    analyze_cmd, data_cmd, doctor_cmd, eval_cmd, rationales_cmd, rationalyst_cmd, report_cmd, serve_cmd, study_cmd, tasks_cmd,
-    train_cmd,
+    analyze_cmd, data_cmd, doctor_cmd, eval_cmd, rationales_cmd, rationalyst_cmd, report_cmd, serve_cmd, study_cmd,
+    tasks_cmd, train_cmd,
 )
 from raftlab.cli.errors import USER_ERRORS, error_line, message
 

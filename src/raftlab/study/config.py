@@ -13,7 +13,7 @@ from raftlab import storage
 from raftlab.training.config import TrainSettings
 
 CONFIG_DIR = Path(__file__).parent / "configs"
-BUILTIN = {"default": CONFIG_DIR / "default.yaml", "quick": CONFIG_DIR / "quick.yaml", "paper": CONFIG_DIR / "paper.yaml"}
+BUILTIN = {name: CONFIG_DIR / f"{name}.yaml" for name in ("default", "quick", "paper")}
 #: One line per built-in config (``raftlab study --help``).
 PRESETS = {"default": "SmolLM2-135M (LoRA), 2 synthetic tasks, oracle teacher: a resolved answer on 2 CPU cores",
            "quick": "tiny random-init model, 3 synthetic tasks: checks the pipeline in about a minute",

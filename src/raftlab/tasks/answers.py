@@ -321,19 +321,19 @@ def _answer_clauses(text: str) -> Iterator[str]:
         yield m.group(1)
 
 
+def _clause_answers(text: str, spec: AnswerSpec) -> Iterator[str]:
+    """The parsed value of each answer cue's clause (:func:`_answer_clauses` order; :data:`INVALID` where it does
+    not parse)."""
+    parse = (lambda s: parse_number(s)) if spec.answer_type == "number" else (lambda s: parse_choice(s, spec))
+    for clause in _answer_clauses(text):
+        yield parse(clause) if clause.strip(_STRIP_CHARS) else INVALID
+
+
 def answer_statements(text: str, example_or_task: Any) -> list[str]:
     """Every answer ``text`` states: the parsed value of each answer cue's clause that parses ("The answer is",
     ``\boxed{}``, "Answer:", "(B) is the correct answer"), whatever its position. The gold filter requires them
     all to agree."""
-    spec = AnswerSpec.of(example_or_task)
-    parse = (lambda s: parse_number(s)) if spec.answer_type == "number" else (lambda s: parse_choice(s, spec))
-    found = []
-    for clause in _answer_clauses(text):
-        if clause.strip(_STRIP_CHARS):
-            value = parse(clause)
-            if value != INVALID:
-                found.append(value)
-    return found
+    return [value for value in _clause_answers(text, AnswerSpec.of(example_or_task)) if value != INVALID]
 
 
 def extract_answer(text: Any, example_or_task: Any) -> str:
@@ -349,16 +349,13 @@ def extract_answer(text: Any, example_or_task: Any) -> str:
         if not isinstance(text, str) or not text.strip():
             return INVALID
         spec = AnswerSpec.of(example_or_task)
-        parse = (lambda s: parse_number(s)) if spec.answer_type == "number" else (lambda s: parse_choice(s, spec))
         any_cue = False
         # the last parseable cue wins: a cue with nothing after it (output cut off) or with something that is not
         # an answer ("... The answer is written at the end") defers to the one before
-        for clause in _answer_clauses(text):
+        for value in _clause_answers(text, spec):
             any_cue = True
-            if clause.strip(_STRIP_CHARS):
-                value = parse(clause)
-                if value != INVALID:
-                    return value
+            if value != INVALID:
+                return value
         if any_cue:
             return INVALID
         bare = text.strip().strip(_STRIP_CHARS.replace("-", "")).strip()
