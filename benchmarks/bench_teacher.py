@@ -1,9 +1,12 @@
 """Teacher attempts per second with SmolLM2 as its own gold-filtered teacher on 64 SST-2 training examples: the same
-model and prompts, prompts sent one batch of ``--batch-sizes`` at a time (a study's ``teacher.batch_size``; 4 was the
-old fixed value). One attempt per example (``max_retries`` 1), T = 0.7, up to 256 new tokens. Writes a JSON with the
-machine, versions and command.
+model, prompts and gold filter, with up to ``--max-retries`` attempts per example, under each ``--configs`` entry
+``B:S``: B prompts per batched ``generate`` call (a study's ``teacher.batch_size``) and S attempts drawn as n
+samples of one prompt (``teacher.samples_per_prompt``). ``4:1`` is the old fixed study setting (4 prompts, one
+sample each), the baseline of the speed-ups. T = 0.7, up to 256 new tokens. Counts only recorded attempts (samples
+after an example's first kept one are discarded and not counted). Writes a JSON with the machine, versions and
+command.
 
-    .venv/bin/python benchmarks/bench_teacher.py --batch-sizes 4 32 --out benchmarks/results/teacher_batching.json
+    .venv/bin/python benchmarks/bench_teacher.py --configs 4:1 32:1 32:4 --out benchmarks/results/teacher_batching.json
 """
 
 from __future__ import annotations
@@ -19,8 +22,9 @@ from pathlib import Path
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[4, 32])
+    parser.add_argument("--configs", nargs="+", default=["4:1", "32:1", "32:4"], help="B:S pairs")
     parser.add_argument("--examples", type=int, default=64)
+    parser.add_argument("--max-retries", type=int, default=4)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
 
@@ -39,12 +43,16 @@ def main() -> None:
     backend.generate([task.teacher_prompt(examples[0], "A", 3)], SamplingParams(max_new_tokens=8))  # warm-up
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for size in args.batch_sizes:
+        for config in args.configs:
+            size, samples = map(int, config.split(":"))
+            backend.batch_size = size * samples  # rows per forward, as a study sizes its hf teacher
             t0 = time.perf_counter()
-            stats = generate_rationales(backend, task, examples, Path(tmp) / f"b{size}.sqlite", max_retries=1,
-                                        concurrency=size, temperature=0.7, max_new_tokens=256, progress=False)
+            stats = generate_rationales(backend, task, examples, Path(tmp) / f"b{size}s{samples}.sqlite",
+                                        max_retries=args.max_retries, concurrency=size, samples_per_prompt=samples,
+                                        temperature=0.7, max_new_tokens=256, progress=False)
             seconds = time.perf_counter() - t0
-            rows.append({"batch_size": size, "attempts": stats["attempts"], "seconds": round(seconds, 2),
+            rows.append({"batch_size": size, "samples_per_prompt": samples, "max_retries": args.max_retries,
+                         "attempts": stats["attempts"], "seconds": round(seconds, 2),
                          "attempts_per_s": round(stats["attempts"] / seconds, 3),
                          "teacher_tokens": stats["teacher_tokens"], "kept": stats["kept"],
                          "rejections": stats["rejections"]})
@@ -59,7 +67,7 @@ def main() -> None:
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    print(json.dumps({r["batch_size"]: r["speedup_vs_first"] for r in rows}))
+    print(json.dumps({f"{r['batch_size']}:{r['samples_per_prompt']}": r["speedup_vs_first"] for r in rows}))
 
 
 if __name__ == "__main__":

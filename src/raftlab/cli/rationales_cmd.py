@@ -39,6 +39,8 @@ def generate_cmd(
                         "step by step .. 5 shortest"),
     max_retries: int = typer.Option(10, min=1),
     concurrency: int = typer.Option(4, min=1, help="examples sent to the teacher at once"),
+    samples_per_prompt: int = typer.Option(4, min=1, help="an example's next attempts drawn as n samples of one "
+                                           "request (samples after its first kept one are discarded)"),
     temperature: float = typer.Option(0.7, min=0.0),
     max_new_tokens: int = typer.Option(256, min=1),
     data: Path = typer.Option(None, help="a JSONL of Examples instead of the task's split"),
@@ -68,16 +70,15 @@ def generate_cmd(
 
         backend = OracleTeacher(t, examples)
     else:
-        from raftlab.backends import get_backend, is_thread_safe, parse_backend_options
+        from raftlab.backends import parse_backend_options
+        from raftlab.rationales import teacher_backend
 
-        # a concurrent backend keeps --concurrency requests in flight
-        options = parse_backend_options(backend_option)
-        backend = (get_backend(teacher, options, concurrency=concurrency) if is_thread_safe(teacher)
-                   else get_backend(teacher, options))
+        backend = teacher_backend(teacher, parse_backend_options(backend_option), concurrency, samples_per_prompt)
     out.mkdir(parents=True, exist_ok=True)
     try:
         stats = generate_rationales(backend, t, examples, out / STORE, n=n, max_retries=max_retries,
                                     style=prompt_style.upper(), length=length, concurrency=concurrency,
+                                    samples_per_prompt=samples_per_prompt,
                                     temperature=temperature, max_new_tokens=max_new_tokens, seed=seed,
                                     tokenizer=_tokenizer(tokenizer), force_new_run=force_new_run)
     except KeyboardInterrupt:
@@ -104,7 +105,7 @@ def judge_cmd(
     seed: int = typer.Option(0),
 ) -> None:
     """LLM-as-judge: analysis then "Helpful"/"Unhelpful" for a sample of kept rationales."""
-    from raftlab.backends import get_backend, is_thread_safe, parse_backend_options
+    from raftlab.backends import get_backend, is_thread_safe, parse_backend_options, parse_spec
     from raftlab.rationales import judge_rationales
 
     store = _store(run)

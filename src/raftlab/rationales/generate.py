@@ -1,9 +1,11 @@
 """Teacher rationale generation with the gold filter and retries.
 
-Passes over the data: in pass p every example that has no kept rationale yet gets its p-th attempt (a fresh
-seeded sample). A rationale is kept only if its answer matches the gold label. Passes continue until ``n``
-rationales are kept or every remaining example has used ``max_retries`` attempts (then it is recorded as a
-failure with its attempts). Every attempt is committed to the store as it arrives.
+Passes over the data: in each pass every example that has no kept rationale yet gets its next attempts (fresh
+seeded samples; ``samples_per_prompt`` of them drawn as n samples of one request, so that a local teacher prefills
+the prompt once and decodes them together). A rationale is kept only if it passes the gold filter
+(:mod:`raftlab.rationales.gold_filter`); an example's samples after its first kept one are discarded, not recorded.
+Passes continue until ``n`` rationales are kept or every remaining example has used ``max_retries`` attempts (then
+it is recorded as a failure with its attempts). Every attempt is committed to the store as it arrives.
 
 Two kinds of failure are kept apart. *The teacher answered and was wrong* (or unparseable) is an attempt of the
 gold filter. *The request failed* (connection error, timeout, 429, 5xx, a malformed response) is not: it is
@@ -47,30 +49,46 @@ def _uses_threads(backend: Backend) -> bool:
     return bool(getattr(backend, "thread_safe", False))
 
 
+def teacher_backend(spec: str, options: dict[str, Any] | None, concurrency: int,
+                    samples_per_prompt: int) -> Backend:
+    """The teacher's backend sized for :func:`generate_rationales`: a concurrent one (openai) keeps
+    ``concurrency`` requests in flight; a local hf one decodes a whole batch, every prompt with all its samples,
+    in one forward."""
+    from raftlab.backends import get_backend, is_thread_safe, parse_spec
+
+    if is_thread_safe(spec):
+        return get_backend(spec, options, concurrency=concurrency)
+    if parse_spec(spec)[0] == "hf":
+        return get_backend(spec, options, batch_size=concurrency * samples_per_prompt)
+    return get_backend(spec, options)
+
+
 #: Re-sends of a failed request (not gold-filter attempts), and the first backoff; it doubles up to 30 s.
 REQUEST_RETRIES = 4
 RETRY_BACKOFF_S = 1.0
 
 
 def _call(backend: Backend, prompts: list[str],
-          params: SamplingParams) -> tuple[list[Generation | None], list[str | None], float]:
-    """One ``generate`` request: generations, per-prompt *request* errors (None: the teacher answered), wall
-    time. Never raises."""
+          params: SamplingParams) -> tuple[list[list[Generation] | None], list[str | None], float]:
+    """One ``generate`` request: the ``params.n`` generations of each prompt, per-prompt *request* errors (None:
+    the teacher answered), wall time. Never raises."""
     t0 = time.perf_counter()
+    want = max(1, params.n)
     try:
         rows = backend.generate(prompts, params)
-        if len(rows) != len(prompts) or any(not row for row in rows):
-            raise ValueError(f"malformed response: {len(rows)} results for {len(prompts)} prompts")
-        gens: list[Generation | None] = [row[0] for row in rows]
-        errors = [None if g.finish_reason != "error" else "request failed" for g in gens]
+        if len(rows) != len(prompts) or any(len(row) != want for row in rows):
+            raise ValueError(f"malformed response: {[len(r) for r in rows]} samples for {len(prompts)} prompts "
+                             f"x {want}")
+        gens: list[list[Generation] | None] = [list(row) for row in rows]
+        errors = [None if all(g.finish_reason != "error" for g in row) else "request failed" for row in rows]
     except Exception as exc:  # noqa: BLE001 - a failed request is retried, then the example stays pending
         gens, errors = [None] * len(prompts), [f"{type(exc).__name__}: {exc}"[:500]] * len(prompts)
     return gens, errors, time.perf_counter() - t0
 
 
 def request_with_retries(backend: Backend, prompts: list[str], params: SamplingParams, retries: int,
-                         backoff: float, on_failure: Any = None) -> tuple[list[Generation | None], list[str | None],
-                                                                          float]:
+                         backoff: float, on_failure: Any = None) -> tuple[list[list[Generation] | None],
+                                                                          list[str | None], float]:
     """:func:`_call`, re-sending the prompts whose request failed up to ``retries`` times with exponential backoff
     (``backoff``, doubling, at most 30 s). ``on_failure(index, error)`` is told of every failed request."""
     gens, errors, wall = _call(backend, prompts, params)
@@ -113,6 +131,7 @@ def generate_rationales(
     style: str = "A",
     length: int = 3,
     concurrency: int = 4,
+    samples_per_prompt: int = 1,
     sampling: SamplingParams | None = None,
     temperature: float = 0.7,
     max_new_tokens: int = 256,
@@ -126,10 +145,13 @@ def generate_rationales(
     """Generate and gold-filter rationales for ``examples`` into ``store``; returns :func:`run_stats`
     (also written to ``stats.json`` next to the store).
 
-    ``sampling`` (else ``temperature``/``max_new_tokens``) sets the teacher's sampling; attempt *a* uses seed
-    ``seed * 1000 + a``. At most ``concurrency`` requests are in flight: remote backends (``openai``) get one
-    request per example, each on its own thread, and each result is committed as it arrives; local backends get
-    batches of ``concurrency`` prompts. ``force_new_run`` discards a store made with other settings.
+    ``sampling`` (else ``temperature``/``max_new_tokens``) sets the teacher's sampling. An example with *m*
+    attempts made gets its next ``r = min(samples_per_prompt, max_retries - m)`` attempts as ``n = r`` samples of
+    one request with seed ``seed * 1000 + m + 1`` (attempt *m + 1 + j* is sample *j*; with ``samples_per_prompt=1``
+    attempt *a* uses seed ``seed * 1000 + a``); samples after its first kept one are discarded. At most
+    ``concurrency`` requests are in flight: remote backends (``openai``) get one request per example, each on its
+    own thread, and each result is committed as it arrives; local backends get batches of ``concurrency`` prompts.
+    ``force_new_run`` discards a store made with other settings.
     Failed requests are re-sent ``request_retries`` times (backoff ``retry_backoff`` s, doubling); examples whose
     requests keep failing are left pending (``stats["pending"]``; a rerun resumes them).
     """
@@ -139,6 +161,8 @@ def generate_rationales(
         raise ValueError("max_retries must be at least 1")
     if concurrency < 1:
         raise ValueError("concurrency must be at least 1")
+    if samples_per_prompt < 1:
+        raise ValueError("samples_per_prompt must be at least 1")
     examples = list(examples)
     dup = [i for i, c in Counter(e.id for e in examples).items() if c > 1]
     if dup:
@@ -172,18 +196,20 @@ def generate_rationales(
         pending[ex.id] = error
         show(True)
 
-    def record(ex: Example, attempt: int, prompt: str, gen: Generation | None, err: str | None,
-               latency: float) -> None:
-        raw, answer, correct, err, rationale = _check(task, ex, prompt, gen, err)
-        failed = not correct and attempt == max_retries
-        db.record_attempt(ex.id, attempt, _prompt_hash(prompt), raw, answer, correct, err, latency,
-                          gen.num_tokens if gen is not None else 0, rationale, failed_for_good=failed)
-        made[ex.id] = attempt
-        counts["attempts"] += 1
-        counts["failed"] += failed
-        if correct:
-            kept.add(ex.id)
-            bar.update(1)
+    def record(ex: Example, first: int, prompt: str, gens: list[Generation], latency: float) -> None:
+        """The attempts ``first, first + 1, ...`` of ``ex`` (one per sample), up to its first kept one."""
+        for attempt, gen in enumerate(gens, start=first):
+            raw, answer, correct, err, rationale = _check(task, ex, prompt, gen, None)
+            failed = not correct and attempt == max_retries
+            db.record_attempt(ex.id, attempt, _prompt_hash(prompt), raw, answer, correct, err, latency,
+                              gen.num_tokens, rationale, failed_for_good=failed)
+            made[ex.id] = attempt
+            counts["attempts"] += 1
+            counts["failed"] += failed
+            if correct:
+                kept.add(ex.id)
+                bar.update(1)
+                break
         show(len(kept) >= n)
 
     def show(force: bool) -> None:
@@ -196,13 +222,15 @@ def generate_rationales(
 
     status, raised = "interrupted", True
     try:
-        for attempt in range(1, max_retries + 1):
-            if len(kept) >= n:
+        while len(kept) < n:
+            left = [e for e in examples if e.id not in kept and e.id not in pending
+                    and made.get(e.id, 0) < max_retries]
+            if not left:
                 break
-            todo = deque(e for e in examples
-                         if e.id not in kept and e.id not in pending and made.get(e.id, 0) < attempt)
-            params = replace(base, seed=(base.seed or 0) * 1000 + attempt)
-            send = _Sender(backend, params, attempt, request_retries, retry_backoff, request_failed, give_up,
+            m = min(made.get(e.id, 0) for e in left)  # a pass: the examples with the fewest attempts
+            todo = deque(e for e in left if made.get(e.id, 0) == m)
+            params = replace(base, n=min(samples_per_prompt, max_retries - m), seed=(base.seed or 0) * 1000 + m + 1)
+            send = _Sender(backend, params, m + 1, request_retries, retry_backoff, request_failed, give_up,
                            record)
             if _uses_threads(backend):
                 _pass_threaded(send, task, todo, style, length, concurrency, n, kept)
@@ -227,11 +255,11 @@ def generate_rationales(
     return stats
 
 
-def _check(task: Any, ex: Example, prompt: str, gen: Generation | None,
+def _check(task: Any, ex: Example, prompt: str, gen: Generation,
            err: str | None) -> tuple[str, str, bool, str | None, str | None]:
     """(raw, parsed answer, kept, error or rejection reason, rationale to keep) for one teacher output
     (:mod:`raftlab.rationales.gold_filter`)."""
-    raw = gen.text if gen is not None else ""
+    raw = gen.text
     if err is None and not raw.strip():
         err = "empty output"
     if err is not None:
@@ -254,9 +282,9 @@ class _Sender:
         gens, errors, wall = result
         for i, error in failures:
             self.request_failed(batch[i], self.attempt, error)
-        for ex, prompt, gen, err in zip(batch, prompts, gens, errors):
+        for ex, prompt, samples, err in zip(batch, prompts, gens, errors):
             if err is None:
-                self.record(ex, self.attempt, prompt, gen, None, wall)
+                self.record(ex, self.attempt, prompt, samples, wall)
             else:
                 self.give_up(ex, err)
 

@@ -67,7 +67,7 @@ def judge_rationales(judge: Backend, store: RationaleStore | str | Path, sample:
         errors += len(failures)
         for (ex, _, _), gen, err in zip(batch, gens, request_errors):
             if err is None:
-                db.record_judgment(ex.id, parse_verdict(gen.text), gen.text, name)
+                db.record_judgment(ex.id, parse_verdict(gen[0].text), gen[0].text, name)
             else:
                 pending += 1
         bar.update(len(batch))

@@ -70,6 +70,10 @@ class TeacherConfig(_Strict):
     batch_size: int = Field(32, ge=1, description="teacher prompts in flight at once: one batched generate call "
                             "for a local teacher (hf, vllm), concurrent requests for an openai teacher (not read "
                             "by the oracle)")
+    samples_per_prompt: int = Field(4, ge=1, description="an example's next gold-filter attempts drawn as n "
+                                    "samples of one request (a local teacher prefills the prompt once and decodes "
+                                    "them together; samples after the first kept one are discarded; not read by "
+                                    "the oracle)")
     backend_options: dict[str, Any] = Field(default_factory=dict, description="engine options of the teacher "
                                             "(as --backend-option: vLLM LLM(...), from_pretrained, the OpenAI "
                                             "client); recorded, secrets masked")

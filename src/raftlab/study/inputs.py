@@ -39,7 +39,7 @@ def _data(cfg: StudyConfig, spec: TaskSpec) -> list[str]:
 def _rationales(cfg: StudyConfig, spec: TaskSpec) -> list[str]:
     fields = ["backend", "style", "length", "max_retries", "temperature", "max_new_tokens"]
     if cfg.teacher.backend != "oracle":  # the oracle is no engine: it has no options and nothing to batch
-        fields += ["backend_options", "batch_size"]
+        fields += ["backend_options", "batch_size", "samples_per_prompt"]
     return [*_task(spec, "name"), *(f"teacher.{f}" for f in fields), "seed"]
 
 

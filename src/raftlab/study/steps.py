@@ -41,9 +41,10 @@ def teacher_backend(cfg: StudyConfig, task: Any, examples: list[Example]) -> Any
         from raftlab.rationales.oracle import OracleTeacher
 
         return OracleTeacher(task, examples)
-    from raftlab.backends import get_backend
+    from raftlab.rationales import teacher_backend as build
 
-    return get_backend(cfg.teacher.backend, cfg.teacher.backend_options)
+    t = cfg.teacher
+    return build(t.backend, t.backend_options, t.batch_size, t.samples_per_prompt)
 
 
 def rationales(cfg: StudyConfig, spec: TaskSpec, data_out: dict[str, Any], out: Path) -> dict[str, Any]:
@@ -55,7 +56,8 @@ def rationales(cfg: StudyConfig, spec: TaskSpec, data_out: dict[str, Any], out: 
     examples = read_examples(stage_path(data_out, "train"))
     store = out / "rationales.sqlite"
     t = cfg.teacher
-    in_flight = {"concurrency": t.batch_size} if t.backend != "oracle" else {}
+    in_flight = ({"concurrency": t.batch_size, "samples_per_prompt": t.samples_per_prompt}
+                 if t.backend != "oracle" else {})
     stats = generate_rationales(teacher_backend(cfg, task, examples), task, examples, store, n=len(examples),
                                 max_retries=t.max_retries, style=t.style, length=t.length,
                                 temperature=t.temperature, max_new_tokens=t.max_new_tokens, seed=cfg.seed,
