@@ -14,7 +14,7 @@ from raftlab.study import StageRunner, StudyConfig, StudySteps, plan
 from raftlab.study.inputs import DECLARED, ConfigView, UndeclaredConfigRead, leaf_fields, stage_view
 
 #: A study in which every stage kind exists: four tasks (mean-of-task prompting), both prompts, token
-#: probabilities, a reference model and information-gain curves, all tiny.
+#: probabilities, a reference model, information-gain curves and a named judge, all tiny.
 EVERY_STAGE = {
     "name": "identity", "model": "tiny",
     "tasks": [{"name": t, "train_limit": 6, "test_limit": 2}
@@ -27,6 +27,7 @@ EVERY_STAGE = {
     "mean_of_task": True,
     "reference": {"backend": "hf:tiny", "questions": 1, "k": 1, "max_new_tokens": 8},
     "info_gain_examples": 1, "info_gain_samples": 2, "info_gain_stride": 64,
+    "judge": {"backend": "hf:tiny", "sample": 2, "max_new_tokens": 8},
     "executor": {"isolate": False},
 }
 
@@ -51,8 +52,8 @@ def _run_recording(cfg: StudyConfig, run_dir: Path) -> dict[str, set[str]]:
 
 @pytest.fixture(scope="module")
 def recorded_other_branches(tmp_path_factory: pytest.TempPathFactory) -> tuple[StudyConfig, dict[str, set[str]]]:
-    """The other side of every conditional declaration: a real teacher (an OpenAI-style server on loopback), a
-    prompting backend of its own, the scored information gain."""
+    """The other side of every conditional declaration: a real teacher (an OpenAI-style server on loopback, also
+    the judge), a prompting backend of its own, the scored information gain."""
     from raftlab.tasks import get_task
     from tests.test_teacher_soak import FakeTeacher
 
@@ -65,7 +66,7 @@ def recorded_other_branches(tmp_path_factory: pytest.TempPathFactory) -> tuple[S
             "tasks": [{"name": "synth_arith", "train_limit": 6, "test_limit": 2}],
             "teacher": {"backend": teacher.spec, "max_retries": 4, "backend_options": {"timeout": 30}},
             "prompting": {"backend": "hf:tiny", "shots": 1, "backend_options": {"batch_size": 4}},
-            "info_gain_method": "scored"})
+            "info_gain_method": "scored", "judge": {"sample": 2}})  # the teacher judges
         return cfg, _run_recording(cfg, tmp_path_factory.mktemp("identity-other"))
     finally:
         teacher.stop()
@@ -76,6 +77,7 @@ def test_the_other_branches_declare_exactly_what_they_read(recorded_other_branch
     cfg, reads = recorded_other_branches
     assert "teacher.backend_options" in reads["rationales/synth_arith"]
     assert "prompting.backend_options" in reads["eval/icl_label/synth_arith"]
+    assert {"teacher.backend", "teacher.backend_options"} <= reads["judge/synth_arith"]
     for st in plan(cfg, StudySteps.real(), Path("unused")):
         assert reads[st.name] == set(st.inputs), st.name
 

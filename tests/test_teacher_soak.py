@@ -63,6 +63,8 @@ class FakeTeacher:
 
     def answer(self, body: dict) -> str:
         prompt = body["messages"][-1]["content"]
+        if "Give your analysis first" in prompt:  # asked as the study's judge (raftlab.rationales.judge)
+            return "The steps lead to the answer. Helpful"
         question = max((q for q in self.labels if q in prompt), key=len)
         attempt = body["seed"] % 1000
         if attempt >= first_correct_attempt(question):

@@ -4,7 +4,9 @@ writes these folders, the analysis, the report and the CLI read them).
 ```
 RUN/study.yaml, RUN/manifest.json, RUN/study_result.json
 RUN/data/<task>/                      train.jsonl, test.jsonl (seeded subsets)
-RUN/rationales/<task>/                the teacher's SQLite store, rationales.jsonl (kept rationales)
+RUN/rationales/<task>/                the teacher's SQLite store (with the judge's verdicts), rationales.jsonl
+                                      (kept rationales), stats.json (kept rate, rejections by reason, lengths)
+RUN/judge/<task>/                     judge.json: the judge's verdict counts on a sample of kept rationales
 RUN/train/<arm>/<task>/               the finetuned model (model/), train_config.yaml when launched
 RUN/eval/<arm>/<task>/                self-consistency records.jsonl, metrics.json, settings.json; the arms
                                       include the untrained student prompted in context (icl_label ①,
@@ -30,6 +32,7 @@ ICL_LABEL, ICL_RATIONALE = "icl_label", "icl_rationale"
 PROMPT_ARMS = {ICL_LABEL: "direct", ICL_RATIONALE: "cot"}
 
 EVAL = "eval"
+RATIONALES = "rationales"
 #: Subfolder of a label-only arm's eval folder with its token-probability (``direct_prob``) records, when the
 #: study's ``eval.direct_prob`` is set.
 DIRECT_PROB = "direct_prob"
@@ -40,6 +43,10 @@ INFO_GAIN_CURVES = "info_gain/*/curves.json"
 MANIFEST = "manifest.json"
 CONFIG_FILE = "study.yaml"
 RESULT_FILE = "study_result.json"
+#: Files of a rationale stage's folder: the teacher's store, the kept rationales, the run's stats; and the judge
+#: stage's summary.
+RATIONALE_STORE, RATIONALES_FILE, RATIONALE_STATS = "rationales.sqlite", "rationales.jsonl", "stats.json"
+JUDGE_FILE = "judge.json"
 
 
 def data(task: str) -> str:
@@ -47,7 +54,11 @@ def data(task: str) -> str:
 
 
 def rationales(task: str) -> str:
-    return f"rationales/{task}"
+    return f"{RATIONALES}/{task}"
+
+
+def judge(task: str) -> str:
+    return f"judge/{task}"
 
 
 def prompting(arm: str, task: str) -> str:
@@ -92,3 +103,11 @@ def eval_dirs(run_dir: str | Path) -> dict[str, dict[str, Path]]:
             if any(task_dir.glob("*.jsonl")):
                 found.setdefault(task_dir.name, {})[arm_dir.name] = task_dir
     return found
+
+
+def rationale_dirs(run_dir: str | Path) -> dict[str, Path]:
+    """``task -> folder`` for every ``RUN/rationales/<task>/`` folder holding kept rationales."""
+    root = Path(run_dir) / RATIONALES
+    if not root.is_dir():
+        return {}
+    return {p.name: p for p in sorted(root.iterdir()) if (p / RATIONALES_FILE).is_file()}

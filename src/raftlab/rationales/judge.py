@@ -34,6 +34,12 @@ def parse_verdict(text: str) -> str:
     return "helpful" if found[-1].lower() == "helpful" else "unhelpful"
 
 
+def judge_sample(kept: list[tuple[Any, str, int]], sample: int | None, seed: int) -> list[tuple[Any, str, int]]:
+    """The seeded sample of kept rationales (``RationaleStore.kept()`` rows) a judge is given: all of them when
+    ``sample`` is None or not smaller."""
+    return kept if sample is None or sample >= len(kept) else random.Random(seed).sample(kept, sample)
+
+
 def judge_rationales(judge: Backend, store: RationaleStore | str | Path, sample: int | None = None, seed: int = 0,
                      batch_size: int = 8, max_new_tokens: int = 256, progress: bool = True,
                      request_retries: int = REQUEST_RETRIES, retry_backoff: float = RETRY_BACKOFF_S
@@ -49,9 +55,7 @@ def judge_rationales(judge: Backend, store: RationaleStore | str | Path, sample:
     from tqdm.auto import tqdm
 
     db = store if isinstance(store, RationaleStore) else RationaleStore(store)
-    kept = db.kept()
-    rng = random.Random(seed)
-    chosen = kept if sample is None or sample >= len(kept) else rng.sample(kept, sample)
+    chosen = judge_sample(db.kept(), sample, seed)
     done = db.judged_ids()
     todo = [k for k in chosen if k[0].id not in done]
     name = json.dumps(describe_backend(judge), sort_keys=True)

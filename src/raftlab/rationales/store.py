@@ -183,6 +183,18 @@ class RationaleStore(SqliteStore):
     def judged_ids(self) -> set[str]:
         return {r[0] for r in self.db.execute("SELECT example_id FROM judgments")}
 
+    def bind_judge(self, settings: dict[str, Any]) -> int:
+        """Keep the stored verdicts only when they were made under ``settings`` (the judge and its budget); else
+        forget them and record these settings (a study's judge stage reruns when its settings change, and must
+        not count an earlier judge's verdicts). Returns how many verdicts were forgotten."""
+        with self.transaction():
+            row = self.db.execute("SELECT value FROM meta WHERE key='judge'").fetchone()
+            if row is not None and json.loads(row[0]) == json.loads(json.dumps(settings)):
+                return 0
+            dropped = self.db.execute("DELETE FROM judgments").rowcount
+            self.db.execute("INSERT OR REPLACE INTO meta VALUES ('judge', ?)", (json.dumps(settings),))
+        return dropped
+
     def record_judgment(self, example_id: str, verdict: str, raw: str, judge: str) -> None:
         with self.transaction():
             self.db.execute("INSERT OR IGNORE INTO judgments VALUES (?,?,?,?,?)",

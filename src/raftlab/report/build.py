@@ -9,6 +9,7 @@ from typing import Any
 from raftlab import layout
 from raftlab.corrupt import read_json
 from raftlab.report.data import OLSFit, ReliabilityBin, ReportData, TaskSummary
+from raftlab.report.rationales import add_rationales
 from raftlab.report.records import read_records, sample_outputs
 
 #: Where the study's analysis stage saves its result (``AnalysisResult`` JSON), relative to the run directory.
@@ -114,6 +115,7 @@ def report_data(source: Any, samples_per_task: int = 3, *, meta: dict[str, Any] 
         data.title = f"raftlab study report: {run_dir.resolve().name}"
         data.meta.update(study_meta(run_dir) if meta is None else meta)
         add_info_gain(data, run_dir, stages)
+        add_rationales(data, run_dir, stages)
         return add_records(data, run_dir, samples_per_task, stages)
     return from_analysis(source)
 

@@ -31,6 +31,44 @@ class OutputSample(BaseModel):
     text: str = ""
 
 
+class RationaleExample(BaseModel):
+    """A kept teacher rationale shown verbatim (escaped when rendered), with the judge's verdict if it judged it."""
+
+    id: str
+    question: str
+    label: str
+    rationale: str
+    verdict: str | None = None
+
+
+class RationaleSummary(BaseModel):
+    """One task's teacher rationales: what the gold filter kept and why it rejected the other attempts, the kept
+    ones' lengths, the judge's verdicts on a sample, and a few kept ones verbatim."""
+
+    task: str
+    kept: int
+    attempted: int | None = Field(None, description="examples the teacher was asked about (None: no stats.json)")
+    attempts: int | None = Field(None, description="teacher outputs judged by the gold filter")
+    pending: int | None = None
+    rejections: dict[str, int] = Field(default_factory=dict, description="gold-filter reason -> rejected attempts")
+    errors: dict[str, int] = Field(default_factory=dict, description="other failed attempts (e.g. empty output)")
+    length_unit: str = "words"
+    lengths: dict[str, float] = Field(default_factory=dict, description="min, p25, median, p75, max, mean")
+    length_bins: list[tuple[float, float, int]] = Field(default_factory=list, description="(low, high, count)")
+    judge: dict[str, Any] | None = Field(None, description="the judge stage's counts (judge.json without verdicts)")
+    examples: list[RationaleExample] = Field(default_factory=list)
+
+    @property
+    def kept_rate(self) -> float | None:
+        """Kept rationales per example attempted."""
+        return self.kept / self.attempted if self.attempted else None
+
+    @property
+    def pass_rate(self) -> float | None:
+        """Share of the teacher's attempts that passed the gold filter (one per kept rationale)."""
+        return self.kept / self.attempts if self.attempts else None
+
+
 class TaskSummary(BaseModel):
     """Per-task numbers: metrics per arm, the RAFT-vs-FT deltas, and difficulty metrics."""
 
@@ -67,6 +105,7 @@ class ReportData(BaseModel):
         default_factory=dict, description="task -> label -> P(final answer) after each rationale prefix")
     info_gain_steps: dict[str, str] = Field(default_factory=dict, description="task -> prefix unit (tokens|sentences)")
     samples: dict[str, list[OutputSample]] = Field(default_factory=dict, description="task -> sample outputs")
+    rationales: dict[str, RationaleSummary] = Field(default_factory=dict, description="task -> teacher rationales")
     meta: dict[str, Any] = Field(default_factory=dict, description="config, model names, settings")
     headline: list[str] = Field(default_factory=list, description="the answer in words (analysis.headline)")
     four_arms: list[dict[str, Any]] = Field(

@@ -7,6 +7,8 @@ import datetime as _dt
 from html import escape
 
 from raftlab.report.data import Interval, OLSFit, ReportData, TaskSummary
+from raftlab.report.rationales import SECTION as RATIONALES
+from raftlab.report.rationales import rationales_html
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;
@@ -275,11 +277,12 @@ def render_page(data: ReportData, figures: list[tuple[str, bytes, str]], section
                     "invalid vote is a confident wrong answer); <i>exclude</i> takes the majority of the valid "
                     "votes; <i>abstain</i> leaves questions with an invalid majority out.</p>" + policies)
     for title, ids in sections.items():
-        if ids:
+        if ids and title != RATIONALES:
             body.append(f"<h2>{escape(title)}</h2><div class=\"grid\">" + "".join(by_id[i] for i in ids) + "</div>")
     diff = difficulty_table_html(data)
     if diff:
         body.append("<h2>Difficulty metrics</h2>" + diff)
+    body.append(rationales_html(data, "".join(by_id[i] for i in sections.get(RATIONALES, []))))
     if data.samples:
         body.append("<h2>Sample model outputs</h2>" + samples_html(data))
     body.append(f'<h2>LaTeX table</h2><pre class="sample" id="latex">{escape(latex)}</pre>')

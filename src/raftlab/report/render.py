@@ -8,6 +8,8 @@ from typing import Any
 from raftlab.report import figures as F
 from raftlab.report.data import ReportData
 from raftlab.report.html_page import render_page
+from raftlab.report.rationales import SECTION as RATIONALES
+from raftlab.report.rationales import lengths_figure
 from raftlab.report.tables import latex_table, write_csv, write_four_arms_csv, write_json, write_latex
 from raftlab.storage import atomic_write_text
 
@@ -22,7 +24,7 @@ def draw_figures(data: ReportData, fig_dir: Path) -> tuple[list[tuple[str, bytes
     """Draw every figure the data supports; return (id, png, caption) triples and the page sections."""
     figs: list[tuple[str, bytes, str]] = []
     sections: dict[str, list[str]] = {"Accuracy vs calibration": [], "Reliability diagrams": [],
-                                      "Difficulty": [], "Information gain": []}
+                                      "Difficulty": [], "Information gain": [], RATIONALES: []}
 
     def add(section: str, fid: str, fig: Any, caption: str) -> None:
         figs.append((fid, F.save_figure(fig, fig_dir, fid), caption))
@@ -48,6 +50,9 @@ def draw_figures(data: ReportData, fig_dir: Path) -> tuple[list[tuple[str, bytes
             step = data.info_gain_steps.get(task, "sentences")
             add("Information gain", f"info_gain_{_safe_name(task)}", F.info_gain_plot(task, curves, step),
                 f"Probability of the final answer after each rationale prefix ({task}).")
+    if any(s.length_bins for s in data.rationales.values()):
+        add(RATIONALES, "rationale_lengths", lengths_figure(data.rationales),
+            "Length (words) of the kept teacher rationales, per task.")
     return figs, sections
 
 

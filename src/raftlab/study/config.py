@@ -79,6 +79,20 @@ class TeacherConfig(_Strict):
                                             "client); recorded, secrets masked")
 
 
+class JudgeConfig(_Strict):
+    """The paper's App. C quality check: an LLM judges a seeded sample of each task's kept rationales
+    ("Helpful"/"Unhelpful", :mod:`raftlab.rationales.judge`; the paper: GPT-4o, 20 per dataset). On by default
+    for a real teacher, whose own model judges unless ``backend`` names another; for the oracle teacher only when
+    ``backend`` is named."""
+
+    backend: str | None = Field(None, description="backend spec of the judge, e.g. openai:gpt-4o@URL (default: "
+                                                  "the teacher's backend and options; none for the oracle)")
+    sample: int = Field(20, ge=0, description="kept rationales judged per task (seeded; the paper: 20; 0: no judge)")
+    max_new_tokens: int = Field(256, ge=1, description="generation budget of each judgement (analysis + verdict)")
+    backend_options: dict[str, Any] = Field(default_factory=dict, description="engine options of a named judge "
+                                            "(as --backend-option); recorded, secrets masked")
+
+
 class StudyTrainSettings(TrainSettings):
     """A study's ``train:`` section: any :class:`raftlab.training.TrainSettings` field (the same fields and
     defaults as ``raftlab train``), plus how to launch each training run."""
@@ -177,6 +191,8 @@ class StudyConfig(_Strict):
         "per_task", description="per_task: train on each task's own data; leave_one_task_out: train on the other "
         "tasks' data (multi-task) and evaluate on the held-out task (NLURC's unseen-task protocol)")
     reference: ReferenceConfig | None = Field(None, description="difficulty metric 1 (reference rationale length)")
+    judge: JudgeConfig = Field(default_factory=JudgeConfig, description="LLM-as-judge of a sample of each task's "
+                                                                        "kept rationales (App. C)")
     info_gain_examples: int = Field(0, ge=0, description="rationales per task scored for information-gain "
                                                          "curves with each arm's model (0: skip)")
     info_gain_method: Literal["sampled", "scored"] = Field(
@@ -221,6 +237,9 @@ class StudyConfig(_Strict):
         specs = [("teacher.backend", self.teacher.backend)] if self.teacher.backend != "oracle" else []
         specs += [("prompting.backend", self.prompting.backend)] if self.prompting.backend else []
         specs += [("reference.backend", self.reference.backend)] if self.reference else []
+        if self.judge.backend == "oracle":
+            raise ValueError("judge.backend: the oracle writes rationales but cannot judge them; name a model")
+        specs += [("judge.backend", self.judge.backend)] if self.judge.backend else []
         for field, spec in specs:
             try:
                 parse_spec(spec)
@@ -244,6 +263,16 @@ class StudyConfig(_Strict):
 
     def task(self, name: str) -> TaskSpec:
         return next(t for t in self.tasks if t.name == name)
+
+    def judge_backend(self) -> str | None:
+        """The judge's backend spec, or None when the study judges nothing: ``judge.backend``, else a real
+        teacher's own backend (the oracle's rationales are judged only by a named judge); None when
+        ``judge.sample`` is 0."""
+        if not self.judge.sample:
+            return None
+        if self.judge.backend is not None:
+            return self.judge.backend
+        return None if self.teacher.backend == "oracle" else self.teacher.backend
 
 
 def check_runnable(cfg: StudyConfig) -> None:

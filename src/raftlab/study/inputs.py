@@ -21,8 +21,8 @@ from pydantic import BaseModel
 from raftlab.study.config import StudyConfig, TaskSpec, stable_hash
 
 #: Code version of each stage kind (part of its key).
-CODE_VERSION: dict[str, int] = {"data": 1, "rationales": 1, "prompting": 1, "train": 1, "eval": 1,
-                                "reference": 1, "info_gain": 1, "mean_of_task": 1, "analysis": 1, "report": 1}
+CODE_VERSION: dict[str, int] = {"data": 1, "rationales": 1, "judge": 1, "prompting": 1, "train": 1, "eval": 1,
+                                "reference": 1, "info_gain": 1, "mean_of_task": 1, "analysis": 1, "report": 2}
 
 _SELF_CONSISTENCY = ("eval.mode", "eval.k", "eval.temperature", "eval.batch_size", "eval.backend",
                      "eval.max_new_tokens", "eval.direct_prob", "seed", "device", "model")
@@ -41,6 +41,12 @@ def _rationales(cfg: StudyConfig, spec: TaskSpec) -> list[str]:
     if cfg.teacher.backend != "oracle":  # the oracle is no engine: it has no options and nothing to batch
         fields += ["backend_options", "batch_size", "samples_per_prompt"]
     return [*_task(spec, "name"), *(f"teacher.{f}" for f in fields), "seed"]
+
+
+def _judge(cfg: StudyConfig, spec: TaskSpec) -> list[str]:
+    own = ["judge.backend_options"] if cfg.judge.backend is not None else ["teacher.backend",
+                                                                           "teacher.backend_options"]
+    return [*_task(spec, "name"), "judge.backend", "judge.sample", "judge.max_new_tokens", *own, "seed"]
 
 
 def _prompting(cfg: StudyConfig, spec: TaskSpec) -> list[str]:
@@ -84,9 +90,9 @@ def _report(cfg: StudyConfig, spec: TaskSpec | None) -> list[str]:
 
 #: The config fields each stage kind reads: ``kind -> (config, the stage's task or None) -> paths``.
 DECLARED: dict[str, Callable[[StudyConfig, Any], list[str]]] = {
-    "data": _data, "rationales": _rationales, "prompting": _prompting, "train": _train, "eval": _evaluation,
-    "reference": _reference, "info_gain": _info_gain, "mean_of_task": _mean_of_task, "analysis": _analysis,
-    "report": _report}
+    "data": _data, "rationales": _rationales, "judge": _judge, "prompting": _prompting, "train": _train,
+    "eval": _evaluation, "reference": _reference, "info_gain": _info_gain, "mean_of_task": _mean_of_task,
+    "analysis": _analysis, "report": _report}
 
 
 class UndeclaredConfigRead(RuntimeError):

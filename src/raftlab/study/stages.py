@@ -34,7 +34,7 @@ class StudySteps:
     train: Callable[..., Outputs]  # (config, task_spec, arm, rationale_out, out_dir)
     evaluate: Callable[..., Outputs]  # (config, task_spec, arm, train_out, data_out, out_dir, rationale_out)
     analyze: Callable[..., Outputs]  # (config, run_dir, out_dir, the planned eval/difficulty stage names)
-    report: Callable[..., Outputs]  # (config, run_dir, analysis_out, out_dir, the planned eval/info-gain stages)
+    report: Callable[..., Outputs]  # (config, run_dir, analysis_out, out_dir, the planned stages it reads)
     #: (config, task_spec, mode "direct"|"cot", data_out, out_dir, rationale_out): the untrained arms ① and ②
     prompt_eval: Callable[..., Outputs] | None = None
     #: (config, task_spec, {task: rationale_out}, data_out, out_dir); runs when config.mean_of_task is set
@@ -43,18 +43,20 @@ class StudySteps:
     info_gain: Callable[..., Outputs] | None = None
     #: (config, task_spec, data_out, out_dir); runs when config.reference is set
     reference: Callable[..., Outputs] | None = None
+    #: (config, task_spec, rationale_out, out_dir); runs when the study has a judge (config.judge_backend())
+    judge: Callable[..., Outputs] | None = None
     #: run each stage in a child process when the config's ``executor.isolate`` allows (the real steps do;
     #: fakes in tests that record calls in this process do not)
     isolate: bool = False
 
     @classmethod
     def real(cls) -> StudySteps:
-        from raftlab.study import steps
+        from raftlab.study import judge, steps
 
         return cls(prepare_data=steps.prepare_data, rationales=steps.rationales, train=steps.train,
                    evaluate=steps.evaluate, analyze=steps.analyze, report=steps.report, info_gain=steps.info_gain,
                    prompt_eval=steps.prompt_eval, mean_of_task=steps.mean_of_task, reference=steps.reference,
-                   isolate=True)
+                   judge=judge.judge, isolate=True)
 
 
 @dataclass(frozen=True)
@@ -120,6 +122,9 @@ def plan(cfg: StudyConfig, steps: StudySteps, run_dir: Path) -> list[Stage]:
         add(data, "data", spec, (), lambda c, t, d, out: steps.prepare_data(c, t, out), **task_source(spec))
         add(rats, "rationales", spec, (data,), lambda c, t, d, out, data=data: steps.rationales(c, t, d[data], out),
             **({} if cfg.teacher.backend == "oracle" else {"env": env}))  # a local teacher runs in that dtype
+        if cfg.judge_backend() is not None and steps.judge is not None:
+            add(layout.judge(spec.name), "judge", spec, (rats,),
+                lambda c, t, d, out, rats=rats: steps.judge(c, t, d[rats], out), env=env)
 
     if cfg.protocol == "leave_one_task_out":  # every task's rationales before any training
         for spec in cfg.tasks:
@@ -168,6 +173,9 @@ def plan(cfg: StudyConfig, steps: StudySteps, run_dir: Path) -> list[Stage]:
     add(layout.ANALYSIS, "analysis", None, evals,
         lambda c, t, d, out: steps.analyze(c, run_dir, out, frozenset(evals)))
     info = tuple(s.name for s in stages if s.name.startswith("info_gain/"))
-    add(layout.REPORT, "report", None, (layout.ANALYSIS, *info),  # reads the evals too: analysis depends on them
-        lambda c, t, d, out: steps.report(c, run_dir, d[layout.ANALYSIS], out, frozenset((*evals, *info))))
+    judges = tuple(s.name for s in stages if s.kind == "judge")
+    # the report reads the evals and the rationale stages too: the analysis depends on them (through the evals)
+    read = frozenset((*evals, *info, *judges, *(s.name for s in stages if s.kind == "rationales")))
+    add(layout.REPORT, "report", None, (layout.ANALYSIS, *info, *judges),
+        lambda c, t, d, out: steps.report(c, run_dir, d[layout.ANALYSIS], out, read))
     return stages

@@ -54,7 +54,7 @@ def rationales(cfg: StudyConfig, spec: TaskSpec, data_out: dict[str, Any], out: 
 
     task = get_task(spec.name)
     examples = read_examples(stage_path(data_out, "train"))
-    store = out / "rationales.sqlite"
+    store = out / layout.RATIONALE_STORE
     t = cfg.teacher
     in_flight = ({"concurrency": t.batch_size, "samples_per_prompt": t.samples_per_prompt}
                  if t.backend != "oracle" else {})
@@ -62,14 +62,14 @@ def rationales(cfg: StudyConfig, spec: TaskSpec, data_out: dict[str, Any], out: 
                                 max_retries=t.max_retries, style=t.style, length=t.length,
                                 temperature=t.temperature, max_new_tokens=t.max_new_tokens, seed=cfg.seed,
                                 **in_flight)
-    kept = export_jsonl(store, out / "rationales.jsonl")
+    kept = export_jsonl(store, out / layout.RATIONALES_FILE)
     if stats.get("pending"):
         raise RuntimeError(f"teacher {t.backend!r}: {stats['pending']} examples of {spec.name!r} are pending because "
                            f"their requests kept failing (last error: {stats.get('last_request_error')})")
     if not kept:
         raise RuntimeError(f"teacher {t.backend!r} kept no rationale for task {spec.name!r} "
                            f"(see {store}); the FT/RAFT comparison needs at least one")
-    return {"rationales": "rationales.jsonl", "kept": kept, "stats": _jsonable(stats)}
+    return {"rationales": layout.RATIONALES_FILE, "kept": kept, "stats": _jsonable(stats)}
 
 
 def train(cfg: StudyConfig, spec: TaskSpec, arm: str, rat_out: dict[str, Any] | list[dict[str, Any]],

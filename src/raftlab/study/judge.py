@@ -1,0 +1,64 @@
+"""The study's ``judge`` stage: the paper's App. C check of a task's kept rationales by an LLM judge.
+
+The verdicts go into the task's rationale store (:func:`raftlab.rationales.judge_rationales`, resumable), the
+counts into ``RUN/judge/<task>/judge.json`` for the report. Which judge: ``judge.backend``, else the teacher's
+own backend (see :meth:`raftlab.study.config.StudyConfig.judge_backend`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from raftlab import layout
+from raftlab.storage import write_json
+from raftlab.study.config import StudyConfig, TaskSpec
+
+
+def judge_spec(cfg: StudyConfig) -> tuple[str, dict[str, Any]]:
+    """``(backend spec, engine options)`` of the judge: the named judge's, else the teacher's."""
+    if cfg.judge.backend is not None:
+        return cfg.judge.backend, cfg.judge.backend_options
+    return cfg.teacher.backend, cfg.teacher.backend_options
+
+
+def judge_backend(spec: str, options: dict[str, Any]) -> Any:
+    """The judge's backend; a remote one returns a request that fails after its client's retries as an error
+    (the rationale then stays pending and a rerun judges it) instead of raising."""
+    from raftlab.backends import get_backend, is_thread_safe
+
+    return get_backend(spec, options, on_error="empty") if is_thread_safe(spec) else get_backend(spec, options)
+
+
+def judge(cfg: StudyConfig, spec: TaskSpec, rat_out: dict[str, Any], out: Path) -> dict[str, Any]:
+    """Judge a seeded sample of ``judge.sample`` kept rationales of the task; write the counts and the sample's
+    verdicts to ``judge.json``. Verdicts an earlier, differently configured judge left in the store are
+    forgotten first."""
+    from raftlab.backends import public_options
+    from raftlab.rationales import RationaleStore, judge_rationales
+    from raftlab.rationales.judge import judge_sample
+
+    backend_spec, options = judge_spec(cfg)
+    settings = {"backend": _without_endpoint(backend_spec), "options": public_options(options),
+                "max_new_tokens": cfg.judge.max_new_tokens}
+    backend = judge_backend(backend_spec, options)
+    with RationaleStore(Path(rat_out["_stage_dir"]) / layout.RATIONALE_STORE) as store:
+        forgotten = store.bind_judge(settings)
+        result = judge_rationales(backend, store, sample=cfg.judge.sample, seed=cfg.seed,
+                                  max_new_tokens=cfg.judge.max_new_tokens, progress=True)
+        sampled = {ex.id for ex, _, _ in judge_sample(store.kept(), cfg.judge.sample, cfg.seed)}
+        verdicts = {i: v for i, v in sorted(store.judgments().items()) if i in sampled}
+    if result["pending"]:
+        raise RuntimeError(f"judge {settings['backend']!r}: {result['pending']} rationales of {spec.name!r} are "
+                           "pending because its requests kept failing; rerun the study to judge them")
+    write_json(out / layout.JUDGE_FILE, {"task": spec.name, **settings, "sample": cfg.judge.sample, **result,
+                                         "forgotten": forgotten, "verdicts": verdicts})
+    return {"summary": layout.JUDGE_FILE, **{k: result[k] for k in ("helpful", "unhelpful", "unknown", "judged")}}
+
+
+def _without_endpoint(spec: str) -> str:
+    """``openai:model`` for ``openai:model@URL`` (where a model is served does not change its verdicts)."""
+    from raftlab.backends import parse_spec
+
+    kind, model, _endpoint = parse_spec(spec)
+    return f"{kind}:{model}" if kind == "openai" else spec
