@@ -32,18 +32,20 @@ class Teacher:
         self.labels = {e.question: e.label for e in examples}
 
     def generate(self, prompts, params: SamplingParams):
-        attempt = params.seed % 1000
         out = []
         for p in prompts:
             q = max((q for q in self.labels if q in p), key=len)
-            if attempt >= self.first[q]:
-                text = f"Step one {MARKUP} adds things up. The answer is {self.labels[q]}."
-            elif self.first[q] == 3 and attempt == 1:
-                text = "I am not sure."
-            else:
-                text = f"A wrong path. The answer is {int(self.labels[q]) + 1000}."
-            out.append([Generation(text=text, num_tokens=len(text.split()))])
+            out.append([self._answer(q, params.seed % 1000 + j) for j in range(params.n)])  # sample j: attempt + j
         return out
+
+    def _answer(self, q: str, attempt: int) -> Generation:
+        if attempt >= self.first[q]:
+            text = f"Step one {MARKUP} adds things up. The answer is {self.labels[q]}."
+        elif self.first[q] == 3 and attempt == 1:
+            text = "I am not sure."
+        else:
+            text = f"A wrong path. The answer is {int(self.labels[q]) + 1000}."
+        return Generation(text=text, num_tokens=len(text.split()))
 
 
 class Judge:
