@@ -368,7 +368,11 @@ def _write_run(root):
 def test_analyze_study_hand_computed(tmp_path):
     run = _write_run(tmp_path / "run")
     difficulty = {"t1": {"length": 40.0}, "t2": {"length": 80.0}, "t3": {"length": 120.0}}
-    result = A.analyze_study(run, difficulty=difficulty, n_boot=200)
+    # four questions with one gold label per task: no arm is above the majority class (1.0) beyond its CI, so every
+    # task fails no_arm_learned and is in the main fit only as asked (the fit over trustworthy tasks has none)
+    result = A.analyze_study(run, difficulty=difficulty, n_boot=200, include_flagged=True)
+    assert [r.task for r in result.tasks if not r.trustworthy] == ["t1", "t2", "t3"]
+    assert all(r.reasons[0].startswith("no finetuned arm learned") for r in result.tasks)
     assert [r.task for r in result.tasks] == ["t1", "t2", "t3"]
     for row in result.tasks:
         da, de = EXPECTED[row.task]
@@ -393,7 +397,7 @@ def test_analyze_study_hand_computed(tmp_path):
     # one-tailed p-values test the paper's hypothesised signs: accuracies negative, lengths and ΔAcc positive
     assert result.fit.direction == "positive" and fits[("length", "delta_ece")].direction == "positive"
     assert fits[("acc_ft", "delta_acc")].direction == fits[("acc_ft", "delta_ece")].direction == "negative"
-    assert result.other_fit is None and result.fit.task_set == "all"  # no flagged task: one way to fit
+    assert result.other_fit is None and result.fit.task_set == "all"  # no trustworthy task: one way to fit
     # JSON round trip, and the saved analysis can feed predict_gain
     path = tmp_path / "analysis.json"
     result.save(str(path))

@@ -155,15 +155,19 @@ def test_flagged_tasks_leave_the_fit_unless_included(tmp_path):
         folder.mkdir(parents=True)
         (folder / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
 
-    for t, n_ok, gain in (("a", 2, 1), ("b", 5, 3), ("c", 8, 0), ("d", 6, 2)):
-        write(t, "ft", [_rec(str(i), ["A", "A", "B"] if i < n_ok else ["B", "B", "A"]) for i in range(10)])
-        raft = [_rec(str(i), ["A", "B", "A"] if i < n_ok + gain else ["B", "A", "B"]) for i in range(10)]
+    def rec(i, ok):  # golds alternate A/B (majority class and chance 0.5); a right or wrong 2-of-3 vote
+        gold, other = "AB"[i % 2], "BA"[i % 2]
+        return _rec(str(i), [gold, gold, other] if ok else [other, other, gold], gold=gold)
+
+    for t, n_ok, gain in (("a", 12, 6), ("b", 14, 4), ("c", 17, 0), ("d", 12, 4)):
+        write(t, "ft", [rec(i, i < n_ok) for i in range(20)])
+        raft = [rec(i, i < n_ok + gain) for i in range(20)]
         if t == "d":  # RAFT cut off: every sample invalid
-            raft = [_rec(str(i), [INVALID] * 3, finish=["length"] * 3) for i in range(10)]
+            raft = [_rec(str(i), [INVALID] * 3, finish=["length"] * 3) for i in range(20)]
         write(t, "raft", raft)
     result = analyze_study(tmp_path, n_boot=50)
     assert [r.task for r in result.tasks if not r.trustworthy] == ["d"]
     assert result.fit.n == 3 and any("task d is not trustworthy" in n for n in result.notes)
     assert analyze_study(tmp_path, n_boot=50, include_flagged=True).fit.n == 4
     d = result.task("d")
-    assert d.invalid_policies["raft"]["vote"]["n"] == 10 and "abstain" not in d.invalid_policies["raft"]
+    assert d.invalid_policies["raft"]["vote"]["n"] == 20 and "abstain" not in d.invalid_policies["raft"]

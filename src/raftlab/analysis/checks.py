@@ -15,10 +15,12 @@ outside_labels     1% answers   parsed answers are not among the question's opti
 constant           (any)        every sample of every question gives the same answer (>= 5 questions)
 prompt_mismatch    (any)        the eval prompt is not the prompt the model was trained on
 train_test_overlap 2% questions test questions also appear in the model's training data
+no_arm_learned     (any)        no finetuned arm's accuracy is above majority class / chance beyond its CI
 =================  ===========  =======================================================================
 
-Majority-class and chance accuracies are reported next to each accuracy (not a check: a weak model is not an
-artifact).
+Majority-class and chance accuracies are reported next to each accuracy. One weak arm is not an artifact; a task
+on which no finetuned arm learned anything compares two untrained models, so its ΔAcc says nothing about
+rationales (``no_arm_learned``, a check of the task, not of one arm).
 """
 
 from __future__ import annotations
@@ -29,13 +31,17 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from raftlab import layout
 from raftlab.corrupt import read_json
+from raftlab.metrics import ConfidenceInterval, accuracy, bootstrap_ci
 from raftlab.models.loading import model_fix
 from raftlab.schema import INVALID
 
 THRESHOLDS: dict[str, float] = {"truncated": 0.05, "invalid": 0.25, "outside_labels": 0.01, "constant": 0.0,
-                                "prompt_mismatch": 0.0, "train_test_overlap": 0.02}
+                                "prompt_mismatch": 0.0, "train_test_overlap": 0.02, "no_arm_learned": 0.0}
 MIN_QUESTIONS_FOR_CONSTANT = 5
+#: The ``arm`` of a check of the whole task (every finetuned arm together); it counts in every verdict.
+FINETUNED = "finetuned arms"
 
 
 class Check(BaseModel):
@@ -64,11 +70,25 @@ class ArmContext(BaseModel):
     trained_target_tokens: int | None = None
     machine: dict[str, Any] | None = None
     backend: str | None = None
+    #: how training ended: train_summary.json's ``stopping`` (raftlab.training.early_stopping.stopping)
+    stop_reason: str | None = None
+    steps: int | None = None
+    max_steps: int | None = None
+    best_step: int | None = None
+    still_improving: bool | None = None
+    train_examples: int | None = None
 
     def cost(self) -> dict[str, Any]:
         return {"train_seconds": self.train_seconds, "trained_tokens": self.trained_tokens,
                 "trained_target_tokens": self.trained_target_tokens, "machine": self.machine,
                 "backend": self.backend}
+
+    def training(self) -> dict[str, Any]:
+        """How the arm's training ended (empty for an arm that was not trained by raftlab)."""
+        facts = {"stop_reason": self.stop_reason, "steps": self.steps, "max_steps": self.max_steps,
+                 "best_step": self.best_step, "still_improving": self.still_improving,
+                 "train_examples": self.train_examples}
+        return facts if any(v is not None for v in facts.values()) else {}
 
     @classmethod
     def of_folder(cls, folder: str | Path) -> ArmContext:
@@ -85,10 +105,7 @@ class ArmContext(BaseModel):
             trained = Path(str(model)) / "train_summary.json" if model else None
             summary = _json(trained, model_fix(trained.parent)) if trained and trained.is_file() else None
             if summary:
-                _add_training(ctx, summary.get("config") or {})
-                ctx.train_seconds = summary.get("train_seconds")
-                ctx.trained_tokens = summary.get("trained_tokens")
-                ctx.trained_target_tokens = summary.get("trained_target_tokens")
+                _add_training(ctx, summary)
         metrics = _json(folder / "metrics.json", REWRITE)
         if metrics and isinstance(metrics.get("machine"), dict):
             ctx.machine = metrics["machine"]
@@ -110,10 +127,20 @@ def _json(path: Path, fix: str) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def _add_training(ctx: ArmContext, config: dict[str, Any]) -> None:
+def _add_training(ctx: ArmContext, summary: dict[str, Any]) -> None:
+    """What a model's ``train_summary.json`` says: its objective, cost, how training ended, and the questions it
+    was trained on (for the overlap check)."""
     from raftlab.storage import read_jsonl
     from raftlab.training.features import PROMPT_MODES
 
+    config = summary.get("config") or {}
+    ctx.train_seconds = summary.get("train_seconds")
+    ctx.trained_tokens = summary.get("trained_tokens")
+    ctx.trained_target_tokens = summary.get("trained_target_tokens")
+    stopping = summary.get("stopping") or {}
+    ctx.stop_reason, ctx.steps = stopping.get("reason"), stopping.get("steps", summary.get("global_step"))
+    ctx.max_steps, ctx.best_step = stopping.get("max_steps"), stopping.get("best_step")
+    ctx.still_improving, ctx.train_examples = stopping.get("still_improving"), stopping.get("train_examples")
     ctx.objective = config.get("objective")
     ctx.trained_prompt_modes = list(PROMPT_MODES.get(ctx.objective or "", ())) or None
     data = config.get("data")
@@ -213,7 +240,51 @@ def arm_checks(arm: str, records: list[dict[str, Any]], ctx: ArmContext | None =
     return checks
 
 
+def is_finetuned(arm: str) -> bool:
+    """Every arm but the untrained, in-context ones (①, ②)."""
+    return arm not in layout.PROMPT_ARMS
+
+
+def chance_bar(base: dict[str, float]) -> tuple[str, float] | None:
+    """``(name, accuracy)`` a finetuned arm must beat: the higher of majority class and chance (None when the
+    records give neither)."""
+    named = {"majority class": base.get("majority_class"), "chance": base.get("chance")}
+    known = [(name, v) for name, v in named.items() if v is not None]
+    return max(known, key=lambda kv: kv[1]) if known else None
+
+
+def accuracy_interval(correct: Any, n_boot: int, seed: int, alpha: float) -> ConfidenceInterval:
+    """Accuracy with its percentile-bootstrap interval (the point estimate alone when ``n_boot`` is 0)."""
+    import numpy as np
+
+    values = np.asarray(correct, dtype=float)
+    if n_boot <= 0:
+        mean = float(values.mean())
+        return ConfidenceInterval(mean, mean, mean, alpha, 0)
+    return bootstrap_ci(accuracy, values, n_boot=n_boot, alpha=alpha, seed=seed)
+
+
+def learned(ci: ConfidenceInterval, bar: tuple[str, float]) -> bool:
+    """The accuracy is above the bar beyond its interval (its lower bound is above it)."""
+    return ci.low > bar[1]
+
+
+def _acc_text(arm: str, ci: ConfidenceInterval) -> str:
+    interval = f" [{ci.low:.2f}, {ci.high:.2f}]" if ci.n_boot else ""
+    return f"{arm.upper()} {ci.value:.2f}{interval}"
+
+
+def learning_check(intervals: dict[str, ConfidenceInterval], bar: tuple[str, float]) -> Check:
+    """``no_arm_learned``: fails when none of the finetuned arms' accuracies is above ``bar`` beyond its CI."""
+    failed = not any(learned(ci, bar) for ci in intervals.values())
+    accs = ", ".join(_acc_text(arm, ci) for arm, ci in intervals.items())
+    level = f"{100 * (1 - next(iter(intervals.values())).alpha):.0f}%"
+    message = (f"no finetuned arm learned: accuracy {accs} is not above {bar[0]} ({bar[1]:.2f}) beyond its {level} CI"
+               if failed else f"a finetuned arm learned: accuracy {accs} vs {bar[0]} {bar[1]:.2f}")
+    return _check("no_arm_learned", FINETUNED, float(failed), message, failed=failed)
+
+
 def verdict(checks: list[Check], arms: tuple[str, ...] | list[str]) -> tuple[bool, list[str]]:
-    """``(trustworthy, reasons)`` of a task from the checks of the compared ``arms``."""
-    reasons = [c.message for c in checks if c.failed and c.arm in arms]
+    """``(trustworthy, reasons)`` of a task from the checks of the compared ``arms`` and of the whole task."""
+    reasons = [c.message for c in checks if c.failed and (c.arm in arms or c.arm == FINETUNED)]
     return not reasons, reasons

@@ -3,7 +3,8 @@
 Example: ``synth_arith: RAFT vs FT ΔAcc +0.41 [+0.30, +0.52], ΔECE +0.12 [+0.05, +0.18], at 11.0× the tokens per
 question → more accurate, better calibrated``. ΔAcc and ΔECE are the paper's, as in every table of the report:
 ΔAcc = Acc_RAFT − Acc_FT, ΔECE = −(ECE_RAFT − ECE_FT) (positive: RAFT is better calibrated), each with its paired
-bootstrap 95% CI. Words are only used where the CI excludes zero.
+bootstrap 95% CI. Words are only used where the CI excludes zero. The task's caveats (analysis.caveats) follow in
+parentheses, e.g. ``(caveat: RAFT was still improving when it stopped at its maximum of 48 steps)``.
 """
 
 from __future__ import annotations
@@ -56,6 +57,9 @@ def task_line(row: Any, baseline: str = "ft", treatment: str = "raft") -> str | 
     words = [w for w in (_direction(acc, "more accurate", "less accurate"),
                          _direction(ece, "better calibrated", "worse calibrated")) if w]
     line += " → " + (", ".join(words) if words else "no difference the CIs can resolve")
+    caveats = getattr(row, "caveats", None) or []
+    if caveats:
+        line += f" ({'caveat' if len(caveats) == 1 else 'caveats'}: " + "; ".join(caveats) + ")"
     if not row.trustworthy:
         line += " (NOT TRUSTWORTHY: " + "; ".join(row.reasons) + ")"
     return line

@@ -121,6 +121,14 @@ class TaskRow(BaseModel):
     baselines: dict[str, float] = Field(default_factory=dict, description="majority_class / chance accuracy")
     invalid_policies: dict[str, dict[str, dict[str, float | int | None]]] = Field(
         default_factory=dict, description="arm -> invalid-answer policy -> {accuracy, ece, n}")
+    training: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="trained arm -> {stop_reason, steps, max_steps, best_step, "
+                                          "still_improving, train_examples} (analysis.checks.ArmContext.training)")
+    learned: dict[str, bool] = Field(
+        default_factory=dict, description="finetuned arm -> its accuracy is above majority class / chance beyond "
+                                          "its CI")
+    caveats: list[str] = Field(default_factory=list, description="what limits this task's ΔAcc, in words "
+                                                                 "(analysis.caveats)")
 
 
 class AnalysisResult(BaseModel):

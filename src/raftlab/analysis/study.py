@@ -12,7 +12,11 @@ from raftlab.analysis.difficulty import difficulty_fits
 from raftlab.analysis.four_arms import compute_contrasts
 from raftlab.analysis.models import AnalysisResult, OLSFit, TaskRow
 from raftlab.analysis.ols import fit_ols
-from raftlab.analysis.checks import THRESHOLDS, ArmContext, arm_checks, baselines, verdict
+from raftlab.analysis.caveats import task_caveats
+from raftlab.analysis.checks import (
+    THRESHOLDS, ArmContext, accuracy_interval, arm_checks, baselines, chance_bar, is_finetuned, learned,
+    learning_check, verdict,
+)
 from raftlab.inference.evaluate import cost_of
 from raftlab.analysis.records import INVALID_POLICIES, EvalRecords, RecordError, read_records
 from raftlab.metrics import reliability_bins, summarize
@@ -52,6 +56,18 @@ def _policy_metrics(raw: list[dict], n_bins: int) -> dict[str, dict[str, float |
     return out
 
 
+def _learning(row: TaskRow, records: Mapping[str, EvalRecords], n_boot: int, seed: int, alpha: float) -> None:
+    """Which finetuned arms learned (accuracy above majority class / chance beyond its CI), and the task's
+    ``no_arm_learned`` check."""
+    bar = chance_bar(row.baselines)
+    trained = {arm: accuracy_interval(rec.correct, n_boot, seed, alpha) for arm, rec in records.items()
+               if is_finetuned(arm)}
+    if bar is None or not trained:
+        return
+    row.learned = {arm: learned(ci, bar) for arm, ci in trained.items()}
+    row.checks.append(learning_check(trained, bar))
+
+
 def _fits(compared: list[TaskRow], task_set: str, flagged: list[str]
           ) -> tuple[OLSFit | None, list[OLSFit], list[str]]:
     """The ΔECE-vs-ΔAcc fit and the difficulty fits over ``task_set`` ("all" compared tasks or "trustworthy"
@@ -84,11 +100,13 @@ def analyze_study(runs: Runs | str | Path, difficulty: Mapping[str, Mapping[str,
     Over tasks: the OLS fit ΔECE = α·ΔAcc + β with Pearson r and p, and fits of ΔAcc and ΔECE
     on each difficulty metric. Fits need 3 or more tasks; missing fits are explained in ``notes``.
 
-    Records read from files also get the artifact checks (:mod:`raftlab.analysis.checks`), the majority-class
-    and chance baselines, and their metrics under every invalid-answer policy; ``invalid`` picks the policy of
-    the main numbers. A task whose compared arms fail a check is *not trustworthy* and is left out of ``fit``
-    and ``difficulty_fits`` unless ``include_flagged``. The paper fits all its tasks, so whenever a task is
-    flagged ``other_fit`` and ``other_difficulty_fits`` hold the same fits over the other task set.
+    Records read from files also get the artifact checks (:mod:`raftlab.analysis.checks`, including whether any
+    finetuned arm learned beyond majority class / chance), the majority-class and chance baselines, their metrics
+    under every invalid-answer policy (``invalid`` picks the policy of the main numbers), how each arm's training
+    ended, and the caveats on ΔAcc that follow from both (:mod:`raftlab.analysis.caveats`). A task whose compared
+    arms (or whose finetuned arms together) fail a check is *not trustworthy* and is left out of ``fit`` and
+    ``difficulty_fits`` unless ``include_flagged``. The paper fits all its tasks, so whenever a task is flagged
+    ``other_fit`` and ``other_difficulty_fits`` hold the same fits over the other task set.
     """
     if isinstance(runs, (str, Path)):
         runs = discover_runs(runs)
@@ -106,8 +124,11 @@ def analyze_study(runs: Runs | str | Path, difficulty: Mapping[str, Mapping[str,
             ctx = ArmContext.of_folder(source) if Path(source).is_dir() else ArmContext()
             row.checks += arm_checks(arm, raw, ctx)
             row.cost[arm] = {**cost_of(raw), **ctx.cost()}
+            if ctx.training():
+                row.training[arm] = ctx.training()
             row.invalid_policies[arm] = _policy_metrics(raw, n_bins)
             row.baselines = row.baselines or baselines(raw)
+        _learning(row, {arm: rec for arm, (rec, _, raw) in full.items() if raw is not None}, n_boot, seed, alpha)
         row.trustworthy, row.reasons = verdict(row.checks, (baseline, treatment))
         for arm, (rec, source) in loaded.items():
             row.metrics[arm] = _clean(summarize(rec.confidence, rec.correct, k=rec.k, n_bins=n_bins))
@@ -132,7 +153,9 @@ def analyze_study(runs: Runs | str | Path, difficulty: Mapping[str, Mapping[str,
         row.contrasts = compute_contrasts(
             {arm: rec for arm, (rec, _) in loaded.items()},
             lambda b, a, task: task_deltas(b, a, n_boot=n_boot, seed=seed, alpha=alpha, task=task), task)
-        if row.delta is None:
+        if row.delta is not None:
+            row.caveats = task_caveats(row.training, row.learned, (baseline, treatment))
+        else:
             notes.append(f"task {task}: no {baseline!r} and {treatment!r} records to compare (arms: {sorted(arms)})")
         rows.append(row)
     compared = [r for r in rows if r.delta is not None]

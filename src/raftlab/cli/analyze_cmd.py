@@ -37,6 +37,22 @@ def print_checks(console, result) -> None:
         console.print(f"NOT TRUSTWORTHY {row.task}: " + "; ".join(row.reasons), style="bold red", markup=False)
 
 
+def training_text(arm: str, info: dict) -> str:
+    """``RAFT: early_stopping at step 30 of 200 (best step 24)`` / ``FT: max_steps at 16, still improving``."""
+    text = f"{arm.upper()}: {info.get('stop_reason') or 'stopped'} at step {info.get('steps')}"
+    text += f" of {info['max_steps']}" if info.get("max_steps") else ""
+    text += f" (best step {info['best_step']})" if info.get("best_step") is not None else ""
+    return text + (", still improving" if info.get("still_improving") else "")
+
+
+def print_training(console, result) -> None:
+    """How each trained arm's training ended, one line per task (when the models recorded it)."""
+    for row in result.tasks:
+        if row.training:
+            console.print(f"training {row.task}: " + "; ".join(training_text(arm, info) for arm, info in
+                                                               row.training.items()), markup=False)
+
+
 def print_answer(console, result) -> None:
     """The answer in words (analysis.headline): one line per task, then the across-task fit."""
     from raftlab.analysis import headline
@@ -164,6 +180,7 @@ def register(app: typer.Typer) -> None:
             table.add_row(row.task, str(row.n), f"{d.acc_ft:.3f}", f"{d.acc_raft:.3f}", f"{d.ece_ft:.3f}",
                           f"{d.ece_raft:.3f}", _fmt(d.delta_acc), _fmt(d.delta_ece), base, verdict)
         console.print(table)
+        print_training(console, result)
         print_four_arms(console, result)
         print_fits(console, result)
         for note in result.notes:

@@ -162,7 +162,8 @@ def from_analysis(result: Any, arms: tuple[str, str] = ("ft", "raft")) -> Report
                         for arm, ad in (getattr(row, "arm_deltas", None) or {}).items()},
             cost=dict(getattr(row, "cost", None) or {}),
             trustworthy=row.trustworthy, reasons=list(row.reasons), baselines=dict(row.baselines),
-            invalid_policies=row.invalid_policies))
+            invalid_policies=row.invalid_policies, training=dict(row.training), learned=dict(row.learned),
+            caveats=list(row.caveats)))
     order = [a for a in arms if a in arm_order] + [a for a in arm_order if a not in arms]
     reliability = {row.task: {arm: [ReliabilityBin(**b) for b in bins] for arm, bins in
                               sorted(row.reliability.items(), key=lambda kv: _arm_rank(kv[0], order))}

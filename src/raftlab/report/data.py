@@ -86,6 +86,10 @@ class TaskSummary(BaseModel):
     baselines: dict[str, float] = Field(default_factory=dict, description="majority_class / chance accuracy")
     invalid_policies: dict[str, dict[str, dict[str, float | int | None]]] = Field(
         default_factory=dict, description="arm -> invalid-answer policy -> {accuracy, ece, n}")
+    training: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="trained arm -> how its training ended (analysis TaskRow.training)")
+    learned: dict[str, bool] = Field(default_factory=dict, description="finetuned arm -> above majority/chance")
+    caveats: list[str] = Field(default_factory=list, description="what limits the task's ΔAcc, in words")
 
 
 class ReportData(BaseModel):

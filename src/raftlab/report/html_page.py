@@ -21,6 +21,7 @@ pre.sample{white-space:pre-wrap;word-break:break-word;background:#f7f7f7;border:
 font-size:.8em;max-height:14em;overflow:auto}
 .grid{display:flex;flex-wrap:wrap;gap:0 1.5em}.grid figure{flex:0 1 auto}
 .ok{color:#1a7f37}.bad{color:#b42318}.meta{font-size:.8em;color:#555}
+.caveat{font-size:.85em;color:#8a5a00;text-align:left;max-width:22em;margin-left:auto}
 """
 
 
@@ -170,7 +171,7 @@ def delta_table_html(tasks: list[TaskSummary], arms: list[str], table_id: str) -
         for arm in arms:
             m = t.metrics.get(arm, {})
             cells += [_num(m.get("accuracy")), _num(m.get("ece"))]
-        cells += [_ci(t.delta_acc), _ci(t.delta_ece),
+        cells += [_ci(t.delta_acc) + caveats_html(t), _ci(t.delta_ece),
                   f"{_num(t.baselines.get('majority_class'))} / {_num(t.baselines.get('chance'))}",
                   '<span class="ok">ok</span>' if t.trustworthy else '<span class="bad">not trustworthy</span>']
         for arm in extra:
@@ -181,12 +182,45 @@ def delta_table_html(tasks: list[TaskSummary], arms: list[str], table_id: str) -
     return "".join(out)
 
 
+def caveats_html(t: TaskSummary) -> str:
+    """The task's caveats on its ΔAcc (analysis.caveats), under the number."""
+    return "".join(f'<div class="caveat">{escape(c)}</div>' for c in t.caveats)
+
+
+STOP_REASONS = {"early_stopping": "early stopping (dev loss)", "max_steps": "max_steps reached",
+                "epochs": "epochs reached"}
+
+
+def training_html(data: ReportData) -> str:
+    """Per task and trained arm: why training stopped, its steps, the best dev-loss step (whose weights were
+    kept), whether it was still improving, and whether the arm learned beyond majority class / chance."""
+    rows = []
+    yes_no = {True: "yes", False: "no", None: "–"}
+    for t in data.tasks:
+        for arm in [a for a in data.arms if a in t.training] + [a for a in t.training if a not in data.arms]:
+            info = t.training[arm]
+            steps = _num(info.get("steps")) + (f" of {info['max_steps']}" if info.get("max_steps") else "")
+            cells = [escape(t.task), escape(arm), escape(STOP_REASONS.get(info.get("stop_reason"), "–")), steps,
+                     _num(info.get("best_step")), yes_no[info.get("still_improving")],
+                     _num(info.get("train_examples")), yes_no[t.learned.get(arm)]]
+            rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    if not rows:
+        return ""
+    head = ["task", "arm", "stopped by", "steps", "best step (dev loss)", "still improving", "training examples",
+            "learned (above majority / chance)"]
+    return ('<table id="training"><thead><tr>' + "".join(f"<th>{escape(h)}</th>" for h in head)
+            + "</tr></thead><tbody>" + "".join(rows) + "</tbody></table><p>With a dev set (train.dev_size) the "
+            "final model is the best dev-loss step's; still improving: the last evaluation's dev loss was the "
+            "lowest yet when the maximum was reached.</p>")
+
+
 def checks_html(data: ReportData) -> str:
     """The failed artifact checks, task by task (empty when every task passed)."""
     flagged = [t for t in data.tasks if not t.trustworthy]
     if not flagged:
         return ('<p id="checks" class="ok">Artifact checks passed on every task (truncation, invalid answers, '
-                "answers outside the options, constant votes, prompt mismatch, train/test overlap).</p>")
+                "answers outside the options, constant votes, prompt mismatch, train/test overlap, a finetuned arm "
+                "that learned beyond majority class / chance).</p>")
     items = "".join(f'<li data-task="{escape(t.task)}"><b>{escape(t.task)}: not trustworthy</b> — '
                     + "; ".join(escape(r) for r in t.reasons) + "</li>" for t in flagged)
     kept = data.fit is not None and data.fit.task_set == "all"
@@ -264,6 +298,9 @@ def render_page(data: ReportData, figures: list[tuple[str, bytes, str]], section
     if data.notes:
         body.append('<ul id="notes">' + "".join(f"<li>{escape(n)}</li>" for n in data.notes) + "</ul>")
     body.append("<h2>Per-task results</h2>" + summary_table_html(data))
+    training = training_html(data)
+    if training:
+        body.append("<h2>Training: when each arm stopped</h2>" + training)
     cost = cost_html(data)
     if cost:
         body.append("<h2>Cost</h2>" + cost)

@@ -10,7 +10,8 @@ from raftlab.report.data import Interval, ReportData
 
 
 def summary_rows(data: ReportData) -> list[dict[str, object]]:
-    """One flat row per task: n, metrics per arm, deltas with CIs, difficulty metrics."""
+    """One flat row per task: n, metrics per arm, deltas with CIs, difficulty metrics, cost, how each arm's
+    training ended and the caveats on ΔAcc."""
     rows = []
     for t in data.tasks:
         row: dict[str, object] = {"task": t.task, "n": t.n}
@@ -32,6 +33,12 @@ def summary_rows(data: ReportData) -> list[dict[str, object]]:
             for key in ("tokens_per_question", "seconds_per_question", "train_seconds", "trained_tokens"):
                 if isinstance(cost.get(key), (int, float)):
                     row[f"{key}_{arm}"] = cost[key]
+        for arm, trained in t.training.items():
+            for key in ("stop_reason", "steps", "best_step", "still_improving"):
+                if trained.get(key) is not None:
+                    row[f"{key}_{arm}"] = trained[key]
+        if t.caveats:
+            row["caveats"] = "; ".join(t.caveats)
         rows.append(row)
     return rows
 

@@ -22,7 +22,7 @@ from raftlab.study.config import StudyConfig, TaskSpec, stable_hash
 
 #: Code version of each stage kind (part of its key).
 CODE_VERSION: dict[str, int] = {"data": 1, "rationales": 1, "judge": 1, "prompting": 1, "train": 1, "eval": 1,
-                                "reference": 1, "info_gain": 1, "mean_of_task": 1, "analysis": 1, "report": 2}
+                                "reference": 1, "info_gain": 1, "mean_of_task": 1, "analysis": 2, "report": 2}
 
 _SELF_CONSISTENCY = ("eval.mode", "eval.k", "eval.temperature", "eval.batch_size", "eval.backend",
                      "eval.max_new_tokens", "eval.direct_prob", "seed", "device", "model")

@@ -73,7 +73,17 @@ class TrainSettings(BaseModel):
     target_logits: bool = Field(True, description="compute LM-head logits only where a token is trained "
                                 "(same loss and gradients, less compute)",
                                 json_schema_extra={"cli": ["--target-logits/--full-logits"]})
-    save_steps: int = Field(200, ge=1, description="checkpoint every N steps (resume continues from the newest)")
+    save_steps: int = Field(200, ge=1, description="checkpoint every N steps (resume continues from the newest; "
+                            "with a dev set, checkpoints are written at each evaluation instead)")
+    dev_size: int = Field(0, ge=0, description="examples held out of training as a dev set, chosen by example id "
+                          "and seed (FT and RAFT of the same data hold out the same ones); its loss over the "
+                          "target tokens is computed every eval_steps, training stops after `patience` "
+                          "evaluations without a lower loss, and the best evaluation's weights are the final "
+                          "model. 0: no dev set, train for epochs/max_steps")
+    eval_steps: int = Field(10, ge=1, description="with a dev set: evaluate its loss every N optimizer steps (and "
+                            "at the last step)")
+    patience: int = Field(3, ge=0, description="with a dev set: stop after this many evaluations in a row without "
+                          "a lower dev loss (0: never stop early; the best weights are still kept)")
     bf16: bool | None = Field(None, description="bf16 training (default: where the hardware has bf16, GPU or CPU; "
                               "LoRA keeps the frozen base in bf16 and the adapters in fp32, full finetuning uses "
                               "autocast over fp32 weights)")

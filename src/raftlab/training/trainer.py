@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from raftlab.corrupt import loading, read_json
 from raftlab.rationales.blank import add_think_tokens
 from raftlab.machine import describe_machine
+from raftlab.schema import Example
 from raftlab.storage import settings_diff, write_json
+from raftlab.training import early_stopping
 from raftlab.training.collate import PackCollator, PadCollator
 from raftlab.training.config import PAPER_PROFILE, TrainConfig
 from raftlab.training.data import (
@@ -40,12 +43,39 @@ def raft_trainer_cls():
     from raftlab.training.sampler import GroupedByLengthSampler
 
     class RaftTrainer(Trainer):
-        """Trainer with length-grouped sampling that also groups small datasets (``sampler.py``) and logits computed
-        only at target positions (``loss.py``; ``target_logits=False`` gives the stock full-vocabulary forward)."""
+        """Trainer with length-grouped sampling that also groups small datasets (``sampler.py``), logits computed
+        only at target positions (``loss.py``; ``target_logits=False`` gives the stock full-vocabulary forward),
+        and an ``eval_loss`` that is the training objective over all dev target tokens (the stock one averages
+        batch means)."""
+
+        #: (view prefix, weight) of the loss: the batch itself (align adds its rationale view)
+        loss_views: tuple[tuple[str, float], ...] = (("", 1.0),)
 
         def __init__(self, *args: Any, target_logits: bool = True, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self.target_logits = bool(target_logits and supports_target_logits(self.model))
+            self.compute_metrics = self.dev_metrics
+
+        def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+            """Per dev row and view: summed target-token cross-entropy and target count (``dev_metrics`` divides
+            the totals, after transformers gathers them over processes)."""
+            import torch
+
+            inputs = self._prepare_inputs(inputs)
+            with torch.no_grad(), self.compute_loss_context_manager():
+                parts = [early_stopping.token_losses(model, inputs, prefix, self.target_logits)
+                         for prefix, _ in self.loss_views]
+            return None, torch.stack([s for s, _ in parts], -1), torch.stack([c for _, c in parts], -1)
+
+        def dev_metrics(self, prediction) -> dict[str, float]:
+            weights = [w for _, w in self.loss_views]
+            return {"loss": early_stopping.dev_loss(prediction.predictions, prediction.label_ids, weights)}
+
+        def _issue_warnings_after_load(self, load_result):
+            """Loading the best checkpoint: no warning for a tied output layer missing from it (it shares the
+            input embeddings' tensor, which was loaded)."""
+            missing = early_stopping.untied_missing(self.model, load_result.missing_keys)
+            super()._issue_warnings_after_load(load_result._replace(missing_keys=missing))
 
         def _get_train_sampler(self, train_dataset=None):
             ds = train_dataset if train_dataset is not None else self.train_dataset
@@ -76,6 +106,7 @@ def _align_trainer_cls():
         def __init__(self, *args: Any, align_lambda: float = 0.5, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self.align_lambda = align_lambda
+            self.loss_views = (("", align_lambda), ("r_", 1 - align_lambda))
             # compute_loss returns per-batch means, not sums over num_items_in_batch: let Trainer divide by the
             # gradient-accumulation steps (it skips that when it believes the model normalised the loss)
             self.model_accepts_loss_kwargs = False
@@ -108,26 +139,53 @@ def base_dtype_for(config: TrainConfig) -> str:
     return "bfloat16" if config.lora and use_bf16(config) else "float32"
 
 
+def split_examples(config: TrainConfig) -> tuple[list[Example], list[Example]]:
+    """The training examples (a mixture when asked) and the dev examples held out of them (``dev_size``; carved
+    before the mixture is drawn, so no dev example is trained on)."""
+    examples = load_examples(config.data_paths(), config.objective, config.data_examples())
+    examples, dev = early_stopping.carve_dev(examples, config.dev_size, config.seed)
+    if config.mixture:
+        weights = polarity_weights(config.mixture, config.task_polarity or {}, config.mixture_polarity)
+        examples = build_mixture(examples, weights, config.mixture_size, config.seed)
+    return examples, dev
+
+
+@dataclass
+class Prepared:
+    """What training starts from: the model, its tokenizer, the tokenized training and dev rows, and how many
+    distinct examples each came from."""
+
+    model: Any
+    tok: Any
+    rows: list[dict[str, Any]]
+    dev_rows: list[dict[str, Any]]
+    train_examples: int
+    dev_examples: int
+
+
 def prepare(config: TrainConfig, base_dtype: str | None = None, cpu_attention: bool = True):
-    """Model (with LoRA if asked), tokenizer and tokenized training rows. ``base_dtype`` overrides
+    """Model (with LoRA if asked), tokenizer and tokenized training rows (see :func:`prepare_split`)."""
+    p = prepare_split(config, base_dtype, cpu_attention)
+    return p.model, p.tok, p.rows
+
+
+def prepare_split(config: TrainConfig, base_dtype: str | None = None, cpu_attention: bool = True) -> Prepared:
+    """Model (with LoRA if asked), tokenizer, tokenized training rows and dev rows. ``base_dtype`` overrides
     :func:`base_dtype_for`; ``cpu_attention=False`` keeps the model's own attention on a CPU (benchmarks use both
     to time the stock recipe)."""
     import torch
 
     from raftlab.models import load_model
 
-    # the data first: a bad file is reported before minutes of model loading
-    examples = load_examples(config.data_paths(), config.objective, config.data_examples())
+    examples, dev = split_examples(config)  # the data first: a bad file is reported before the model loads
     model, tok = load_model(config.model, dtype=base_dtype or base_dtype_for(config))
-    if config.mixture:
-        weights = polarity_weights(config.mixture, config.task_polarity or {}, config.mixture_polarity)
-        examples = build_mixture(examples, weights, config.mixture_size, config.seed)
     blank = config.blank_length or (mean_rationale_tokens(examples, tok) if config.objective == "blank" else None)
     think_ids: list[int] = []
-    n_think = needed_think_tokens(examples, config.objective, blank)
+    n_think = needed_think_tokens([*examples, *dev], config.objective, blank)
     if n_think:
         think_ids = add_think_tokens(tok, n_think, model)
     rows = tokenize_examples(examples, tok, config.objective, config.max_length, config.task, blank)
+    dev_rows = tokenize_examples(dev, tok, config.objective, config.max_length, config.task, blank)
     model.train()
     if config.lora:
         from peft import LoraConfig, get_peft_model
@@ -148,7 +206,7 @@ def prepare(config: TrainConfig, base_dtype: str | None = None, cpu_attention: b
                     module.cast_input_dtype_enabled = False
     if cpu_attention:
         _attention_for_cpu_training(model, rows, config)
-    return model, tok, rows
+    return Prepared(model, tok, rows, dev_rows, len({(e.task, e.id) for e in examples}), len(dev))
 
 
 #: Attention matrices (MB) that training on a CPU may hold for the plain matmul attention (see below).
@@ -227,8 +285,8 @@ def training_arguments(config: TrainConfig, n_rows: int):
         bf16=bf16,
         logging_steps=config.logging_steps,
         save_strategy="steps",
-        save_steps=config.save_steps,
-        save_total_limit=2,
+        save_total_limit=2,  # the best checkpoint is kept besides (load_best_model_at_end)
+        **early_stopping.evaluation_arguments(config),
         dataloader_pin_memory=torch.cuda.is_available(),  # pinning needs an accelerator (warns on CPU-only hosts)
         # on a host without CUDA, processes started by torchrun / accelerate launch join one gloo process group
         # (without use_cpu each would train on its own and all would write the same output directory)
@@ -243,10 +301,14 @@ def training_arguments(config: TrainConfig, n_rows: int):
 
 def _quiet_progress(trainer: Any) -> None:
     """The Trainer's progress bar without its ``{'loss': ...}`` dict printed at every logging step (the losses
-    go to the ``raftlab.training`` logger, shown with ``raftlab -v``, and to train_summary.json)."""
+    go to the ``raftlab.training`` logger, shown with ``raftlab -v``, and to train_summary.json) and without a
+    bar per dev evaluation."""
     from transformers.trainer_callback import ProgressCallback
 
     class QuietProgress(ProgressCallback):
+        def on_prediction_step(self, args, state, control, eval_dataloader=None, **kwargs):
+            pass  # no second bar for the few batches of a dev evaluation
+
         def on_log(self, args, state, control, logs=None, **kwargs):
             if state.is_world_process_zero and logs:
                 logger.info("step %d: %s", state.global_step, ", ".join(f"{k} {v:.4g}" if isinstance(v, float)
@@ -311,12 +373,14 @@ def run_training(config: TrainConfig):
     set_seed(config.seed)
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
-    model, tok, rows = prepare(config)
+    p = prepare_split(config)
+    model, tok, rows = p.model, p.tok, p.rows
     dataset = Dataset.from_list(with_lengths(rows))
     args = training_arguments(config, len(rows))
     collator = PackCollator() if config.pack else PadCollator(tok.pad_token_id)
     common = dict(model=model, args=args, train_dataset=dataset, data_collator=collator,
-                  target_logits=config.target_logits)
+                  eval_dataset=Dataset.from_list(with_lengths(p.dev_rows)) if p.dev_rows else None,
+                  callbacks=early_stopping.callbacks(config), target_logits=config.target_logits)
     if config.objective == "align":
         trainer = _align_trainer_cls()(**common, align_lambda=config.align_lambda)
     else:
@@ -343,6 +407,7 @@ def run_training(config: TrainConfig):
                    "world_size": trainer.args.world_size,
                    "global_batch": (trainer.args.per_device_train_batch_size * trainer.args.gradient_accumulation_steps
                                     * trainer.args.world_size),
+                   "stopping": early_stopping.stopping(trainer.state, config, p.train_examples, p.dev_examples),
                    "log_history": trainer.state.log_history}
         write_json(out / "train_summary.json", summary)
     return out, trainer
