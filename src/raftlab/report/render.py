@@ -22,7 +22,7 @@ def draw_figures(data: ReportData, fig_dir: Path) -> tuple[list[tuple[str, bytes
     """Draw every figure the data supports; return (id, png, caption) triples and the page sections."""
     figs: list[tuple[str, bytes, str]] = []
     sections: dict[str, list[str]] = {"Accuracy vs calibration": [], "Reliability diagrams": [],
-                                      "Difficulty": [], "Information gain": []}
+                                      "Difficulty": [], "Information gain": [], "Learning curves": []}
 
     def add(section: str, fid: str, fig: Any, caption: str) -> None:
         figs.append((fid, F.save_figure(fig, fig_dir, fid), caption))
@@ -48,6 +48,11 @@ def draw_figures(data: ReportData, fig_dir: Path) -> tuple[list[tuple[str, bytes
             step = data.info_gain_steps.get(task, "sentences")
             add("Information gain", f"info_gain_{_safe_name(task)}", F.info_gain_plot(task, curves, step),
                 f"Probability of the final answer after each rationale prefix ({task}).")
+    for task, points in data.learning_curves.items():
+        add("Learning curves", f"learning_curve_{_safe_name(task)}", F.learning_curve_plot(task, points),
+            f"ΔAcc and ΔECE of RAFT over FT against the training-set size ({task}): both arms trained on the same "
+            "seeded subset of the kept-rationale examples (nested across sizes), the last point the full-size "
+            "arms; 95% bootstrap CIs.")
     return figs, sections
 
 
