@@ -14,7 +14,7 @@ from raftlab.study import StageRunner, StudyConfig, StudySteps, plan
 from raftlab.study.inputs import DECLARED, ConfigView, UndeclaredConfigRead, leaf_fields, stage_view
 
 #: A study in which every stage kind exists: four tasks (mean-of-task prompting), both prompts, token
-#: probabilities, a reference model, information-gain curves and a named judge, all tiny.
+#: probabilities, a reference model, information-gain curves, a named judge and a training-set size, all tiny.
 EVERY_STAGE = {
     "name": "identity", "model": "tiny",
     "tasks": [{"name": t, "train_limit": 6, "test_limit": 2}
@@ -28,6 +28,7 @@ EVERY_STAGE = {
     "reference": {"backend": "hf:tiny", "questions": 1, "k": 1, "max_new_tokens": 8},
     "info_gain_examples": 1, "info_gain_samples": 2, "info_gain_stride": 64,
     "judge": {"backend": "hf:tiny", "sample": 2, "max_new_tokens": 8},
+    "train_sizes": [3],
     "executor": {"isolate": False},
 }
 

@@ -14,6 +14,9 @@ RUN/eval/<arm>/<task>/                self-consistency records.jsonl, metrics.js
 RUN/info_gain/<task>/                 curves.json (optional)
 RUN/difficulty/mean_of_task/<task>/   eval of the student under mean-of-task prompting (optional)
 RUN/difficulty/reference/<task>/      a reference model's zero-shot CoT samples (optional)
+RUN/sizes/<n>/subset/<task>/          train_sizes: the n examples both arms train on (rationales.jsonl), subset.json
+RUN/sizes/<n>/train/<arm>/<task>/     FT and RAFT trained on that subset, as RUN/train/<arm>/<task>/
+RUN/sizes/<n>/eval/<arm>/<task>/      their evals, as RUN/eval/<arm>/<task>/
 RUN/analysis/                         analysis.json
 RUN/report/                           report.html, figures, tables
 ```
@@ -40,6 +43,9 @@ ANALYSIS = "analysis"
 REPORT = "report"
 ANALYSIS_FILE = "analysis/analysis.json"
 INFO_GAIN_CURVES = "info_gain/*/curves.json"
+#: Root of the learning-curve stages (a study's ``train_sizes``), and the file describing each size's subset.
+SIZES = "sizes"
+SUBSET_FILE = "subset.json"
 MANIFEST = "manifest.json"
 CONFIG_FILE = "study.yaml"
 RESULT_FILE = "study_result.json"
@@ -86,6 +92,25 @@ def reference(task: str) -> str:
     return f"difficulty/reference/{task}"
 
 
+def sized(size: int, stage: str) -> str:
+    """The folder of a full-size stage's counterpart trained on ``size`` examples: ``sizes/<size>/<stage>``."""
+    return f"{SIZES}/{size}/{stage}"
+
+
+def subset(size: int, task: str) -> str:
+    """The ``size`` training examples a task's sized arms share."""
+    return sized(size, f"subset/{task}")
+
+
+def unsized(stage: str) -> tuple[int | None, str]:
+    """``(size, full-size stage name)`` of a stage name (size None for a stage outside ``sizes/``)."""
+    root, _, rest = stage.partition("/")
+    if root != SIZES:
+        return None, stage
+    size, _, name = rest.partition("/")
+    return int(size), name
+
+
 def stage_path(outputs: dict[str, Any], key: str) -> Path:
     """Absolute path of output ``key`` of a stage (outputs store paths relative to the stage folder, and carry
     that folder as ``"_stage_dir"`` when handed to later stages)."""
@@ -111,3 +136,12 @@ def rationale_dirs(run_dir: str | Path) -> dict[str, Path]:
     if not root.is_dir():
         return {}
     return {p.name: p for p in sorted(root.iterdir()) if (p / RATIONALES_FILE).is_file()}
+def size_dirs(run_dir: str | Path) -> dict[str, dict[int, dict[str, Path]]]:
+    """``task -> size -> arm -> folder`` for every ``RUN/sizes/<n>/eval/<arm>/<task>/`` folder holding records."""
+    found: dict[str, dict[int, dict[str, Path]]] = {}
+    root = Path(run_dir) / SIZES
+    sizes = sorted(int(p.name) for p in root.iterdir() if p.is_dir() and p.name.isdigit()) if root.is_dir() else []
+    for size in sizes:
+        for task, arms in eval_dirs(root / str(size)).items():
+            found.setdefault(task, {})[size] = arms
+    return found

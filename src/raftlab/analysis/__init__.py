@@ -32,11 +32,12 @@ from raftlab.analysis.info_gain import (
     rationale_prefixes,
     split_sentences,
 )
-from raftlab.analysis.models import AnalysisResult, Interval, OLSFit, TaskDelta, TaskRow
+from raftlab.analysis.models import AnalysisResult, Interval, OLSFit, SizePoint, TaskDelta, TaskRow
 from raftlab.analysis.ols import fit_ols, load_fit, save_fit
 from raftlab.analysis.prediction import PUBLISHED_FITS, GainPrediction, predict_gain
 from raftlab.analysis.records import EvalRecords, RecordError, load_records
 from raftlab.analysis.study import analyze_study, discover_runs
+from raftlab.analysis.sizes import SizedArms, discover_sizes, learning_curve
 
 __all__ = [
     "headline", "ARM_DESCRIPTIONS", "CONTRASTS", "PAPER_ARMS", "contrast_intervals", "four_arm_rows",
@@ -47,5 +48,6 @@ __all__ = [
     "fit_ols", "information_gain", "information_gain_curve", "load_fit", "load_records",
     "mean_of_task_demonstrations", "mean_of_task_prompt", "mean_of_task_prompts", "mean_rationale_length",
     "generated_rationale_length", "predict_gain", "rationale_length_by_task", "rationale_prefixes", "save_fit",
-    "split_sentences", "task_deltas", "teacher_demonstrations", "hypothesised_direction",
+    "split_sentences", "task_deltas", "teacher_demonstrations", "hypothesised_direction", "SizePoint", "SizedArms",
+    "discover_sizes", "learning_curve",
 ]

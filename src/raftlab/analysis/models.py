@@ -40,6 +40,17 @@ class TaskDelta(BaseModel):
     delta_ece: Interval
 
 
+class SizePoint(BaseModel):
+    """One point of a task's learning curve: RAFT vs FT, both trained on the same ``n_train`` examples (a study's
+    ``train_sizes``), evaluated as the full-size arms."""
+
+    size: int = Field(description="the train_sizes entry; for the full-size arms, the examples they trained on")
+    n_train: int | None = Field(None, description="examples trained on (below `size` when the teacher kept fewer "
+                                                  "rationales; None: not recorded)")
+    full: bool = Field(False, description="the study's full-size FT and RAFT arms (the curve's last point)")
+    delta: TaskDelta
+
+
 class OLSFit(BaseModel):
     """Ordinary least squares ``y = slope * x + intercept`` with Pearson r, its two-sided p-value, and the
     one-tailed p-value in the hypothesised ``direction`` (analysis.directions), as the paper's Tables 5, 9 and
@@ -129,6 +140,8 @@ class TaskRow(BaseModel):
                                           "its CI")
     caveats: list[str] = Field(default_factory=list, description="what limits this task's ΔAcc, in words "
                                                                  "(analysis.caveats)")
+    sizes: list[SizePoint] = Field(default_factory=list, description="learning curve (train_sizes): RAFT vs FT "
+                                   "per training-set size, ascending, the full-size arms last")
 
 
 class AnalysisResult(BaseModel):

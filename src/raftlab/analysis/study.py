@@ -17,6 +17,7 @@ from raftlab.analysis.checks import (
     THRESHOLDS, ArmContext, accuracy_interval, arm_checks, baselines, chance_bar, is_finetuned, learned,
     learning_check, verdict,
 )
+from raftlab.analysis.sizes import SizeRuns, discover_sizes, learning_curve
 from raftlab.inference.evaluate import cost_of
 from raftlab.analysis.records import INVALID_POLICIES, EvalRecords, RecordError, read_records
 from raftlab.metrics import reliability_bins, summarize
@@ -89,7 +90,7 @@ def _fits(compared: list[TaskRow], task_set: str, flagged: list[str]
 def analyze_study(runs: Runs | str | Path, difficulty: Mapping[str, Mapping[str, float]] | None = None,
                   n_boot: int = 1000, seed: int = 0, alpha: float = 0.05, n_bins: int = 10,
                   baseline: str = "ft", treatment: str = "raft", invalid: str = "vote",
-                  include_flagged: bool = False) -> AnalysisResult:
+                  include_flagged: bool = False, sizes: SizeRuns | None = None) -> AnalysisResult:
     """Analyse a study given ``{task: {"ft": records, "raft": records, ...}}`` (paths or EvalRecords) or a run dir.
 
     Per task: every arm's metrics (:func:`raftlab.metrics.summarize`), ΔAcc/ΔECE of
@@ -107,9 +108,14 @@ def analyze_study(runs: Runs | str | Path, difficulty: Mapping[str, Mapping[str,
     arms (or whose finetuned arms together) fail a check is *not trustworthy* and is left out of ``fit`` and
     ``difficulty_fits`` unless ``include_flagged``. The paper fits all its tasks, so whenever a task is flagged
     ``other_fit`` and ``other_difficulty_fits`` hold the same fits over the other task set.
+
+    ``sizes`` (found in a run directory's ``sizes/`` when ``runs`` is one) gives each task's learning curve
+    (``TaskRow.sizes``): the deltas of the arms trained on each subset, then the full-size delta.
     """
     if isinstance(runs, (str, Path)):
+        sizes = discover_sizes(runs) if sizes is None else sizes
         runs = discover_runs(runs)
+    sizes = sizes or {}
     difficulty = difficulty or {}
     rows, notes = [], []
     for task in sorted(runs):
@@ -153,6 +159,12 @@ def analyze_study(runs: Runs | str | Path, difficulty: Mapping[str, Mapping[str,
         row.contrasts = compute_contrasts(
             {arm: rec for arm, (rec, _) in loaded.items()},
             lambda b, a, task: task_deltas(b, a, n_boot=n_boot, seed=seed, alpha=alpha, task=task), task)
+        if task in sizes:
+            row.sizes, size_notes = learning_curve(
+                task, sizes[task], row.delta, lambda b, a: task_deltas(
+                    _load(b, invalid)[0], _load(a, invalid)[0], n_boot=n_boot, seed=seed, alpha=alpha, task=task),
+                baseline, treatment)
+            notes += size_notes
         if row.delta is not None:
             row.caveats = task_caveats(row.training, row.learned, (baseline, treatment))
         else:

@@ -16,15 +16,30 @@ def merge_runs(runs: list[Path]) -> dict[str, dict[str, Path]]:
     from raftlab.analysis import discover_runs
 
     found = [(run, discover_runs(run)) for run in runs]
-    counts: dict[str, int] = {}
-    for _, tasks in found:
-        for task in tasks:
-            counts[task] = counts.get(task, 0) + 1
+    counts = _task_counts(found)
     merged: dict[str, dict[str, Path]] = {}
     for run, tasks in found:
         for task, arms in tasks.items():
             merged[f"{run.name}/{task}" if counts[task] > 1 else task] = arms
     return merged
+
+
+def _task_counts(found: list[tuple[Path, dict]]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for _, tasks in found:
+        for task in tasks:
+            counts[task] = counts.get(task, 0) + 1
+    return counts
+
+
+def merge_sizes(runs: list[Path]) -> dict:
+    """``task -> size -> SizedArms`` (the learning-curve arms) over several run directories, tasks named as
+    :func:`merge_runs` names them."""
+    from raftlab.analysis import discover_runs, discover_sizes
+
+    counts = _task_counts([(run, discover_runs(run)) for run in runs])
+    return {f"{run.name}/{task}" if counts.get(task, 0) > 1 else task: by_size
+            for run in runs for task, by_size in discover_sizes(run).items()}
 
 
 def print_checks(console, result) -> None:
@@ -108,6 +123,23 @@ def print_token_prob(console, result) -> None:
     console.print(table)
 
 
+def print_sizes(console, result) -> None:
+    """The learning curve of each task with ``train_sizes``: RAFT vs FT per training-set size."""
+    from rich.table import Table
+
+    rows = [(t.task, p) for t in result.tasks for p in t.sizes]
+    if not rows:
+        return
+    table = Table(title="RAFT vs FT by training-set size (the same questions for both arms; 95% bootstrap CI)")
+    for col in ("task", "train size", "trained on", "Acc FT", "Acc RAFT", "ΔAcc", "ΔECE"):
+        table.add_column(col, justify="left" if col == "task" else "right")
+    for task, p in rows:
+        d = p.delta
+        table.add_row(task, f"{p.size}" + (" (full)" if p.full else ""), "–" if p.n_train is None else str(p.n_train),
+                      f"{d.acc_ft:.3f}", f"{d.acc_raft:.3f}", _fmt(d.delta_acc), _fmt(d.delta_ece))
+    console.print(table)
+
+
 def print_fits(console, result) -> None:
     """The ΔECE-vs-ΔAcc fit and the difficulty fits, each with the tasks it is over and the direction of its
     one-tailed p; both ways (main and ``other_*``) when a task is flagged."""
@@ -147,7 +179,8 @@ def register(app: typer.Typer) -> None:
 
         Artifact checks (truncation, invalid answers, ...) come first: a task that fails one is marked not
         trustworthy and left out of the main fits; the fits over all tasks (as the paper) are printed beside
-        them. Each one-tailed p tests the relation's hypothesised sign (H1: r > 0, or r < 0 for accuracies)."""
+        them. Each one-tailed p tests the relation's hypothesised sign (H1: r > 0, or r < 0 for accuracies).
+        A study with train_sizes also gets its learning curve: ΔAcc and ΔECE per training-set size."""
         from rich.console import Console
         from rich.table import Table
 
@@ -159,7 +192,7 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(2)
         try:
             result = analyze_study(merge_runs(runs), n_boot=n_boot, seed=seed, invalid=invalid,
-                                   include_flagged=include_flagged)
+                                   include_flagged=include_flagged, sizes=merge_sizes(runs))
         except (FileNotFoundError, RecordError) as exc:
             typer.echo(error_line(exc), err=True)
             raise typer.Exit(2) from None
@@ -182,6 +215,7 @@ def register(app: typer.Typer) -> None:
         console.print(table)
         print_training(console, result)
         print_four_arms(console, result)
+        print_sizes(console, result)
         print_fits(console, result)
         for note in result.notes:
             console.print(f"note: {note}", style="yellow")

@@ -175,5 +175,6 @@ def from_analysis(result: Any, arms: tuple[str, str] = ("ft", "raft")) -> Report
         other_fit=_fit(result.other_fit) if result.other_fit is not None else None,
         other_difficulty_fits=[_fit(f) for f in result.other_difficulty_fits],
         info_gain={t: dict(c) for t, c in info_gain.items()} if isinstance(info_gain, dict) else {},
+        learning_curves={row.task: list(row.sizes) for row in result.tasks if row.sizes},
         meta={k: v for k, v in (result.settings or {}).items() if isinstance(v, (str, int, float))},
         notes=list(result.notes), four_arms=four_arm_rows(result.tasks), headline=headline(result))

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from raftlab.analysis.models import Interval, OLSFit
+from raftlab.analysis.models import Interval, OLSFit, SizePoint
 
 
 class ReliabilityBin(BaseModel):
@@ -108,6 +108,8 @@ class ReportData(BaseModel):
     info_gain: dict[str, dict[str, list[float]]] = Field(
         default_factory=dict, description="task -> label -> P(final answer) after each rationale prefix")
     info_gain_steps: dict[str, str] = Field(default_factory=dict, description="task -> prefix unit (tokens|sentences)")
+    learning_curves: dict[str, list[SizePoint]] = Field(
+        default_factory=dict, description="task -> RAFT vs FT per training-set size (analysis TaskRow.sizes)")
     samples: dict[str, list[OutputSample]] = Field(default_factory=dict, description="task -> sample outputs")
     rationales: dict[str, RationaleSummary] = Field(default_factory=dict, description="task -> teacher rationales")
     meta: dict[str, Any] = Field(default_factory=dict, description="config, model names, settings")

@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from raftlab.report.data import Interval, OLSFit, ReliabilityBin, ReportData  # noqa: E402
+from raftlab.report.data import Interval, OLSFit, ReliabilityBin, ReportData, SizePoint  # noqa: E402
 
 ARM_COLORS = {"ft": "#4C72B0", "raft": "#DD8452", "blank": "#55A868", "align": "#C44E52"}
 
@@ -40,6 +40,8 @@ def _yerr(intervals: list[Interval | None]) -> np.ndarray:
     return np.array([lo, hi])
 
 
+#: Axis labels of the two deltas (positive: RAFT better).
+DELTA_LABELS = ("ΔAcc = Acc(RAFT) − Acc(FT)", "ΔECE = −(ECE(RAFT) − ECE(FT))")
 #: How points of tasks that fail an artifact check are drawn (a distinct marker, with its own legend entry).
 FLAGGED_STYLE = dict(marker="X", color="#C44E52", linestyle="none", ms=8, label="failed an artifact check")
 FIT_STYLES = ({"ls": "--", "color": "#333333"}, {"ls": ":", "color": "#8172B2"})  # main fit, other task set
@@ -92,8 +94,8 @@ def delta_scatter(data: ReportData) -> Figure:
         _draw_fits(ax, [data.fit, data.other_fit], span, "ΔECE", "ΔAcc")
     ax.axhline(0, color="#bbbbbb", lw=0.8)
     ax.axvline(0, color="#bbbbbb", lw=0.8)
-    ax.set_xlabel("ΔAcc = Acc(RAFT) − Acc(FT)")
-    ax.set_ylabel("ΔECE = −(ECE(RAFT) − ECE(FT))")
+    ax.set_xlabel(DELTA_LABELS[0])
+    ax.set_ylabel(DELTA_LABELS[1])
     ax.set_title("Accuracy gain vs calibration gain of RAFT over FT")
     _legend_below(ax, 7)
     fig.tight_layout()
@@ -193,6 +195,33 @@ def info_gain_plot(task: str, curves: dict[str, list[float]], step: str = "sente
         ax.set_ylim(0, 1)
     ax.set_title(f"Information gain · {task}")
     ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def learning_curve_plot(task: str, points: list[SizePoint]) -> Figure:
+    """ΔAcc and ΔECE of RAFT over FT (y, 95% CI bars) against the examples trained on (x), one panel each; the
+    full-size arms' point drawn apart. A log x axis when the sizes span 8x or more."""
+    xs = np.array([p.n_train if p.n_train is not None else p.size for p in points], dtype=float)
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+    for ax, target, label, color, ylabel in zip(axes, ("delta_acc", "delta_ece"), ("ΔAcc", "ΔECE"),
+                                                ("#4C72B0", "#DD8452"), DELTA_LABELS):
+        ivs = [getattr(p.delta, target) for p in points]
+        ys = np.array([iv.value for iv in ivs])
+        ax.errorbar(xs, ys, yerr=_yerr(ivs), fmt="-o", color=color, ecolor="#999999", capsize=3, label=label)
+        full = [i for i, p in enumerate(points) if p.full]
+        if full:
+            ax.plot(xs[full], ys[full], marker="s", ms=9, mfc="none", mec="black", linestyle="none",
+                    label="full-size arms")
+        ax.axhline(0, color="#bbbbbb", lw=0.8)
+        if len(xs) and xs.min() > 0 and xs.max() / xs.min() >= 8:
+            ax.set_xscale("log")
+        ax.set_xticks(xs, [f"{x:g}" for x in xs])
+        ax.minorticks_off()
+        ax.set_xlabel("training examples (FT and RAFT: the same questions)")
+        ax.set_ylabel(ylabel)
+        ax.legend(fontsize=7)
+    fig.suptitle(f"Where rationales stop helping · {task} (95% bootstrap CI)")
     fig.tight_layout()
     return fig
 

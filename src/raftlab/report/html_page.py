@@ -250,6 +250,20 @@ def invalid_policy_html(data: ReportData) -> str:
             + "</tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
 
 
+def learning_curves_html(data: ReportData) -> str:
+    """RAFT vs FT per training-set size, one row per task and size (the learning-curve figures' numbers)."""
+    rows = "".join(
+        f'<tr data-task="{escape(task)}"><td>{escape(task)}</td>'
+        f"<td>{p.size}{' (full)' if p.full else ''}</td><td>{_num(p.n_train)}</td>"
+        f"<td>{_num(p.delta.acc_ft)}</td><td>{_num(p.delta.acc_raft)}</td><td>{_ci(p.delta.delta_acc)}</td>"
+        f"<td>{_ci(p.delta.delta_ece)}</td></tr>" for task, points in data.learning_curves.items() for p in points)
+    if not rows:
+        return ""
+    head = ["task", "train size", "examples trained on", "Acc FT", "Acc RAFT", "ΔAcc [95% CI]", "ΔECE [95% CI]"]
+    return ('<table id="learning-curves"><thead><tr>' + "".join(f"<th>{escape(h)}</th>" for h in head)
+            + f"</tr></thead><tbody>{rows}</tbody></table>")
+
+
 def difficulty_table_html(data: ReportData) -> str:
     metrics = sorted({k for t in data.tasks for k in t.difficulty})
     if not metrics:
@@ -315,7 +329,8 @@ def render_page(data: ReportData, figures: list[tuple[str, bytes, str]], section
                     "votes; <i>abstain</i> leaves questions with an invalid majority out.</p>" + policies)
     for title, ids in sections.items():
         if ids and title != RATIONALES:
-            body.append(f"<h2>{escape(title)}</h2><div class=\"grid\">" + "".join(by_id[i] for i in ids) + "</div>")
+            body.append(f"<h2>{escape(title)}</h2><div class=\"grid\">" + "".join(by_id[i] for i in ids) + "</div>"
+                        + (learning_curves_html(data) if title == "Learning curves" else ""))
     diff = difficulty_table_html(data)
     if diff:
         body.append("<h2>Difficulty metrics</h2>" + diff)

@@ -24,7 +24,8 @@ def draw_figures(data: ReportData, fig_dir: Path) -> tuple[list[tuple[str, bytes
     """Draw every figure the data supports; return (id, png, caption) triples and the page sections."""
     figs: list[tuple[str, bytes, str]] = []
     sections: dict[str, list[str]] = {"Accuracy vs calibration": [], "Reliability diagrams": [],
-                                      "Difficulty": [], "Information gain": [], RATIONALES: []}
+                                      "Difficulty": [], "Information gain": [], "Learning curves": [],
+                                      RATIONALES: []}
 
     def add(section: str, fid: str, fig: Any, caption: str) -> None:
         figs.append((fid, F.save_figure(fig, fig_dir, fid), caption))
@@ -53,6 +54,11 @@ def draw_figures(data: ReportData, fig_dir: Path) -> tuple[list[tuple[str, bytes
     if any(s.length_bins for s in data.rationales.values()):
         add(RATIONALES, "rationale_lengths", lengths_figure(data.rationales),
             "Length (words) of the kept teacher rationales, per task.")
+    for task, points in data.learning_curves.items():
+        add("Learning curves", f"learning_curve_{_safe_name(task)}", F.learning_curve_plot(task, points),
+            f"ΔAcc and ΔECE of RAFT over FT against the training-set size ({task}): both arms trained on the same "
+            "seeded subset of the kept-rationale examples (nested across sizes), the last point the full-size "
+            "arms; 95% bootstrap CIs.")
     return figs, sections
 
 

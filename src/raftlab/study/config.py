@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from raftlab import storage
 from raftlab.training.config import TrainSettings
@@ -200,6 +200,10 @@ class StudyConfig(_Strict):
         "P = share correct); scored: raftlab's cheaper variant (sentence prefixes, teacher-forced P(answer))")
     info_gain_samples: int = Field(100, ge=1, description="answers sampled per prefix (sampled method)")
     info_gain_stride: int = Field(1, ge=1, description="tokens between prefixes (sampled method; the paper: 1)")
+    train_sizes: list[int] | None = Field(
+        None, description="learning curve: also train and evaluate FT and RAFT on seeded, nested subsets of this "
+        "many kept-rationale examples per task (the same questions for both arms), each smaller than the task's "
+        "training pool; ΔAcc and ΔECE are reported per size, the full-size arms as the last point (default: off)")
 
     @field_validator("tasks", mode="before")
     @classmethod
@@ -228,6 +232,26 @@ class StudyConfig(_Strict):
         if len(set(v)) != len(v):
             raise ValueError("arms must not repeat")
         return v
+
+    @field_validator("train_sizes")
+    @classmethod
+    def _sizes(cls, v: list[int] | None, info: ValidationInfo) -> list[int] | None:
+        """Positive, unique and below every task's training pool (at the pool's size a sized arm would be the
+        full-size arm again); ascending; an empty list is off."""
+        if not v:
+            return None
+        if any(n < 1 for n in v):
+            raise ValueError(f"must be positive, got {v}")
+        if len(set(v)) != len(v):
+            raise ValueError(f"must not repeat, got {v}")
+        tasks, protocol = info.data.get("tasks") or [], info.data.get("protocol", "per_task")
+        for spec in tasks:
+            pool = training_pool(tasks, protocol, spec.name)
+            too_big = sorted(n for n in v if pool is not None and n >= pool)
+            if too_big:
+                raise ValueError(f"{too_big} not smaller than the {pool} training examples of task {spec.name!r} "
+                                 "(the full-size arms are the curve's last point)")
+        return sorted(v)
 
     @model_validator(mode="after")
     def _known_backends(self) -> StudyConfig:
@@ -273,6 +297,13 @@ class StudyConfig(_Strict):
         if self.judge.backend is not None:
             return self.judge.backend
         return None if self.teacher.backend == "oracle" else self.teacher.backend
+
+
+def training_pool(tasks: list[TaskSpec], protocol: str, task: str) -> int | None:
+    """At most how many examples a task's arms train on before the teacher's filter: its own ``train_limit``, or
+    leaving one task out the other tasks' together (None: no limit)."""
+    limits = [t.train_limit for t in tasks if (t.name == task) == (protocol == "per_task")]
+    return None if None in limits else sum(limits)
 
 
 def check_runnable(cfg: StudyConfig) -> None:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from raftlab.layout import unsized
 from raftlab.study.config import ARM_OBJECTIVE, StudyConfig, eval_arm
 
 THROUGHPUT_FILE = Path(__file__).with_name("throughput.yaml")
@@ -109,15 +110,22 @@ def teacher_estimate(sizes: Sequence[TaskSize], *, attempts: float, rationale_to
 
 
 def _parts(stage: str) -> tuple[str | None, str | None]:
-    """``(arm, task)`` of a stage name (``train/raft/gsm8k`` -> raft, gsm8k; ``analysis`` -> None, None)."""
-    parts = stage.split("/")
+    """``(arm, task)`` of a stage name (``train/raft/gsm8k`` and ``sizes/8/train/raft/gsm8k`` -> raft, gsm8k;
+    ``analysis`` -> None, None)."""
+    parts = unsized(stage)[1].split("/")
     return (parts[1] if len(parts) == 3 else None), (parts[-1] if len(parts) > 1 else None)
 
 
-def _train_rows(cfg: StudyConfig, sizes: dict[str, TaskSize], task: str, kept: float) -> float:
+def _train_rows(cfg: StudyConfig, sizes: dict[str, TaskSize], task: str, kept: float,
+                stage: str = "") -> float:
+    """Examples a training stage trains on: the task's kept rationales (leaving one task out, the other tasks'),
+    at most the stage's train size (``sizes/<n>/...``)."""
     if cfg.protocol == "leave_one_task_out":
-        return sum(s.train_examples for n, s in sizes.items() if n != task) * kept
-    return sizes[task].train_examples * kept
+        rows = sum(s.train_examples for n, s in sizes.items() if n != task) * kept
+    else:
+        rows = sizes[task].train_examples * kept
+    limit = unsized(stage)[0]
+    return rows if limit is None else min(rows, limit)
 
 
 def _rows_trained(cfg: StudyConfig, rows: float) -> float:
@@ -155,7 +163,7 @@ def stage_gpu_hours(cfg: StudyConfig, stages: Sequence[dict[str, Any]], sizes: d
         if kind == "train":
             target = LABEL_TOKENS if ARM_OBJECTIVE[arm] == "label" else cot_tokens
             row_tokens = min(size.eval_prompt_tokens + target, cfg.train.max_length)
-            seconds = _rows_trained(cfg, _train_rows(cfg, sizes, task, kept)) * row_tokens / train_rate
+            seconds = _rows_trained(cfg, _train_rows(cfg, sizes, task, kept, s["stage"])) * row_tokens / train_rate
         elif kind in ("eval", "prompting", "mean_of_task"):
             if kind == "eval":
                 mode = eval_arm(arm)[1]
@@ -200,7 +208,7 @@ def disk_gb(cfg: StudyConfig, stages: Sequence[dict[str, Any]], sizes: dict[str,
             arm, task = _parts(s["stage"])
             if s["kind"] != "train" or task not in sizes:
                 continue
-            steps = _rows_trained(cfg, _train_rows(cfg, sizes, task, kept)) / global_batch
+            steps = _rows_trained(cfg, _train_rows(cfg, sizes, task, kept, s["stage"])) / global_batch
             checkpoints = min(CHECKPOINTS_KEPT, int(steps // cfg.train.save_steps))
             models += params * share * (WEIGHT_BYTES + checkpoints * CHECKPOINT_BYTES)
     gb = 1e9

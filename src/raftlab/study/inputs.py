@@ -22,7 +22,8 @@ from raftlab.study.config import StudyConfig, TaskSpec, stable_hash
 
 #: Code version of each stage kind (part of its key).
 CODE_VERSION: dict[str, int] = {"data": 1, "rationales": 1, "judge": 1, "prompting": 1, "train": 1, "eval": 1,
-                                "reference": 1, "info_gain": 1, "mean_of_task": 1, "analysis": 2, "report": 2}
+                                "reference": 1, "info_gain": 1, "mean_of_task": 1, "analysis": 2, "report": 2,
+                                "subset": 1}
 
 _SELF_CONSISTENCY = ("eval.mode", "eval.k", "eval.temperature", "eval.batch_size", "eval.backend",
                      "eval.max_new_tokens", "eval.direct_prob", "seed", "device", "model")
@@ -60,6 +61,10 @@ def _train(cfg: StudyConfig, spec: TaskSpec) -> list[str]:
             *(f"train.{f}" for f in type(cfg.train).model_fields)]
 
 
+def _subset(cfg: StudyConfig, spec: TaskSpec) -> list[str]:
+    return [*_task(spec, "name"), "seed"]  # the size is the plan's (part of the key), not read here
+
+
 def _evaluation(cfg: StudyConfig, spec: TaskSpec) -> list[str]:
     return [*_task(spec, "name"), *_SELF_CONSISTENCY, "eval.backend_options"]
 
@@ -92,7 +97,7 @@ def _report(cfg: StudyConfig, spec: TaskSpec | None) -> list[str]:
 DECLARED: dict[str, Callable[[StudyConfig, Any], list[str]]] = {
     "data": _data, "rationales": _rationales, "judge": _judge, "prompting": _prompting, "train": _train,
     "eval": _evaluation, "reference": _reference, "info_gain": _info_gain, "mean_of_task": _mean_of_task,
-    "analysis": _analysis, "report": _report}
+    "analysis": _analysis, "report": _report, "subset": _subset}
 
 
 class UndeclaredConfigRead(RuntimeError):

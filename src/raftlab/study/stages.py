@@ -17,6 +17,8 @@ from raftlab.study.config import ARM_PROMPT_MODE, BOTH_PROMPTS_ALWAYS, PROMPT_MO
 from raftlab.study.inputs import ConfigView, declared_slice, stage_key, stage_view
 
 Outputs = dict[str, Any]
+#: The arms a study's ``train_sizes`` trains at each size (the compared pair).
+SIZED_ARMS = ("ft", "raft")
 
 
 @dataclass
@@ -45,18 +47,21 @@ class StudySteps:
     reference: Callable[..., Outputs] | None = None
     #: (config, task_spec, rationale_out, out_dir); runs when the study has a judge (config.judge_backend())
     judge: Callable[..., Outputs] | None = None
+    #: (config, task_spec, size, [rationale_out, ...], out_dir): the examples the arms of one training-set size
+    #: share; runs when config.train_sizes is set (the sized arms train and evaluate with ``train``/``evaluate``)
+    subset: Callable[..., Outputs] | None = None
     #: run each stage in a child process when the config's ``executor.isolate`` allows (the real steps do;
     #: fakes in tests that record calls in this process do not)
     isolate: bool = False
 
     @classmethod
     def real(cls) -> StudySteps:
-        from raftlab.study import judge, steps
+        from raftlab.study import judge, sizes, steps
 
         return cls(prepare_data=steps.prepare_data, rationales=steps.rationales, train=steps.train,
                    evaluate=steps.evaluate, analyze=steps.analyze, report=steps.report, info_gain=steps.info_gain,
                    prompt_eval=steps.prompt_eval, mean_of_task=steps.mean_of_task, reference=steps.reference,
-                   judge=judge.judge, isolate=True)
+                   judge=judge.judge, subset=sizes.train_subset, isolate=True)
 
 
 @dataclass(frozen=True)
@@ -126,6 +131,7 @@ def plan(cfg: StudyConfig, steps: StudySteps, run_dir: Path) -> list[Stage]:
             add(layout.judge(spec.name), "judge", spec, (rats,),
                 lambda c, t, d, out, rats=rats: steps.judge(c, t, d[rats], out), env=env)
 
+    train_sizes = (cfg.train_sizes or []) if steps.subset is not None else []
     if cfg.protocol == "leave_one_task_out":  # every task's rationales before any training
         for spec in cfg.tasks:
             add_sources(spec)
@@ -154,6 +160,18 @@ def plan(cfg: StudyConfig, steps: StudySteps, run_dir: Path) -> list[Stage]:
                 add(layout.evaluation(evaluated, spec.name), "eval", spec, (train, data, rats),
                     lambda c, t, d, out, arm=evaluated, train=train, data=data, rats=rats:
                     steps.evaluate(c, t, arm, d[train], d[data], out, d[rats]), arm=evaluated, mode=mode, env=env)
+        for size in train_sizes:  # the learning curve: FT and RAFT on one shared subset per size
+            subset = layout.subset(size, spec.name)
+            add(subset, "subset", spec, sources, lambda c, t, d, out, size=size, sources=sources:
+                steps.subset(c, t, size, [d[s] for s in sources], out), size=size)
+            for arm in SIZED_ARMS:
+                train = layout.sized(size, layout.train(arm, spec.name))
+                add(train, "train", spec, (subset,), lambda c, t, d, out, arm=arm, subset=subset:
+                    steps.train(c, t, arm, d[subset], out), arm=arm, env=env, size=size)
+                add(layout.sized(size, layout.evaluation(arm, spec.name)), "eval", spec, (train, data, rats),
+                    lambda c, t, d, out, arm=arm, train=train, data=data, rats=rats:
+                    steps.evaluate(c, t, arm, d[train], d[data], out, d[rats]),
+                    arm=arm, mode=ARM_PROMPT_MODE[arm], env=env, size=size)
         if cfg.reference is not None and steps.reference is not None:
             add(layout.reference(spec.name), "reference", spec, (data,),
                 lambda c, t, d, out, data=data: steps.reference(c, t, d[data], out), env=env)
@@ -169,7 +187,8 @@ def plan(cfg: StudyConfig, steps: StudySteps, run_dir: Path) -> list[Stage]:
             add(layout.mean_of_task(spec.name), "mean_of_task", spec, (data, *all_rats.values()),
                 lambda c, t, d, out, data=data:
                 steps.mean_of_task(c, t, {name: d[stage] for name, stage in all_rats.items()}, d[data], out), env=env)
-    evals = tuple(s.name for s in stages if s.name.split("/")[0] in ("eval", "difficulty"))
+    evals = tuple(s.name for s in stages if s.name.split("/")[0] in ("eval", "difficulty")
+                  or (s.kind == "eval" and layout.unsized(s.name)[0] is not None))
     add(layout.ANALYSIS, "analysis", None, evals,
         lambda c, t, d, out: steps.analyze(c, run_dir, out, frozenset(evals)))
     info = tuple(s.name for s in stages if s.name.startswith("info_gain/"))

@@ -316,8 +316,9 @@ def reference(cfg: StudyConfig, spec: TaskSpec, data_out: dict[str, Any], out: P
 def analyze(cfg: StudyConfig, run_dir: Path, out: Path, stages: frozenset[str]) -> dict[str, Any]:
     """ΔAcc/ΔECE with bootstrap CIs per task, the OLS fit, and difficulty fits (raftlab.analysis);
     the untrained arms ① and ② are analysed with the others (the four-arm contrasts of Fig. 4). Only the folders
-    of ``stages`` (this study's planned stages) are read: a folder an earlier config left behind is not."""
-    from raftlab.analysis import analyze_study
+    of ``stages`` (this study's planned stages) are read: a folder an earlier config left behind is not. The
+    learning curve (``train_sizes``) comes from the sized eval stages among them."""
+    from raftlab.analysis import analyze_study, discover_sizes
 
     arms = [*layout.PROMPT_ARMS, *cfg.arms]
     runs = {spec.name: {arm: run_dir / layout.evaluation(arm, spec.name) for arm in arms
@@ -336,7 +337,7 @@ def analyze(cfg: StudyConfig, run_dir: Path, out: Path, stages: frozenset[str]) 
                      if layout.reference(spec.name) in stages else None)
         if reference is not None:
             difficulty.setdefault(spec.name, {})["reference_length"] = reference
-    result = analyze_study(runs, difficulty=difficulty, seed=cfg.seed)
+    result = analyze_study(runs, difficulty=difficulty, seed=cfg.seed, sizes=discover_sizes(run_dir, stages))
     result.save(str(out / "analysis.json"))
     outputs = {"analysis": "analysis.json"}
     return outputs
