@@ -34,8 +34,20 @@ def test_an_answer_without_reasoning_is_rejected():
     """Quoted case 2: "The answer is (B).\\nThe answer is (B)\\n\\nWhat is the answer?" has no reasoning at all."""
     ex, prompt, _ = _case("B")
     verdict = judge_output(SST2, ex, "The answer is (B).\nThe answer is (B)\n\nWhat is the answer?", prompt)
-    assert not verdict.kept and verdict.reason == ANSWER_INSIDE
+    assert not verdict.kept and verdict.reason == NO_RATIONALE
     assert judge_output(SST2, ex, "The answer is (B).", prompt).reason == NO_RATIONALE
+
+
+def test_the_reasoning_before_the_first_of_agreeing_answers_is_kept():
+    """Every answer statement agrees: what follows the first one only repeats it, and the rationale kept is the
+    reasoning before it (no answer cue inside); a cue that cannot be cut off rejects the output."""
+    ex, prompt, words = _case("B")
+    raw = (f"The review sounds bored and {words['B']}. The answer is (B). It never praises anything, "
+           "so again the answer is (B).")
+    verdict = judge_output(SST2, ex, raw, prompt)
+    assert verdict.kept and verdict.rationale == f"The review sounds bored and {words['B']}."
+    inside = f"The review sounds {words['B']}, and (B) is the correct answer here for sure. The answer is (B)."
+    assert judge_output(SST2, ex, inside, prompt).reason == ANSWER_INSIDE
 
 
 def test_a_restated_prompt_is_rejected():
@@ -87,5 +99,5 @@ def test_rejections_are_counted_by_reason(tmp_path):
 
     stats = generate_rationales(Teacher(), SST2, [ex], tmp_path / "r.sqlite", max_retries=3, progress=False)
     assert stats["kept"] == 1 and stats["attempts"] == 3
-    assert stats["rejections"][CONFLICTING] == 1 and stats["rejections"][ANSWER_INSIDE] == 1
+    assert stats["rejections"][CONFLICTING] == 1 and stats["rejections"][NO_RATIONALE] == 1
     assert run_stats(tmp_path / "r.sqlite")["rejections"] == stats["rejections"]

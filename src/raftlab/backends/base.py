@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Protocol, runtime_checkable
 
+#: The system message of a chat teacher's requests: Zhu et al. (2025), Appendix D.1 (and the official code).
+TEACHER_SYSTEM_PROMPT = "You are a helpful assistant."
+
 
 @dataclass(frozen=True)
 class SamplingParams:

@@ -10,13 +10,14 @@ spent on sequences that are done.
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import random
 import re
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from raftlab.backends.base import ContinuationScore, Generation, SamplingParams
+from raftlab.backends.base import TEACHER_SYSTEM_PROMPT, ContinuationScore, Generation, SamplingParams
 
 
 def sequence_seed(seed: int | None, prompt: str, sample_index: int) -> int | None:
@@ -135,7 +136,7 @@ class HFBackend:
         device: str | None = None,
         batch_size: int = 40,
         score_batch_size: int = 8,
-        chat_template: bool = False,
+        chat_template: bool | None = None,
         kv_cache_mb: int | None = None,
         cascade: bool = True,
         cpu_kernels: bool = True,
@@ -179,7 +180,12 @@ class HFBackend:
                            else 512)
         self.kv_cache_mb = max(1, kv_cache_mb)
         self.score_batch_size = max(1, score_batch_size)
-        self.chat_template = chat_template and getattr(tokenizer, "chat_template", None) is not None
+        has_template = getattr(tokenizer, "chat_template", None) is not None
+        #: None: raw prompts, except as a teacher (:meth:`as_teacher`); True/False: as the user set it
+        self._chat_setting = chat_template
+        self.chat_template = bool(chat_template) and has_template
+        #: the system message of chat prompts (None: none; the model's template may add its own default)
+        self.system_prompt: str | None = None
         self.eos_ids = self._eos_ids()
         # transformers >= 5.2x names the KV-cache argument and output `cache` (`past_key_values` is deprecated)
         import inspect
@@ -235,12 +241,30 @@ class HFBackend:
     def _prompt_text(self, prompt: str | list[int]) -> str | list[int]:
         if not isinstance(prompt, str):  # token ids: used as given
             return prompt
-        return self.render_chat([{"role": "user", "content": prompt}]) if self.chat_template else prompt
+        if not self.chat_template:
+            return prompt
+        system = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
+        return self.render_chat([*system, {"role": "user", "content": prompt}])
+
+    def as_teacher(self) -> HFBackend:
+        """This backend as a rationale teacher: an instruct model (its tokenizer has a chat template) is prompted
+        as a chat with the paper's system message (App. D.1, :data:`TEACHER_SYSTEM_PROMPT`), as an API teacher
+        is; ``chat_template=False`` keeps raw prompts."""
+        if self._chat_setting is False or getattr(self.tokenizer, "chat_template", None) is None:
+            return self
+        teacher = copy.copy(self)
+        teacher.chat_template, teacher.system_prompt = True, TEACHER_SYSTEM_PROMPT
+        return teacher
 
     def describe(self) -> dict[str, Any]:
-        """What run settings record: the model, its dtype and the device."""
+        """What run settings record: the model, its dtype, the device, and the chat format when prompts use it."""
         dtype = str(next(self.model.parameters()).dtype).removeprefix("torch.")
-        return {"backend": "hf", "model": self.model_name, "dtype": dtype, "device": str(self.device)}
+        out = {"backend": "hf", "model": self.model_name, "dtype": dtype, "device": str(self.device)}
+        if self.chat_template:
+            out["chat_template"] = True
+            if self.system_prompt:
+                out["system_prompt"] = self.system_prompt
+        return out
 
     def _encode(self, texts: Sequence[str | list[int]]) -> list[list[int]]:
         """Token ids of prompts (texts are tokenized; token-id lists pass through unchanged)."""

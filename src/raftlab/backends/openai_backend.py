@@ -18,7 +18,7 @@ import threading
 from collections.abc import Coroutine
 from typing import Any, Literal
 
-from raftlab.backends.base import ContinuationScore, Generation, SamplingParams
+from raftlab.backends.base import TEACHER_SYSTEM_PROMPT, ContinuationScore, Generation, SamplingParams
 
 
 class BackendRequestError(RuntimeError):
@@ -49,8 +49,6 @@ def _run(coro: Coroutine) -> Any:
 
 logger = logging.getLogger(__name__)
 
-#: The system message of the teacher's requests: Zhu et al. (2025), Appendix D.1 (and the official code).
-TEACHER_SYSTEM_PROMPT = "You are a helpful assistant."
 
 #: HTTP statuses the openai client retries (with backoff, up to max_retries)
 _RETRYABLE = frozenset({408, 409, 429}) | frozenset(range(500, 600))

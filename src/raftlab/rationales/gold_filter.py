@@ -6,8 +6,10 @@ A teacher output is kept only if it is worth training on:
 2. no answer statement anywhere in it disagrees with gold ("The answer is (A). ... The answer is (B)." is
    rejected even when the last one is right: the paper's official code takes the *first* cue, raftlab requires
    every cue to agree, which rejects what either rule would);
-3. the rationale kept (the output without its final answer sentence) states no answer at all, so RAFT never learns
-   to write an answer before its reasoning ("The answer is (B). The answer is (B)" is rejected);
+3. the rationale kept is the reasoning before the output's *first* answer statement (when every statement
+   agrees, as rule 2 demands, what follows the first one only repeats it), and it states no answer at all, so RAFT
+   never learns to write an answer before its reasoning ("The answer is (B). The answer is (B)" has no reasoning
+   and is rejected; an answer cue that cannot be cut off, such as "(B) is correct" mid-text, rejects the output);
 4. it is more than a restated prompt: it holds a word the teacher's prompt does not contain, and less than
    :data:`MAX_COPIED` of its word 4-grams are copied from the prompt (a restated question or option list is
    rejected; "The text mentions 'sourdough bread', which is about food." is kept).
@@ -81,8 +83,11 @@ def judge_output(task: Any, example: Example, raw: str, prompt: str) -> Verdict:
     if any(not task.is_correct(a, example) for a in answer_statements(raw, spec)):
         return Verdict(answer, None, CONFLICTING)
     rationale = strip_answer_sentence(raw)
-    if answer_statements(rationale, spec):
-        return Verdict(answer, None, ANSWER_INSIDE)
+    while answer_statements(rationale, spec):  # all agree: keep the reasoning before the first one
+        shorter = strip_answer_sentence(rationale)
+        if shorter == rationale:
+            return Verdict(answer, None, ANSWER_INSIDE)
+        rationale = shorter
     if not rationale:
         return Verdict(answer, None, NO_RATIONALE)
     if restates(rationale, prompt):
