@@ -1,12 +1,15 @@
 """Teacher attempts per second with SmolLM2 as its own gold-filtered teacher on 64 SST-2 training examples: the same
 model, prompts and gold filter, with up to ``--max-retries`` attempts per example, under each ``--configs`` entry
 ``B:S``: B prompts per batched ``generate`` call (a study's ``teacher.batch_size``) and S attempts drawn as n
-samples of one prompt (``teacher.samples_per_prompt``). ``4:1`` is the old fixed study setting (4 prompts, one
-sample each), the baseline of the speed-ups. T = 0.7, up to 256 new tokens. Counts only recorded attempts (samples
+samples of one prompt (``teacher.samples_per_prompt``); a third field ``full`` lets the teacher write past its
+first answer sentence (a pattern that never matches replaces the stop at the answer: the behaviour before the
+teacher stopped there). ``4:1:full`` is the old study setting (4 prompts, one sample each, whole outputs), the
+baseline of the speed-ups. T = 0.7, up to 256 new tokens. Counts only recorded attempts (samples
 after an example's first kept one are discarded and not counted). Writes a JSON with the machine, versions and
 command.
 
-    .venv/bin/python benchmarks/bench_teacher.py --configs 4:1 32:1 32:4 --out benchmarks/results/teacher_batching.json
+    .venv/bin/python benchmarks/bench_teacher.py --configs 4:1:full 4:1 64:4 --kv-cache-mb 2048 \
+        --out benchmarks/results/teacher_batching.json
 """
 
 from __future__ import annotations
@@ -20,11 +23,17 @@ import time
 from pathlib import Path
 
 
+#: A stop pattern that never matches: the teacher writes its whole output (the old behaviour).
+NEVER = r"(?!)"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--configs", nargs="+", default=["4:1", "32:1", "32:4"], help="B:S pairs")
+    parser.add_argument("--configs", nargs="+", default=["4:1:full", "4:1", "64:4"],
+                        help="B:S or B:S:full")
     parser.add_argument("--examples", type=int, default=64)
     parser.add_argument("--max-retries", type=int, default=4)
+    parser.add_argument("--kv-cache-mb", type=int, default=None, help="the hf backend's KV-cache cap (default: its own)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
 
@@ -39,19 +48,23 @@ def main() -> None:
 
     task = get_task("sst2")
     examples = task.load("train", limit=args.examples, seed=0)
-    backend = get_backend("hf:smollm2")
+    backend = get_backend("hf:smollm2", {"kv_cache_mb": args.kv_cache_mb} if args.kv_cache_mb else None)
     backend.generate([task.teacher_prompt(examples[0], "A", 3)], SamplingParams(max_new_tokens=8))  # warm-up
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for config in args.configs:
-            size, samples = map(int, config.split(":"))
+            size, samples, *rest = config.split(":")
+            size, samples, whole = int(size), int(samples), rest == ["full"]
             backend.batch_size = size * samples  # rows per forward, as a study sizes its hf teacher
+            sampling = SamplingParams(temperature=0.7, max_new_tokens=256, seed=0,
+                                      stop_regex=NEVER if whole else None)
             t0 = time.perf_counter()
-            stats = generate_rationales(backend, task, examples, Path(tmp) / f"b{size}s{samples}.sqlite",
+            stats = generate_rationales(backend, task, examples, Path(tmp) / f"{config.replace(':', '_')}.sqlite",
                                         max_retries=args.max_retries, concurrency=size, samples_per_prompt=samples,
-                                        temperature=0.7, max_new_tokens=256, progress=False)
+                                        sampling=sampling, progress=False)
             seconds = time.perf_counter() - t0
-            rows.append({"batch_size": size, "samples_per_prompt": samples, "max_retries": args.max_retries,
+            rows.append({"config": config, "batch_size": size, "samples_per_prompt": samples,
+                         "stops_at_first_answer": not whole, "max_retries": args.max_retries,
                          "attempts": stats["attempts"], "seconds": round(seconds, 2),
                          "attempts_per_s": round(stats["attempts"] / seconds, 3),
                          "teacher_tokens": stats["teacher_tokens"], "kept": stats["kept"],
@@ -63,11 +76,11 @@ def main() -> None:
     result = {"benchmark": "teacher_batching", "date": time.strftime("%Y-%m-%d"),
               "command": shlex.join([sys.executable, *sys.argv]), "machine": describe_machine("cpu"),
               "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
-              "task": "sst2", "examples": len(examples), "rows": rows}
+              "task": "sst2", "examples": len(examples), "kv_cache_mb": backend.kv_cache_mb, "rows": rows}
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    print(json.dumps({f"{r['batch_size']}:{r['samples_per_prompt']}": r["speedup_vs_first"] for r in rows}))
+    print(json.dumps({r["config"]: r["speedup_vs_first"] for r in rows}))
 
 
 if __name__ == "__main__":

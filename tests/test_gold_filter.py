@@ -90,14 +90,17 @@ def test_rejections_are_counted_by_reason(tmp_path):
         name = model_name = "scripted"
 
         def __init__(self):
-            self.outputs = iter([f"The answer is (A). {words['A']}. The answer is (B).",
+            self.outputs = iter([f"(A) is the correct answer, {words['A']}. The answer is (B).",
+                                 f"Surely {words['A']}. The answer is (A). {words['A']}. The answer is (B).",
                                  "The answer is (B). The answer is (B)",
                                  f"Clearly a {words['B']} and unhappy review overall. The answer is (B)."])
 
         def generate(self, prompts, params):
             return [[Generation(text=next(self.outputs), num_tokens=5)] for _ in prompts]
 
-    stats = generate_rationales(Teacher(), SST2, [ex], tmp_path / "r.sqlite", max_retries=3, progress=False)
-    assert stats["kept"] == 1 and stats["attempts"] == 3
-    assert stats["rejections"][CONFLICTING] == 1 and stats["rejections"][NO_RATIONALE] == 1
+    stats = generate_rationales(Teacher(), SST2, [ex], tmp_path / "r.sqlite", max_retries=4, progress=False)
+    assert stats["kept"] == 1 and stats["attempts"] == 4
+    # the teacher's first complete answer sentence decides: the second output is cut there, and is wrong
+    assert stats["rejections"][CONFLICTING] == 1 and stats["rejections"][WRONG] == 1
+    assert stats["rejections"][NO_RATIONALE] == 1
     assert run_stats(tmp_path / "r.sqlite")["rejections"] == stats["rejections"]

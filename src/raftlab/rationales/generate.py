@@ -2,8 +2,11 @@
 
 Passes over the data: in each pass every example that has no kept rationale yet gets its next attempts (fresh
 seeded samples; ``samples_per_prompt`` of them drawn as n samples of one request, so that a local teacher prefills
-the prompt once and decodes them together). A rationale is kept only if it passes the gold filter
-(:mod:`raftlab.rationales.gold_filter`); an example's samples after its first kept one are discarded, not recorded.
+the prompt once and decodes them together). The teacher stops at its first complete answer sentence
+(:func:`raftlab.tasks.answers.answer_stop_pattern`; the output is cut there when the backend cannot stop on a
+pattern), so the first answer cue decides, as in the paper's official code. A rationale is kept only if it passes
+the gold filter (:mod:`raftlab.rationales.gold_filter`); an example's samples after its first kept one are
+discarded, not recorded.
 Passes continue until ``n`` rationales are kept or every remaining example has used ``max_retries`` attempts (then
 it is recorded as a failure with its attempts). Every attempt is committed to the store as it arrives.
 
@@ -34,7 +37,7 @@ from raftlab.rationales.store import RationaleStore
 from raftlab.schema import INVALID, Example
 from raftlab.storage import write_json, write_jsonl
 from raftlab.rationales.gold_filter import REASONS, judge_output
-from raftlab.tasks.answers import strip_answer_sentence
+from raftlab.tasks.answers import answer_stop_pattern, cut_at_answer, strip_answer_sentence
 
 def _prompt_hash(prompt: str) -> str:
     return hashlib.sha256(prompt.encode()).hexdigest()[:16]
@@ -107,11 +110,14 @@ def request_with_retries(backend: Backend, prompts: list[str], params: SamplingP
     return gens, errors, wall
 
 
-def _base_params(sampling: SamplingParams | None, temperature: float, max_new_tokens: int,
-                 seed: int) -> SamplingParams:
+def _base_params(sampling: SamplingParams | None, temperature: float, max_new_tokens: int, seed: int,
+                 stop_regex: str | None) -> SamplingParams:
+    """The teacher's sampling; it stops at the first complete answer sentence (the first cue decides)."""
     if sampling is None:
-        return SamplingParams(n=1, temperature=temperature, max_new_tokens=max_new_tokens, seed=seed)
-    return replace(sampling, n=1, seed=seed if sampling.seed is None else sampling.seed)
+        return SamplingParams(n=1, temperature=temperature, max_new_tokens=max_new_tokens, seed=seed,
+                              stop_regex=stop_regex)
+    return replace(sampling, n=1, seed=seed if sampling.seed is None else sampling.seed,
+                   stop_regex=sampling.stop_regex or stop_regex)
 
 
 def _sampling_settings(params: SamplingParams) -> dict[str, Any]:
@@ -172,7 +178,7 @@ def generate_rationales(
     n = len(examples) if n is None else n
     # chat teachers send the paper's system message (App. D.1) unless given their own; describe() records it
     backend = backend.as_teacher() if hasattr(backend, "as_teacher") else backend
-    base = _base_params(sampling, temperature, max_new_tokens, seed)
+    base = _base_params(sampling, temperature, max_new_tokens, seed, answer_stop_pattern(task.answer_type))
     settings = {"task": task.name, "style": style, "length": length, "max_retries": max_retries,
                 "sampling": _sampling_settings(base), "teacher": describe_backend(backend)}
     db = _open(store)
@@ -199,7 +205,7 @@ def generate_rationales(
     def record(ex: Example, first: int, prompt: str, gens: list[Generation], latency: float) -> None:
         """The attempts ``first, first + 1, ...`` of ``ex`` (one per sample), up to its first kept one."""
         for attempt, gen in enumerate(gens, start=first):
-            raw, answer, correct, err, rationale = _check(task, ex, prompt, gen, None)
+            raw, answer, correct, err, rationale = _check(task, ex, prompt, gen, base.stop_regex)
             failed = not correct and attempt == max_retries
             db.record_attempt(ex.id, attempt, _prompt_hash(prompt), raw, answer, correct, err, latency,
                               gen.num_tokens, rationale, failed_for_good=failed)
@@ -256,14 +262,13 @@ def generate_rationales(
 
 
 def _check(task: Any, ex: Example, prompt: str, gen: Generation,
-           err: str | None) -> tuple[str, str, bool, str | None, str | None]:
+           stop_regex: str | None) -> tuple[str, str, bool, str | None, str | None]:
     """(raw, parsed answer, kept, error or rejection reason, rationale to keep) for one teacher output
-    (:mod:`raftlab.rationales.gold_filter`)."""
-    raw = gen.text
-    if err is None and not raw.strip():
-        err = "empty output"
-    if err is not None:
-        return raw, INVALID, False, err, None
+    (:mod:`raftlab.rationales.gold_filter`), cut at its first complete answer sentence where the backend could
+    not stop there (an API teacher)."""
+    raw = cut_at_answer(gen.text, stop_regex)[0]
+    if not raw.strip():
+        return raw, INVALID, False, "empty output", None
     verdict = judge_output(task, ex, raw, prompt)
     return raw, verdict.answer, verdict.kept, verdict.reason, verdict.rationale
 

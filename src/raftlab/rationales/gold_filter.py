@@ -4,8 +4,9 @@ A teacher output is kept only if it is worth training on:
 
 1. its answer (the last parseable answer statement) is the gold answer;
 2. no answer statement anywhere in it disagrees with gold ("The answer is (A). ... The answer is (B)." is
-   rejected even when the last one is right: the paper's official code takes the *first* cue, raftlab requires
-   every cue to agree, which rejects what either rule would);
+   rejected even when the last one is right). The teacher's generation stops at its first complete answer
+   sentence (:mod:`raftlab.rationales.generate`), so its first cue decides, as in the paper's official code;
+   this rule also catches the statements the stop pattern does not ("(A) is correct ... The answer is (B).");
 3. the rationale kept is the reasoning before the output's *first* answer statement (when every statement
    agrees, as rule 2 demands, what follows the first one only repeats it), and it states no answer at all, so RAFT
    never learns to write an answer before its reasoning ("The answer is (B). The answer is (B)" has no reasoning

@@ -21,7 +21,7 @@ from pydantic import BaseModel
 from raftlab.study.config import StudyConfig, TaskSpec, stable_hash
 
 #: Code version of each stage kind (part of its key).
-CODE_VERSION: dict[str, int] = {"data": 1, "rationales": 1, "judge": 1, "prompting": 1, "train": 1, "eval": 1,
+CODE_VERSION: dict[str, int] = {"data": 1, "rationales": 2, "judge": 1, "prompting": 1, "train": 1, "eval": 1,
                                 "reference": 1, "info_gain": 1, "mean_of_task": 1, "analysis": 2, "report": 2,
                                 "subset": 1}
 
