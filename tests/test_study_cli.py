@@ -143,4 +143,21 @@ def test_preset_flag_and_its_help() -> None:
     assert runner.invoke(app, ["study", "--preset", "nope"]).exit_code == 2
     assert runner.invoke(app, ["study", "quick", "--preset", "paper"]).exit_code == 2
     help_text = runner.invoke(app, ["study", "--help"]).stdout
-    assert all(name in help_text for name in ("default:", "quick:", "paper:"))
+    assert all(name in help_text for name in ("default:", "quick:", "real:", "paper:"))
+
+
+def test_real_preset_plans_offline_with_a_judge_per_task(tmp_path) -> None:
+    """The real-task preset: the paper's tasks with SmolLM2 as its own teacher, judged (App. C) on every task, full
+    finetuning; its plan needs nothing but the local data and creates nothing."""
+    import json
+
+    from raftlab.study import load_config
+
+    cfg = load_config("real")
+    assert cfg.teacher.backend == "hf:smollm2" and cfg.judge_backend() == "hf:smollm2"
+    assert {"sst2", "subj", "coinflip"} <= {t.name for t in cfg.tasks} and not cfg.train.lora
+    out = tmp_path / "r"
+    res = runner.invoke(app, ["study", "--preset", "real", "--plan", "--json", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    names = {s["name"] for s in json.loads(res.stdout)["stages"]}
+    assert {f"judge/{t.name}" for t in cfg.tasks} <= names and not out.exists()
