@@ -159,5 +159,5 @@ def test_real_preset_plans_offline_with_a_judge_per_task(tmp_path) -> None:
     out = tmp_path / "r"
     res = runner.invoke(app, ["study", "--preset", "real", "--plan", "--json", "--out", str(out)])
     assert res.exit_code == 0, res.output
-    names = {s["name"] for s in json.loads(res.stdout)["stages"]}
+    names = {s["stage"] for s in json.loads(res.stdout)["stages"]}
     assert {f"judge/{t.name}" for t in cfg.tasks} <= names and not out.exists()

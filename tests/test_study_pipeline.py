@@ -81,10 +81,15 @@ def test_report_and_analysis_written(study) -> None:
         assert summary[row.task]["delta_ece_low"] == pytest.approx(row.delta.delta_ece.low)
         # raftlab's teacher-rationale length variant came from the kept rationales (student tokens)
         assert row.difficulty["teacher_rationale_length"] > 3
-    assert analysis.fit is not None and analysis.fit.n == 3
+    # the tiny random-init student may learn nothing on 8 questions (check no_arm_learned): then the fits over
+    # every task, as the paper fits them, are the other ones
+    flagged = any(not t.trustworthy for t in analysis.tasks)
+    fit, d_fits = ((analysis.other_fit, analysis.other_difficulty_fits) if flagged
+                   else (analysis.fit, analysis.difficulty_fits))
+    assert fit is not None and fit.n == 3 and fit.task_set == "all"
     html = res.report.read_text()
     assert "student: tiny" in html and "teacher: oracle" in html and "k=4" in html
-    assert any(f.x == "teacher_rationale_length" for f in analysis.difficulty_fits)
+    assert any(f.x == "teacher_rationale_length" for f in d_fits)
     data = json.loads((run / "data/synth_coinflip/train.jsonl").read_text().splitlines()[0])
     assert data["task"] == "synth_coinflip"
     assert len((run / "data/synth_coinflip/test.jsonl").read_text().splitlines()) == cfg.task("synth_coinflip").test_limit

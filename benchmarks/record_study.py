@@ -1,0 +1,77 @@
+"""Record a finished study run as a committed result: the machine, versions, command and config, each stage's wall
+time, the teacher's kept rate, how each arm's training stopped, each arm's accuracy and ECE, and RAFT vs FT with
+CIs and the artifact-check verdict per task (from the run's manifest, stats and analysis.json).
+
+    .venv/bin/python benchmarks/record_study.py runs/real --command "raftlab study --preset real" \
+        --out benchmarks/results/real_preset_seed0.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from datetime import datetime
+from pathlib import Path
+
+
+def _stage_times(manifest: dict) -> tuple[dict[str, float], float]:
+    stages = manifest["stages"]
+    seconds = {name: round(s.get("seconds") or 0.0, 1) for name, s in stages.items()}
+    starts = [datetime.fromisoformat(s["started"]) for s in stages.values() if s.get("started")]
+    ends = [datetime.fromisoformat(s["finished"]) for s in stages.values() if s.get("finished")]
+    wall = (max(ends) - min(starts)).total_seconds() if starts and ends else sum(seconds.values())
+    return seconds, round(wall, 1)
+
+
+def _task_record(row: dict, run: Path) -> dict:
+    task = row["task"]
+    stats_file = run / "rationales" / task / "stats.json"
+    stats = json.loads(stats_file.read_text()) if stats_file.is_file() else {}
+    judge_file = run / "judge" / task / "judge.json"
+    judge = json.loads(judge_file.read_text()) if judge_file.is_file() else None
+    delta = row.get("delta") or {}
+    return {
+        "task": task, "test_questions": row.get("n"),
+        "teacher": {k: stats.get(k) for k in ("examples_attempted", "kept", "attempts", "kept_ratio",
+                                              "rejections", "rationale_length_mean")},
+        "judge": None if judge is None else {k: judge.get(k) for k in ("helpful", "unhelpful", "unknown", "judged")},
+        "arms": {arm: {"accuracy": m.get("accuracy"), "ece": m.get("ece")} for arm, m in row["metrics"].items()},
+        "training": row.get("training"),
+        "raft_vs_ft": {"delta_acc": delta.get("delta_acc"), "delta_ece": delta.get("delta_ece")},
+        "trustworthy": row.get("trustworthy"), "reasons": row.get("reasons"), "caveats": row.get("caveats"),
+        "baselines": row.get("baselines"),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("run", type=Path)
+    parser.add_argument("--command", required=True, help="the command that made the run")
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+
+    import torch
+    import transformers
+    import yaml
+
+    from raftlab.machine import describe_machine
+
+    run = args.run
+    manifest = json.loads((run / "manifest.json").read_text())
+    analysis = json.loads((run / "analysis" / "analysis.json").read_text())
+    seconds, wall = _stage_times(manifest)
+    result = {"benchmark": "study_run", "date": time.strftime("%Y-%m-%d"), "command": args.command,
+              "machine": describe_machine("cpu"),
+              "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
+              "config": yaml.safe_load((run / "study.yaml").read_text()),
+              "wall_seconds": wall, "stage_seconds": seconds,
+              "tasks": [_task_record(row, run) for row in analysis["tasks"]],
+              "fit": analysis.get("fit"), "notes": analysis.get("notes")}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print(json.dumps({"wall_seconds": wall, "tasks": [t["task"] for t in result["tasks"]]}))
+
+
+if __name__ == "__main__":
+    main()
