@@ -136,6 +136,8 @@ def rationale_dirs(run_dir: str | Path) -> dict[str, Path]:
     if not root.is_dir():
         return {}
     return {p.name: p for p in sorted(root.iterdir()) if (p / RATIONALES_FILE).is_file()}
+
+
 def size_dirs(run_dir: str | Path) -> dict[str, dict[int, dict[str, Path]]]:
     """``task -> size -> arm -> folder`` for every ``RUN/sizes/<n>/eval/<arm>/<task>/`` folder holding records."""
     found: dict[str, dict[int, dict[str, Path]]] = {}

@@ -39,8 +39,9 @@ def generate_cmd(
                         "step by step .. 5 shortest"),
     max_retries: int = typer.Option(10, min=1),
     concurrency: int = typer.Option(4, min=1, help="examples sent to the teacher at once"),
-    samples_per_prompt: int = typer.Option(4, min=1, help="an example's next attempts drawn as n samples of one "
-                                           "request (samples after its first kept one are discarded)"),
+    samples_per_prompt: int = typer.Option(None, min=1, help="an example's next attempts drawn as n samples of one "
+                                           "request (samples after its first kept one are discarded; default: 4 for "
+                                           "a local teacher, 1 for an API teacher)"),
     temperature: float = typer.Option(0.7, min=0.0),
     max_new_tokens: int = typer.Option(256, min=1),
     data: Path = typer.Option(None, help="a JSONL of Examples instead of the task's split"),
@@ -68,11 +69,12 @@ def generate_cmd(
     if teacher == "oracle":
         from raftlab.rationales.oracle import OracleTeacher
 
-        backend = OracleTeacher(t, examples)
+        backend, samples_per_prompt = OracleTeacher(t, examples), 1
     else:
         from raftlab.backends import parse_backend_options
-        from raftlab.rationales import teacher_backend
+        from raftlab.rationales import default_samples_per_prompt, teacher_backend
 
+        samples_per_prompt = samples_per_prompt or default_samples_per_prompt(teacher)
         backend = teacher_backend(teacher, parse_backend_options(backend_option), concurrency, samples_per_prompt)
     out.mkdir(parents=True, exist_ok=True)
     try:

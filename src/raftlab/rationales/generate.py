@@ -66,6 +66,14 @@ def teacher_backend(spec: str, options: dict[str, Any] | None, concurrency: int,
     return get_backend(spec, options)
 
 
+def default_samples_per_prompt(spec: str) -> int:
+    """Attempts drawn per request unless set: 4 for a local teacher (its samples share one prefill), 1 for an API
+    teacher (every sample is billed, and those after the first kept one are discarded)."""
+    from raftlab.backends import is_thread_safe
+
+    return 1 if is_thread_safe(spec) else 4
+
+
 #: Re-sends of a failed request (not gold-filter attempts), and the first backoff; it doubles up to 30 s.
 REQUEST_RETRIES = 4
 RETRY_BACKOFF_S = 1.0
@@ -176,7 +184,8 @@ def generate_rationales(
     if examples:
         task.teacher_prompt(examples[0], style, length)  # a bad style/length fails here, before any write
     n = len(examples) if n is None else n
-    # chat teachers send the paper's system message (App. D.1) unless given their own; describe() records it
+    # chat teachers (API, or a local instruct model) send the paper's system message (App. D.1); an API teacher
+    # may be given its own (backend option system_prompt); describe() records it
     backend = backend.as_teacher() if hasattr(backend, "as_teacher") else backend
     base = _base_params(sampling, temperature, max_new_tokens, seed, answer_stop_pattern(task.answer_type))
     settings = {"task": task.name, "style": style, "length": length, "max_retries": max_retries,

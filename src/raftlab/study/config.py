@@ -17,7 +17,8 @@ BUILTIN = {name: CONFIG_DIR / f"{name}.yaml" for name in ("default", "quick", "r
 #: One line per built-in config (``raftlab study --help``).
 PRESETS = {"default": "SmolLM2-135M (LoRA), 2 synthetic tasks, oracle teacher: a resolved answer on 2 CPU cores",
            "quick": "tiny random-init model, 3 synthetic tasks: checks the pipeline in about a minute",
-           "real": "SmolLM2-135M (full finetuning), 3 real tasks + CoinFlip, SmolLM2 as its own teacher: offline on CPUs",
+           "real": "SmolLM2-135M (full finetuning), 3 real tasks + CoinFlip, SmolLM2 as its own teacher, offline "
+                   "on CPUs",
            "paper": "the paper's protocol: 18 tasks, API teacher, Table 2 full finetuning, k = 10 (needs GPUs)"}
 
 Arm = Literal["ft", "raft", "blank", "align", "reason", "explain", "mix"]
@@ -71,10 +72,11 @@ class TeacherConfig(_Strict):
     batch_size: int = Field(32, ge=1, description="teacher prompts in flight at once: one batched generate call "
                             "for a local teacher (hf, vllm), concurrent requests for an openai teacher (not read "
                             "by the oracle)")
-    samples_per_prompt: int = Field(4, ge=1, description="an example's next gold-filter attempts drawn as n "
-                                    "samples of one request (a local teacher prefills the prompt once and decodes "
-                                    "them together; samples after the first kept one are discarded; not read by "
-                                    "the oracle)")
+    samples_per_prompt: int | None = Field(None, ge=1, description="an example's next gold-filter attempts "
+                                           "drawn as n samples of one request (a local teacher prefills the prompt "
+                                           "once and decodes them together; samples after the first kept one are "
+                                           "discarded; default: 4 for a local teacher, 1 for an API teacher, whose "
+                                           "samples are billed; not read by the oracle)")
     backend_options: dict[str, Any] = Field(default_factory=dict, description="engine options of the teacher "
                                             "(as --backend-option: vLLM LLM(...), from_pretrained, the OpenAI "
                                             "client); recorded, secrets masked")

@@ -24,10 +24,13 @@ def judge_spec(cfg: StudyConfig) -> tuple[str, dict[str, Any]]:
 
 def judge_backend(spec: str, options: dict[str, Any]) -> Any:
     """The judge's backend; a remote one returns a request that fails after its client's retries as an error
-    (the rationale then stays pending and a rerun judges it) instead of raising."""
-    from raftlab.backends import get_backend, is_thread_safe
+    (the rationale then stays pending and a rerun judges it) instead of raising; a local instruct model is
+    prompted as a chat (its tokenizer's template; ``chat_template: false`` in its options keeps raw prompts)."""
+    from raftlab.backends import get_backend, is_thread_safe, parse_spec
 
-    return get_backend(spec, options, on_error="empty") if is_thread_safe(spec) else get_backend(spec, options)
+    if is_thread_safe(spec):
+        return get_backend(spec, options, on_error="empty")
+    return get_backend(spec, options, **({"chat_template": True} if parse_spec(spec)[0] == "hf" else {}))
 
 
 def judge(cfg: StudyConfig, spec: TaskSpec, rat_out: dict[str, Any], out: Path) -> dict[str, Any]:

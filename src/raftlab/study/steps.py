@@ -44,7 +44,13 @@ def teacher_backend(cfg: StudyConfig, task: Any, examples: list[Example]) -> Any
     from raftlab.rationales import teacher_backend as build
 
     t = cfg.teacher
-    return build(t.backend, t.backend_options, t.batch_size, t.samples_per_prompt)
+    return build(t.backend, t.backend_options, t.batch_size, _samples_per_prompt(cfg))
+
+
+def _samples_per_prompt(cfg: StudyConfig) -> int:
+    from raftlab.rationales import default_samples_per_prompt
+
+    return cfg.teacher.samples_per_prompt or default_samples_per_prompt(cfg.teacher.backend)
 
 
 def rationales(cfg: StudyConfig, spec: TaskSpec, data_out: dict[str, Any], out: Path) -> dict[str, Any]:
@@ -56,7 +62,7 @@ def rationales(cfg: StudyConfig, spec: TaskSpec, data_out: dict[str, Any], out: 
     examples = read_examples(stage_path(data_out, "train"))
     store = out / layout.RATIONALE_STORE
     t = cfg.teacher
-    in_flight = ({"concurrency": t.batch_size, "samples_per_prompt": t.samples_per_prompt}
+    in_flight = ({"concurrency": t.batch_size, "samples_per_prompt": _samples_per_prompt(cfg)}
                  if t.backend != "oracle" else {})
     stats = generate_rationales(teacher_backend(cfg, task, examples), task, examples, store, n=len(examples),
                                 max_retries=t.max_retries, style=t.style, length=t.length,
