@@ -49,6 +49,11 @@ def test_train_sizes_are_positive_unique_sorted_and_below_each_training_pool() -
         _quick(train_sizes=[48], protocol="leave_one_task_out")
     unlimited = [{"name": "synth_topic", "train_limit": None}]
     assert _quick(tasks=unlimited, train_sizes=[10_000]).train_sizes == [10_000]
+    # a size must leave training examples besides the dev split
+    train = {**load_config("quick").train.model_dump(), "dev_size": 6}
+    with pytest.raises(ConfigError, match=r"\[4, 6\] leave no training example besides the 6-example dev split"):
+        _quick(train=train, train_sizes=[4, 6, 12])
+    assert _quick(train=train, train_sizes=[7, 12]).train_sizes == [7, 12]
 
 
 # ----------------------------------------------------------------------------- the plan

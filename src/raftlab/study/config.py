@@ -239,14 +239,18 @@ class StudyConfig(_Strict):
     @field_validator("train_sizes")
     @classmethod
     def _sizes(cls, v: list[int] | None, info: ValidationInfo) -> list[int] | None:
-        """Positive, unique and below every task's training pool (at the pool's size a sized arm would be the
-        full-size arm again); ascending; an empty list is off."""
+        """Positive, unique, above the dev split and below every task's training pool (at the pool's size a sized
+        arm would be the full-size arm again); ascending; an empty list is off."""
         if not v:
             return None
         if any(n < 1 for n in v):
             raise ValueError(f"must be positive, got {v}")
         if len(set(v)) != len(v):
             raise ValueError(f"must not repeat, got {v}")
+        dev = getattr(info.data.get("train"), "dev_size", 0) or 0
+        if any(n <= dev for n in v):
+            raise ValueError(f"{sorted(n for n in v if n <= dev)} leave no training example besides the {dev}-example "
+                             "dev split (train.dev_size); use sizes above it")
         tasks, protocol = info.data.get("tasks") or [], info.data.get("protocol", "per_task")
         for spec in tasks:
             pool = training_pool(tasks, protocol, spec.name)
