@@ -107,14 +107,13 @@ def judge_cmd(
     seed: int = typer.Option(0),
 ) -> None:
     """LLM-as-judge: analysis then "Helpful"/"Unhelpful" for a sample of kept rationales."""
-    from raftlab.backends import get_backend, is_thread_safe, parse_backend_options, parse_spec
+    from raftlab.backends import parse_backend_options
     from raftlab.rationales import judge_rationales
+    from raftlab.rationales.judge import judge_backend
 
     store = _store(run)
     options = parse_backend_options(backend_option)
-    # a remote request that fails after the client's retries is skipped (and retried by a rerun), not fatal
-    backend = get_backend(judge, options, on_error="empty") if is_thread_safe(judge) else get_backend(judge, options)
-    result = judge_rationales(backend, store, sample=sample, seed=seed)
+    result = judge_rationales(judge_backend(judge, options), store, sample=sample, seed=seed)
     typer.echo(json.dumps(result, indent=2))
     if result["pending"]:
         typer.echo(f"incomplete: {result['pending']} rationales are pending because the judge's requests kept "

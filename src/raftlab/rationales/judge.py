@@ -40,6 +40,27 @@ def judge_sample(kept: list[tuple[Any, str, int]], sample: int | None, seed: int
     return kept if sample is None or sample >= len(kept) else random.Random(seed).sample(kept, sample)
 
 
+def judge_backend(spec: str, options: dict[str, Any]) -> Any:
+    """The judge's backend; a remote one returns a request that fails after its client's retries as an error
+    (the rationale then stays pending and a rerun judges it) instead of raising; a local instruct model is
+    prompted as a chat (its tokenizer's template; ``chat_template: false`` in its options keeps raw prompts)."""
+    from raftlab.backends import get_backend, is_thread_safe, parse_spec
+
+    if is_thread_safe(spec):
+        return get_backend(spec, options, on_error="empty")
+    return get_backend(spec, options, **({"chat_template": True} if parse_spec(spec)[0] == "hf" else {}))
+
+
+def judge_settings(spec: str, options: dict[str, Any] | None, max_new_tokens: int) -> dict[str, Any]:
+    """What a judge's verdicts are bound to in a rationale store (:meth:`RationaleStore.bind_judge`): the model
+    (not where it is served), its public options and its budget."""
+    from raftlab.backends import parse_spec, public_options
+
+    kind, model, _endpoint = parse_spec(spec)
+    return {"backend": f"{kind}:{model}" if kind == "openai" else spec, "options": public_options(options or {}),
+            "max_new_tokens": max_new_tokens}
+
+
 def judge_rationales(judge: Backend, store: RationaleStore | str | Path, sample: int | None = None, seed: int = 0,
                      batch_size: int = 8, max_new_tokens: int = 256, progress: bool = True,
                      request_retries: int = REQUEST_RETRIES, retry_backoff: float = RETRY_BACKOFF_S

@@ -12,6 +12,7 @@ from typing import Any
 
 from raftlab import layout
 from raftlab.storage import write_json
+from raftlab.rationales.judge import judge_backend
 from raftlab.study.config import StudyConfig, TaskSpec
 
 
@@ -22,28 +23,15 @@ def judge_spec(cfg: StudyConfig) -> tuple[str, dict[str, Any]]:
     return cfg.teacher.backend, cfg.teacher.backend_options
 
 
-def judge_backend(spec: str, options: dict[str, Any]) -> Any:
-    """The judge's backend; a remote one returns a request that fails after its client's retries as an error
-    (the rationale then stays pending and a rerun judges it) instead of raising; a local instruct model is
-    prompted as a chat (its tokenizer's template; ``chat_template: false`` in its options keeps raw prompts)."""
-    from raftlab.backends import get_backend, is_thread_safe, parse_spec
-
-    if is_thread_safe(spec):
-        return get_backend(spec, options, on_error="empty")
-    return get_backend(spec, options, **({"chat_template": True} if parse_spec(spec)[0] == "hf" else {}))
-
-
 def judge(cfg: StudyConfig, spec: TaskSpec, rat_out: dict[str, Any], out: Path) -> dict[str, Any]:
     """Judge a seeded sample of ``judge.sample`` kept rationales of the task; write the counts and the sample's
     verdicts to ``judge.json``. Verdicts an earlier, differently configured judge left in the store are
     forgotten first."""
-    from raftlab.backends import public_options
     from raftlab.rationales import RationaleStore, judge_rationales
-    from raftlab.rationales.judge import judge_sample
+    from raftlab.rationales.judge import judge_sample, judge_settings
 
     backend_spec, options = judge_spec(cfg)
-    settings = {"backend": _without_endpoint(backend_spec), "options": public_options(options),
-                "max_new_tokens": cfg.judge.max_new_tokens}
+    settings = judge_settings(backend_spec, options, cfg.judge.max_new_tokens)
     backend = judge_backend(backend_spec, options)
     with RationaleStore(Path(rat_out["_stage_dir"]) / layout.RATIONALE_STORE) as store:
         forgotten = store.bind_judge(settings)
@@ -57,11 +45,3 @@ def judge(cfg: StudyConfig, spec: TaskSpec, rat_out: dict[str, Any], out: Path) 
     write_json(out / layout.JUDGE_FILE, {"task": spec.name, **settings, "sample": cfg.judge.sample, **result,
                                          "forgotten": forgotten, "verdicts": verdicts})
     return {"summary": layout.JUDGE_FILE, **{k: result[k] for k in ("helpful", "unhelpful", "unknown", "judged")}}
-
-
-def _without_endpoint(spec: str) -> str:
-    """``openai:model`` for ``openai:model@URL`` (where a model is served does not change its verdicts)."""
-    from raftlab.backends import parse_spec
-
-    kind, model, _endpoint = parse_spec(spec)
-    return f"{kind}:{model}" if kind == "openai" else spec
