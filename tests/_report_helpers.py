@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ EVIL = '<script>alert("x")</script></pre><img src=x onerror=alert(1)>&amp;'
 
 def fake_records(task: str, arm: str, n: int, acc: float, k: int = 10, seed: int = 0) -> list[dict]:
     """Self-consistency records whose confidence tracks correctness loosely; every text is hostile HTML."""
-    rng = np.random.default_rng(abs(hash((task, arm, seed))) % 2**32)
+    rng = np.random.default_rng(zlib.crc32(f"{task}\0{arm}\0{seed}".encode()))  # not hash(): salted per process
     out = []
     for i in range(n):
         correct = bool(rng.random() < acc)
