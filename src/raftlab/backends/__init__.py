@@ -30,6 +30,13 @@ def parse_spec(spec: str) -> tuple[str, str, str | None]:
     return kind, rest, base_url
 
 
+def without_endpoint(spec: str) -> str:
+    """``openai:model`` for ``openai:model@URL``, other specs unchanged: the model without where it is served
+    (the same model served elsewhere gives the same results), as stage keys and stored settings name it."""
+    kind, model, _endpoint = parse_spec(spec)
+    return f"{kind}:{model}" if kind == "openai" else spec
+
+
 def backend_class(kind: str) -> type:
     """The class of backend ``kind`` (imported on demand: vllm is an optional extra)."""
     if kind == "hf":
@@ -107,4 +114,4 @@ def describe_backend(backend: Any) -> dict[str, Any]:
 
 __all__ = ["Backend", "BACKENDS", "ContinuationScore", "Generation", "SamplingParams", "backend_class",
            "describe_backend", "get_backend", "is_thread_safe", "parse_backend_options", "parse_spec",
-           "public_options"]
+           "public_options", "without_endpoint"]

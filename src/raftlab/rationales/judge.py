@@ -54,10 +54,9 @@ def judge_backend(spec: str, options: dict[str, Any]) -> Any:
 def judge_settings(spec: str, options: dict[str, Any] | None, max_new_tokens: int) -> dict[str, Any]:
     """What a judge's verdicts are bound to in a rationale store (:meth:`RationaleStore.bind_judge`): the model
     (not where it is served), its public options and its budget."""
-    from raftlab.backends import parse_spec, public_options
+    from raftlab.backends import public_options, without_endpoint
 
-    kind, model, _endpoint = parse_spec(spec)
-    return {"backend": f"{kind}:{model}" if kind == "openai" else spec, "options": public_options(options or {}),
+    return {"backend": without_endpoint(spec), "options": public_options(options or {}),
             "max_new_tokens": max_new_tokens}
 
 

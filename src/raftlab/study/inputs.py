@@ -141,11 +141,10 @@ def declared_slice(kind: str, cfg: StudyConfig, spec: TaskSpec | None = None) ->
 
 
 def _keyed(path: str, value: Any) -> Any:
-    from raftlab.backends import parse_spec, public_options
+    from raftlab.backends import public_options, without_endpoint
 
     if path.endswith(".backend") and isinstance(value, str) and value.startswith("openai:"):
-        kind, model, _endpoint = parse_spec(value)
-        return f"{kind}:{model}"
+        return without_endpoint(value)
     if path.endswith(".backend_options") and isinstance(value, dict):
         return public_options(value)
     return value

@@ -42,7 +42,7 @@ def train_subset(cfg: StudyConfig, spec: TaskSpec, size: int, rat_outs: list[dic
         log.warning("train size %d of task %s: the teacher kept only %d rationales, so this size trains on all of "
                     "them (the full arm's examples)", size, spec.name, len(pool))
     chosen = nested_subset(pool, size, f"{cfg.seed}:{spec.name}:train_sizes")
-    write_examples(chosen, out / "rationales.jsonl")
+    write_examples(chosen, out / layout.RATIONALES_FILE)
     write_json(out / layout.SUBSET_FILE, {"task": spec.name, "size": size, "n": len(chosen), "pool": len(pool),
                                           "ids": [e.id for e in chosen]})
-    return {"rationales": "rationales.jsonl", "size": size, "n": len(chosen), "pool": len(pool)}
+    return {"rationales": layout.RATIONALES_FILE, "size": size, "n": len(chosen), "pool": len(pool)}

@@ -254,7 +254,7 @@ def rationale_lengths(cfg: StudyConfig, run_dir: Path) -> dict[str, dict[str, fl
 
     by_task = {}
     for spec in cfg.tasks:
-        path = run_dir / layout.rationales(spec.name) / "rationales.jsonl"
+        path = run_dir / layout.rationales(spec.name) / layout.RATIONALES_FILE
         if path.is_file():
             by_task[spec.name] = [e.rationale for e in read_examples(path)]
     return rationale_length_by_task({t: r for t, r in by_task.items() if any(r)}, load_tokenizer(cfg.model))
