@@ -122,12 +122,15 @@ def test_json_without_plan_is_refused(tmp_path: Path) -> None:
 
 
 def test_paper_preset_is_the_papers_protocol() -> None:
-    """Sec. 4 / App. E Table 2: 18 tasks, full test splits, 10 gold-filter attempts, full finetuning for 3 epochs at
-    lr 5e-6, 4 per device, 64 per step, gradient checkpointing, bf16, max length 2048; k = 10 at T = 0.8."""
+    """Sec. 4 / App. E Table 2: 18 tasks (and SUBJ, CoinFlip to validate the fit, App. B.1), full test splits,
+    20k kept rationales, 10 gold-filter attempts, full finetuning for 3 epochs at lr 5e-6, 4 per device, 64 per
+    step, gradient checkpointing, bf16, max length 2048; k = 10 at T = 0.8."""
     from raftlab.study import load_config
 
     cfg = load_config("paper")
-    assert len(cfg.tasks) == 18 and all(t.test_limit is None and t.train_limit == 20000 for t in cfg.tasks)
+    assert len(cfg.tasks) == 20 and all(t.test_limit is None and t.train_limit == 20000 for t in cfg.tasks)
+    assert sum(t.role == "fit" for t in cfg.tasks) == 18
+    assert cfg.teacher.kept_target == 20000
     assert {"gsm8k", "trec", "winogrande", "sst2"} <= {t.name for t in cfg.tasks}
     assert cfg.teacher.max_retries == 10 and cfg.teacher.backend.startswith("openai:")
     t = cfg.train

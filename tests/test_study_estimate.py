@@ -13,8 +13,10 @@ from typer.testing import CliRunner
 from raftlab.cli.main import app
 from raftlab.study import load_config
 from raftlab.study.estimate import (
-    LABEL_TOKENS, TaskSize, estimate, expected_attempts, gpu_row, kept_share, load_throughput, measure_tasks,
-    params_from_config, params_from_name, teacher_estimate,
+    LABEL_TOKENS, TaskSize, estimate, gpu_row, load_throughput, measure_tasks, params_from_config, params_from_name,
+)
+from raftlab.study.teacher_cost import (
+    TeacherPlan, expected_attempts, judge_estimate, kept_share, request_rounds, teacher_estimate, teacher_plan,
 )
 
 runner = CliRunner()
@@ -47,13 +49,63 @@ def test_attempts_and_kept_share() -> None:
 
 
 def test_teacher_tokens_and_cost() -> None:
-    out = teacher_estimate(SIZES, attempts=2.0, rationale_tokens=10, price_in=1.0, price_out=2.0)
+    plans = [TeacherPlan("a", visits=100, requests=200, samples=200, kept=100),
+             TeacherPlan("b", visits=200, requests=400, samples=400, kept=200)]
+    prompts = {"a": 50.0, "b": 30.0}
+    out = teacher_estimate(plans, prompts, rationale_tokens=10, price_in=1.0, price_out=2.0)
     assert out["requests"] == 600
     assert out["tokens"] == {"input": (100 * 50 + 200 * 30) * 2, "output": 6000, "total": 22000 + 6000}
     assert out["cost_usd"] == pytest.approx(round((22000 * 1 + 6000 * 2) / 1e6, 2))
     for price in ((None, None), (0, 0), (0.0, None)):
-        assert teacher_estimate(SIZES, attempts=1, rationale_tokens=10, price_in=price[0],
+        assert teacher_estimate(plans, prompts, rationale_tokens=10, price_in=price[0],
                                 price_out=price[1])["cost_usd"] is None
+
+
+def test_samples_per_prompt_trade_requests_for_samples() -> None:
+    # one sample per request: the requests are the attempts
+    assert request_rounds(0.5, 3, 1) == pytest.approx((1.75, 1.75))
+    # 2 per request, 3 attempts: a request of 2 always, a second of 1 when both missed (p = 0.25)
+    assert request_rounds(0.5, 3, 2) == pytest.approx((1.25, 2.25))
+    # all at once: one request, every sample billed
+    assert request_rounds(0.5, 3, 4) == pytest.approx((1.0, 3.0))
+    cfg_api = _cfg(teacher={"backend": "openai:m@http://127.0.0.1:1/v1", "max_retries": 3})
+    cfg_n = _cfg(teacher={"backend": "openai:m@http://127.0.0.1:1/v1", "max_retries": 3, "samples_per_prompt": 3})
+    one = estimate(cfg_api, STAGES, SIZES, params=None, table=TABLE, gpu="fake", kept_rate=0.5, rationale_tokens=10)
+    three = estimate(cfg_n, STAGES, SIZES, params=None, table=TABLE, gpu="fake", kept_rate=0.5, rationale_tokens=10)
+    assert one["teacher_requests"] == round(300 * 1.75) and three["teacher_requests"] == 300
+    assert three["teacher_tokens"]["output"] == 300 * 3 * 10 > one["teacher_tokens"]["output"]
+
+
+def test_kept_target_traverses_the_data_again() -> None:
+    once = teacher_plan("a", 100, kept_rate=0.5, max_retries=1)
+    assert (once.visits, once.kept) == (100, 50)
+    again = teacher_plan("a", 100, kept_rate=0.5, max_retries=1, kept_target=120, traversals=10)
+    assert again.visits == pytest.approx(240) and again.kept == pytest.approx(120)
+    capped = teacher_plan("a", 100, kept_rate=0.5, max_retries=1, kept_target=1000, traversals=3)
+    assert capped.visits == 300 and capped.kept == pytest.approx(150)
+    early = teacher_plan("a", 100, kept_rate=1.0, max_retries=3, kept_target=10)
+    assert early.visits == 10 and early.requests == 10
+    est = estimate(_cfg(teacher={"backend": "openai:m@http://127.0.0.1:1/v1", "max_retries": 1,
+                                 "kept_target": 120, "traversals": 10}),
+                   STAGES, SIZES, params=7e9, table=TABLE, gpu="fake", kept_rate=0.5, rationale_tokens=50)
+    assert est["kept_rationales"] == {"a": 120, "b": 120}
+    assert est["teacher_requests"] == 240 + 240
+    # the training rows are the kept rationales: 120 of task a
+    assert est["gpu_hours"]["by_stage"]["train/ft/a"] == pytest.approx(round(120 * (40 + LABEL_TOKENS) / 1000 / 3600, 4))
+
+
+def test_the_judge_is_estimated_for_a_real_teacher() -> None:
+    out = judge_estimate({"a": 20, "b": 5}, {"a": 50.0, "b": 30.0}, judge_prompt_tokens=100, rationale_tokens=10,
+                         output_tokens=64, price_in=1.0, price_out=1.0)
+    assert out["requests"] == 25
+    assert out["tokens"]["input"] == 20 * (100 + 50 + 10) + 5 * (100 + 30 + 10)
+    assert out["tokens"]["output"] == 25 * 64
+    est = estimate(_cfg(judge={"sample": 20, "max_new_tokens": 64}), STAGES, SIZES, params=None, table=TABLE,
+                   gpu="fake", kept_rate=1.0, rationale_tokens=10, judge_prompt_tokens=100)
+    assert est["judge"]["requests"] == 40 and est["judge"]["tokens"]["output"] == 40 * 64
+    assert any("judge" in a for a in est["assumptions"])
+    oracle = estimate(_cfg(teacher={"backend": "oracle"}), STAGES, SIZES, params=None, table=TABLE, gpu="fake")
+    assert oracle["judge"]["requests"] == 0
 
 
 def test_estimate_gpu_hours_per_stage_and_assumptions() -> None:
@@ -147,9 +199,16 @@ def test_paper_plan_json_is_offline_fast_and_creates_nothing(tmp_path: Path, mon
     assert elapsed < 60
     assert not out.exists()
     est = json.loads(res.stdout)["estimate"]
-    assert set(est) == {"teacher_requests", "teacher_tokens", "teacher_cost_usd", "gpu_hours", "disk_gb",
-                        "assumptions"}
+    assert set(est) == {"teacher_requests", "teacher_tokens", "teacher_cost_usd", "kept_rationales", "judge",
+                        "gpu_hours", "disk_gb", "assumptions"}
     assert est["teacher_requests"] > 0 and est["teacher_cost_usd"] > 0
+    # all 20 tasks (the 18 and the two validation tasks), 20k kept rationales each, the judge on 20 of them
+    stages = json.loads(res.stdout)["stages"]
+    tasks = {s["stage"].rsplit("/", 1)[-1] for s in stages if s["kind"] == "rationales"}
+    assert len(tasks) == 20 and {"subj", "coinflip"} <= tasks
+    assert all(f"eval/raft/{t}" in {s["stage"] for s in stages} for t in tasks)
+    assert est["kept_rationales"] == {t: 20000 for t in tasks}
+    assert est["judge"]["requests"] == 20 * 20 and est["judge"]["cost_usd"] > 0
     assert est["gpu_hours"]["gpu"] == "a100" and est["gpu_hours"]["total"] > 0
     assert est["disk_gb"]["total"] > 0 and est["assumptions"]
 

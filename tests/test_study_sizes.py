@@ -102,7 +102,7 @@ def test_the_estimate_trains_a_size_on_its_subset() -> None:
               {"stage": "sizes/6/train/raft/synth_topic", "kind": "train"},
               {"stage": "sizes/6/eval/raft/synth_topic", "kind": "eval"}]
     row = {"train_tokens_per_s": 1000, "generate_tokens_per_s": 2000}
-    hours = stage_gpu_hours(cfg, stages, sizes, 1e6, row, 1e6, kept=1.0, rationale_tokens=20)
+    hours = stage_gpu_hours(cfg, stages, sizes, 1e6, row, 1e6, kept={"synth_topic": 24.0}, rationale_tokens=20)
     assert hours["sizes/6/train/raft/synth_topic"] == pytest.approx(hours["train/raft/synth_topic"] * 6 / 24)
     assert "sizes/6/subset/synth_topic" not in hours and hours["sizes/6/eval/raft/synth_topic"] > 0
 

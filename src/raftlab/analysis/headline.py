@@ -77,7 +77,18 @@ def headline(result: AnalysisResult) -> list[str]:
         lines.append(reason[0].upper() + reason[1:])
     if result.other_fit is not None and result.other_fit.r is not None:
         lines.append(fit_line(result.other_fit))
+    lines += [validation_line(v) for v in result.validation]
     return lines
+
+
+def validation_line(v: Any) -> str:
+    """``Validation task subj: ΔECE +0.020 observed, +0.035 predicted by the fit [-0.05, +0.12]: inside``."""
+    where = ""
+    if v.interval is not None:
+        where = (f" [{v.interval.low:+.3f}, {v.interval.high:+.3f}]: "
+                 + ("inside the prediction interval" if v.inside else "OUTSIDE the prediction interval"))
+    return (f"Validation task {v.task} (left out of the fit): ΔAcc {v.delta_acc:+.3f}, ΔECE {v.delta_ece:+.3f} "
+            f"observed, {v.predicted_delta_ece:+.3f} predicted{where}")
 
 
 def fit_line(f: Any) -> str:

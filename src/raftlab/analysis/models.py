@@ -103,10 +103,24 @@ class OLSFit(BaseModel):
         return text
 
 
+class ValidationPoint(BaseModel):
+    """A validation task (study ``role: validation``) checked against the across-task fit it was left out of: its
+    observed ΔECE beside the one the fit predicts from its ΔAcc (the paper's Fig. 5 green crosses)."""
+
+    task: str
+    delta_acc: float
+    delta_ece: float
+    predicted_delta_ece: float
+    interval: Interval | None = Field(None, description="95% prediction interval of ΔECE at this ΔAcc")
+    inside: bool | None = Field(None, description="observed ΔECE inside the prediction interval")
+
+
 class TaskRow(BaseModel):
     """Everything the analysis knows about one task."""
 
     task: str
+    role: Literal["fit", "validation"] = Field("fit", description="'validation': left out of every across-task "
+                                               "fit and checked against it (AnalysisResult.validation)")
     n: int = 0
     metrics: dict[str, dict[str, int | float | None]] = Field(
         default_factory=dict, description="arm -> metric -> value")
@@ -153,6 +167,8 @@ class AnalysisResult(BaseModel):
     """
 
     tasks: list[TaskRow] = Field(default_factory=list)
+    validation: list[ValidationPoint] = Field(default_factory=list, description="validation tasks (left out of "
+                                              "every fit) against the main fit's prediction")
     fit: OLSFit | None = Field(None, description="ΔECE = α·ΔAcc + β over tasks (None with fewer than 3 tasks)")
     difficulty_fits: list[OLSFit] = Field(default_factory=list)
     other_fit: OLSFit | None = Field(None, description="`fit` over the other task set (all vs trustworthy); "

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Mapping
+from typing import Collection, Mapping
 
 from raftlab import layout
 from raftlab.analysis.deltas import task_deltas
 from raftlab.analysis.difficulty import difficulty_fits
 from raftlab.analysis.four_arms import compute_contrasts
-from raftlab.analysis.models import AnalysisResult, OLSFit, TaskRow
+from raftlab.analysis.models import AnalysisResult, OLSFit, TaskRow, ValidationPoint
 from raftlab.analysis.ols import fit_ols
+from raftlab.analysis.prediction import prediction_interval
 from raftlab.analysis.caveats import task_caveats
 from raftlab.analysis.checks import (
     THRESHOLDS, ArmContext, accuracy_interval, arm_checks, baselines, chance_bar, is_finetuned, learned,
@@ -87,10 +88,22 @@ def _fits(compared: list[TaskRow], task_set: str, flagged: list[str]
     return fit, [f.model_copy(update=label) for f in d_fits], notes + [n + tag for n in d_notes]
 
 
+def _validate(row: TaskRow, fit: OLSFit | None, alpha: float) -> ValidationPoint | None:
+    """A validation task's observed ΔECE against ``fit``'s prediction at its ΔAcc (None without a fit)."""
+    if fit is None or fit.x != "delta_acc":
+        return None
+    x, y = row.delta.delta_acc.value, row.delta.delta_ece.value
+    interval = prediction_interval(fit, x, alpha)
+    return ValidationPoint(task=row.task, delta_acc=x, delta_ece=y, predicted_delta_ece=fit.predict(x),
+                           interval=interval,
+                           inside=None if interval is None else interval.low <= y <= interval.high)
+
+
 def analyze_study(runs: Runs | str | Path, difficulty: Mapping[str, Mapping[str, float]] | None = None,
                   n_boot: int = 1000, seed: int = 0, alpha: float = 0.05, n_bins: int = 10,
                   baseline: str = "ft", treatment: str = "raft", invalid: str = "vote",
-                  include_flagged: bool = False, sizes: SizeRuns | None = None) -> AnalysisResult:
+                  include_flagged: bool = False, sizes: SizeRuns | None = None,
+                  validation: Collection[str] = ()) -> AnalysisResult:
     """Analyse a study given ``{task: {"ft": records, "raft": records, ...}}`` (paths or EvalRecords) or a run dir.
 
     Per task: every arm's metrics (:func:`raftlab.metrics.summarize`), ΔAcc/ΔECE of
@@ -111,6 +124,10 @@ def analyze_study(runs: Runs | str | Path, difficulty: Mapping[str, Mapping[str,
 
     ``sizes`` (found in a run directory's ``sizes/`` when ``runs`` is one) gives each task's learning curve
     (``TaskRow.sizes``): the deltas of the arms trained on each subset, then the full-size delta.
+
+    Tasks named in ``validation`` (the paper's SUBJ and CoinFlip) are analysed like the others but left out of
+    every across-task fit; ``AnalysisResult.validation`` sets each one's observed ΔECE beside the main fit's
+    prediction at its ΔAcc, with the 95% prediction interval.
     """
     if isinstance(runs, (str, Path)):
         sizes = discover_sizes(runs) if sizes is None else sizes
@@ -123,6 +140,7 @@ def analyze_study(runs: Runs | str | Path, difficulty: Mapping[str, Mapping[str,
         full = {arm: _load(src, invalid) for arm, src in arms.items()}
         loaded = {arm: (rec, s) for arm, (rec, s, _) in full.items()}
         row = TaskRow(task=task, sources={arm: s for arm, (_, s) in loaded.items()},
+                      role="validation" if task in validation else "fit",
                       difficulty={str(k): float(v) for k, v in (difficulty.get(task) or {}).items()})
         for arm, (_, source, raw) in full.items():
             if raw is None:
@@ -170,7 +188,13 @@ def analyze_study(runs: Runs | str | Path, difficulty: Mapping[str, Mapping[str,
         else:
             notes.append(f"task {task}: no {baseline!r} and {treatment!r} records to compare (arms: {sorted(arms)})")
         rows.append(row)
-    compared = [r for r in rows if r.delta is not None]
+    unknown = sorted(set(validation) - set(runs))
+    if unknown:
+        notes.append(f"validation tasks without records: {', '.join(unknown)}")
+    compared = [r for r in rows if r.delta is not None and r.role == "fit"]
+    if any(r.role == "validation" for r in rows):
+        notes.append("validation tasks, left out of every across-task fit and checked against it: "
+                     + ", ".join(r.task for r in rows if r.role == "validation"))
     flagged = [r.task for r in compared if not r.trustworthy]
     for r in compared:
         if not r.trustworthy:
@@ -181,8 +205,9 @@ def analyze_study(runs: Runs | str | Path, difficulty: Mapping[str, Mapping[str,
     fit, d_fits, fit_notes = _fits(compared, main, flagged)
     other_fit, other_d_fits, other_notes = (_fits(compared, "trustworthy" if main == "all" else "all", flagged)
                                             if flagged else (None, [], []))
+    checked = [_validate(r, fit, alpha) for r in rows if r.role == "validation" and r.delta is not None]
     return AnalysisResult(
-        tasks=rows, fit=fit, difficulty_fits=d_fits, other_fit=other_fit, other_difficulty_fits=other_d_fits,
+        tasks=rows, validation=[v for v in checked if v is not None], fit=fit, difficulty_fits=d_fits, other_fit=other_fit, other_difficulty_fits=other_d_fits,
         notes=notes + fit_notes + other_notes,
         settings={"n_boot": n_boot, "seed": seed, "alpha": alpha, "n_bins": n_bins, "baseline": baseline,
                   "treatment": treatment, "invalid_policy": invalid, "include_flagged": include_flagged,

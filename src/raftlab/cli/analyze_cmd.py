@@ -174,6 +174,8 @@ def register(app: typer.Typer) -> None:
         include_flagged: bool = typer.Option(False, "--include-flagged", help="keep tasks that fail an artifact "
                                              "check in the main across-task fits (the fits over all tasks, "
                                              "as the paper, are shown either way)"),
+        validation: list[str] = typer.Option(None, "--validation", help="a task left out of the across-task fits "
+                                             "and checked against them (repeatable; the paper: subj, coinflip)"),
     ) -> None:
         """Per task ΔAcc = Acc_RAFT − Acc_FT and ΔECE = −(ECE_RAFT − ECE_FT) with 95% CIs; OLS ΔECE ~ ΔAcc.
 
@@ -192,7 +194,8 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(2)
         try:
             result = analyze_study(merge_runs(runs), n_boot=n_boot, seed=seed, invalid=invalid,
-                                   include_flagged=include_flagged, sizes=merge_sizes(runs))
+                                   include_flagged=include_flagged, sizes=merge_sizes(runs),
+                                   validation=validation or ())
         except (FileNotFoundError, RecordError) as exc:
             typer.echo(error_line(exc), err=True)
             raise typer.Exit(2) from None
@@ -207,6 +210,7 @@ def register(app: typer.Typer) -> None:
             base = "/".join(f"{row.baselines[b]:.2f}" if b in row.baselines else "–"
                             for b in ("majority_class", "chance"))
             verdict = "ok" if row.trustworthy else "[red]not trustworthy[/red]"
+            verdict += " (validation)" if row.role == "validation" else ""
             if d is None:
                 table.add_row(row.task, str(row.n), *["–"] * 6, base, verdict)
                 continue

@@ -34,6 +34,9 @@ def generate_cmd(
     task: str = typer.Option(..., "--task", "-t"),
     teacher: str = typer.Option(..., help="BACKEND:MODEL (hf:smollm2, openai:gpt-4o-mini@URL, vllm:...) or 'oracle'"),
     n: int = typer.Option(20000, min=1, help="stop once this many rationales are kept"),
+    traversals: int = typer.Option(1, "--traversals", min=1, help="times the data may be gone through to keep -n "
+                                   "rationales (a later traversal gives every example a fresh rationale; the "
+                                   "paper traverses until it has 20k)"),
     prompt_style: str = typer.Option("A", help="annotator style A | B | C"),
     length: int = typer.Option(3, min=1, max=5, help="length level (the paper's App. D.2): 1 most thorough .. 3 "
                         "step by step .. 5 shortest"),
@@ -82,7 +85,7 @@ def generate_cmd(
                                     style=prompt_style.upper(), length=length, concurrency=concurrency,
                                     samples_per_prompt=samples_per_prompt,
                                     temperature=temperature, max_new_tokens=max_new_tokens, seed=seed,
-                                    tokenizer=_tokenizer(tokenizer), force_new_run=force_new_run)
+                                    traversals=traversals, tokenizer=_tokenizer(tokenizer), force_new_run=force_new_run)
     except KeyboardInterrupt:
         typer.echo(f"interrupted: everything so far is in {out / STORE}; rerun the same command to resume", err=True)
         raise typer.Exit(130) from None

@@ -35,6 +35,9 @@ def register(app: typer.Typer) -> None:
                                         "teacher attempts assumed to reach the gold answer (default 0.7)"),
         rationale_tokens: int = typer.Option(None, "--rationale-tokens", min=1, help="with --plan: tokens "
                                              "assumed per rationale (default 120, capped by teacher.max_new_tokens)"),
+        pilot: int = typer.Option(None, "--pilot", min=1, help="with --plan: send N real requests to the teacher "
+                                  "first (one attempt each, spread over the tasks, stored nowhere) and estimate with "
+                                  "their kept rate and length"),
         seed: int = typer.Option(None, "--seed", help="override the config's seed (data order, training, "
                                  "sampling): e.g. to check that a result is stable"),
     ) -> None:
@@ -61,7 +64,7 @@ def register(app: typer.Typer) -> None:
         if as_json and not show_plan:
             raise typer.BadParameter("--json goes with --plan")
         priced = {"--price-in": price_in, "--price-out": price_out, "--kept-rate": kept_rate,
-                  "--rationale-tokens": rationale_tokens}
+                  "--rationale-tokens": rationale_tokens, "--pilot": pilot}
         if not show_plan and any(v is not None for v in priced.values()):
             raise typer.BadParameter(f"{next(k for k, v in priced.items() if v is not None)} goes with --plan")
         if show_config:
@@ -69,11 +72,13 @@ def register(app: typer.Typer) -> None:
             return
         run_dir = out or Path("runs") / cfg.name
         if show_plan:
-            from raftlab.study.estimate import DEFAULT_KEPT_RATE
-
-            print_plan(cfg, run_dir, as_json, dict(gpu=gpu, price_in=price_in, price_out=price_out,
-                                                   kept_rate=kept_rate or DEFAULT_KEPT_RATE,
-                                                   rationale_tokens=rationale_tokens))
+            try:
+                print_plan(cfg, run_dir, as_json, dict(gpu=gpu, price_in=price_in, price_out=price_out,
+                                                       kept_rate=kept_rate, rationale_tokens=rationale_tokens,
+                                                       pilot=pilot))
+            except ValueError as exc:
+                typer.echo(error_line(exc), err=True)
+                raise typer.Exit(2) from None
             return
         console.print(f"study [bold]{cfg.name}[/bold]: {len(cfg.tasks)} tasks x arms {', '.join(cfg.arms)} "
                       f"with {cfg.model} (teacher {cfg.teacher.backend}) → {run_dir}")
@@ -140,5 +145,9 @@ def print_estimate(est: dict) -> None:
     disk = est["disk_gb"]
     models = "unknown" if disk["models"] is None else f"{disk['models']:,.1f} GB"
     typer.echo(f"estimate: disk {models} of models + {disk['records']:,.2f} GB of records")
+    judge = est.get("judge") or {}
+    if judge.get("requests"):
+        cost = "" if judge["cost_usd"] is None else f", USD {judge['cost_usd']:,.2f}"
+        typer.echo(f"estimate: judge {judge['requests']:,} requests, {judge['tokens']['total']:,} tokens{cost}")
     for line in est["assumptions"]:
         typer.echo(f"  assumed: {line}")

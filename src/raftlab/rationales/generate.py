@@ -10,6 +10,12 @@ discarded, not recorded.
 Passes continue until ``n`` rationales are kept or every remaining example has used ``max_retries`` attempts (then
 it is recorded as a failure with its attempts). Every attempt is committed to the store as it arrives.
 
+Traversals: with ``traversals > 1`` and fewer than ``n`` kept after going through the data, the data is traversed
+again (the paper: "we recursively traverse the dataset until we get enough data"): traversal *t* adds a copy of
+every example with id ``<id>#t<t>`` (:func:`traversal_copy`), whose attempts draw with seeds offset by
+``t * TRAVERSAL_SEED_STRIDE``, so a question kept before gets a fresh rationale. Traversal stops at ``n`` kept, after
+``traversals``, or after one that kept nothing.
+
 Two kinds of failure are kept apart. *The teacher answered and was wrong* (or unparseable) is an attempt of the
 gold filter. *The request failed* (connection error, timeout, 429, 5xx, a malformed response) is not: it is
 retried with exponential backoff under its own budget (``request_retries``), recorded in the store's
@@ -38,6 +44,17 @@ from raftlab.schema import INVALID, Example
 from raftlab.storage import write_json, write_jsonl
 from raftlab.rationales.gold_filter import REASONS, judge_output
 from raftlab.tasks.answers import answer_stop_pattern, cut_at_answer, strip_answer_sentence
+
+#: Seed offset between traversals of the data (larger than any attempt count).
+TRAVERSAL_SEED_STRIDE = 1_000_000
+
+
+def traversal_copy(ex: Example, traversal: int) -> Example:
+    """The example as traversal ``traversal`` (0: the first, the example itself) sends it to the teacher."""
+    if traversal == 0:
+        return ex
+    return ex.model_copy(update={"id": f"{ex.id}#t{traversal}", "meta": {**ex.meta, "traversal": traversal}})
+
 
 def _prompt_hash(prompt: str) -> str:
     return hashlib.sha256(prompt.encode()).hexdigest()[:16]
@@ -118,7 +135,7 @@ def request_with_retries(backend: Backend, prompts: list[str], params: SamplingP
     return gens, errors, wall
 
 
-def _base_params(sampling: SamplingParams | None, temperature: float, max_new_tokens: int, seed: int,
+def base_params(sampling: SamplingParams | None, temperature: float, max_new_tokens: int, seed: int,
                  stop_regex: str | None) -> SamplingParams:
     """The teacher's sampling; it stops at the first complete answer sentence (the first cue decides)."""
     if sampling is None:
@@ -150,6 +167,7 @@ def generate_rationales(
     temperature: float = 0.7,
     max_new_tokens: int = 256,
     seed: int = 0,
+    traversals: int = 1,
     tokenizer: Any = None,
     force_new_run: bool = False,
     progress: bool = True,
@@ -165,6 +183,7 @@ def generate_rationales(
     attempt *a* uses seed ``seed * 1000 + a``); samples after its first kept one are discarded. At most
     ``concurrency`` requests are in flight: remote backends (``openai``) get one request per example, each on its
     own thread, and each result is committed as it arrives; local backends get batches of ``concurrency`` prompts.
+    ``traversals``: how many times the data may be gone through to keep ``n`` (module docstring).
     ``force_new_run`` discards a store made with other settings.
     Failed requests are re-sent ``request_retries`` times (backoff ``retry_backoff`` s, doubling); examples whose
     requests keep failing are left pending (``stats["pending"]``; a rerun resumes them).
@@ -177,7 +196,9 @@ def generate_rationales(
         raise ValueError("concurrency must be at least 1")
     if samples_per_prompt < 1:
         raise ValueError("samples_per_prompt must be at least 1")
-    examples = list(examples)
+    if traversals < 1:
+        raise ValueError("traversals must be at least 1")
+    originals = examples = list(examples)
     dup = [i for i, c in Counter(e.id for e in examples).items() if c > 1]
     if dup:
         raise ValueError(f"example ids must be unique ({len(dup)} repeated, e.g. {dup[0]!r})")
@@ -187,7 +208,7 @@ def generate_rationales(
     # chat teachers (API, or a local instruct model) send the paper's system message (App. D.1); an API teacher
     # may be given its own (backend option system_prompt); describe() records it
     backend = backend.as_teacher() if hasattr(backend, "as_teacher") else backend
-    base = _base_params(sampling, temperature, max_new_tokens, seed, answer_stop_pattern(task.answer_type))
+    base = base_params(sampling, temperature, max_new_tokens, seed, answer_stop_pattern(task.answer_type))
     settings = {"task": task.name, "style": style, "length": length, "max_retries": max_retries,
                 "sampling": _sampling_settings(base), "teacher": describe_backend(backend)}
     db = _open(store)
@@ -195,8 +216,9 @@ def generate_rationales(
     db.add_examples(examples)
     run_id = db.start_run(settings, n, len(examples))
     made = db.attempts_made()
-    kept = db.kept_ids() & {e.id for e in examples}
-    bar = tqdm(total=min(n, len(examples)), desc=f"rationales {task.name}", unit="kept", disable=not progress)
+    kept = db.kept_ids() & {traversal_copy(e, t).id for t in range(traversals) for e in examples}
+    bar = tqdm(total=min(n, len(examples) * traversals), desc=f"rationales {task.name}", unit="kept",
+               disable=not progress)
     bar.update(min(len(kept), n))
     counts = {"failed": db.count("failures"), "attempts": db.count("attempts"), "request_errors": 0}
     counts["at_start"] = counts["attempts"]
@@ -214,7 +236,7 @@ def generate_rationales(
     def record(ex: Example, first: int, prompt: str, gens: list[Generation], latency: float) -> None:
         """The attempts ``first, first + 1, ...`` of ``ex`` (one per sample), up to its first kept one."""
         for attempt, gen in enumerate(gens, start=first):
-            raw, answer, correct, err, rationale = _check(task, ex, prompt, gen, base.stop_regex)
+            raw, answer, correct, err, rationale = check_attempt(task, ex, prompt, gen, base.stop_regex)
             failed = not correct and attempt == max_retries
             db.record_attempt(ex.id, attempt, _prompt_hash(prompt), raw, answer, correct, err, latency,
                               gen.num_tokens, rationale, failed_for_good=failed)
@@ -237,20 +259,29 @@ def generate_rationales(
 
     status, raised = "interrupted", True
     try:
-        while len(kept) < n:
-            left = [e for e in examples if e.id not in kept and e.id not in pending
-                    and made.get(e.id, 0) < max_retries]
-            if not left:
-                break
-            m = min(made.get(e.id, 0) for e in left)  # a pass: the examples with the fewest attempts
-            todo = deque(e for e in left if made.get(e.id, 0) == m)
-            params = replace(base, n=min(samples_per_prompt, max_retries - m), seed=(base.seed or 0) * 1000 + m + 1)
-            send = _Sender(backend, params, m + 1, request_retries, retry_backoff, request_failed, give_up,
-                           record)
-            if _uses_threads(backend):
-                _pass_threaded(send, task, todo, style, length, concurrency, n, kept)
-            else:
-                _pass_batched(send, task, todo, style, length, concurrency, n, kept)
+        for traversal in range(traversals):
+            if traversal:
+                if len(kept) >= n or pending:
+                    break
+                examples = [traversal_copy(e, traversal) for e in originals]
+                db.add_examples(examples)
+            while len(kept) < n:
+                left = [e for e in examples if e.id not in kept and e.id not in pending
+                        and made.get(e.id, 0) < max_retries]
+                if not left:
+                    break
+                m = min(made.get(e.id, 0) for e in left)  # a pass: the examples with the fewest attempts
+                todo = deque(e for e in left if made.get(e.id, 0) == m)
+                seed = (base.seed or 0) * 1000 + m + 1 + traversal * TRAVERSAL_SEED_STRIDE
+                params = replace(base, n=min(samples_per_prompt, max_retries - m), seed=seed)
+                send = _Sender(backend, params, m + 1, request_retries, retry_backoff, request_failed, give_up,
+                               record)
+                if _uses_threads(backend):
+                    _pass_threaded(send, task, todo, style, length, concurrency, n, kept)
+                else:
+                    _pass_batched(send, task, todo, style, length, concurrency, n, kept)
+            if traversal and not any(e.id in kept for e in examples):
+                break  # a whole traversal kept nothing: another would not either
         status = "finished" if not pending else f"incomplete: {len(pending)} examples pending"
         raised = False
     except BaseException as exc:
@@ -270,7 +301,7 @@ def generate_rationales(
     return stats
 
 
-def _check(task: Any, ex: Example, prompt: str, gen: Generation,
+def check_attempt(task: Any, ex: Example, prompt: str, gen: Generation,
            stop_regex: str | None) -> tuple[str, str, bool, str | None, str | None]:
     """(raw, parsed answer, kept, error or rejection reason, rationale to keep) for one teacher output
     (:mod:`raftlab.rationales.gold_filter`), cut at its first complete answer sentence where the backend could

@@ -161,7 +161,7 @@ def from_analysis(result: Any, arms: tuple[str, str] = ("ft", "raft")) -> Report
                               "delta_ece": ad.delta_ece}
                         for arm, ad in (getattr(row, "arm_deltas", None) or {}).items()},
             cost=dict(getattr(row, "cost", None) or {}),
-            trustworthy=row.trustworthy, reasons=list(row.reasons), baselines=dict(row.baselines),
+            trustworthy=row.trustworthy, role=row.role, reasons=list(row.reasons), baselines=dict(row.baselines),
             invalid_policies=row.invalid_policies, training=dict(row.training), learned=dict(row.learned),
             caveats=list(row.caveats)))
     order = [a for a in arms if a in arm_order] + [a for a in arm_order if a not in arms]

@@ -82,6 +82,7 @@ class TaskSummary(BaseModel):
         default_factory=dict, description="further arm (blank, align) -> {'delta_acc', 'delta_ece'} vs the baseline")
     cost: dict[str, dict[str, Any]] = Field(default_factory=dict, description="arm -> cost (analysis TaskRow.cost)")
     trustworthy: bool = True
+    role: str = Field("fit", description="'validation': left out of the fits, drawn as a check of them")
     reasons: list[str] = Field(default_factory=list, description="failed artifact checks of the compared arms")
     baselines: dict[str, float] = Field(default_factory=dict, description="majority_class / chance accuracy")
     invalid_policies: dict[str, dict[str, dict[str, float | int | None]]] = Field(

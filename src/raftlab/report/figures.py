@@ -74,15 +74,18 @@ def delta_scatter(data: ReportData) -> Figure:
     """ΔAcc (x) vs ΔECE (y) per task, with the fitted OLS line(s), Pearson r and the one-tailed p. Tasks that
     failed an artifact check are drawn with :data:`FLAGGED_STYLE` (legend entry "failed an artifact check"),
     labelled "(not trustworthy)"; when there are any, the fit is drawn both ways (all tasks, as the paper, and
-    trustworthy tasks only)."""
+    trustworthy tasks only). Validation tasks (left out of the fits) are green crosses, as in the paper's Fig. 5."""
     rows = [t for t in data.tasks if t.delta_acc is not None and t.delta_ece is not None]
     fig, ax = plt.subplots(figsize=(7, 6))
     xs = np.array([t.delta_acc.value for t in rows])
     ys = np.array([t.delta_ece.value for t in rows])
     flagged_style = {k: v for k, v in FLAGGED_STYLE.items() if k not in ("marker", "linestyle")}
-    for trusted, style in ((True, dict(fmt="o", color="#4C72B0", label="tasks")),
-                           (False, dict(fmt=FLAGGED_STYLE["marker"], **flagged_style))):
-        part = [i for i, t in enumerate(rows) if t.trustworthy == trusted]
+    groups = ((lambda t: t.role == "fit" and t.trustworthy, dict(fmt="o", color="#4C72B0", label="tasks")),
+              (lambda t: t.role == "fit" and not t.trustworthy, dict(fmt=FLAGGED_STYLE["marker"], **flagged_style)),
+              (lambda t: t.role == "validation", dict(fmt="x", color="#2CA02C", markersize=9,
+                                                      label="validation tasks (not in the fit)")))
+    for member, style in groups:
+        part = [i for i, t in enumerate(rows) if member(t)]
         if part:
             ax.errorbar(xs[part], ys[part], xerr=_yerr([rows[i].delta_acc for i in part]),
                         yerr=_yerr([rows[i].delta_ece for i in part]), ecolor="#999999", capsize=2, **style)

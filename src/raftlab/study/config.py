@@ -19,7 +19,7 @@ PRESETS = {"default": "SmolLM2-135M (LoRA), 2 synthetic tasks, oracle teacher: a
            "quick": "tiny random-init model, 3 synthetic tasks: checks the pipeline in about a minute",
            "real": "SmolLM2-135M (full finetuning), 3 real tasks + CoinFlip, SmolLM2 as its own teacher, offline "
                    "on CPUs",
-           "paper": "the paper's protocol: 18 tasks, API teacher, Table 2 full finetuning, k = 10 (needs GPUs)"}
+           "paper": "the paper's protocol: 18 tasks + SUBJ and CoinFlip as validation tasks, API teacher, Table 2 full finetuning, k = 10 (needs GPUs)"}
 
 Arm = Literal["ft", "raft", "blank", "align", "reason", "explain", "mix"]
 #: The training objective of each arm (see raftlab.training; reason/explain/mix/align are NLURC's methods).
@@ -53,6 +53,9 @@ class TaskSpec(_Strict):
     test_limit: int | None = Field(32, ge=1, description="test questions evaluated")
     data_dir: str | None = Field(None, description="dataset folder, or 'packaged' for the vendored MIT samples "
                                                    "(default: $RAFTLAB_DATA_DIR, see raftlab.tasks)")
+    role: Literal["fit", "validation"] = Field("fit", description="'validation': run like every task but left out "
+                                               "of the across-task fits and checked against them (the paper's "
+                                               "SUBJ and CoinFlip, Fig. 5's green crosses)")
 
 
 class TeacherConfig(_Strict):
@@ -77,6 +80,11 @@ class TeacherConfig(_Strict):
                                            "once and decodes them together; samples after the first kept one are "
                                            "discarded; default: 4 for a local teacher, 1 for an API teacher, whose "
                                            "samples are billed; not read by the oracle)")
+    kept_target: int | None = Field(None, ge=1, description="rationales to keep per task (default: as many as "
+                                    "training examples; the paper: 20k)")
+    traversals: int = Field(1, ge=1, description="times the training examples may be gone through to reach "
+                            "kept_target: a later traversal gives every example a fresh rationale (the paper "
+                            "traverses until it has enough)")
     backend_options: dict[str, Any] = Field(default_factory=dict, description="engine options of the teacher "
                                             "(as --backend-option: vLLM LLM(...), from_pretrained, the OpenAI "
                                             "client); recorded, secrets masked")

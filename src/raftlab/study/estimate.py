@@ -3,7 +3,8 @@
 Offline and in seconds, for ``raftlab study CONFIG --plan``. The arithmetic (:func:`estimate`) is pure: it takes
 the planned stages, the measured sizes of each task (:class:`TaskSize`) and a throughput row, and returns the
 numbers with every assumption it made spelled out (``assumptions``), because an estimate is only as good as
-those. :func:`measure_tasks` and :func:`student_token_counter` do the reading: the tasks' local data (the same
+those (the teacher's and judge's share: :mod:`raftlab.study.teacher_cost`). :func:`measure_tasks` and
+:func:`student_token_counter` (:mod:`raftlab.study.student_size`) do the reading: the tasks' local data (the same
 seeded subsets the data stage takes) and the student's tokenizer when it is already on this machine (else words
 x 1.3). GPU throughput comes from ``throughput.yaml`` next to this module, one row per GPU kind, each marked
 measured (with its source) or estimated.
@@ -12,24 +13,29 @@ measured (with its source) or estimated.
 from __future__ import annotations
 
 import math
-import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from raftlab.layout import unsized
 from raftlab.study.config import ARM_OBJECTIVE, StudyConfig, eval_arm
+from raftlab.study.student_size import (  # noqa: F401  (re-exported: the estimate's reading)
+    TOKENS_PER_WORD, TokenCounter, model_params, params_from_config, params_from_name, student_token_counter,
+)
+from raftlab.study.teacher_cost import (  # noqa: F401  (re-exported: the teacher's arithmetic)
+    TeacherPlan, expected_attempts, judge_estimate, kept_share, request_rounds, teacher_estimate, teacher_plan,
+)
 
 THROUGHPUT_FILE = Path(__file__).with_name("throughput.yaml")
 #: Share of teacher attempts that reach the gold answer (each attempt independent); ``--kept-rate``.
 DEFAULT_KEPT_RATE = 0.7
 #: Tokens of a teacher rationale and of a student's chain of thought; ``--rationale-tokens``.
 DEFAULT_RATIONALE_TOKENS = 120
+#: Tokens of the App. C judge's instructions (its prompt besides the question and the rationale).
+JUDGE_PROMPT_TOKENS = 150
 #: Tokens of the answer sentence ("The answer is X.").
 LABEL_TOKENS = 10
-#: Tokens per word when no tokenizer is at hand.
-TOKENS_PER_WORD = 1.3
 #: Prompt tokens and split sizes assumed for a task whose data is not on this machine.
 FALLBACK_PROMPT_TOKENS = 150
 FALLBACK_SPLIT = 1000
@@ -44,7 +50,6 @@ LORA_SHARE = 0.005
 #: Bytes per generated token in the stores and records (text, JSON and SQLite overhead).
 RECORD_BYTES_PER_TOKEN = 8
 
-TokenCounter = Callable[[Sequence[str]], list[int]]
 
 
 @dataclass(frozen=True)
@@ -82,33 +87,6 @@ def gpu_row(table: dict[str, Any], kind: str) -> dict[str, Any]:
     return {"kind": kind.lower(), **row}
 
 
-def expected_attempts(kept_rate: float, max_retries: int) -> float:
-    """Expected teacher requests per example: attempts stop at the first kept rationale or after
-    ``max_retries`` (each attempt kept with probability ``kept_rate``, independently)."""
-    if not 0 < kept_rate <= 1:
-        raise ValueError(f"kept rate must be in (0, 1], got {kept_rate}")
-    return (1 - (1 - kept_rate) ** max_retries) / kept_rate
-
-
-def kept_share(kept_rate: float, max_retries: int) -> float:
-    """Expected share of examples that end with a kept rationale (the training rows of every arm)."""
-    return 1 - (1 - kept_rate) ** max_retries
-
-
-def teacher_estimate(sizes: Sequence[TaskSize], *, attempts: float, rationale_tokens: int,
-                     price_in: float | None, price_out: float | None) -> dict[str, Any]:
-    """Requests, tokens (``{"input", "output", "total"}``) and cost in USD (None without a price) of the
-    teacher over all tasks. Prices are USD per million tokens."""
-    requests = sum(s.train_examples for s in sizes) * attempts
-    tokens_in = sum(s.train_examples * s.teacher_prompt_tokens for s in sizes) * attempts
-    tokens_out = requests * rationale_tokens
-    priced = bool(price_in) or bool(price_out)
-    cost = (tokens_in * (price_in or 0) + tokens_out * (price_out or 0)) / 1e6 if priced else None
-    return {"requests": round(requests), "tokens": {"input": round(tokens_in), "output": round(tokens_out),
-                                                     "total": round(tokens_in + tokens_out)},
-            "cost_usd": None if cost is None else round(cost, 2)}
-
-
 def _parts(stage: str) -> tuple[str | None, str | None]:
     """``(arm, task)`` of a stage name (``train/raft/gsm8k`` and ``sizes/8/train/raft/gsm8k`` -> raft, gsm8k;
     ``analysis`` -> None, None)."""
@@ -116,14 +94,13 @@ def _parts(stage: str) -> tuple[str | None, str | None]:
     return (parts[1] if len(parts) == 3 else None), (parts[-1] if len(parts) > 1 else None)
 
 
-def _train_rows(cfg: StudyConfig, sizes: dict[str, TaskSize], task: str, kept: float,
-                stage: str = "") -> float:
-    """Examples a training stage trains on: the task's kept rationales (leaving one task out, the other tasks'),
-    at most the stage's train size (``sizes/<n>/...``)."""
+def _train_rows(cfg: StudyConfig, kept: dict[str, float], task: str, stage: str = "") -> float:
+    """Examples a training stage trains on: the task's kept rationales (``kept``: task -> count; leaving one task
+    out, the other tasks'), at most the stage's train size (``sizes/<n>/...``)."""
     if cfg.protocol == "leave_one_task_out":
-        rows = sum(s.train_examples for n, s in sizes.items() if n != task) * kept
+        rows = sum(n for t, n in kept.items() if t != task)
     else:
-        rows = sizes[task].train_examples * kept
+        rows = kept[task]
     limit = unsized(stage)[0]
     return rows if limit is None else min(rows, limit)
 
@@ -136,7 +113,7 @@ def _rows_trained(cfg: StudyConfig, rows: float) -> float:
 
 
 def stage_gpu_hours(cfg: StudyConfig, stages: Sequence[dict[str, Any]], sizes: dict[str, TaskSize],
-                    params: float, row: dict[str, Any], reference_params: float, *, kept: float,
+                    params: float, row: dict[str, Any], reference_params: float, *, kept: dict[str, float],
                     rationale_tokens: int) -> dict[str, float]:
     """Student GPU-hours of every stage that runs the student (others are left out): training at
     ``row["train_tokens_per_s"]``, sampling at ``row["generate_tokens_per_s"]`` (both per GPU for a model of
@@ -163,7 +140,7 @@ def stage_gpu_hours(cfg: StudyConfig, stages: Sequence[dict[str, Any]], sizes: d
         if kind == "train":
             target = LABEL_TOKENS if ARM_OBJECTIVE[arm] == "label" else cot_tokens
             row_tokens = min(size.eval_prompt_tokens + target, cfg.train.max_length)
-            seconds = _rows_trained(cfg, _train_rows(cfg, sizes, task, kept, s["stage"])) * row_tokens / train_rate
+            seconds = _rows_trained(cfg, _train_rows(cfg, kept, task, s["stage"])) * row_tokens / train_rate
         elif kind in ("eval", "prompting", "mean_of_task"):
             if kind == "eval":
                 mode = eval_arm(arm)[1]
@@ -189,10 +166,11 @@ def stage_gpu_hours(cfg: StudyConfig, stages: Sequence[dict[str, Any]], sizes: d
 
 
 def disk_gb(cfg: StudyConfig, stages: Sequence[dict[str, Any]], sizes: dict[str, TaskSize], params: float | None,
-            *, attempts: float, kept: float, rationale_tokens: int) -> dict[str, float | None]:
+            *, attempts: float, kept: dict[str, float], rationale_tokens: int) -> dict[str, float | None]:
     """Disk in GB: ``models`` (the base model once, and per trained arm its weights and the checkpoints
-    training keeps) and ``records`` (rationale stores and eval records); None where the model size is unknown."""
-    records = sum(s.train_examples for s in sizes.values()) * attempts * rationale_tokens * RECORD_BYTES_PER_TOKEN
+    training keeps) and ``records`` (``attempts`` teacher attempts in the rationale stores, and eval records);
+    None where the model size is unknown."""
+    records = attempts * rationale_tokens * RECORD_BYTES_PER_TOKEN
     samples = cfg.eval.k if cfg.eval.mode == "sc" else 1
     evals = [s for s in stages if s["kind"] in ("eval", "prompting", "mean_of_task")]
     for s in evals:
@@ -208,7 +186,7 @@ def disk_gb(cfg: StudyConfig, stages: Sequence[dict[str, Any]], sizes: dict[str,
             arm, task = _parts(s["stage"])
             if s["kind"] != "train" or task not in sizes:
                 continue
-            steps = _rows_trained(cfg, _train_rows(cfg, sizes, task, kept, s["stage"])) / global_batch
+            steps = _rows_trained(cfg, _train_rows(cfg, kept, task, s["stage"])) / global_batch
             checkpoints = min(CHECKPOINTS_KEPT, int(steps // cfg.train.save_steps))
             models += params * share * (WEIGHT_BYTES + checkpoints * CHECKPOINT_BYTES)
     gb = 1e9
@@ -219,27 +197,42 @@ def disk_gb(cfg: StudyConfig, stages: Sequence[dict[str, Any]], sizes: dict[str,
 def estimate(cfg: StudyConfig, stages: Sequence[dict[str, Any]], sizes: Sequence[TaskSize], *,
              params: float | None, table: dict[str, Any], gpu: str = "h100", price_in: float | None = None,
              price_out: float | None = None, kept_rate: float = DEFAULT_KEPT_RATE,
-             rationale_tokens: int | None = None, notes: Sequence[str] = ()) -> dict[str, Any]:
-    """The plan's ``estimate``: ``teacher_requests``, ``teacher_tokens``, ``teacher_cost_usd``, ``gpu_hours``
-    (``{"gpu", "status", "total", "by_kind", "by_stage"}``), ``disk_gb`` and ``assumptions`` (every assumption
-    and fallback, one sentence each, starting with ``notes``)."""
+             rationale_tokens: int | None = None, judge_prompt_tokens: float = JUDGE_PROMPT_TOKENS,
+             notes: Sequence[str] = ()) -> dict[str, Any]:
+    """The plan's ``estimate``: ``teacher_requests``, ``teacher_tokens``, ``teacher_cost_usd``, ``kept_rationales``
+    (task -> expected count), ``judge`` (``{"requests", "tokens", "cost_usd"}`` of the App. C judge), ``gpu_hours``
+    (``{"gpu", "status", "total", "by_kind", "by_stage"}``), ``disk_gb`` and ``assumptions`` (every assumption and
+    fallback, one sentence each, starting with ``notes``)."""
+    from raftlab.rationales.generate import default_samples_per_prompt
+
     row = gpu_row(table, gpu)
     by_name = {s.name: s for s in sizes}
     teacher = cfg.teacher
+    oracle = teacher.backend == "oracle"
     rationale_tokens = min(rationale_tokens or DEFAULT_RATIONALE_TOKENS, teacher.max_new_tokens)
-    attempts = expected_attempts(kept_rate, teacher.max_retries)
-    kept = kept_share(kept_rate, teacher.max_retries)
+    spp = 1 if oracle else teacher.samples_per_prompt or default_samples_per_prompt(teacher.backend)
+    plans = [teacher_plan(s.name, s.train_examples, kept_rate=kept_rate, max_retries=teacher.max_retries,
+                          samples_per_prompt=spp, kept_target=teacher.kept_target, traversals=teacher.traversals)
+             for s in sizes]
+    kept = {p.task: p.kept for p in plans}
     assumptions = list(notes)
-    assumptions.append(f"teacher: each attempt keeps its rationale with probability {kept_rate} (--kept-rate), "
-                       f"so {attempts:.2f} requests per example (at most {teacher.max_retries}) and "
-                       f"{kept:.1%} of the examples become training rows")
+    requests, samples = request_rounds(kept_rate, teacher.max_retries, spp)
+    assumptions.append(f"teacher: each attempt keeps its rationale with probability {kept_rate} (--kept-rate); "
+                       f"attempts go out {spp} per request (samples_per_prompt), so {requests:.2f} requests and "
+                       f"{samples:.2f} samples per example visit (at most {teacher.max_retries} attempts), "
+                       f"{kept_share(kept_rate, teacher.max_retries):.1%} of the visits kept")
+    target = teacher.kept_target or "one per training example"
+    assumptions.append(f"kept rationales per task: {target}, traversing the training examples at most "
+                       f"{teacher.traversals} time(s): {sum(kept.values()):,.0f} kept in all")
     assumptions.append(f"rationales and chains of thought are {rationale_tokens} tokens (--rationale-tokens), "
                        f"answers {LABEL_TOKENS}")
-    if teacher.backend == "oracle":
-        tq = {"requests": 0, "tokens": {"input": 0, "output": 0, "total": 0}, "cost_usd": None}
+    prompt_tokens = {s.name: s.teacher_prompt_tokens for s in sizes}
+    empty = {"requests": 0, "tokens": {"input": 0, "output": 0, "total": 0}, "cost_usd": None}
+    if oracle:
+        tq = empty
         assumptions.append("the oracle teacher sends no requests")
     else:
-        tq = teacher_estimate(sizes, attempts=attempts, rationale_tokens=rationale_tokens, price_in=price_in,
+        tq = teacher_estimate(plans, prompt_tokens, rationale_tokens=rationale_tokens, price_in=price_in,
                               price_out=price_out)
         if tq["cost_usd"] is None:
             assumptions.append("teacher cost: no price given (--price-in/--price-out, USD per million tokens)")
@@ -248,6 +241,15 @@ def estimate(cfg: StudyConfig, stages: Sequence[dict[str, Any]], sizes: Sequence
                                "million tokens")
         if not teacher.backend.startswith("openai:"):
             assumptions.append(f"the teacher {teacher.backend} runs locally: its GPU time is not in gpu_hours")
+    judge = empty
+    judge_backend = cfg.judge.backend or (None if oracle else teacher.backend)
+    if judge_backend is not None and cfg.judge.sample:
+        judged = {t: min(float(cfg.judge.sample), n) for t, n in kept.items()}
+        judge = judge_estimate(judged, prompt_tokens, judge_prompt_tokens=judge_prompt_tokens,
+                               rationale_tokens=rationale_tokens, output_tokens=cfg.judge.max_new_tokens,
+                               price_in=price_in, price_out=price_out)
+        assumptions.append(f"judge {judge_backend}: {cfg.judge.sample} kept rationales per task, each "
+                           f"{cfg.judge.max_new_tokens} tokens out, priced as the teacher (--price-in/--price-out)")
     if params is None:
         hours: dict[str, float] | None = None
         assumptions.append(f"the size of model {cfg.model!r} is unknown here: no GPU-hours or model disk")
@@ -269,110 +271,17 @@ def estimate(cfg: StudyConfig, stages: Sequence[dict[str, Any]], sizes: Sequence
         gpu_hours = {"gpu": row["kind"], "status": row["status"], "total": round(sum(hours.values()), 3),
                      "by_kind": {k: round(v, 3) for k, v in by_kind.items()},
                      "by_stage": {k: round(v, 4) for k, v in hours.items()}}
-    disk = disk_gb(cfg, stages, by_name, params, attempts=attempts if teacher.backend != "oracle" else 1.0,
-                   kept=kept, rationale_tokens=rationale_tokens)
+    attempts = sum(p.visits for p in plans) if oracle else sum(p.samples for p in plans)
+    disk = disk_gb(cfg, stages, by_name, params, attempts=attempts, kept=kept, rationale_tokens=rationale_tokens)
     assumptions.append(f"disk: kept weights at {WEIGHT_BYTES} bytes/parameter, up to {CHECKPOINTS_KEPT} "
                        f"checkpoints per training run at {CHECKPOINT_BYTES} bytes/parameter (Adam)"
                        + (f", LoRA adapters {LORA_SHARE:.1%} of the model" if cfg.train.lora else ""))
     return {"teacher_requests": tq["requests"], "teacher_tokens": tq["tokens"], "teacher_cost_usd": tq["cost_usd"],
+            "kept_rationales": {p.task: round(p.kept) for p in plans}, "judge": judge,
             "gpu_hours": gpu_hours, "disk_gb": disk, "assumptions": assumptions}
 
 
 # ---------------------------------------------------------------------------------------------- reading
-
-
-_SIZE_IN_NAME = re.compile(r"(?<![\d.])(\d+(?:\.\d+)?)([bm])(?![a-z])", re.IGNORECASE)
-
-
-def params_from_config(config: dict[str, Any]) -> float | None:
-    """Parameters of a decoder-only transformer from its ``config.json`` (Llama-like layout)."""
-    try:
-        h, layers, vocab = config["hidden_size"], config["num_hidden_layers"], config["vocab_size"]
-    except KeyError:
-        return None
-    inter = config.get("intermediate_size", 4 * h)
-    heads = config.get("num_attention_heads", 1)
-    kv = config.get("num_key_value_heads", heads) * (h // max(heads, 1))
-    per_layer = 2 * h * h + 2 * h * kv + 3 * h * inter
-    embeddings = vocab * h * (1 if config.get("tie_word_embeddings", False) else 2)
-    return float(layers * per_layer + embeddings)
-
-
-def params_from_name(spec: str) -> float | None:
-    """Parameters from a size in the model's name (``Llama-2-7b-hf`` -> 7e9, ``SmolLM2-135M`` -> 1.35e8)."""
-    found = _SIZE_IN_NAME.findall(spec.rsplit("/", 1)[-1])
-    if not found:
-        return None
-    number, unit = found[-1]
-    return float(number) * (1e9 if unit.lower() == "b" else 1e6)
-
-
-def local_model_dir(spec: str) -> Path | None:
-    """The folder of a model spec if it is already on this machine (built-in cache, a directory, the Hugging
-    Face cache); never builds or downloads."""
-    import os
-
-    from raftlab.models.loading import SMOLLM2_NAMES
-    from raftlab.models.tiny import TINY_VARIANTS, TINY_VERSION
-
-    cache = Path(os.environ.get("RAFTLAB_CACHE", Path.home() / ".cache" / "raftlab")) / "models"
-    if spec in SMOLLM2_NAMES:
-        folder = cache / "smollm2-135m-instruct"
-    elif spec in TINY_VARIANTS:
-        folder = cache / f"{spec}-v{TINY_VERSION}"
-    elif Path(spec).expanduser().is_dir():
-        return Path(spec).expanduser()
-    else:
-        try:
-            from huggingface_hub import try_to_load_from_cache
-
-            found = try_to_load_from_cache(spec, "config.json")
-        except Exception:  # noqa: BLE001 - not a repo id, or no cache: not here
-            return None
-        return Path(found).parent if isinstance(found, str) else None
-    return folder if (folder / ".complete").exists() else None
-
-
-def model_params(spec: str) -> tuple[float | None, str]:
-    """The student's parameter count and where it came from."""
-    import json
-
-    folder = local_model_dir(spec)
-    if folder is not None and (folder / "config.json").is_file():
-        try:
-            n = params_from_config(json.loads((folder / "config.json").read_text()))
-        except (OSError, ValueError):
-            n = None
-        if n:
-            return n, f"from {folder / 'config.json'}"
-    if spec.split("-")[0] == "smollm2":
-        return 1.35e8, "SmolLM2-135M"
-    n = params_from_name(spec)
-    return n, "from the size in the model's name" if n else "unknown"
-
-
-def student_token_counter(spec: str) -> tuple[TokenCounter, str]:
-    """A function counting tokens with the student's tokenizer when it is on this machine, else words x 1.3;
-    and a sentence saying which."""
-    folder = local_model_dir(spec)
-    if folder is not None and any((folder / f).exists() for f in ("tokenizer.json", "tokenizer_config.json")):
-        try:
-            from transformers import AutoTokenizer
-
-            tok = AutoTokenizer.from_pretrained(str(folder))
-
-            def count(texts: Sequence[str]) -> list[int]:
-                return [len(ids) for ids in tok(list(texts), add_special_tokens=False)["input_ids"]]
-
-            return count, f"token counts with the student's tokenizer ({folder})"
-        except Exception:  # noqa: BLE001 - a tokenizer that does not load: fall back to words
-            pass
-
-    def words(texts: Sequence[str]) -> list[int]:
-        return [round(len(t.split()) * TOKENS_PER_WORD) for t in texts]
-
-    return words, (f"token counts are words x {TOKENS_PER_WORD}: the tokenizer of {spec!r} is not on this "
-                   "machine (the teacher's own tokenizer may differ either way)")
 
 
 def _sample(items: Sequence[Any], n: int) -> list[Any]:
@@ -411,9 +320,13 @@ def measure_tasks(cfg: StudyConfig, count: TokenCounter) -> tuple[list[TaskSize]
 
 
 def plan_estimate(cfg: StudyConfig, stages: Sequence[dict[str, Any]], *, gpu: str = "h100",
-                  price_in: float | None = None, price_out: float | None = None,
-                  kept_rate: float = DEFAULT_KEPT_RATE, rationale_tokens: int | None = None) -> dict[str, Any]:
-    """:func:`estimate` for a planned study, reading the tasks' data and the student's tokenizer here."""
+                  price_in: float | None = None, price_out: float | None = None, kept_rate: float | None = None,
+                  rationale_tokens: int | None = None, pilot: int | None = None) -> dict[str, Any]:
+    """:func:`estimate` for a planned study, reading the tasks' data and the student's tokenizer here. ``pilot``:
+    send that many real teacher requests first (:mod:`raftlab.study.pilot`) and use their kept rate and length
+    where ``kept_rate`` / ``rationale_tokens`` are not given; the result is in the estimate's ``pilot``."""
+    from raftlab.rationales.judge import JUDGE_PROMPT
+
     table = load_throughput()
     gpu_row(table, gpu)  # an unknown kind fails before any reading
     count, how = student_token_counter(cfg.model)
@@ -422,5 +335,23 @@ def plan_estimate(cfg: StudyConfig, stages: Sequence[dict[str, Any]], *, gpu: st
     notes = [how, *notes]
     if params is not None:
         notes.append(f"student size {params / 1e9:.3g}B parameters ({where})")
-    return estimate(cfg, stages, sizes, params=params, table=table, gpu=gpu, price_in=price_in,
-                    price_out=price_out, kept_rate=kept_rate, rationale_tokens=rationale_tokens, notes=notes)
+    measured = None
+    if pilot:
+        from raftlab.study.pilot import pilot as run_pilot
+
+        measured = run_pilot(cfg, pilot)
+        notes.append(measured.sentence(cfg.teacher.backend))
+        if kept_rate is None and measured.kept_rate:
+            kept_rate = measured.kept_rate
+        if rationale_tokens is None and measured.output_tokens:
+            rationale_tokens = max(1, round(measured.output_tokens))
+    judge_tokens = count([JUDGE_PROMPT.format(question="", answer="", rationale="")])[0]
+    out = estimate(cfg, stages, sizes, params=params, table=table, gpu=gpu, price_in=price_in,
+                   price_out=price_out, kept_rate=kept_rate or DEFAULT_KEPT_RATE, rationale_tokens=rationale_tokens,
+                   judge_prompt_tokens=judge_tokens, notes=notes)
+    if measured is not None:
+        out["pilot"] = {"requests": measured.requests, "answered": measured.answered,
+                        "kept_rate": measured.kept_rate, "output_tokens": measured.output_tokens,
+                        "failed": measured.failed, "seconds": round(measured.seconds, 1),
+                        "rejections": measured.reasons}
+    return out

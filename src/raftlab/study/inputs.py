@@ -38,7 +38,8 @@ def _data(cfg: StudyConfig, spec: TaskSpec) -> list[str]:
 
 
 def _rationales(cfg: StudyConfig, spec: TaskSpec) -> list[str]:
-    fields = ["backend", "style", "length", "max_retries", "temperature", "max_new_tokens"]
+    fields = ["backend", "style", "length", "max_retries", "temperature", "max_new_tokens", "kept_target",
+              "traversals"]
     if cfg.teacher.backend != "oracle":  # the oracle is no engine: it has no options and nothing to batch
         fields += ["backend_options", "batch_size", "samples_per_prompt"]
     return [*_task(spec, "name"), *(f"teacher.{f}" for f in fields), "seed"]
@@ -85,7 +86,8 @@ def _mean_of_task(cfg: StudyConfig, spec: TaskSpec) -> list[str]:
 
 
 def _analysis(cfg: StudyConfig, spec: TaskSpec | None) -> list[str]:
-    return ["arms", "model", "mean_of_task", "seed", *(f"tasks.{t.name}.name" for t in cfg.tasks)]
+    return ["arms", "model", "mean_of_task", "seed", *(f"tasks.{t.name}.name" for t in cfg.tasks),
+            *(f"tasks.{t.name}.role" for t in cfg.tasks)]
 
 
 def _report(cfg: StudyConfig, spec: TaskSpec | None) -> list[str]:

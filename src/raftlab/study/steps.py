@@ -64,7 +64,8 @@ def rationales(cfg: StudyConfig, spec: TaskSpec, data_out: dict[str, Any], out: 
     t = cfg.teacher
     in_flight = ({"concurrency": t.batch_size, "samples_per_prompt": _samples_per_prompt(cfg)}
                  if t.backend != "oracle" else {})
-    stats = generate_rationales(teacher_backend(cfg, task, examples), task, examples, store, n=len(examples),
+    stats = generate_rationales(teacher_backend(cfg, task, examples), task, examples, store,
+                                n=t.kept_target or len(examples), traversals=t.traversals,
                                 max_retries=t.max_retries, style=t.style, length=t.length,
                                 temperature=t.temperature, max_new_tokens=t.max_new_tokens, seed=cfg.seed,
                                 **in_flight)
@@ -343,7 +344,8 @@ def analyze(cfg: StudyConfig, run_dir: Path, out: Path, stages: frozenset[str]) 
                      if layout.reference(spec.name) in stages else None)
         if reference is not None:
             difficulty.setdefault(spec.name, {})["reference_length"] = reference
-    result = analyze_study(runs, difficulty=difficulty, seed=cfg.seed, sizes=discover_sizes(run_dir, stages))
+    result = analyze_study(runs, difficulty=difficulty, seed=cfg.seed, sizes=discover_sizes(run_dir, stages),
+                           validation=[spec.name for spec in cfg.tasks if spec.role == "validation"])
     result.save(str(out / "analysis.json"))
     outputs = {"analysis": "analysis.json"}
     return outputs
