@@ -42,7 +42,7 @@ def main() -> None:
     import torch
 
     from raftlab.backends.hf import HFBackend
-    from raftlab.backends.server import serve_in_thread
+    from raftlab.serve import serve_in_thread
     from raftlab.tasks import get_task
 
     torch.set_num_threads(args.threads)

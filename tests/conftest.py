@@ -28,7 +28,7 @@ def hf():
 @pytest.fixture(scope="module")
 def served_hf(hf):
     """Base URL of `raftlab serve` over :func:`hf` on loopback (the model is called "tiny")."""
-    from raftlab.backends.server import serve_in_thread
+    from raftlab.serve import serve_in_thread
 
     url, stop = serve_in_thread(hf, model_name="tiny")
     yield url

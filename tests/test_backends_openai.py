@@ -19,7 +19,7 @@ def slow_server():
     import uvicorn
     from fastapi import FastAPI
 
-    from raftlab.backends.server import free_port
+    from raftlab.serve import free_port
 
     state = {"delays": [], "calls": 0, "active": 0, "max_active": 0}
     app = FastAPI()
@@ -74,7 +74,7 @@ def chat_server():
     import uvicorn
     from fastapi import FastAPI
 
-    from raftlab.backends.server import free_port
+    from raftlab.serve import free_port
 
     bodies: list[dict] = []
     app = FastAPI()

@@ -15,7 +15,7 @@ from raftlab.inference import read_records
 @pytest.fixture(scope="module")
 def served_tiny():
     from raftlab.backends.hf import HFBackend
-    from raftlab.backends.server import serve_in_thread
+    from raftlab.serve import serve_in_thread
 
     url, stop = serve_in_thread(HFBackend("tiny"), model_name="tiny")
     yield url

@@ -49,7 +49,7 @@ def _fake_app(mode: str, log: list):
 def fake_server(request):
     import uvicorn
 
-    from raftlab.backends.server import free_port
+    from raftlab.serve import free_port
 
     log: list = []
     port = free_port()

@@ -18,7 +18,7 @@ def flaky_server():
     from fastapi import FastAPI
     from fastapi.responses import JSONResponse
 
-    from raftlab.backends.server import free_port
+    from raftlab.serve import free_port
 
     state = {"codes": [], "calls": 0}
     app = FastAPI()

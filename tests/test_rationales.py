@@ -220,7 +220,7 @@ def faulty_server():
     from fastapi import FastAPI
     from fastapi.responses import JSONResponse
 
-    from raftlab.backends.server import free_port
+    from raftlab.serve import free_port
 
     state = {"plans": {}, "requests": {}}
     app = FastAPI()
@@ -325,7 +325,7 @@ def test_judge_over_the_openai_backend_and_cli(faulty_server, tmp_path):
 def test_tiny_teacher_over_loopback_server(tmp_path):
     from raftlab.backends import get_backend
     from raftlab.backends.hf import HFBackend
-    from raftlab.backends.server import serve_in_thread
+    from raftlab.serve import serve_in_thread
 
     url, stop = serve_in_thread(HFBackend("tiny"), model_name="tiny")
     try:

@@ -114,7 +114,7 @@ def test_raftlab_serve_cli_end_to_end():
 
     from raftlab.backends import get_backend
     from raftlab.backends.base import SamplingParams
-    from raftlab.backends.server import free_port
+    from raftlab.serve import free_port
 
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "raftlab.cli.main", "serve", "tiny", "--port", str(port),

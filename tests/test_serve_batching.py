@@ -13,8 +13,8 @@ import httpx
 import pytest
 
 from raftlab.backends.base import Generation, SamplingParams
-from raftlab.backends.batching import BatchScheduler, Cancelled, ServerBusy
-from raftlab.backends.server import serve_in_thread
+from raftlab.serve.scheduler import BatchScheduler, Cancelled, ServerBusy
+from raftlab.serve import serve_in_thread
 from tests._backend_helpers import TokenizingBackend
 
 #: Deadline (s) of every wait below: far beyond what any step takes, so reaching it means a hang.

@@ -117,7 +117,7 @@ def test_tokenizer_endpoints(served_hf, hf):
 def test_api_key_body_size_and_context_limits(hf):
     from fastapi.testclient import TestClient
 
-    from raftlab.backends.server import create_app
+    from raftlab.serve import create_app
 
     guarded = TestClient(create_app(hf, "tiny", api_key="s3cret", max_body_bytes=2000))
     body = {"model": "tiny", "prompt": "Hi", "max_tokens": 2, "temperature": 0.0}
@@ -139,7 +139,7 @@ def test_api_key_body_size_and_context_limits(hf):
 
 def test_a_chunked_body_counts_against_the_body_limit():
     """A chunked body has no Content-Length: the limit counts its bytes as they arrive."""
-    from raftlab.backends.server import serve_in_thread
+    from raftlab.serve import serve_in_thread
     from tests._backend_helpers import ScriptedBackend
 
     def chunked(body: dict):  # a generator body: httpx streams it chunked, without Content-Length

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from raftlab.backends.server import free_port
+from raftlab.serve import free_port
 from raftlab.rationales import generate_rationales
 from raftlab.tasks import get_task
 

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.slow
 
 
 def _torchrun(args: list[str], cwd) -> subprocess.CompletedProcess:
-    from raftlab.backends.server import free_port
+    from raftlab.serve import free_port
 
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
            str(free_port()), "-m", "raftlab.cli.main", "train", *args]

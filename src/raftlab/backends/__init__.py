@@ -1,5 +1,5 @@
 """Model backends behind one interface: ``hf`` (transformers), ``vllm`` (optional), ``openai`` (any
-OpenAI-compatible endpoint), plus ``raftlab serve``."""
+OpenAI-compatible endpoint). ``raftlab serve``, which serves one of them over HTTP, is :mod:`raftlab.serve`."""
 
 from __future__ import annotations
 

@@ -42,7 +42,7 @@ def register(app: typer.Typer) -> None:
         import uvicorn
 
         from raftlab.backends import get_backend, parse_backend_options
-        from raftlab.backends.server import create_app
+        from raftlab.serve import create_app
 
         warn_if_exposed(host, api_key)
         backend = get_backend(f"hf:{model}", parse_backend_options(backend_option), chat_template=chat_template)

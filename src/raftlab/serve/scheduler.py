@@ -82,7 +82,7 @@ class BatchScheduler:
 
     ``max_queue``: waiting jobs beyond which :meth:`submit` raises :class:`ServerBusy`. ``max_batch_sequences``:
     most sequences (prompts x n) combined into one generate call. ``combine=False`` serves one request at a time
-    (how ``raftlab serve`` worked before batching; kept for the benchmark's baseline).
+    (``raftlab serve --no-batching``; the baseline of ``benchmarks/bench_serve.py``).
     """
 
     def __init__(self, backend: Any, *, max_queue: int = 64, max_batch_sequences: int = 256,
