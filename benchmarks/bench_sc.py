@@ -7,7 +7,8 @@ batched, a shared prefix prefilled once, cascade attention over each prompt's ca
 weights, finished sequences dropped). The baselines run a separately loaded, unmodified transformers model of the
 same dtype; all use the same prompts, temperature, max_new_tokens and stop strings. Prints questions/s, seconds
 per question, generated tokens/s, peak memory, ratios against each baseline (wall-clock and tokens/s: sampled
-lengths differ between methods) and the share of the machine's matmul rate measured in the same run.
+lengths differ between methods) and the share of the machine's matmul rate measured in the same run, and writes
+them as JSON to ``benchmarks/results/sc_<model>_<dtype>_<device>.json`` (``--out``; ``benchmarks/results_io.py``).
 
 **Batch 1** (``--batch1``, on by default on a CPU): one prompt at a time, one sample, as ``raftlab serve`` and a
 local teacher decode; HF ``generate`` against raftlab, and both against the memory-bandwidth bound (this
@@ -26,6 +27,9 @@ from __future__ import annotations
 import argparse
 import copy
 import time
+from pathlib import Path
+
+from results_io import add_out_argument, headline, ratio, slug, write_result
 
 #: Shapes for ``--random-init`` (Llama-2-7B and the 135M SmolLM2 student).
 SHAPES = {
@@ -136,6 +140,7 @@ def main() -> None:
     ap.add_argument("--baselines", default="batched,sequential", help="comma-separated: batched, sequential")
     ap.add_argument("--batch1", action=argparse.BooleanOptionalAction, default=None,
                     help="also measure batch-1 decoding against the bandwidth bound (default: on a CPU)")
+    add_out_argument(ap, "benchmarks/results/sc_<model>_<dtype>_<device>.json")
     args = ap.parse_args()
 
     import torch
@@ -172,11 +177,11 @@ def main() -> None:
           + (f" gpu={torch.cuda.get_device_name()}" if device == "cuda" else ""))
     methods = {"batched": ("batched HF (one generate, num_return_sequences=k)", batched),
                "sequential": ("sequential HF (k generate calls per question)", sequential)}
-    runs = [methods[b.strip()] for b in args.baselines.split(",") if b.strip()]
-    ours_name = "raftlab hf backend"
-    runs.append((ours_name, None))
-    results, tokens_by = {}, {}
-    for name, fn in runs:
+    runs = [(b.strip(), *methods[b.strip()]) for b in args.baselines.split(",") if b.strip()]
+    runs.append(("raftlab", "raftlab hf backend", None))
+    measured: dict[str, dict] = {}
+    raw: dict[str, tuple[float, float, int]] = {}  # unrounded (wall s, CPU s, tokens)
+    for key, name, fn in runs:
         if fn is None:
             work = lambda: raftlab_sc(backend, prompts, args.k, args.temperature, args.max_new_tokens,  # noqa: E731
                                       DEFAULT_STOP, args.batch_size)
@@ -184,27 +189,59 @@ def main() -> None:
             work = lambda fn=fn: fn(model, tok, prompts, args.k, args.temperature,  # noqa: E731
                                     args.max_new_tokens, DEFAULT_STOP, args.batch_size)
         dt, cpu, toks, memory = _timed(device, work)
-        results[name], tokens_by[name] = (dt, cpu), toks
+        raw[key] = (dt, cpu, toks)
+        measured[key] = {"name": name, "seconds": round(dt, 3), "cpu_seconds": round(cpu, 3), "tokens": toks,
+                         "questions_per_s": round(len(prompts) / dt, 4), "s_per_question": round(dt / len(prompts), 3),
+                         "tokens_per_s": round(toks / dt, 2), **memory}
         print(f"{name:52s} {len(prompts) / dt:8.3f} questions/s  {dt / len(prompts):7.2f} s/question  "
-              f"{toks / dt:9.1f} tokens/s  {toks:7d} tokens  {dt:7.1f} s wall  {cpu:7.1f} s CPU  {memory}")
+              f"{toks / dt:9.1f} tokens/s  {toks:7d} tokens  {dt:7.1f} s wall  {cpu:7.1f} s CPU  "
+              f"{_memory_text(memory)}")
     dtype_used = next(model.parameters()).dtype
+    dtype_name = str(dtype_used).removeprefix("torch.")
     peak = matmul_gflops(dtype_used, device)
-    ours, ours_cpu = results[ours_name]
-    for name, (dt, _) in results.items():
-        flops = 2 * params * tokens_by[name] / dt / 1e9  # weights' multiply-adds per generated token (no attention)
-        print(f"{name:52s} {flops:7.1f} GFLOP/s in the weights = {flops / peak:5.1%} of this machine's "
-              f"{str(dtype_used).removeprefix('torch.')} matmul rate ({peak:.0f} GFLOP/s, measured now)")
-    ours_rate = tokens_by[ours_name] / ours
-    for name, (base, base_cpu) in results.items():
-        if name != ours_name:
-            print(f"speed-up vs {name}: {base / ours:.2f}x wall-clock, {base_cpu / ours_cpu:.2f}x CPU time, "
-                  f"{ours_rate / (tokens_by[name] / base):.2f}x tokens/s")
+    for key, row in measured.items():
+        flops = 2 * params * raw[key][2] / raw[key][0] / 1e9  # weights' multiply-adds per generated token
+        row["weight_gflops"], row["matmul_share"] = round(flops, 2), round(flops / peak, 4)
+        print(f"{row['name']:52s} {flops:7.1f} GFLOP/s in the weights = {flops / peak:5.1%} of this machine's "
+              f"{dtype_name} matmul rate ({peak:.0f} GFLOP/s, measured now)")
+    ours = measured["raftlab"]
+    (t_ours, c_ours, n_ours), ratios = raw["raftlab"], []
+    for key, row in measured.items():
+        if key == "raftlab":
+            continue
+        t, c, n = raw[key]
+        wall, cpu_ratio, rate = t / t_ours, c / max(c_ours, 1e-9), (n_ours / t_ours) / (n / t)
+        print(f"speed-up vs {row['name']}: {wall:.2f}x wall-clock, {cpu_ratio:.2f}x CPU time, {rate:.2f}x tokens/s")
+        row["raftlab_cpu_time_ratio"] = round(cpu_ratio, 3)
+        ratios += [ratio(f"raftlab / {key} HF, wall-clock", wall), ratio(f"raftlab / {key} HF, tokens/s", rate)]
+    heads = [headline(f"raftlab ({dtype_name}, {device})", ours["tokens_per_s"], "tokens/s"),
+             headline("raftlab", ours["questions_per_s"], "questions/s")]
+    one = None
     if args.batch1 if args.batch1 is not None else device == "cpu":
-        batch_one(model, tok, backend, prompts, args, device)
+        one = batch_one(model, tok, backend, prompts, args, device)
+        heads.append(headline("raftlab, batch 1", one["raftlab"]["tokens_per_s"], "tokens/s"))
+        ratios.append(ratio("raftlab / HF generate, batch 1 tokens/s",
+                            one["raftlab"]["tokens_per_s"] / one["hf"]["tokens_per_s"]))
+    settings = {"model": args.model, "random_init": args.random_init, "params_m": round(params / 1e6, 1),
+                "dtype": dtype_name, "device": device, "task": args.task, "questions": len(prompts), "k": args.k,
+                "temperature": args.temperature, "max_new_tokens": args.max_new_tokens,
+                "batch_size": args.batch_size, "baselines": [key for key, _, fn in runs if fn is not None]}
+    if device == "cuda":
+        settings["gpu"] = torch.cuda.get_device_name()
+    name = slug("sc", args.random_init or Path(args.model).name, dtype_name, device)
+    write_result("sc_throughput", {"settings": settings, "matmul_gflops": round(peak, 1), "methods": measured,
+                                   "batch1": one, "headline": heads, "ratios": ratios},
+                 name=name, out=args.out, save=not args.no_save, device=device)
+
+
+def _memory_text(memory: dict) -> str:
+    if "peak_gpu_gib" in memory:
+        return f"peak GPU {memory['peak_gpu_gib']:6.1f} GiB"
+    return f"peak RSS {memory['peak_rss_mib']:7.0f} MiB"
 
 
 def _timed(device: str, work):
-    """``(wall s, CPU s, result, memory text)`` of ``work()``."""
+    """``(wall s, CPU s, result, {"peak_gpu_gib" or "peak_rss_mib": ...})`` of ``work()``."""
     import torch
 
     from raftlab.machine import PeakRSS
@@ -218,8 +255,8 @@ def _timed(device: str, work):
         if device == "cuda":
             torch.cuda.synchronize()
         dt, cpu = time.perf_counter() - t0, time.process_time() - c0
-    memory = (f"peak GPU {torch.cuda.max_memory_allocated() / 2**30:6.1f} GiB" if device == "cuda"
-              else f"peak RSS {mem.peak / 2**20:7.0f} MiB")
+    memory = ({"peak_gpu_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2)} if device == "cuda"
+              else {"peak_rss_mib": round(mem.peak / 2**20)})
     return dt, cpu, result, memory
 
 
@@ -258,7 +295,7 @@ def weight_bytes_per_token(model) -> int:
     return sum(p.numel() * p.element_size() for p in model.parameters() if tied or p is not embed)
 
 
-def batch_one(model, tok, backend, prompts, args, device: str) -> None:
+def batch_one(model, tok, backend, prompts, args, device: str) -> dict:
     """Batch-1 decoding (one prompt, one sample at a time) of HF generate and raftlab vs the bandwidth bound."""
     import torch
 
@@ -284,11 +321,16 @@ def batch_one(model, tok, backend, prompts, args, device: str) -> None:
 
     print(f"batch 1: read bandwidth {bandwidth:.1f} GB/s (measured now), {per_token / 1e6:.0f} MB of weights per "
           f"token -> bound {bound:.1f} tokens/s (prompt prefill included in the timings below)")
-    for name, work in (("HF generate, one prompt at a time", hf_one), ("raftlab hf backend, one prompt at a time",
-                                                                          ours_one)):
+    out = {"read_bandwidth_gbs": round(bandwidth, 2), "weight_mb_per_token": round(per_token / 1e6, 1),
+           "bound_tokens_per_s": round(bound, 2)}
+    for key, name, work in (("hf", "HF generate, one prompt at a time", hf_one),
+                            ("raftlab", "raftlab hf backend, one prompt at a time", ours_one)):
         dt, cpu, toks, memory = _timed(device, work)
+        out[key] = {"name": name, "seconds": round(dt, 3), "cpu_seconds": round(cpu, 3), "tokens": toks,
+                    "tokens_per_s": round(toks / dt, 2), "share_of_bound": round(toks / dt / bound, 4), **memory}
         print(f"{name:52s} {toks / dt:9.1f} tokens/s  {toks:7d} tokens  {dt:7.1f} s wall  = {toks / dt / bound:5.1%}"
-              f" of the bandwidth bound  {memory}")
+              f" of the bandwidth bound  {_memory_text(memory)}")
+    return out
 
 
 if __name__ == "__main__":

@@ -3,7 +3,9 @@
 Both servers run in this process over loopback with the same model; ``--clients`` threads each send one completion
 request (distinct prompts, the same sampling settings, as an eval or teacher client does) at the same moment.
 The baseline is the server before batching: a lock, one request at a time (``create_app(batching=False)``, the
-same code path otherwise). Prints wall time, completion tokens/s, requests/s and the ratio, measured in the same run.
+same code path otherwise). Prints wall time, completion tokens/s, requests/s and the ratio, measured in the same run,
+and writes them as JSON to ``benchmarks/results/serve_<model>_c<clients>.json`` (``--out``;
+``benchmarks/results_io.py``).
 
     taskset -c 1 .venv/bin/python benchmarks/bench_serve.py --model smollm2 --clients 20
 """
@@ -13,6 +15,9 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import time
+from pathlib import Path
+
+from results_io import add_out_argument, headline, ratio, slug, write_result
 
 
 def run_clients(url: str, prompts: list[str], max_tokens: int, temperature: float) -> tuple[float, int]:
@@ -37,6 +42,7 @@ def main() -> None:
     ap.add_argument("--max-tokens", type=int, default=64)
     ap.add_argument("--temperature", type=float, default=0.8)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (pin the process with taskset too)")
+    add_out_argument(ap, "benchmarks/results/serve_<model>_c<clients>.json")
     args = ap.parse_args()
 
     import torch
@@ -53,17 +59,27 @@ def main() -> None:
     print(f"model={args.model} clients={len(prompts)} max_tokens={args.max_tokens} T={args.temperature} "
           f"threads={torch.get_num_threads()}")
     results = {}
-    for label, batching in (("one request at a time (before)", False), ("batched (raftlab serve)", True)):
+    for key, label, batching in (("one_at_a_time", "one request at a time (before)", False),
+                                 ("batched", "batched (raftlab serve)", True)):
         url, stop = serve_in_thread(backend, model_name=args.model, batching=batching)
         try:
             dt, tokens = run_clients(url, prompts, args.max_tokens, args.temperature)
         finally:
             stop()
-        results[label] = dt
-        print(f"{label:32s} {dt:7.1f} s wall  {tokens / dt:8.1f} completion tokens/s  {len(prompts) / dt:6.2f} requests/s"
-              f"  ({tokens} tokens)")
-    before, after = results.values()
-    print(f"speed-up (requests/s, batched / one at a time): {before / after:.2f}x")
+        results[key] = {"name": label, "seconds": round(dt, 3), "completion_tokens": tokens,
+                        "completion_tokens_per_s": round(tokens / dt, 2), "requests_per_s": round(len(prompts) / dt, 3)}
+        print(f"{label:32s} {dt:7.1f} s wall  {tokens / dt:8.1f} completion tokens/s  "
+              f"{len(prompts) / dt:6.2f} requests/s  ({tokens} tokens)")
+    speedup = results["one_at_a_time"]["seconds"] / results["batched"]["seconds"]
+    print(f"speed-up (requests/s, batched / one at a time): {speedup:.2f}x")
+    settings = {"model": args.model, "clients": len(prompts), "max_tokens": args.max_tokens,
+                "temperature": args.temperature, "threads": torch.get_num_threads(), "task": "gsm8k"}
+    heads = [headline("batched", results["batched"]["completion_tokens_per_s"], "completion tokens/s"),
+             headline("batched", results["batched"]["requests_per_s"], "requests/s")]
+    write_result("serve_throughput", {"settings": settings, "servers": results, "headline": heads,
+                                      "ratios": [ratio("batched / one at a time, requests/s", speedup)]},
+                 name=slug("serve", Path(args.model).name, f"c{len(prompts)}"), out=args.out,
+                 save=not args.no_save, device="cpu")
 
 
 if __name__ == "__main__":

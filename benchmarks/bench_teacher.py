@@ -5,8 +5,8 @@ samples of one prompt (``teacher.samples_per_prompt``); a third field ``full`` l
 first answer sentence (a pattern that never matches replaces the stop at the answer: the behaviour before the
 teacher stopped there). ``4:1:full`` is the old study setting (4 prompts, one sample each, whole outputs), the
 baseline of the speed-ups. T = 0.7, up to 256 new tokens. Counts only recorded attempts (samples
-after an example's first kept one are discarded and not counted). Writes a JSON with the machine, versions and
-command.
+after an example's first kept one are discarded and not counted). Writes the result as JSON with the machine,
+versions and command (``benchmarks/results_io.py``) to ``benchmarks/results/teacher_batching.json`` (``--out``).
 
     .venv/bin/python benchmarks/bench_teacher.py --configs 4:1:full 4:1 64:4 --kv-cache-mb 2048 \
         --out benchmarks/results/teacher_batching.json
@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
-import sys
 import tempfile
 import time
 from pathlib import Path
 
+from results_io import add_out_argument, headline, ratio, write_result
 
 #: A stop pattern that never matches: the teacher writes its whole output (the old behaviour).
 NEVER = r"(?!)"
@@ -34,15 +33,11 @@ def main() -> None:
     parser.add_argument("--examples", type=int, default=64)
     parser.add_argument("--max-retries", type=int, default=4)
     parser.add_argument("--kv-cache-mb", type=int, default=None, help="the hf backend's KV-cache cap (default: its own)")
-    parser.add_argument("--out", type=Path, default=None)
+    add_out_argument(parser, "benchmarks/results/teacher_batching.json")
     args = parser.parse_args()
-
-    import torch
-    import transformers
 
     from raftlab.backends import get_backend
     from raftlab.backends.base import SamplingParams
-    from raftlab.machine import describe_machine
     from raftlab.rationales import generate_rationales
     from raftlab.tasks import get_task
 
@@ -73,14 +68,20 @@ def main() -> None:
     base = rows[0]["attempts_per_s"]
     for row in rows:
         row["speedup_vs_first"] = round(row["attempts_per_s"] / base, 2)
-    result = {"benchmark": "teacher_batching", "date": time.strftime("%Y-%m-%d"),
-              "command": shlex.join([sys.executable, *sys.argv]), "machine": describe_machine("cpu"),
-              "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
-              "task": "sst2", "examples": len(examples), "kv_cache_mb": backend.kv_cache_mb, "rows": rows}
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print(json.dumps({r["config"]: r["speedup_vs_first"] for r in rows}))
+    write_result("teacher_batching", {"task": "sst2", "examples": len(examples), "kv_cache_mb": backend.kv_cache_mb,
+                                      "rows": rows, **summarize(rows)},
+                 name="teacher_batching", out=args.out, save=not args.no_save, device="cpu")
+
+
+def summarize(rows: list[dict]) -> dict:
+    """``headline`` (attempts/s of the first and the last config) and ``ratios`` (each config against the first,
+    the baseline measured in the same run)."""
+    first, last = rows[0], rows[-1]
+    return {"headline": [headline(first["config"], first["attempts_per_s"], "attempts/s"),
+                         headline(last["config"], last["attempts_per_s"], "attempts/s")],
+            "ratios": [ratio(f"{r['config']} / {first['config']}, attempts/s", r["speedup_vs_first"])
+                       for r in rows[1:]]}
 
 
 if __name__ == "__main__":

@@ -17,7 +17,8 @@ loss masks and optimizer; only the batching, the loss computation, the attention
 
 Prints trained target tokens/s (tokens whose loss counts) for each and the speed-up over the official recipe.
 On a GPU the rate is per wall-clock second; on a CPU per CPU-second of this process, which other processes on a
-shared machine distort less. Rounds are interleaved and the fastest round of each recipe counts.
+shared machine distort less. Rounds are interleaved and the fastest round of each recipe counts. Writes the result
+as JSON to ``benchmarks/results/train_<model>_<device>.json`` (``--out``; ``benchmarks/results_io.py``).
 
     .venv/bin/python benchmarks/bench_train.py --model smollm2 --threads 1
     .venv/bin/python benchmarks/bench_train.py --model tiny --threads 1
@@ -31,6 +32,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import NamedTuple
+
+from results_io import add_out_argument, headline, ratio, slug, write_result
 
 
 class Recipe(NamedTuple):
@@ -110,6 +113,7 @@ def main() -> None:
     ap.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
                     help="also time bf16 autocast (raftlab, and the official recipe as a reference); default: where "
                          "the device has bf16 hardware")
+    add_out_argument(ap, "benchmarks/results/train_<model>_<device>.json")
     args = ap.parse_args()
 
     import torch
@@ -143,10 +147,29 @@ def main() -> None:
     for rec, (secs, cpu, target, fed, loss) in best.items():
         print(f"{rec.name:54s} {rate[rec]:8.1f} target tokens/{unit}  wall {secs:6.1f} s  CPU {cpu:6.1f} s  "
               f"{target} target / {fed} tokens fed ({target / fed:.0%} useful)  loss {loss:.4f}")
-    print(json.dumps({"model": args.model, "examples": args.examples, "batch_size": args.batch_size,
-                      "threads": torch.get_num_threads(), "device": "cuda" if on_gpu else "cpu"}))
+    device = "cuda" if on_gpu else "cpu"
+    settings = {"model": args.model, "examples": args.examples, "batch_size": args.batch_size,
+                "max_length": args.max_length, "repeats": args.repeats, "threads": torch.get_num_threads(),
+                "device": device, "bf16": bf16, "rate_per": "wall-clock second" if on_gpu else "CPU-second"}
+    print(json.dumps(settings))
+    ratios = []
     for rec in recipes[1:]:
-        print(f"speed-up (target tokens/{unit}) {rec.name.split(' (')[0]} / official: {rate[rec] / rate[OFFICIAL]:.2f}x")
+        short = rec.name.split(" (")[0]
+        print(f"speed-up (target tokens/{unit}) {short} / official: {rate[rec] / rate[OFFICIAL]:.2f}x")
+        ratios.append(ratio(f"{short} / official, target tokens/{unit}", rate[rec] / rate[OFFICIAL]))
+    if bf16:
+        ratios.append(ratio(f"raftlab + bf16 / official + bf16 autocast, target tokens/{unit}",
+                            rate[RAFTLAB_BF16] / rate[OFFICIAL_BF16]))
+    default = RAFTLAB_BF16 if bf16 else RAFTLAB
+    recipes_out = {rec.name: {"target_tokens_per_unit": round(rate[rec], 2), "wall_seconds": round(r[0], 2),
+                              "cpu_seconds": round(r[1], 2), "target_tokens": r[2], "tokens_fed": r[3],
+                              "train_loss": round(r[4], 4)} for rec, r in best.items()}
+    heads = [headline(default.name.split(" (")[0], round(rate[default], 2), f"target tokens/{unit}"),
+             headline("official", round(rate[OFFICIAL], 2), f"target tokens/{unit}")]
+    write_result("train_throughput", {"settings": settings, "unit": f"target tokens/{unit}",
+                                      "recipes": recipes_out, "headline": heads, "ratios": ratios},
+                 name=slug("train", Path(args.model).name, device), out=args.out, save=not args.no_save,
+                 device=device)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,9 @@
 """Record a finished study run as a committed result: the machine, versions, command and config, each stage's wall
 time, the teacher's kept rate, how each arm's training stopped, each arm's accuracy and ECE, and RAFT vs FT with
-CIs and the artifact-check verdict per task (from the run's manifest, stats and analysis.json).
+CIs and the artifact-check verdict per task (from the run's manifest, stats and analysis.json). The machine and
+versions are this process's (record on the machine that ran the study); ``--command`` is the study's command line,
+and ``recorded_with`` this one's. Writes ``benchmarks/results/study_<run folder>.json`` (``--out``;
+``benchmarks/results_io.py``).
 
     .venv/bin/python benchmarks/record_study.py runs/real --command "raftlab study --preset real" \
         --out benchmarks/results/real_preset_seed0.json
@@ -10,9 +13,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from datetime import datetime
 from pathlib import Path
+
+from results_io import add_out_argument, command_line, environment, headline, slug, write_result
 
 
 def _stage_times(manifest: dict) -> tuple[dict[str, float], float]:
@@ -48,29 +52,36 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run", type=Path)
     parser.add_argument("--command", required=True, help="the command that made the run")
-    parser.add_argument("--out", type=Path, required=True)
+    add_out_argument(parser, "benchmarks/results/study_<run folder>.json")
     args = parser.parse_args()
 
-    import torch
-    import transformers
     import yaml
-
-    from raftlab.machine import describe_machine
 
     run = args.run
     manifest = json.loads((run / "manifest.json").read_text())
     analysis = json.loads((run / "analysis" / "analysis.json").read_text())
     seconds, wall = _stage_times(manifest)
-    result = {"benchmark": "study_run", "date": time.strftime("%Y-%m-%d"), "command": args.command,
-              "machine": describe_machine("cpu"),
-              "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
-              "config": yaml.safe_load((run / "study.yaml").read_text()),
+    common = environment("cpu") | {"command": args.command, "recorded_with": command_line()}
+    result = {"config": yaml.safe_load((run / "study.yaml").read_text()),
               "wall_seconds": wall, "stage_seconds": seconds,
               "tasks": [_task_record(row, run) for row in analysis["tasks"]],
               "fit": analysis.get("fit"), "notes": analysis.get("notes")}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    result.update(summarize(result))
     print(json.dumps({"wall_seconds": wall, "tasks": [t["task"] for t in result["tasks"]]}))
+    write_result("study_run", result, name=slug("study", run.resolve().name), out=args.out, save=not args.no_save,
+                 common=common)
+
+
+def summarize(result: dict) -> dict:
+    """``headline``: the run's wall time and each task's ΔAcc and ΔECE (RAFT vs FT); no ratios (a study has no
+    baseline run)."""
+    heads = [headline("wall", round(result["wall_seconds"] / 60, 1), "min")]
+    for task in result["tasks"]:
+        for metric, label in (("delta_acc", "ΔAcc"), ("delta_ece", "ΔECE")):
+            value = (task.get("raft_vs_ft") or {}).get(metric) or {}
+            if value.get("value") is not None:
+                heads.append(headline(f"{task['task']} {label}", round(value["value"], 3), ""))
+    return {"headline": heads, "ratios": []}
 
 
 if __name__ == "__main__":
