@@ -157,15 +157,17 @@ def main() -> None:
                          ("gsm8k", "svamp", "creak") else None)
     prompts = [task.prompt(e, "cot") for e in examples]
     kv_mb = 512 if device == "cpu" else 60_000
+    prompts_per_batch = max(1, args.batch_size // args.k)  # the backend's batch unit: prompts, each with k samples
     if args.random_init:
         tok = load_tokenizer(args.model)
         if tok.pad_token_id is None:
             tok.pad_token = tok.eos_token
         model = _random_model(args.random_init, tok, dtype, device)
-        backend = HFBackend(copy.deepcopy(model), tokenizer=tok, device=device, batch_size=args.batch_size,
+        backend = HFBackend(copy.deepcopy(model), tokenizer=tok, device=device, batch_size=prompts_per_batch,
                             kv_cache_mb=kv_mb)
     else:
-        backend = HFBackend(args.model, dtype=args.dtype, device=device, batch_size=args.batch_size, kv_cache_mb=kv_mb)
+        backend = HFBackend(args.model, dtype=args.dtype, device=device, batch_size=prompts_per_batch,
+                            kv_cache_mb=kv_mb)
         # the baselines get their own, unmodified model (the backend changes its own model's kernels in place)
         model, tok = load_model(args.model, dtype=next(backend.model.parameters()).dtype, device=device)
         if tok.pad_token_id is None:
@@ -267,7 +269,7 @@ def read_bandwidth(megabytes: int = 512, repeats: int = 5) -> float:
     after a warm-up pass."""
     import torch
 
-    from raftlab.backends.native_kernels import load_extension, native_enabled
+    from raftlab.engine.native_build import load_extension, native_enabled
 
     x = torch.ones(megabytes * 2**20 // 4)
     reads = [lambda: x.view(torch.uint8).max(), lambda: x.sum()]

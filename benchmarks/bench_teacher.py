@@ -50,7 +50,7 @@ def main() -> None:
         for config in args.configs:
             size, samples, *rest = config.split(":")
             size, samples, whole = int(size), int(samples), rest == ["full"]
-            backend.batch_size = size * samples  # rows per forward, as a study sizes its hf teacher
+            backend.batch_size = size  # prompts per forward (each with its samples), as a study sizes its hf teacher
             sampling = SamplingParams(temperature=0.7, max_new_tokens=256, seed=0,
                                       stop_regex=NEVER if whole else None)
             t0 = time.perf_counter()

@@ -49,7 +49,7 @@ def zero_shot(tasks: list[str], n: int, seed: int) -> list[dict]:
     from raftlab.inference import DEFAULT_STOP
     from raftlab.tasks import get_task
 
-    backend = HFBackend("smollm2", batch_size=16)
+    backend = HFBackend("smollm2", batch_size=8)  # prompts per forward, each with its 2 samples
     out = []
     for name in tasks:
         task = get_task(name)

@@ -1,5 +1,6 @@
-"""The architecture is a checked contract: the pipeline's layers (pyproject's import-linter contract) and no
-import circles between raftlab's modules (docs/ARCHITECTURE.md)."""
+"""The architecture is a checked contract: the pipeline's layers and the decoding engine kept behind the hf
+backend (pyproject's import-linter contracts), and no import circles between raftlab's modules
+(docs/ARCHITECTURE.md)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,18 @@ def test_pipeline_layers_contract_holds():
     from importlinter.application.use_cases import lint_imports
 
     assert lint_imports(config_filename=str(ROOT / "pyproject.toml")) is True
+
+
+def test_only_the_hf_backend_imports_the_engine():
+    """Every module, including ones added after the forbidden contract's list was written: raftlab.engine is
+    imported directly only by raftlab.backends.hf (and by its own modules)."""
+    import grimp
+
+    graph = grimp.build_graph("raftlab")
+    engine = {"raftlab.engine", *graph.find_descendants("raftlab.engine")}
+    importers = graph.find_modules_that_directly_import("raftlab.engine", as_package=True) - engine
+    assert importers == {"raftlab.backends.hf"}
+    assert not any(m.startswith("raftlab.backends") for e in engine for m in graph.find_modules_directly_imported_by(e))
 
 
 def _cycles(edges: dict[str, set[str]]) -> list[list[str]]:

@@ -21,7 +21,7 @@ def _backend(**options):
 
 def test_cascade_is_used_and_matches_repeated_caches():
     cascade, plain = _backend(), _backend(cascade=False)
-    assert cascade._cascade and not plain._cascade
+    assert cascade.decoder.cascade and not plain.decoder.cascade
     params = SamplingParams(n=5, temperature=0.9, max_new_tokens=24, seed=7, stop=("5",))
     a, b = cascade.generate(PROMPTS, params), plain.generate(PROMPTS, params)
     assert [[g.text for g in row] for row in a] == [[g.text for g in row] for row in b]
@@ -34,7 +34,7 @@ def test_cascade_is_used_and_matches_repeated_caches():
 def test_cascade_attention_equals_attention_over_the_concatenation():
     import types
 
-    from raftlab.backends.cascade import CascadeCache, cascade_attention
+    from raftlab.engine.cascade_attention import CascadeCache, cascade_attention
 
     torch.manual_seed(0)
     p, n, heads, kv_heads, dim, lp, lg = 3, 4, 6, 2, 8, 7, 5
@@ -66,7 +66,7 @@ def test_cascade_attention_equals_attention_over_the_concatenation():
 
 
 def test_fused_rmsnorm_matches_the_model_and_packing_keeps_outputs():
-    from raftlab.backends.cpu_kernels import fuse_rmsnorms, pack_linear_layers, packing_available
+    from raftlab.engine.cpu_kernels import fuse_rmsnorms, pack_linear_layers, packing_available
     from raftlab.models import load_model
 
     model, tok = load_model("tiny", dtype=torch.float32, device="cpu")

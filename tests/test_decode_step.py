@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from raftlab.backends.base import SamplingParams
-from raftlab.backends.decode_step import decode_step_for
-from raftlab.backends.kv_cache import growing_cache
+from raftlab.engine.decode_step import decode_step_for
+from raftlab.engine.kv_cache import growing_cache
 
 pytestmark = pytest.mark.slow
 
@@ -78,8 +78,8 @@ def test_generations_are_those_of_the_models_forward(n):
     from raftlab.backends.hf import HFBackend
 
     lean, plain = HFBackend("tiny", batch_size=64), HFBackend("tiny", batch_size=64)
-    plain._decode_step = None
-    assert lean._decode_step is not None
+    plain.decoder.decode_step = None
+    assert lean.decoder.decode_step is not None
     params = SamplingParams(n=n, temperature=0.9, max_new_tokens=20, seed=3, stop=("5",))
     a, b = lean.generate(PROMPTS, params), plain.generate(PROMPTS, params)
     assert [[g.text for g in row] for row in a] == [[g.text for g in row] for row in b]
@@ -87,7 +87,7 @@ def test_generations_are_those_of_the_models_forward(n):
 
 
 def test_bf16_step_with_fused_products_is_within_rounding():
-    from raftlab.backends.cpu_kernels import packing_available, speed_up_for_cpu_inference
+    from raftlab.engine.cpu_kernels import packing_available, speed_up_for_cpu_inference
 
     if not packing_available():
         pytest.skip("no oneDNN packed bf16 kernels / bf16 instructions on this CPU")

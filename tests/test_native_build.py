@@ -15,9 +15,9 @@ import time
 
 import pytest
 
-from raftlab.backends import native_kernels
+from raftlab.engine import native_build
 
-LOGGER = "raftlab.backends.native_kernels"
+LOGGER = "raftlab.engine.native_build"
 
 
 @pytest.fixture
@@ -27,13 +27,13 @@ def fake_build(monkeypatch, tmp_path):
     from torch.utils import cpp_extension
 
     monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
-    monkeypatch.setattr(native_kernels, "_loaded", {})
+    monkeypatch.setattr(native_build, "_loaded", {})
     seen = []
 
     def load(name, **_):
         build_dir = tmp_path / name
-        seen.append({"torch_lock": (build_dir / native_kernels.TORCH_LOCK_NAME).exists(),
-                     "our_lock_held": _locked(build_dir / native_kernels.LOCK_NAME)})
+        seen.append({"torch_lock": (build_dir / native_build.TORCH_LOCK_NAME).exists(),
+                     "our_lock_held": _locked(build_dir / native_build.LOCK_NAME)})
         return "module"
 
     monkeypatch.setattr(cpp_extension, "load", load)
@@ -53,28 +53,28 @@ def _locked(path) -> bool:
 
 
 def test_a_stale_torch_lock_is_removed_under_raftlabs_lock(fake_build, tmp_path, caplog):
-    build_dir = tmp_path / native_kernels.extension_name(False)
+    build_dir = tmp_path / native_build.extension_name(False)
     build_dir.mkdir()
-    (build_dir / native_kernels.TORCH_LOCK_NAME).touch()  # what a killed build leaves
+    (build_dir / native_build.TORCH_LOCK_NAME).touch()  # what a killed build leaves
     with caplog.at_level(logging.INFO, logger=LOGGER):
-        assert native_kernels.load_extension(False) == "module"
+        assert native_build.load_extension(False) == "module"
     assert fake_build == [{"torch_lock": False, "our_lock_held": True}]
     assert "removed the stale torch build lock" in caplog.text
-    assert (build_dir / native_kernels.LOCK_NAME).read_text().strip() == str(os.getpid())
-    assert not _locked(build_dir / native_kernels.LOCK_NAME)  # released after the build
+    assert (build_dir / native_build.LOCK_NAME).read_text().strip() == str(os.getpid())
+    assert not _locked(build_dir / native_build.LOCK_NAME)  # released after the build
 
 
 def test_a_held_build_lock_times_out_naming_its_holder(fake_build, tmp_path, monkeypatch, caplog):
-    build_dir = tmp_path / native_kernels.extension_name(False)
+    build_dir = tmp_path / native_build.extension_name(False)
     build_dir.mkdir()
-    fd = os.open(build_dir / native_kernels.LOCK_NAME, os.O_RDWR | os.O_CREAT)
+    fd = os.open(build_dir / native_build.LOCK_NAME, os.O_RDWR | os.O_CREAT)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         os.write(fd, b"4242\n")  # another builder, still alive
         monkeypatch.setenv("RAFTLAB_BUILD_TIMEOUT", "0.3")
         start = time.monotonic()
         with caplog.at_level(logging.WARNING, logger=LOGGER):
-            assert native_kernels.load_extension(False) is None  # callers keep their Python paths
+            assert native_build.load_extension(False) is None  # callers keep their Python paths
         assert time.monotonic() - start < 30
     finally:
         os.close(fd)
@@ -87,29 +87,29 @@ def test_a_held_build_lock_times_out_naming_its_holder(fake_build, tmp_path, mon
 def test_the_name_changes_with_torch_compiler_flags_and_source(monkeypatch, tmp_path):
     import torch
 
-    name = native_kernels.extension_name(False)
+    name = native_build.extension_name(False)
     assert name.startswith("raftlab_one_row_portable_torch") and name.isidentifier()
-    assert native_kernels.extension_name(True) != name
+    assert native_build.extension_name(True) != name
     monkeypatch.setattr(torch, "__version__", "9.9.9+cpu")
-    assert "torch9_9_9_cpu" in native_kernels.extension_name(False)
+    assert "torch9_9_9_cpu" in native_build.extension_name(False)
     monkeypatch.undo()
     compiler = tmp_path / "fake-c++"
     compiler.write_text("#!/bin/sh\necho 'fake c++ 99.1'\n")
     compiler.chmod(0o755)
     monkeypatch.setenv("CXX", str(compiler))
-    assert native_kernels.extension_name(False) != name
+    assert native_build.extension_name(False) != name
     monkeypatch.delenv("CXX")
     source = tmp_path / "one_row_step.cpp"
-    source.write_bytes(native_kernels.SOURCE.read_bytes() + b"\n// changed\n")
-    monkeypatch.setattr(native_kernels, "SOURCE", source)
-    assert native_kernels.extension_name(False) != name
+    source.write_bytes(native_build.SOURCE.read_bytes() + b"\n// changed\n")
+    monkeypatch.setattr(native_build, "SOURCE", source)
+    assert native_build.extension_name(False) != name
 
 
 BUILD = """
 import logging, sys
 logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(levelname)s %(message)s")
-from raftlab.backends import native_kernels
-module = native_kernels.load_extension(False)
+from raftlab.engine import native_build
+module = native_build.load_extension(False)
 print("LOADED" if module is not None and module.uses_avx512_bf16() is False else "FAILED", flush=True)
 """
 

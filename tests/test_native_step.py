@@ -14,9 +14,9 @@ import time
 import pytest
 import torch
 
-from raftlab.backends import native_kernels, native_step
 from raftlab.backends.base import SamplingParams
-from raftlab.backends.kv_cache import growing_cache
+from raftlab.engine import native_build, one_row_step
+from raftlab.engine.kv_cache import growing_cache
 from raftlab.machine import cpu_flags
 
 pytestmark = pytest.mark.slow
@@ -68,7 +68,7 @@ def _logits_three_ways(model, step, prompt, tokens, capacity=64):
 @pytest.mark.parametrize("kind", ["llama", "qwen2", "qwen3"])
 def test_native_logits_are_as_close_to_float32_as_the_bf16_forward(kind, avx512_bf16):
     model = _random_model(kind)
-    step = native_step.one_row_step_for(model, avx512_bf16=avx512_bf16)
+    step = one_row_step.one_row_step_for(model, avx512_bf16=avx512_bf16)
     assert step is not None and step.extension.uses_avx512_bf16() is avx512_bf16
     prompt = torch.randint(3, 97, (1, 11))
     for exact, theirs, ours in _logits_three_ways(model, step, prompt, [5, 17, 60, 2]):
@@ -81,7 +81,7 @@ def test_native_logits_are_as_close_to_float32_as_the_bf16_forward(kind, avx512_
 @needs_compiler
 def test_cache_growth_and_threads_do_not_change_the_logits():
     model = _random_model("qwen2")
-    step = native_step.one_row_step_for(model, avx512_bf16=HAS_AVX512_BF16)
+    step = one_row_step.one_row_step_for(model, avx512_bf16=HAS_AVX512_BF16)
     prompt = torch.randint(3, 97, (1, 9))
     tokens = [5, 17, 60, 2, 9, 33]
     roomy = _logits_three_ways(model, step, prompt, tokens)
@@ -100,7 +100,7 @@ def test_cache_growth_and_threads_do_not_change_the_logits():
 @needs_compiler
 @pytest.mark.parametrize("avx512_bf16", BUILDS)
 def test_matvec_matches_torch(avx512_bf16):
-    ext = native_kernels.load_extension(avx512_bf16)
+    ext = native_build.load_extension(avx512_bf16)
     torch.manual_seed(1)
     for rows, cols in ((7, 64), (97, 128), (5, 40)):  # row tails, a width that is not a multiple of 32
         w, x = torch.randn(rows, cols).bfloat16(), torch.randn(cols).bfloat16()
@@ -112,7 +112,7 @@ def test_matvec_matches_torch(avx512_bf16):
 @needs_compiler
 @pytest.mark.parametrize("avx512_bf16", BUILDS)
 def test_norm_and_rotary_helpers_match_torch(avx512_bf16):
-    ext = native_kernels.load_extension(avx512_bf16)
+    ext = native_build.load_extension(avx512_bf16)
     torch.manual_seed(2)
     x, w = torch.randn(5, 1, 72).bfloat16(), torch.rand(72) + 0.5  # 72: a vector part and a scalar tail
     exact = torch.nn.functional.rms_norm(x.float(), (72,), w, 1e-6)
@@ -142,11 +142,11 @@ def test_backend_decodes_single_prompts_natively_and_greedily_like_float32():
     params = SamplingParams(n=1, temperature=0, max_new_tokens=12)
     native = HFBackend(model, tokenizer=tok, device="cpu")
     native.warm_up()  # what `raftlab serve` does before its first request
-    assert isinstance(native._one_row, native_step.OneRowStep)
+    assert isinstance(native.decoder.one_row, one_row_step.OneRowStep)
     ours = native.generate(["hello there"], params)[0][0]
     backend = HFBackend(reference, tokenizer=tok, device="cpu")
     theirs = backend.generate(["hello there"], params)[0][0]
-    assert backend._one_row is False  # float32: the Python step
+    assert backend.decoder.one_row is False  # float32: the Python step
     assert ours.num_tokens == theirs.num_tokens > 3 and ours.text == theirs.text
 
 
@@ -154,15 +154,15 @@ def test_fallbacks(monkeypatch, caplog, tmp_path):
     """Needs no compiler: the build is faked."""
     monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
     model = _random_model("llama")
-    assert native_step.one_row_step_for(_random_model("llama", torch.float32)) is None  # bf16 only
+    assert one_row_step.one_row_step_for(_random_model("llama", torch.float32)) is None  # bf16 only
     monkeypatch.setenv("RAFTLAB_NATIVE", "0")
-    assert native_step.one_row_step_for(model) is None
+    assert one_row_step.one_row_step_for(model) is None
     monkeypatch.delenv("RAFTLAB_NATIVE")
     import raftlab.machine
 
     with monkeypatch.context() as m:  # a CPU without AVX-512 BF16: the portable loops are not used for speed
         m.setattr(raftlab.machine, "cpu_flags", lambda: frozenset({"avx2"}))
-        assert native_kernels.load_extension() is None and native_step.one_row_step_for(model) is None
+        assert native_build.load_extension() is None and one_row_step.one_row_step_for(model) is None
 
     from torch.utils import cpp_extension
 
@@ -170,9 +170,9 @@ def test_fallbacks(monkeypatch, caplog, tmp_path):
         raise RuntimeError("Error building extension: c++: command not found")
 
     monkeypatch.setattr(cpp_extension, "load", no_compiler)
-    monkeypatch.setattr(native_kernels, "_loaded", {})
-    with caplog.at_level(logging.WARNING, logger="raftlab.backends.native_kernels"):
-        assert native_step.one_row_step_for(model, avx512_bf16=False) is None
+    monkeypatch.setattr(native_build, "_loaded", {})
+    with caplog.at_level(logging.WARNING, logger="raftlab.engine.native_build"):
+        assert one_row_step.one_row_step_for(model, avx512_bf16=False) is None
     assert "unavailable" in caplog.text and "command not found" in caplog.text
 
 
@@ -181,9 +181,9 @@ def test_fallbacks(monkeypatch, caplog, tmp_path):
 def test_native_cascade_merge_equals_attention_over_the_concatenation(avx512_bf16):
     import types
 
-    from raftlab.backends.cascade import CascadeCache, cascade_attention
+    from raftlab.engine.cascade_attention import CascadeCache, cascade_attention
 
-    ext = native_kernels.load_extension(avx512_bf16)
+    ext = native_build.load_extension(avx512_bf16)
     torch.manual_seed(0)
     p, n, heads, kv_heads, dim, lp, lg = 3, 4, 6, 2, 32, 7, 5
     bf = torch.bfloat16
@@ -240,7 +240,7 @@ def _replaced(args: tuple, **changes) -> tuple:
 @pytest.mark.parametrize("avx512_bf16", BUILDS)
 def test_the_step_rejects_wrong_arguments_before_touching_memory(avx512_bf16):
     model = _random_model("qwen3")  # q/k norms
-    step = native_step.one_row_step_for(model, avx512_bf16=avx512_bf16)
+    step = one_row_step.one_row_step_for(model, avx512_bf16=avx512_bf16)
     cache = _prefilled_cache(model)
     args = step.arguments(5, 6, cache)
     keys, values, layers = args[7], args[8], args[6]
@@ -284,7 +284,7 @@ def test_the_step_rejects_wrong_arguments_before_touching_memory(avx512_bf16):
 @needs_compiler
 @pytest.mark.parametrize("avx512_bf16", BUILDS)
 def test_the_helpers_reject_wrong_arguments(avx512_bf16):
-    ext = native_kernels.load_extension(avx512_bf16)
+    ext = native_build.load_extension(avx512_bf16)
     bf = torch.bfloat16
     w = torch.randn(8, 64).to(bf)
     with pytest.raises(RuntimeError, match="contiguous 2-D"):
@@ -331,7 +331,7 @@ def test_the_native_step_releases_the_gil():
     raised far beyond the test's deadline, so the main thread never hands the GIL over on its own, and the steps'
     logits are kept (freeing a tensor releases the GIL): the counter can move only while a step has released it."""
     model = _random_model("llama")
-    step = native_step.one_row_step_for(model, avx512_bf16=False)
+    step = one_row_step.one_row_step_for(model, avx512_bf16=False)
     args = step.arguments(5, 6, _prefilled_cache(model))
     ready, stop, count = threading.Event(), threading.Event(), [0]
 

@@ -1,11 +1,11 @@
-"""The hf backend's vectorised sampler: right distribution, never a zero-probability token, and each row's draw
+"""The engine's vectorised sampler: right distribution, never a zero-probability token, and each row's draw
 depends only on its own seed and step."""
 
 from __future__ import annotations
 
 import torch
 
-from raftlab.backends.hf import sample_rows, step_uniforms
+from raftlab.engine.sampling import sample_rows, step_uniforms
 
 
 def test_uniforms_are_uniform_and_independent_of_the_batch():
@@ -39,27 +39,28 @@ def test_a_rows_sample_does_not_depend_on_the_other_rows():
 
 def test_a_shared_prompt_prefix_is_prefilled_once_with_the_same_result(hf):
     from raftlab.backends.base import SamplingParams
-    from raftlab.backends.hf import MIN_SHARED_PREFIX
+    from raftlab.engine.prefill import MIN_SHARED_PREFIX
 
     demos = "Question: Ann has 2 pens and buys 3 more. How many pens? The answer is 5.\n\n" * 3
     prompts = [demos + f"Question: Tom has {i} apples and eats one. How many apples?" for i in (3, 12, 7)]
     encoded = hf._encode(prompts)
-    model, shapes = hf.model, []
+    decoder = hf.decoder
+    model, shapes = decoder.model, []
 
     def recording(**kw):
         shapes.append(tuple(kw["input_ids"].shape))
         return model(**kw)
 
     recording.config = model.config
-    hf.model = recording
+    decoder.model = recording
     try:
-        cache, logits, attn, _ = hf._prefill(encoded)
+        cache, logits, attn, _ = decoder.prefill(encoded)
     finally:
-        hf.model = model
+        decoder.model = model
     shared = shapes[0][1]
     assert shapes[0][0] == 1 and shared >= MIN_SHARED_PREFIX  # the prefix, once
     assert shapes[1] == (3, max(len(e) for e in encoded) - shared)  # then each prompt's own tokens
-    alone = [hf._prefill([e])[1] for e in encoded]
+    alone = [decoder.prefill([e])[1] for e in encoded]
     assert torch.allclose(logits, torch.cat(alone), atol=2e-3)  # float sums in another order
     greedy = SamplingParams(n=1, temperature=0.0, max_new_tokens=12)
     together = [row[0].text for row in hf.generate(prompts, greedy)]

@@ -66,6 +66,10 @@ class Backend(Protocol):
 
     Prompts are plain strings: the exact text the model continues. Backends
     that talk to chat models wrap them in a single user message.
+
+    Batch sizes count prompts: a backend that batches locally (hf's ``batch_size``) decodes that many prompts per
+    forward, each with all its ``params.n`` samples, and does the row arithmetic (prompts x samples, a KV-cache
+    cap) itself; callers pass the number of prompts (questions) they send together, never ``batch_size * n``.
     """
 
     name: str

@@ -1,122 +1,24 @@
-"""transformers backend (CPU or GPU) with a fast sampling loop for self-consistency.
+"""transformers backend (CPU or GPU): the adapter between raftlab's :class:`~raftlab.backends.base.Backend`
+protocol and a loaded causal LM.
 
-For a batch of prompts the loop prefills each prompt once, repeats its KV cache for the ``n`` samples,
-samples every row in one vectorised step from a counter-based hash of its own sequence seed and the step (so
-results depend neither on batch composition nor on the device, and nothing leaves the device but the chosen ids),
-and drops finished sequences from the batch at each step (EOS or a stop string), so that no compute is
-spent on sequences that are done.
+It owns what a caller sees: prompt formatting (raw text, or a chat with an optional system message), tokenizing,
+the batch size (in prompts, each with all its samples), stop strings and regexes applied to the text, the
+:class:`~raftlab.backends.base.Generation` records, and scoring. Sampling itself runs in
+:class:`raftlab.engine.decoder.Decoder` (shared-prefix prefill, cascade attention, CPU kernels, seeded per-row
+sampling: results depend neither on batch composition nor on the device).
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import hashlib
-import random
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from raftlab.backends.base import TEACHER_SYSTEM_PROMPT, ContinuationScore, Generation, SamplingParams
 
-
-def sequence_seed(seed: int | None, prompt: str, sample_index: int) -> int | None:
-    """Stable per-(prompt, sample) seed, independent of batching and process."""
-    if seed is None:
-        return None
-    digest = hashlib.sha256(f"{seed}\x00{sample_index}\x00{prompt}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
-
-
-def _signed64(value: int) -> int:
-    return value - (1 << 64) if value >= 1 << 63 else value
-
-
-_GOLDEN = _signed64(0x9E3779B97F4A7C15)
-_MIX1 = _signed64(0xBF58476D1CE4E5B9)
-_MIX2 = _signed64(0x94D049BB133111EB)
-
-
-def _shift_right(x, bits: int):
-    """Logical right shift of int64 tensors holding uint64 bits (torch's ``>>`` is arithmetic)."""
-    return (x >> bits) & ((1 << (64 - bits)) - 1)
-
-
-def _splitmix64(x):
-    """SplitMix64 of an int64 tensor (uint64 bits; multiplication wraps), the same on every device."""
-    x = x + _GOLDEN
-    x = (x ^ _shift_right(x, 30)) * _MIX1
-    x = (x ^ _shift_right(x, 27)) * _MIX2
-    return x ^ _shift_right(x, 31)
-
-
-def step_uniforms(seeds, step: int):
-    """One uniform in [0, 1) per row for decoding step ``step``: a counter-based hash of the row's sequence seed
-    and the step, so a row's draws depend on nothing else (not the batch, the device or the other rows)."""
-    import torch
-
-    bits = _splitmix64(_splitmix64(seeds) + step)
-    return _shift_right(bits, 11).to(torch.float64) / float(1 << 53)
-
-
-#: Tokens per block of the two-level inverse CDF in :func:`sample_rows`.
-CDF_BLOCK = 256
-
-
-def sample_rows(probs, seeds, step: int):
-    """Inverse-CDF sampling of every row at once: the token whose cumulative probability first exceeds the row's
-    uniform; cumulative sums in float64, and never a token of probability zero.
-
-    Two levels, because a cumulative sum over a 50k vocabulary is sequential and was a twentieth of a CPU decoding
-    step: the sums of blocks of :data:`CDF_BLOCK` tokens find the block, and a cumulative sum inside that block
-    finds the token. Block sums are float32 sums of 256 float32 numbers; where their rounding disagrees with the
-    float64 sum inside the block, the block's last token of non-zero probability is taken."""
-    import torch
-
-    rows, vocab = probs.shape
-    blocks = -(-vocab // CDF_BLOCK)
-    padded = probs if vocab == blocks * CDF_BLOCK else torch.nn.functional.pad(probs, (0, blocks * CDF_BLOCK - vocab))
-    padded = padded.view(rows, blocks, CDF_BLOCK)
-    block_cdf = padded.sum(dim=-1).to(torch.float64).cumsum_(dim=-1)  # (rows, blocks)
-    target = step_uniforms(seeds, step).to(probs.device)[:, None] * block_cdf[:, -1:]
-    block = torch.searchsorted(block_cdf, target, right=True).clamp_(max=blocks - 1)  # (rows, 1)
-    before = torch.where(block > 0, block_cdf.gather(1, (block - 1).clamp(min=0)), 0.0)
-    inside = padded.gather(1, block[:, :, None].expand(rows, 1, CDF_BLOCK))[:, 0].to(torch.float64)
-    local = torch.searchsorted(inside.cumsum(dim=-1), target - before, right=True)  # (rows, 1)
-    # rounding between the block sums and the cumulative sum inside a block can put the target past the block's
-    # end: then the block's last token of non-zero probability
-    last_nonzero = CDF_BLOCK - 1 - (inside > 0).flip(-1).to(torch.int8).argmax(dim=-1, keepdim=True)
-    local = torch.minimum(local, last_nonzero)
-    return (block * CDF_BLOCK + local)[:, 0].clamp_(max=vocab - 1)
-
-
-#: Shared prompt tokens from which the prefix is prefilled once for a whole batch (shorter ones are not worth it).
-MIN_SHARED_PREFIX = 16
-
-
-def _common_prefix_length(rows: list[list[int]]) -> int:
-    first, length = rows[0], min(len(r) for r in rows)
-    for r in rows[1:]:
-        i = 0
-        while i < length and r[i] == first[i]:
-            i += 1
-        length = i
-    return length
-
-
-def _filter_logits(logits, top_k: int, top_p: float):
-    import torch
-
-    if top_k and top_k > 0 and top_k < logits.shape[-1]:
-        kth = torch.topk(logits, top_k, dim=-1).values[..., -1, None]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    if top_p < 1.0:
-        sorted_logits, sorted_idx = torch.sort(logits, descending=True, dim=-1)
-        cum = torch.softmax(sorted_logits, dim=-1).cumsum(dim=-1)
-        remove = cum - torch.softmax(sorted_logits, dim=-1) >= top_p  # keep the token that crosses top_p
-        sorted_logits = sorted_logits.masked_fill(remove, float("-inf"))
-        logits = torch.full_like(logits, float("-inf")).scatter(-1, sorted_idx, sorted_logits)
-    return logits
+#: Sequences (prompts x samples) per generation forward when no batch size is given.
+DEFAULT_ROWS_PER_FORWARD = 40
 
 
 class HFBackend:
@@ -134,7 +36,7 @@ class HFBackend:
         tokenizer: Any = None,
         dtype: Any = None,
         device: str | None = None,
-        batch_size: int = 40,
+        batch_size: int | None = None,
         score_batch_size: int = 8,
         chat_template: bool | None = None,
         kv_cache_mb: int | None = None,
@@ -142,20 +44,18 @@ class HFBackend:
         cpu_kernels: bool = True,
         **from_pretrained: Any,
     ) -> None:
-        """``batch_size``: sequences (prompts x samples) per generation forward; ``score_batch_size``: texts per
+        """``batch_size``: prompts per generation forward, each decoded with all its ``params.n`` samples
+        (default: as many as make :data:`DEFAULT_ROWS_PER_FORWARD` sequences); ``score_batch_size``: texts per
         scoring forward (full-vocabulary logits of every position, so keep it small); ``kv_cache_mb``: the KV
         cache one generation batch may hold (prompt + budget, for every sample), which caps the batch for long
         prompts so that memory stays bounded (default: 512 on a CPU, a quarter of the free memory on a GPU);
-        ``cascade``: on a CPU, decode k > 1 samples per prompt with cascade attention (each prompt's KV cache read
-        once for its samples, :mod:`raftlab.backends.cascade`; False: the model's own attention over repeated
-        caches); ``cpu_kernels``: on a CPU, fused RMSNorm and (with bf16 instructions) bf16 linear layers that keep
-        a oneDNN-prepacked copy of their weight (:mod:`raftlab.backends.cpu_kernels`; the weights held twice; a
-        model object passed in is changed in place), and decoding steps of Llama-family models without
-        transformers' per-call machinery (:mod:`raftlab.backends.decode_step`; in bf16 a stacked q/k/v copy, ~20%
-        of the layers' weights once more), with a single bf16 sequence decoded by one native call per token
-        (:mod:`raftlab.backends.native_step`). Further keyword arguments go to transformers' ``from_pretrained``
-        (e.g. ``attn_implementation="sdpa"``)."""
+        ``cascade`` and ``cpu_kernels``: the CPU decoding paths of :class:`raftlab.engine.decoder.Decoder` (cascade
+        attention for k > 1 samples per prompt; prepacked bf16 linears, fused RMSNorm, the lean and the native
+        decoding steps; a model object passed in is changed in place). Further keyword arguments go to
+        transformers' ``from_pretrained`` (e.g. ``attn_implementation="sdpa"``)."""
         import torch
+
+        from raftlab.engine.decoder import Decoder
 
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -174,7 +74,8 @@ class HFBackend:
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.device = device
-        self.batch_size = max(1, batch_size)
+        #: prompts per generation forward (None: :data:`DEFAULT_ROWS_PER_FORWARD` sequences' worth)
+        self.batch_size = None if batch_size is None else max(1, batch_size)
         if kv_cache_mb is None:  # CPU: 512 MB; GPU: a quarter of the memory free once the model is loaded
             kv_cache_mb = (int(torch.cuda.mem_get_info()[0] / 4 / 2**20) if str(device).startswith("cuda")
                            else 512)
@@ -187,42 +88,16 @@ class HFBackend:
         #: the system message of chat prompts (None: none; the model's template may add its own default)
         self.system_prompt: str | None = None
         self.eos_ids = self._eos_ids()
-        # transformers >= 5.2x names the KV-cache argument and output `cache` (`past_key_values` is deprecated)
-        import inspect
-
-        self._cache_arg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
-        from raftlab.backends.cascade import supports_cascade
-
-        if cpu_kernels and not str(device).startswith("cuda"):
-            from raftlab.backends.cpu_kernels import speed_up_for_cpu_inference
-
-            speed_up_for_cpu_inference(model, batch_hint=self.batch_size)
-        from raftlab.backends.decode_step import decode_step_for
-
-        #: the lean decoding step (None: the model's forward)
-        self._decode_step = (decode_step_for(model) if cpu_kernels and not str(device).startswith("cuda")
-                             else None)
-        #: batch-1 decoding in one native call per token (:mod:`raftlab.backends.native_step`), set up on first use
-        self._one_row: Any = None if self._decode_step is not None else False
-        #: sampling k > 1 per prompt decodes with cascade attention (CPU only: measured there; see cascade.py)
-        self._cascade = cascade and not str(device).startswith("cuda") and supports_cascade(model)
+        #: the sampling machinery (prefill, cascade attention, CPU kernels, the decoding loop)
+        self.decoder = Decoder(model, device=device, pad_token_id=self.tokenizer.pad_token_id, eos_ids=self.eos_ids,
+                               cascade=cascade, cpu_kernels=cpu_kernels)
 
     # ----------------------------------------------------------------- helpers
     def warm_up(self) -> None:
         """Build now what the first generation would otherwise build: the native batch-1 step, compiled on first
         use on a new machine (``raftlab serve`` calls this before it accepts requests)."""
-        self._one_row_step()
+        self.decoder.warm_up()
 
-    def _one_row_step(self) -> Any:
-        """The native batch-1 decoding step (compiled on first use), or None where it does not apply."""
-        if self._one_row is None:
-            from raftlab.backends.native_step import one_row_step_for
-
-            self._one_row = one_row_step_for(self.model) or False
-        return self._one_row or None
-
-    def _cache_of(self, out: Any) -> Any:
-        return out.cache if self._cache_arg == "cache" else out.past_key_values
     def _eos_ids(self) -> set[int]:
         ids = set()
         for source in (self.tokenizer.eos_token_id, getattr(self.model.generation_config, "eos_token_id", None)):
@@ -277,130 +152,60 @@ class HFBackend:
         return self._encode([self._prompt_text(prompt)])[0]
 
     # ---------------------------------------------------------------- generate
+    def prompts_per_batch(self, n: int) -> int:
+        """Prompts per generation forward when each has ``n`` samples: :attr:`batch_size`, or by default as many
+        as make :data:`DEFAULT_ROWS_PER_FORWARD` sequences."""
+        if self.batch_size is not None:
+            return self.batch_size
+        return max(1, DEFAULT_ROWS_PER_FORWARD // max(1, n)) if n > 1 else DEFAULT_ROWS_PER_FORWARD
+
     def generate(self, prompts: list[str], params: SamplingParams,
                  should_stop: Callable[[int], bool] | None = None) -> list[list[Generation]]:
-        """``params.n`` samples per prompt; prompts are processed in chunks of ``batch_size``.
+        """``params.n`` samples per prompt; prompts are decoded in batches of :meth:`prompts_per_batch`, fewer
+        where a batch's KV cache would exceed ``kv_cache_mb``.
 
         ``should_stop(i)``, when given, is checked once per decoding step for every prompt still generating; once
         it returns True the prompt's samples stop there with ``finish_reason="abort"`` (the server's cancellation
         of a request whose client went away)."""
         out: list[list[Generation]] = []
-        per_chunk = max(1, self.batch_size // max(1, params.n)) if params.n > 1 else self.batch_size
-        encoded = self._encode([self._prompt_text(p) for p in prompts])  # once; chunks reuse the ids
+        encoded = self._encode([self._prompt_text(p) for p in prompts])  # once; batches reuse the ids
         longest = max((len(e) for e in encoded), default=1)
-        if self._cascade and params.n > 1:  # each prompt's cache once, plus every sample's own tokens
-            per_prompt = longest + params.n * params.max_new_tokens
-        else:
-            per_prompt = params.n * (longest + params.max_new_tokens)
-        per_chunk = min(per_chunk, self._prompts_within_kv_budget(per_prompt))
-        for start in range(0, len(prompts), per_chunk):
+        per_batch = self.prompts_per_batch(params.n)
+        within = self.decoder.prompts_within_kv_budget(self.kv_cache_mb, longest, params.n, params.max_new_tokens)
+        if within is not None:
+            per_batch = min(per_batch, within)
+        for start in range(0, len(prompts), per_batch):
             stop_fn = None if should_stop is None else (lambda i, _s=start: should_stop(_s + i))
-            out.extend(self._generate_chunk(prompts[start : start + per_chunk], params, stop_fn,
-                                            encoded[start : start + per_chunk]))
+            out.extend(self._generate_batch(prompts[start : start + per_batch], params, stop_fn,
+                                            encoded[start : start + per_batch]))
         return out
 
-    def _prompts_within_kv_budget(self, tokens: int) -> int:
-        """How many prompts whose samples hold ``tokens`` cached positions in all fit ``kv_cache_mb``."""
-        cfg = self.model.config
-        layers = getattr(cfg, "num_hidden_layers", None)
-        heads = getattr(cfg, "num_key_value_heads", None) or getattr(cfg, "num_attention_heads", None)
-        head_dim = getattr(cfg, "head_dim", None) or (getattr(cfg, "hidden_size", 0) // max(1, heads or 1))
-        if not (layers and heads and head_dim):
-            return self.batch_size
-        per_token = 2 * layers * heads * head_dim * next(self.model.parameters()).element_size()
-        return max(1, int(self.kv_cache_mb * 2**20 // (per_token * max(1, tokens))))
-
-    def _generate_chunk(self, prompts: list[str], params: SamplingParams,
+    def _generate_batch(self, prompts: list[str], params: SamplingParams,
                         should_stop: Callable[[int], bool] | None = None,
                         encoded: list[list[int]] | None = None) -> list[list[Generation]]:
-        """Samples for ``prompts`` (``encoded``: their token ids, when already known; the prompts themselves
-        still name the per-sample seeds)."""
-        import torch
+        """Samples for ``prompts`` in one batch (``encoded``: their token ids, when already known; the prompts
+        themselves name the per-sample seeds)."""
+        from raftlab.engine.sampling import row_seeds
 
-        model, tok, n = self.model, self.tokenizer, max(1, params.n)
+        tok, n = self.tokenizer, max(1, params.n)
         if encoded is None:
             encoded = self._encode([self._prompt_text(p) for p in prompts])
-        seeds = torch.tensor([s if (s := sequence_seed(params.seed, p, j)) is not None
-                              else random.getrandbits(63) for p in prompts for j in range(n)], device=self.device)
-        cascade = None
-        with torch.inference_mode(), self._decoding_attention(n) as switch_to_cascade:
-            # under cascade attention the prompts' cache never grows (each sample's tokens go elsewhere)
-            budget = 0 if switch_to_cascade is not None else params.max_new_tokens
-            cache, logits, attn, positions = self._prefill(encoded, budget)
-            if switch_to_cascade is not None:  # the samples of a prompt share its KV cache
-                cascade = cache = switch_to_cascade(cache, attn, params.max_new_tokens)
-            if n > 1:
-                if cascade is None:
-                    cache.batch_repeat_interleave(n)
-                    attn = attn.repeat_interleave(n, dim=0)
-                logits = logits.repeat_interleave(n, dim=0)
-                positions = positions.repeat_interleave(n, dim=0)
-            next_pos = positions[:, -1] + 1
-            total = len(prompts) * n
-            active = list(range(total))  # row -> sequence index
-            tokens: list[list[int]] = [[] for _ in range(total)]
-            reasons = ["length"] * total
-            stops = [s for s in params.stop if s]
+        seeds = row_seeds(params.seed, prompts, n)
+        stops = [s for s in params.stop if s]
+        stop_re = re.compile(params.stop_regex) if params.stop_regex else None
+        finished = None
+        if stops or stop_re is not None:
             tail = max((len(s) for s in stops), default=0) + 8
-            stop_re = re.compile(params.stop_regex) if params.stop_regex else None
             if stop_re is not None:
                 tail = max(tail, 64)  # tokens of context the regex sees (an answer sentence is shorter)
-            for step in range(params.max_new_tokens):
-                chosen = self._sample(logits, params, seeds, step)
-                picked = chosen.tolist()  # one device-to-host copy per step
-                keep = []
-                aborted = ({i for i in {seq // n for seq in active} if should_stop(i)} if should_stop is not None
-                           else set())
-                for row, seq in enumerate(active):
-                    if seq // n in aborted:
-                        reasons[seq] = "abort"
-                        continue
-                    t = picked[row]
-                    if t in self.eos_ids:
-                        reasons[seq] = "stop"
-                        continue
-                    tokens[seq].append(t)
-                    if stops or stop_re is not None:
-                        text_tail = tok.decode(tokens[seq][-tail:], skip_special_tokens=False)
-                        if any(s in text_tail for s in stops) or (stop_re is not None and stop_re.search(text_tail)):
-                            reasons[seq] = "stop"
-                            continue
-                    keep.append(row)
-                if not keep or step == params.max_new_tokens - 1:
-                    break
-                if len(keep) < len(active):
-                    idx = torch.tensor(keep, device=self.device)
-                    if cascade is not None:
-                        cascade.select_rows(idx)
-                    else:
-                        cache.batch_select_indices(idx)
-                        attn = attn[idx]
-                    next_pos, chosen, seeds = next_pos[idx], chosen[idx], seeds[idx]
-                    active = [active[r] for r in keep]
-                if cascade is not None:  # no mask: the cache knows each row's prompt padding
-                    step_args = {"cascade": cascade}
-                else:
-                    attn = torch.cat([attn, attn.new_ones((attn.shape[0], 1))], dim=1)
-                    step_args = {"attention_mask": attn}
-                if self._decode_step is not None:
-                    padding = step_args.pop("attention_mask", None)
-                    mask = None if padding is None else self._decode_step.padding_mask(padding)
-                    one_row = self._one_row_step() if len(active) == 1 and mask is None and not step_args else None
-                    if one_row is not None:  # batch 1: the whole step in one native call
-                        logits = one_row(int(chosen.view(-1)[0]), int(next_pos.view(-1)[0]), cache)
-                    else:
-                        logits = self._decode_step(chosen.view(-1, 1), next_pos.view(-1, 1), cache, mask,
-                                                   **step_args)
-                else:
-                    out = model(
-                        input_ids=chosen.view(-1, 1),
-                        position_ids=next_pos.view(-1, 1),
-                        use_cache=True,
-                        **{self._cache_arg: cache},
-                        **step_args,
-                    )
-                    cache, logits = self._cache_of(out), out.logits[:, -1, :].float()
-                next_pos = next_pos + 1
+
+            def finished(tokens: list[int]) -> bool:
+                text_tail = tok.decode(tokens[-tail:], skip_special_tokens=False)
+                return any(s in text_tail for s in stops) or (stop_re is not None and bool(stop_re.search(text_tail)))
+
+        tokens, reasons = self.decoder.sample(encoded, seeds, n, max_new_tokens=params.max_new_tokens,
+                                              temperature=params.temperature, top_k=params.top_k, top_p=params.top_p,
+                                              finished=finished, should_stop=should_stop)
         results: list[list[Generation]] = []
         for i in range(len(prompts)):
             row = []
@@ -416,86 +221,6 @@ class HFBackend:
                 row.append(Generation(text=text, num_tokens=len(tokens[seq]), finish_reason=reasons[seq]))
             results.append(row)
         return results
-
-    @contextlib.contextmanager
-    def _decoding_attention(self, n: int) -> Iterator[Callable[..., Any] | None]:
-        """Cascade attention for decoding ``n`` > 1 samples per prompt on a CPU (each prompt's KV cache is read
-        once for all its samples; :mod:`raftlab.backends.cascade`). Yields None when it does not apply, else
-        ``switch(prefill_cache, prompt_mask, budget) -> CascadeCache``, which the caller calls after the prefill
-        (which keeps the model's own attention); the model's attention setting is restored on exit."""
-        if not self._cascade or n < 2:
-            yield None
-            return
-        from raftlab.backends import cascade
-
-        cascade.register()
-        config = self.model.config
-        before = config._attn_implementation
-
-        def switch(prefill_cache: Any, prompt_mask: Any, budget: int) -> Any:
-            cache = cascade.CascadeCache(prefill_cache, prompt_mask, n, budget)
-            config._attn_implementation = cascade.ATTENTION_NAME
-            return cache
-
-        try:
-            yield switch
-        finally:
-            config._attn_implementation = before
-
-    def _new_cache(self, capacity: int | None = None) -> dict[str, Any]:
-        """The cache argument of a prefill: a cache that grows in place where the model allows it, sized for
-        ``capacity`` positions when known."""
-        from raftlab.backends.kv_cache import growing_cache
-
-        cache = growing_cache(self.model.config, capacity)
-        return {} if cache is None else {self._cache_arg: cache}
-
-    def _prefill(self, encoded: list[list[int]], budget: int = 0):
-        """Run the prompts through the model: ``(cache, last logits, attention mask, position ids)``.
-
-        When the prompts share a long token prefix (the same instruction and in-context demonstrations), that
-        prefix is computed once and its KV cache repeated for every prompt; each prompt's own tokens follow it,
-        right-aligned behind masked padding (``[prefix][pad..][suffix]``), with positions that continue the
-        prefix. Otherwise the prompts are left-padded."""
-        import torch
-
-        pad, dev = self.tokenizer.pad_token_id, self.device
-        shared = _common_prefix_length(encoded) if len(encoded) > 1 else 0
-        shared = min(shared, min(len(e) for e in encoded) - 1)  # every prompt keeps a token to predict from
-        if shared < MIN_SHARED_PREFIX:
-            width = max(len(e) for e in encoded)
-            input_ids = torch.tensor([[pad] * (width - len(e)) + e for e in encoded], device=dev)
-            attn = torch.tensor([[0] * (width - len(e)) + [1] * len(e) for e in encoded], device=dev)
-            positions = (attn.cumsum(-1) - 1).clamp(min=0)
-            out = self.model(input_ids=input_ids, attention_mask=attn, position_ids=positions, use_cache=True,
-                             logits_to_keep=1, **self._new_cache(width + budget))
-            return self._cache_of(out), out.logits[:, -1, :].float(), attn, positions
-        prefix = torch.tensor([encoded[0][:shared]], device=dev)
-        capacity = max(len(e) for e in encoded) + budget
-        out = self.model(input_ids=prefix, position_ids=torch.arange(shared, device=dev)[None], use_cache=True,
-                         logits_to_keep=1, **self._new_cache(capacity))
-        cache = self._cache_of(out)
-        cache.batch_repeat_interleave(len(encoded))
-        tails = [e[shared:] for e in encoded]
-        width = max(len(t) for t in tails)
-        input_ids = torch.tensor([[pad] * (width - len(t)) + t for t in tails], device=dev)
-        tail_mask = torch.tensor([[0] * (width - len(t)) + [1] * len(t) for t in tails], device=dev)
-        attn = torch.cat([tail_mask.new_ones((len(tails), shared)), tail_mask], dim=1)
-        positions = ((tail_mask.cumsum(-1) - 1).clamp(min=0) + shared)
-        out = self.model(input_ids=input_ids, attention_mask=attn, position_ids=positions, use_cache=True,
-                         logits_to_keep=1, **{self._cache_arg: cache})
-        return self._cache_of(out), out.logits[:, -1, :].float(), attn, positions
-
-    @staticmethod
-    def _sample(logits, params: SamplingParams, seeds, step: int) -> Any:
-        """The next token of every row, on the model's device (argmax at temperature 0)."""
-        import torch
-
-        if params.temperature <= 0:
-            return logits.argmax(dim=-1)
-        scaled = logits.mul_(1.0 / params.temperature)  # in place: this step's logits are not used after sampling
-        probs = torch.softmax(_filter_logits(scaled, params.top_k, params.top_p), dim=-1)
-        return sample_rows(probs, seeds, step)
 
     # ------------------------------------------------------------------- score
     def score_ids(self, sequences: list[list[int]], top_logprobs: int = 0

@@ -66,7 +66,7 @@ def register(app: typer.Typer) -> None:
         if spec.startswith("openai:"):
             backend = get_backend(spec, options, api=api)
         elif spec.startswith("hf:"):  # one forward holds a whole batch of questions with their samples
-            backend = get_backend(spec, options, batch_size=batch_size * (k if mode == "sc" else 1))
+            backend = get_backend(spec, options, batch_size=batch_size)
         else:
             backend = get_backend(spec, options)
         max_new_tokens = _budget(spec, t, mode, prompt_mode, max_new_tokens, out)

@@ -72,14 +72,14 @@ def _uses_threads(backend: Backend) -> bool:
 def teacher_backend(spec: str, options: dict[str, Any] | None, concurrency: int,
                     samples_per_prompt: int) -> Backend:
     """The teacher's backend sized for :func:`generate_rationales`: a concurrent one (openai) keeps
-    ``concurrency`` requests in flight; a local hf one decodes a whole batch, every prompt with all its samples,
-    in one forward."""
+    ``concurrency`` requests in flight; a local hf one decodes ``concurrency`` prompts, each with all its
+    ``samples_per_prompt`` samples, in one forward (its batch size counts prompts)."""
     from raftlab.backends import get_backend, is_thread_safe, parse_spec
 
     if is_thread_safe(spec):
         return get_backend(spec, options, concurrency=concurrency)
     if parse_spec(spec)[0] == "hf":
-        return get_backend(spec, options, batch_size=concurrency * samples_per_prompt)
+        return get_backend(spec, options, batch_size=concurrency)
     return get_backend(spec, options)
 
 

@@ -154,9 +154,8 @@ def _self_consistency(cfg: StudyConfig, backend_spec: str, task: Any, data_out: 
 
     e, device = cfg.eval, cfg.device
     kwargs: dict[str, Any] = {}
-    if parse_spec(backend_spec)[0] == "hf":  # questions x samples per forward
-        kwargs = {"batch_size": e.batch_size * (e.k if e.mode == "sc" else 1),
-                  **({"device": device} if device else {})}
+    if parse_spec(backend_spec)[0] == "hf":  # a batch of questions, each with its samples, per forward
+        kwargs = {"batch_size": e.batch_size, **({"device": device} if device else {})}
     options = cfg.eval.backend_options if options is None else options
     backend, questions = get_backend(backend_spec, options, **kwargs), read_examples(stage_path(data_out, "test"))
     metrics = run_eval(backend, task, questions, mode=e.mode, k=e.k, temperature=e.temperature,

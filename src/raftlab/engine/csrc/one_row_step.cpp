@@ -6,7 +6,7 @@
 // targets them, plain loops otherwise), and the norms, rotary embedding, cache write, attention, activation and
 // residual additions as loops over a few hundred floats, without a tensor operation per step of the layer.
 // The residual stream stays in float32; activations are rounded to bf16 where a matrix product reads them
-// (as the model's own bf16 forward does). Python side: raftlab/backends/native_step.py.
+// (as the model's own bf16 forward does). Python side: raftlab/engine/one_row_step.py.
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 
@@ -46,8 +46,7 @@ void dot_rows(const bf16* w, const bf16* x, float* y, int64_t rows, int64_t cols
   if (cols % 32 == 0) {
     const int64_t chunks = cols / 32;
     // each row's line 8 KB ahead is requested into L2: a single core's loads alone keep too few lines in flight
-    // to stream at the memory's read bandwidth (measured: 9.8 GB/s without, 12.0-12.5 with, vs 12.0 for torch's
-    // own full-buffer reads on this project's Xeon VM); it runs past a matrix's end into the next one, harmlessly
+    // to stream at the memory's read bandwidth; it runs past a matrix's end into the next one, harmlessly
     constexpr int64_t ahead = 4096;  // elements
     for (; o + 4 <= rows; o += 4) {
       __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;

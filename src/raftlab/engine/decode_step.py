@@ -1,33 +1,29 @@
 """One decoding step of a Llama-family model without transformers' per-call machinery, for CPU sampling.
 
-A decoding step of a 135M model on a CPU core is mostly small operations: at 40 rows, SmolLM2's 30 layers
-run ~700 tensor operations around 211 matrix products, and transformers adds keyword plumbing, mask
-construction, output dataclasses and checkpointing wrappers around each layer. :class:`DecodeStep` runs the same
-computation with the model's own modules and functions (embedding, rotary embedding, ``apply_rotary_pos_emb``,
-RMSNorms, activation, the attention function transformers would dispatch to, the cache's ``update``), with two
-changes of arrangement:
+A decoding step of a small model on a CPU is mostly small operations: hundreds of tensor operations around the
+matrix products, and transformers adds keyword plumbing, mask construction, output dataclasses and checkpointing
+wrappers around each layer. :class:`DecodeStep` runs the same computation with the model's own modules and
+functions (embedding, rotary embedding, ``apply_rotary_pos_emb``, RMSNorms, activation, the attention function
+transformers would dispatch to, the cache's ``update``), with these changes of arrangement:
 
-* on a CPU with bf16 instructions (prepacked weights, :mod:`raftlab.backends.cpu_kernels`) the query/key/value
-  projections run as one matrix product with the three weights stacked (a prepacked copy: ~20% of the layers'
-  weights once more);
+* on a CPU with bf16 instructions (prepacked weights, :mod:`raftlab.engine.cpu_kernels`) the query/key/value
+  projections run as one matrix product with the three weights stacked (one product instead of three, at the
+  cost of a prepacked copy of the attention's q/k/v weights);
 * the rotary embedding is applied to queries and keys at once (adjacent heads of one tensor), as
   ``x * cos + roll(x, half) * sin'`` with ``sin'`` the sine with its first half negated: exactly transformers'
   ``x * cos + rotate_half(x) * sin`` (a sign flip commutes with rounding) in 4 operations instead of 9;
 * with prepacked bf16 weights (:attr:`DecodeStep.fused`), the SiLU of the gate, the gate x up product and both
   residual additions run as oneDNN post-ops on the float32 accumulator of the products they follow (one rounding
   instead of two: the logits are closer to a float32 forward, not further; test). Otherwise (float32, or no
-  packing) the model's own linear layers run (stacking fp32 products measured no faster: fp32 is compute-bound);
-* with fused products and the native extension (:mod:`raftlab.backends.native_kernels`), the RMSNorms, the rotary
+  packing) the model's own linear layers run (float32 products are compute-bound: stacking them gains nothing);
+* with fused products and the native extension (:mod:`raftlab.engine.native_build`), the RMSNorms, the rotary
   embedding and, under cascade attention, the attention over each row's own tokens with its merge run as C++
-  loops, rounded once (bench_sc at 40 rows: 414 -> 458 tokens/s from the norms alone, 513 -> 536 from the merge).
-  Small tensor operations right after a matrix product has streamed megabytes of weights cost several times
-  their isolated time (the interpreter's and dispatcher's working set is evicted); a native loop has little of
-  either.
+  loops, rounded once. Small tensor operations right after a matrix product has streamed megabytes of weights
+  cost several times their isolated time (the interpreter's and dispatcher's working set is evicted); a native
+  loop has little of either.
 
 In float32 the logits equal the model's forward exactly on this project's CPU (tests allow 1e-5), and whole
-generations give the same samples. Measured with SmolLM2 in bf16 on one core (4 prompts of a GSM8K question,
-k = 10, 64 new tokens, cascade attention): 410 tokens/s through the model's forward, 466 with the lean loop and
-stacked products, 496 with the fused post-ops (bench_sc's numbers are in the README).
+generations give the same samples (bench_sc's throughput numbers are in the README).
 
 It applies to :data:`DECODE_STEP_MODEL_TYPES` with full attention and to steps whose attention needs no mask
 beyond the keys' padding (cascade attention, or sdpa/eager with a padding mask); :func:`decode_step_for`
@@ -39,7 +35,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from raftlab.backends.kv_cache import full_attention_only
+from raftlab.engine.kv_cache import full_attention_only
 
 #: Architectures whose decoder layer is exactly ``x + o(attn(rotary(qkv(norm(x))))); x + down(act(gate) * up)``
 #: with these module names (Qwen3 adds per-head q/k norms, handled).
@@ -111,9 +107,9 @@ class DecodeStep:
         self.head_dim = first.head_dim
         #: bf16 on a CPU with prepacked weights: q/k/v as one product, and the activation, the gate product and
         #: the residual additions inside oneDNN's products (post-ops on the float32 accumulator: one rounding
-        #: instead of two). Otherwise (float32: compute-bound, stacking measured no faster) the model's own linears.
+        #: instead of two). Otherwise (float32: compute-bound, stacking gains nothing) the model's own linears.
         self.fused = all(_fusable(layer) for layer in self.inner.layers)
-        #: with fused products, the native extension (:mod:`raftlab.backends.native_kernels`): RMSNorms, rotary
+        #: with fused products, the native extension (:mod:`raftlab.engine.native_build`): RMSNorms, rotary
         #: embedding and the cascade merge as native loops (rounded once; see the module docstring)
         self.native = _native_extension() if self.fused else None
         #: the native rotation of the stacked q/k heads (fused products stack q/k/v; Qwen3 normalises q and k
@@ -214,15 +210,15 @@ class _NativeNorm:
 
 
 def _native_extension() -> Any:
-    """The native extension when enabled and built (None otherwise; see :mod:`raftlab.backends.native_kernels`)."""
-    from raftlab.backends.native_kernels import load_extension, native_enabled
+    """The native extension when enabled and built (None otherwise; see :mod:`raftlab.engine.native_build`)."""
+    from raftlab.engine.native_build import load_extension, native_enabled
 
     return load_extension() if native_enabled() else None
 
 
 def _fusable(layer: Any) -> bool:
     """Whether a layer's MLP and output projection can run as fused oneDNN products: prepacked bf16 weights
-    (:func:`raftlab.backends.cpu_kernels.pack_linear_layers`), no biases, SiLU."""
+    (:func:`raftlab.engine.cpu_kernels.pack_linear_layers`), no biases, SiLU."""
     mlp, o_proj = layer.mlp, layer.self_attn.o_proj
     linears = (mlp.gate_proj, mlp.up_proj, mlp.down_proj, o_proj)
     return (all(hasattr(m, "_raftlab_packed") and m.bias is None for m in linears)

@@ -2,14 +2,14 @@
 
 With k samples per prompt, the usual way (repeat the prompt's KV cache k times, attend row by row) reads every
 prompt's keys and values k times at every step of every layer. On a CPU, decoding attention is bound by those
-memory reads: with 40 rows and ~200-token prompts it cost half as much as all the model's matmuls. Here each
-layer keeps the prompts' keys/values once (``P`` rows) and the samples' own generated keys/values separately
+memory reads, and with in-context prompts of a few hundred tokens they rival the model's matrix products. Here
+each layer keeps the prompts' keys/values once (``P`` rows) and the samples' own generated keys/values separately
 (``P*k`` rows). A decoding step runs torch's fused CPU attention kernel twice: all k samples of a prompt attend
 to it as the query rows of one sequence, and each sample attends to its own tokens; the two partial results are
 merged by their log-sum-exps, which gives exactly the softmax over the concatenation (the prefix/suffix split of
 Hydragen and cascade inference). Scores accumulate in float32 inside the kernel, as in transformers' sdpa path.
 
-Used by :class:`~raftlab.backends.hf.HFBackend` for sampling on a CPU with the architectures of
+Used by :class:`raftlab.engine.decoder.Decoder` for sampling on a CPU with the architectures of
 :data:`CASCADE_MODEL_TYPES`; everything else keeps the standard path.
 """
 
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from raftlab.backends.kv_cache import full_attention_only
+from raftlab.engine.kv_cache import full_attention_only
 
 #: Name under which :func:`cascade_attention` is registered in transformers' attention interface.
 ATTENTION_NAME = "raftlab_cascade"
@@ -90,7 +90,7 @@ def cascade_attention(module: Any, query, key, value, attention_mask, scaling: f
     Two calls of torch's fused CPU attention kernel, which also returns each query's log-sum-exp: the k samples of
     a prompt attend to it as k query positions of one sequence, each row attends to its own generated tokens, and
     the two partial results are merged with their log-sum-exps (exactly the softmax over the concatenation).
-    ``native``: the extension of :mod:`raftlab.backends.native_kernels`, whose ``own_attention_merge`` does the own
+    ``native``: the extension of :mod:`raftlab.engine.native_build`, whose ``own_attention_merge`` does the own
     tokens' part and the merge in one call (bf16; rounded once)."""
     import torch
 

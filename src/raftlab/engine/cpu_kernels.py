@@ -1,23 +1,19 @@
-"""Faster kernels for CPU inference with a loaded transformers model: prepacked bf16 linear layers and fused
-RMSNorm.
+"""Kernels for CPU inference with a loaded transformers model: prepacked bf16 linear layers and fused RMSNorm.
 
 **Prepacked linears.**
 ``torch.nn.functional.linear`` in bf16 on a CPU hands oneDNN a plain weight, which it reorders into its blocked
 (AMX / AVX-512-BF16) layout at every call. Reordering once and calling the packed kernel gives exactly the same
-outputs, 1.5-3x faster per layer at decoding batch sizes on this project's Xeon (measured: M=40 rows, the
-49152 x 576 LM head, 12.5 ms -> 4.0 ms; M=1, 4.8 ms -> 2.7 ms). This is the packing that ``torch.compile``'s
-CPU freezing pass applies; here it is applied in eager mode, without a compiler.
+outputs without that per-call reorder, which dominates a layer's time at decoding batch sizes. This is the packing
+that ``torch.compile``'s CPU freezing pass applies; here it is applied in eager mode, without a compiler.
 
 The packed copy is kept next to the original weight (state dicts, tied embeddings and training keep working), so
 a packed model holds its linear weights twice.
 
 **Fused RMSNorm.** Llama-style RMSNorm modules (:data:`FUSABLE_RMSNORMS`) run as one
-``torch.nn.functional.rms_norm`` call instead of eight tensor operations (measured at 40 rows of SmolLM2: 34 -> 25
-microseconds per call in isolation; inside a bf16 decoding step, right after AMX matmuls, both cost more, about
-107 -> 99 microseconds). It normalises in float32 like the original
-and rounds once at the end, where the original rounds the normalised activations to the model's dtype before
-multiplying by the weight: outputs agree within one unit of the last place in bf16 and to float32 rounding in
-float32.
+``torch.nn.functional.rms_norm`` call instead of eight tensor operations. It normalises in float32 like the
+original and rounds once at the end, where the original rounds the normalised activations to the model's dtype
+before multiplying by the weight: outputs agree within one unit of the last place in bf16 and to float32 rounding
+in float32.
 """
 
 from __future__ import annotations

@@ -2,22 +2,20 @@
 
 At batch 1 (``raftlab serve`` answering one request, a local teacher writing one rationale) a decoding step
 reads every weight once and computes little, so its speed is the speed at which the weights stream from memory.
-A step of tensor operations cannot reach it on a CPU: oneDNN's matrix-vector products read the weights at about
-two thirds of the core's bandwidth, and the ~600 small operations around them each cost microseconds of
-dispatch and, right after a product has streamed megabytes through the caches, several more (measured on this
-project's Xeon: an addition of 576 numbers 1.0 us alone, 5-6 us right after a matrix-vector product). The native
-step runs a whole token through the model in C++: matrix-vector products with AVX-512 BF16 dot products and
-software prefetching (used only on CPUs with those instructions; a portable build with plain loops exists for
-tests, slower than torch's kernels), the norms, rotary embedding,
-cache write, attention, SiLU and residual additions as loops over a few hundred numbers, and torch's intra-op
-threads over blocks of rows.
+A step of tensor operations cannot reach it on a CPU: oneDNN's matrix-vector products read the weights below the
+core's bandwidth, and the hundreds of small operations around them each cost microseconds of dispatch and, right
+after a product has streamed megabytes through the caches, several times more. The native step runs a whole token
+through the model in C++: matrix-vector products with AVX-512 BF16 dot products and software prefetching (used
+only on CPUs with those instructions; a portable build with plain loops exists for tests, slower than torch's
+kernels), the norms, rotary embedding, cache write, attention, SiLU and residual additions as loops over a few
+hundred numbers, and torch's intra-op threads over blocks of rows.
 
 Numerics: the residual stream stays in float32 and activations are rounded to bf16 where a product reads them;
 the model's bf16 forward rounds after every operation instead, so the native logits are at least as close to a
 float32 forward as the model's own bf16 forward (test). The extension is compiled on first use with the
 machine's C++ compiler (``torch.utils.cpp_extension``; tens of seconds, cached under ``TORCH_EXTENSIONS_DIR``,
-default ``~/.cache/torch_extensions``; :mod:`raftlab.backends.native_kernels`); without a compiler, or with
-``RAFTLAB_NATIVE=0``, decoding keeps the Python step (:mod:`raftlab.backends.decode_step`) and says why once.
+default ``~/.cache/torch_extensions``; :mod:`raftlab.engine.native_build`); without a compiler, or with
+``RAFTLAB_NATIVE=0``, decoding keeps the Python step (:mod:`raftlab.engine.decode_step`) and says why once.
 
 Safety: the native step checks the shape, dtype, contiguity and device of every tensor it is given (batch-1 cache
 buffers with room for the new position included) before reading any of them, so a wrong argument raises a
@@ -29,8 +27,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from raftlab.backends.decode_step import supports_decode_step
-from raftlab.backends.native_kernels import load_extension, native_enabled
+from raftlab.engine.decode_step import supports_decode_step
+from raftlab.engine.native_build import load_extension, native_enabled
 
 #: rotary embeddings whose frequencies do not depend on the sequence length (read once from the model)
 STATIC_ROPE_TYPES = frozenset({"default", "linear", "llama3", "yarn"})
@@ -38,7 +36,7 @@ STATIC_ROPE_TYPES = frozenset({"default", "linear", "llama3", "yarn"})
 
 class OneRowStep:
     """``step(token, position, cache) -> (1, vocab) float32 logits`` for a supported model (see
-    :func:`one_row_step_for`); ``cache`` is a transformers cache of :class:`raftlab.backends.kv_cache.GrowingLayer`
+    :func:`one_row_step_for`); ``cache`` is a transformers cache of :class:`raftlab.engine.kv_cache.GrowingLayer`
     layers, whose new position this step writes."""
 
     def __init__(self, model: Any, extension: Any) -> None:

@@ -1,6 +1,6 @@
 """Building and loading raftlab's native CPU kernels (``csrc/one_row_step.cpp``): the batch-1 decoding step
-(:mod:`raftlab.backends.native_step`) and the helpers of the many-row step (:mod:`raftlab.backends.decode_step`,
-:mod:`raftlab.backends.cascade`).
+(:mod:`raftlab.engine.one_row_step`) and the helpers of the many-row step (:mod:`raftlab.engine.decode_step`,
+:mod:`raftlab.engine.cascade_attention`).
 
 The extension is compiled on first use with the machine's C++ compiler through ``torch.utils.cpp_extension``
 (tens of seconds, once per machine and build: cached under ``TORCH_EXTENSIONS_DIR``, default

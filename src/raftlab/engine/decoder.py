@@ -1,0 +1,206 @@
+"""The sampling loop: ``n`` seeded samples of every prompt of a batch, decoded together.
+
+Each prompt is prefilled once (a prefix shared by the whole batch once for all of them, :mod:`.prefill`); its
+``n`` samples then share its KV cache, through cascade attention on a CPU (:mod:`.cascade_attention`) or as
+repeated cache rows otherwise. Every step samples all rows at once from their own seeds (:mod:`.sampling`) and
+drops finished rows from the batch (EOS, a stop condition, or an abort), so no compute is spent on sequences that
+are done. On a CPU, decoding steps of supported models run without transformers' per-call machinery
+(:mod:`.decode_step`, with prepacked bf16 linears from :mod:`.cpu_kernels`), and a lone bf16 row runs one native
+call per token (:mod:`.one_row_step`)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+#: Rows (prompts x samples) whose weight layout the prepacked bf16 linears are prepared for: a layout hint only
+#: (oneDNN computes the same outputs for any row count).
+PACKING_ROWS_HINT = 40
+
+
+class Decoder:
+    """Batched sampling from one loaded causal LM (see the module docstring).
+
+    ``cascade``: on a CPU, decode ``n`` > 1 samples per prompt with cascade attention (False: the model's own
+    attention over repeated caches); ``cpu_kernels``: on a CPU, fused RMSNorm and (with bf16 instructions) bf16
+    linear layers that keep a oneDNN-prepacked copy of their weight (the weights held twice; ``model`` is changed
+    in place), and the lean decoding step of Llama-family models (in bf16 with a stacked q/k/v copy of the
+    attention weights), with a single bf16 sequence decoded by one native call per token."""
+
+    def __init__(self, model: Any, *, device: Any, pad_token_id: int, eos_ids: set[int], cascade: bool = True,
+                 cpu_kernels: bool = True) -> None:
+        from raftlab.engine.cascade_attention import supports_cascade
+        from raftlab.engine.decode_step import decode_step_for
+        from raftlab.engine.prefill import cache_argument
+
+        self.model, self.device, self.pad_token_id, self.eos_ids = model, device, pad_token_id, eos_ids
+        on_cpu = not str(device).startswith("cuda")
+        #: the KV-cache argument of the model's forward (``cache`` or ``past_key_values``)
+        self.cache_arg = cache_argument(model)
+        if cpu_kernels and on_cpu:
+            from raftlab.engine.cpu_kernels import speed_up_for_cpu_inference
+
+            speed_up_for_cpu_inference(model, batch_hint=PACKING_ROWS_HINT)
+        #: the lean decoding step (None: the model's forward)
+        self.decode_step = decode_step_for(model) if cpu_kernels and on_cpu else None
+        #: batch-1 decoding in one native call per token, set up on first use (False: not available)
+        self.one_row: Any = None if self.decode_step is not None else False
+        #: sampling n > 1 per prompt decodes with cascade attention (CPU only: a CPU's decoding attention is bound
+        #: by reading the prompts' caches, which cascade attention reads once per prompt instead of once per row)
+        self.cascade = cascade and on_cpu and supports_cascade(model)
+
+    def warm_up(self) -> None:
+        """Build now what the first generation would otherwise build: the native batch-1 step, compiled on first
+        use on a new machine."""
+        self.one_row_step()
+
+    def one_row_step(self) -> Any:
+        """The native batch-1 decoding step (compiled on first use), or None where it does not apply."""
+        if self.one_row is None:
+            from raftlab.engine.one_row_step import one_row_step_for
+
+            self.one_row = one_row_step_for(self.model) or False
+        return self.one_row or None
+
+    def prompts_within_kv_budget(self, megabytes: int, longest: int, n: int, max_new_tokens: int) -> int | None:
+        """How many prompts of at most ``longest`` tokens, each with ``n`` samples of ``max_new_tokens``, keep the
+        KV cache of one batch within ``megabytes`` (None where the model's config does not tell its cache size).
+        Under cascade attention a prompt's cache is held once, plus every sample's own tokens."""
+        if self.cascade and n > 1:
+            positions = longest + n * max_new_tokens
+        else:
+            positions = n * (longest + max_new_tokens)
+        cfg = self.model.config
+        layers = getattr(cfg, "num_hidden_layers", None)
+        heads = getattr(cfg, "num_key_value_heads", None) or getattr(cfg, "num_attention_heads", None)
+        head_dim = getattr(cfg, "head_dim", None) or (getattr(cfg, "hidden_size", 0) // max(1, heads or 1))
+        if not (layers and heads and head_dim):
+            return None
+        per_position = 2 * layers * heads * head_dim * next(self.model.parameters()).element_size()
+        return max(1, int(megabytes * 2**20 // (per_position * max(1, positions))))
+
+    def prefill(self, encoded: list[list[int]], budget: int = 0):
+        """``(cache, last logits, attention mask, position ids)`` of the prompts ``encoded``
+        (:func:`raftlab.engine.prefill.prefill`)."""
+        from raftlab.engine.prefill import prefill
+
+        return prefill(self.model, encoded, pad_token_id=self.pad_token_id, device=self.device,
+                       cache_arg=self.cache_arg, budget=budget)
+
+    @contextlib.contextmanager
+    def decoding_attention(self, n: int) -> Iterator[Callable[..., Any] | None]:
+        """Cascade attention for decoding ``n`` > 1 samples per prompt on a CPU (each prompt's KV cache is read
+        once for all its samples). Yields None when it does not apply, else
+        ``switch(prefill_cache, prompt_mask, budget) -> CascadeCache``, which the caller calls after the prefill
+        (which keeps the model's own attention); the model's attention setting is restored on exit."""
+        if not self.cascade or n < 2:
+            yield None
+            return
+        from raftlab.engine import cascade_attention
+
+        cascade_attention.register()
+        config = self.model.config
+        before = config._attn_implementation
+
+        def switch(prefill_cache: Any, prompt_mask: Any, budget: int) -> Any:
+            cache = cascade_attention.CascadeCache(prefill_cache, prompt_mask, n, budget)
+            config._attn_implementation = cascade_attention.ATTENTION_NAME
+            return cache
+
+        try:
+            yield switch
+        finally:
+            config._attn_implementation = before
+
+    def sample(self, encoded: list[list[int]], seeds: Sequence[int], n: int, *, max_new_tokens: int,
+               temperature: float, top_k: int = 0, top_p: float = 1.0,
+               finished: Callable[[list[int]], bool] | None = None,
+               should_stop: Callable[[int], bool] | None = None) -> tuple[list[list[int]], list[str]]:
+        """Decode ``n`` samples of every prompt of ``encoded`` (token ids): ``(tokens, reasons)``, one entry per
+        sample, prompt-major (``i * n + j`` is sample ``j`` of prompt ``i``; ``seeds`` in the same order, see
+        :func:`raftlab.engine.sampling.row_seeds`).
+
+        A sample ends with reason ``"stop"`` at an end-of-sequence token (not kept) or once ``finished(tokens)``
+        says so after a token was added (kept), with ``"abort"`` once ``should_stop(prompt_index)`` (checked once
+        per step for every prompt still decoding) says so, else with ``"length"`` after ``max_new_tokens``."""
+        import torch
+
+        from raftlab.engine.prefill import cache_of
+        from raftlab.engine.sampling import next_tokens
+
+        model = self.model
+        seeds = torch.tensor(list(seeds), device=self.device)
+        cascade = None
+        with torch.inference_mode(), self.decoding_attention(n) as switch_to_cascade:
+            # under cascade attention the prompts' cache never grows (each sample's tokens go elsewhere)
+            budget = 0 if switch_to_cascade is not None else max_new_tokens
+            cache, logits, attn, positions = self.prefill(encoded, budget)
+            if switch_to_cascade is not None:  # the samples of a prompt share its KV cache
+                cascade = cache = switch_to_cascade(cache, attn, max_new_tokens)
+            if n > 1:
+                if cascade is None:
+                    cache.batch_repeat_interleave(n)
+                    attn = attn.repeat_interleave(n, dim=0)
+                logits = logits.repeat_interleave(n, dim=0)
+                positions = positions.repeat_interleave(n, dim=0)
+            next_pos = positions[:, -1] + 1
+            total = len(encoded) * n
+            active = list(range(total))  # row -> sequence index
+            tokens: list[list[int]] = [[] for _ in range(total)]
+            reasons = ["length"] * total
+            for step in range(max_new_tokens):
+                chosen = next_tokens(logits, seeds, step, temperature, top_k, top_p)
+                picked = chosen.tolist()  # one device-to-host copy per step
+                keep = []
+                aborted = ({i for i in {seq // n for seq in active} if should_stop(i)} if should_stop is not None
+                           else set())
+                for row, seq in enumerate(active):
+                    if seq // n in aborted:
+                        reasons[seq] = "abort"
+                        continue
+                    t = picked[row]
+                    if t in self.eos_ids:
+                        reasons[seq] = "stop"
+                        continue
+                    tokens[seq].append(t)
+                    if finished is not None and finished(tokens[seq]):
+                        reasons[seq] = "stop"
+                        continue
+                    keep.append(row)
+                if not keep or step == max_new_tokens - 1:
+                    break
+                if len(keep) < len(active):
+                    idx = torch.tensor(keep, device=self.device)
+                    if cascade is not None:
+                        cascade.select_rows(idx)
+                    else:
+                        cache.batch_select_indices(idx)
+                        attn = attn[idx]
+                    next_pos, chosen, seeds = next_pos[idx], chosen[idx], seeds[idx]
+                    active = [active[r] for r in keep]
+                if cascade is not None:  # no mask: the cache knows each row's prompt padding
+                    step_args = {"cascade": cascade}
+                else:
+                    attn = torch.cat([attn, attn.new_ones((attn.shape[0], 1))], dim=1)
+                    step_args = {"attention_mask": attn}
+                if self.decode_step is not None:
+                    padding = step_args.pop("attention_mask", None)
+                    mask = None if padding is None else self.decode_step.padding_mask(padding)
+                    one_row = self.one_row_step() if len(active) == 1 and mask is None and not step_args else None
+                    if one_row is not None:  # batch 1: the whole step in one native call
+                        logits = one_row(int(chosen.view(-1)[0]), int(next_pos.view(-1)[0]), cache)
+                    else:
+                        logits = self.decode_step(chosen.view(-1, 1), next_pos.view(-1, 1), cache, mask,
+                                                  **step_args)
+                else:
+                    out = model(
+                        input_ids=chosen.view(-1, 1),
+                        position_ids=next_pos.view(-1, 1),
+                        use_cache=True,
+                        **{self.cache_arg: cache},
+                        **step_args,
+                    )
+                    cache, logits = cache_of(out, self.cache_arg), out.logits[:, -1, :].float()
+                next_pos = next_pos + 1
+        return tokens, reasons

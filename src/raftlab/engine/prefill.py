@@ -1,0 +1,81 @@
+"""Prefilling a batch of prompts: when they share a long token prefix (the same instruction and in-context
+demonstrations), that prefix runs through the model once and its KV cache is repeated for every prompt."""
+
+from __future__ import annotations
+
+from typing import Any
+
+#: Shared prompt tokens from which the prefix is prefilled once for a whole batch (shorter ones are not worth it).
+MIN_SHARED_PREFIX = 16
+
+
+def common_prefix_length(rows: list[list[int]]) -> int:
+    """The number of leading tokens every row has in common."""
+    first, length = rows[0], min(len(r) for r in rows)
+    for r in rows[1:]:
+        i = 0
+        while i < length and r[i] == first[i]:
+            i += 1
+        length = i
+    return length
+
+
+def cache_argument(model: Any) -> str:
+    """The name of the KV-cache argument of ``model``'s forward (and of its output): ``cache`` in newer
+    transformers, ``past_key_values`` (deprecated there) before."""
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
+def cache_of(out: Any, cache_arg: str) -> Any:
+    """The KV cache of a forward's output."""
+    return out.cache if cache_arg == "cache" else out.past_key_values
+
+
+def _new_cache(model: Any, cache_arg: str, capacity: int | None = None) -> dict[str, Any]:
+    """The cache argument of a prefill: a cache that grows in place where the model allows it, sized for
+    ``capacity`` positions when known."""
+    from raftlab.engine.kv_cache import growing_cache
+
+    cache = growing_cache(model.config, capacity)
+    return {} if cache is None else {cache_arg: cache}
+
+
+def prefill(model: Any, encoded: list[list[int]], *, pad_token_id: int, device: Any, cache_arg: str,
+            budget: int = 0):
+    """Run the prompts ``encoded`` (token ids) through ``model``: ``(cache, last logits, attention mask, position
+    ids)``, with room in the cache for ``budget`` generated positions.
+
+    When the prompts share at least :data:`MIN_SHARED_PREFIX` leading tokens, that prefix is computed once and its
+    KV cache repeated for every prompt; each prompt's own tokens follow it, right-aligned behind masked padding
+    (``[prefix][pad..][suffix]``), with positions that continue the prefix. Otherwise the prompts are
+    left-padded."""
+    import torch
+
+    pad, dev = pad_token_id, device
+    shared = common_prefix_length(encoded) if len(encoded) > 1 else 0
+    shared = min(shared, min(len(e) for e in encoded) - 1)  # every prompt keeps a token to predict from
+    if shared < MIN_SHARED_PREFIX:
+        width = max(len(e) for e in encoded)
+        input_ids = torch.tensor([[pad] * (width - len(e)) + e for e in encoded], device=dev)
+        attn = torch.tensor([[0] * (width - len(e)) + [1] * len(e) for e in encoded], device=dev)
+        positions = (attn.cumsum(-1) - 1).clamp(min=0)
+        out = model(input_ids=input_ids, attention_mask=attn, position_ids=positions, use_cache=True,
+                    logits_to_keep=1, **_new_cache(model, cache_arg, width + budget))
+        return cache_of(out, cache_arg), out.logits[:, -1, :].float(), attn, positions
+    prefix = torch.tensor([encoded[0][:shared]], device=dev)
+    capacity = max(len(e) for e in encoded) + budget
+    out = model(input_ids=prefix, position_ids=torch.arange(shared, device=dev)[None], use_cache=True,
+                logits_to_keep=1, **_new_cache(model, cache_arg, capacity))
+    cache = cache_of(out, cache_arg)
+    cache.batch_repeat_interleave(len(encoded))
+    tails = [e[shared:] for e in encoded]
+    width = max(len(t) for t in tails)
+    input_ids = torch.tensor([[pad] * (width - len(t)) + t for t in tails], device=dev)
+    tail_mask = torch.tensor([[0] * (width - len(t)) + [1] * len(t) for t in tails], device=dev)
+    attn = torch.cat([tail_mask.new_ones((len(tails), shared)), tail_mask], dim=1)
+    positions = ((tail_mask.cumsum(-1) - 1).clamp(min=0) + shared)
+    out = model(input_ids=input_ids, attention_mask=attn, position_ids=positions, use_cache=True,
+                logits_to_keep=1, **{cache_arg: cache})
+    return cache_of(out, cache_arg), out.logits[:, -1, :].float(), attn, positions
