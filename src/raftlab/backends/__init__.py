@@ -8,7 +8,23 @@ from typing import Any
 
 from raftlab.backends.base import Backend, ContinuationScore, Generation, SamplingParams
 
-BACKENDS = ("hf", "vllm", "openai")
+#: Backend kinds and where their classes live, imported only when a spec names them (vllm is an optional extra;
+#: torch is not imported to parse a spec). :func:`register_backend` adds a kind of your own.
+BACKENDS: dict[str, str] = {
+    "hf": "raftlab.backends.hf:HFBackend",
+    "vllm": "raftlab.backends.vllm_backend:VLLMBackend",
+    "openai": "raftlab.backends.openai_backend:OpenAIBackend",
+}
+
+
+def register_backend(kind: str, target: str, replace: bool = False) -> None:
+    """Make ``<kind>:<model>`` specs build ``target`` (``"package.module:Class"``, imported on first use; the
+    class takes the model name, ``base_url=`` when its specs may carry ``@URL``, and its options)."""
+    if kind in BACKENDS and not replace:
+        raise ValueError(f"backend kind {kind!r} is already registered ({BACKENDS[kind]}); pass replace=True")
+    if ":" not in target:
+        raise ValueError(f"backend target {target!r}: expected 'package.module:Class'")
+    BACKENDS[kind] = target
 
 
 def parse_spec(spec: str) -> tuple[str, str, str | None]:
@@ -25,7 +41,7 @@ def parse_spec(spec: str) -> tuple[str, str, str | None]:
     if not rest:
         raise ValueError(f"backend spec {spec!r} names no model; e.g. 'hf:smollm2' or 'openai:gpt-4o-mini'")
     base_url = None
-    if kind == "openai" and "@" in rest:
+    if kind == "openai" and "@" in rest:  # an endpoint: openai:<model>@<base_url>
         rest, base_url = rest.split("@", 1)
     return kind, rest, base_url
 
@@ -38,20 +54,14 @@ def without_endpoint(spec: str) -> str:
 
 
 def backend_class(kind: str) -> type:
-    """The class of backend ``kind`` (imported on demand: vllm is an optional extra)."""
-    if kind == "hf":
-        from raftlab.backends.hf import HFBackend
+    """The class of backend ``kind``, imported on demand from :data:`BACKENDS`."""
+    import importlib
 
-        return HFBackend
-    if kind == "vllm":
-        from raftlab.backends.vllm_backend import VLLMBackend
-
-        return VLLMBackend
-    if kind == "openai":
-        from raftlab.backends.openai_backend import OpenAIBackend
-
-        return OpenAIBackend
-    raise ValueError(f"unknown backend kind {kind!r}; choose one of {', '.join(BACKENDS)}")
+    target = BACKENDS.get(kind)
+    if target is None:
+        raise ValueError(f"unknown backend kind {kind!r}; choose one of {', '.join(BACKENDS)}")
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def is_thread_safe(spec: str) -> bool:
@@ -98,7 +108,7 @@ def get_backend(spec: str, options: dict[str, Any] | None = None, **kwargs: Any)
     kind, model, base_url = parse_spec(spec)
     cls = backend_class(kind)
     merged = {**kwargs, **(options or {})}
-    backend = cls(model, base_url=base_url, **merged) if kind == "openai" else cls(model, **merged)
+    backend = cls(model, base_url=base_url, **merged) if base_url is not None else cls(model, **merged)
     backend.options = public_options(options)
     return backend
 
@@ -114,4 +124,4 @@ def describe_backend(backend: Any) -> dict[str, Any]:
 
 __all__ = ["Backend", "BACKENDS", "ContinuationScore", "Generation", "SamplingParams", "backend_class",
            "describe_backend", "get_backend", "is_thread_safe", "parse_backend_options", "parse_spec",
-           "public_options", "without_endpoint"]
+           "public_options", "register_backend", "without_endpoint"]
