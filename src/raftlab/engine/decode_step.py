@@ -23,7 +23,7 @@ transformers would dispatch to, the cache's ``update``), with these changes of a
   loop has little of either.
 
 In float32 the logits equal the model's forward exactly on this project's CPU (tests allow 1e-5), and whole
-generations give the same samples (bench_sc's throughput numbers are in the README).
+generations give the same samples (tested; benchmarks/bench_sc.py measures its speed).
 
 It applies to :data:`DECODE_STEP_MODEL_TYPES` with full attention and to steps whose attention needs no mask
 beyond the keys' padding (cascade attention, or sdpa/eager with a padding mask); :func:`decode_step_for`

@@ -16,10 +16,11 @@ CONFIG_DIR = Path(__file__).parent / "configs"
 BUILTIN = {name: CONFIG_DIR / f"{name}.yaml" for name in ("default", "quick", "real", "paper")}
 #: One line per built-in config (``raftlab study --help``).
 PRESETS = {"default": "SmolLM2-135M (LoRA), 2 synthetic tasks, oracle teacher: a resolved answer on 2 CPU cores",
-           "quick": "tiny random-init model, 3 synthetic tasks: checks the pipeline in about a minute",
+           "quick": "tiny random-init model, 3 synthetic tasks: checks the pipeline quickly",
            "real": "SmolLM2-135M (full finetuning), 3 real tasks + CoinFlip, SmolLM2 as its own teacher, offline "
                    "on CPUs",
-           "paper": "the paper's protocol: 18 tasks + SUBJ and CoinFlip as validation tasks, API teacher, Table 2 full finetuning, k = 10 (needs GPUs)"}
+           "paper": "the paper's protocol: 18 tasks + SUBJ and CoinFlip as validation tasks, API teacher, 20k kept "
+                    "rationales per task, Table 2 full finetuning, k = 10 (needs GPUs)"}
 
 Arm = Literal["ft", "raft", "blank", "align", "reason", "explain", "mix"]
 #: The training objective of each arm (see raftlab.training; reason/explain/mix/align are NLURC's methods).
