@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from raftlab.layout import unsized
-from raftlab.study.config import ARM_OBJECTIVE, StudyConfig, eval_arm
+from raftlab.study.config import ARM_OBJECTIVE, ArmEval, StudyConfig
 
 THROUGHPUT_FILE = Path(__file__).with_name("throughput.yaml")
 #: Share of teacher attempts that reach the gold answer (each attempt independent); ``--kept-rate``.
@@ -166,7 +166,7 @@ def stage_gpu_hours(cfg: StudyConfig, stages: Sequence[dict[str, Any]], sizes: d
             seconds = _rows_trained(cfg, _train_rows(cfg, sizes, task, kept, s["stage"])) * row_tokens / train_rate
         elif kind in ("eval", "prompting", "mean_of_task"):
             if kind == "eval":
-                mode = eval_arm(arm)[1]
+                mode = ArmEval.parse(arm).prompt_mode
             else:
                 mode = "cot" if arm == "icl_rationale" else "direct"
             if cfg.eval.mode in ("cot", "direct"):
