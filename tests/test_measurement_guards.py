@@ -19,7 +19,10 @@ from raftlab.backends.base import Generation
 from raftlab.rationales.oracle import oracle_rationale
 from raftlab.schema import INVALID
 from raftlab.study import StudySteps, load_config, run_study
-from raftlab.study import steps as real
+from raftlab.study.work.analysis import analyze
+from raftlab.study.work.data import prepare_data
+from raftlab.study.work.evaluate import evaluate
+from raftlab.study.work.rationales import rationales
 
 
 class TargetWriter:
@@ -63,8 +66,8 @@ def _study(tmp_path: Path, monkeypatch, eval_settings: dict):
     monkeypatch.setattr(raftlab.backends, "get_backend", lambda spec, options=None, **kw: writer)
     cfg = load_config({"model": "tiny", "tasks": [{"name": "synth_coinflip", "train_limit": 16, "test_limit": 12}],
                        "eval": {"k": 3, **eval_settings}})
-    steps = StudySteps(prepare_data=real.prepare_data, rationales=real.rationales, train=_no_training,
-                       evaluate=real.evaluate, analyze=real.analyze, report=lambda *a: {})
+    steps = StudySteps(prepare_data=prepare_data, rationales=rationales, train=_no_training,
+                       evaluate=evaluate, analyze=analyze, report=lambda *a: {})
     run_study(cfg, tmp_path, steps=steps)
     return json.loads((tmp_path / "analysis" / "analysis.json").read_text())
 

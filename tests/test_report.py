@@ -17,7 +17,7 @@ from raftlab.report import render_report
 from raftlab.report.build import add_records
 from raftlab.report.data import Interval, OLSFit, ReportData, TaskSummary
 from raftlab.layout import eval_dirs
-from raftlab.report.records import RecordError, read_records
+from raftlab.report.records import RecordError, latest_records
 from raftlab.report.tables import latex_table
 
 TASKS = {"easy": (0.9, 0.8), "mid": (0.5, 0.55), "hard": (0.1, 0.3)}
@@ -30,7 +30,7 @@ def hand_data(run_dir: Path) -> ReportData:
     for task, arms in eval_dirs(run_dir).items():
         metrics = {}
         for arm, folder in arms.items():
-            recs = read_records(folder)
+            recs = latest_records(folder)
             metrics[arm] = {"accuracy": float(np.mean([r["correct"] for r in recs])), "ece": 0.1 if arm == "ft" else 0.2}
         da = metrics["raft"]["accuracy"] - metrics["ft"]["accuracy"]
         de = -(metrics["raft"]["ece"] - metrics["ft"]["ece"])
@@ -92,10 +92,10 @@ def test_bad_records_name_file_and_line(tmp_path: Path) -> None:
     f = tmp_path / "r.jsonl"
     f.write_text('{"id": 1, "correct": true, "confidence": 1.0}\n{"id": 2, "correct": true}\n')
     with pytest.raises(RecordError, match=r"r.jsonl:2: missing field 'confidence'"):
-        read_records(f)
+        latest_records(f)
     f.write_text("not json\n")
     with pytest.raises(RecordError, match=r"r.jsonl:1: invalid JSON"):
-        read_records(f)
+        latest_records(f)
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

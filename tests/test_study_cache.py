@@ -173,9 +173,10 @@ def test_align_and_mix_are_evaluated_direct_as_nlurc_and_with_cot_too(tmp_path: 
     evals = sorted(c for c in rec.calls if c.startswith("eval/") and c.endswith("/a"))
     assert evals == ["eval/align/a", "eval/align@cot/a", "eval/ft/a", "eval/mix/a", "eval/mix@cot/a",
                      "eval/raft/a"]
-    from raftlab.study.config import eval_arm
+    from raftlab.study.config import ArmEval
 
-    assert eval_arm("align") == ("align", "direct") and eval_arm("mix@cot") == ("mix", "cot")
+    assert ArmEval.parse("align") == ArmEval("align", "direct") and ArmEval.parse("mix@cot") == ArmEval("mix", "cot")
+    assert str(ArmEval("mix", "cot")) == "mix@cot" and str(ArmEval("align", "direct")) == "align"
 
 
 def test_leave_one_task_out_trains_on_the_other_tasks(tmp_path: Path) -> None:
@@ -200,15 +201,15 @@ def test_leave_one_task_out_trains_on_the_other_tasks(tmp_path: Path) -> None:
 def test_leave_one_task_out_training_uses_each_examples_own_task(tmp_path: Path, monkeypatch) -> None:
     """The held-out task's name must not be forced onto the other tasks' examples (their own prompts apply)."""
     import raftlab.training
-    from raftlab.study import steps as real
+    from raftlab.study.work.train import train
 
     seen = []
     monkeypatch.setattr(raftlab.training, "train", lambda config: seen.append(config) or config.out)
     cfg = load_config({**CFG, "tasks": ["synth_arith", "synth_topic"], "protocol": "leave_one_task_out"})
     (tmp_path / "r").mkdir()
     rat = {"rationales": "rationales.jsonl", "_stage_dir": str(tmp_path / "r")}
-    real.train(cfg, cfg.tasks[0], "raft", rat, tmp_path)
+    train(cfg, cfg.tasks[0], "raft", rat, tmp_path)
     assert seen[0].task is None and seen[0].data == str(tmp_path / "r" / "rationales.jsonl")
     per_task = load_config({**CFG, "tasks": ["synth_arith"]})
-    real.train(per_task, per_task.tasks[0], "raft", rat, tmp_path)
+    train(per_task, per_task.tasks[0], "raft", rat, tmp_path)
     assert seen[1].task == "synth_arith"

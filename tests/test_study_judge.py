@@ -13,8 +13,12 @@ from raftlab import layout
 from raftlab.backends.base import Generation, SamplingParams
 from raftlab.rationales import RationaleStore
 from raftlab.study import StudySteps, load_config, plan, run_study
-from raftlab.study import judge as judge_step
-from raftlab.study import steps as real
+from raftlab.study.work import judge as judge_step
+from raftlab.study.work.analysis import analyze
+from raftlab.study.work.data import prepare_data
+from raftlab.study.work import rationales as rationale_step
+from raftlab.study.work.rationales import rationales
+from raftlab.study.work.report import report
 
 from test_study_pipeline import fake_eval, fake_prompt_eval, fake_train
 
@@ -68,8 +72,8 @@ CONFIG = {"model": "tiny", "tasks": [{"name": "synth_arith", "train_limit": 9, "
 
 
 def steps() -> StudySteps:
-    return StudySteps(prepare_data=real.prepare_data, rationales=real.rationales, train=fake_train,
-                      evaluate=fake_eval, analyze=real.analyze, report=real.report, prompt_eval=fake_prompt_eval,
+    return StudySteps(prepare_data=prepare_data, rationales=rationales, train=fake_train,
+                      evaluate=fake_eval, analyze=analyze, report=report, prompt_eval=fake_prompt_eval,
                       judge=judge_step.judge)
 
 
@@ -81,7 +85,7 @@ def study(tmp_path_factory: pytest.TempPathFactory):
     run = tmp_path_factory.mktemp("judged")
     judge = Judge()
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(real, "teacher_backend", lambda c, task, examples: Teacher(examples))
+        mp.setattr(rationale_step, "teacher_backend", lambda c, task, examples: Teacher(examples))
         mp.setattr(judge_step, "judge_backend", lambda spec, options: judge)
         result = run_study(cfg, run, steps=steps())
     return cfg, run, result, judge

@@ -10,9 +10,15 @@ import pytest
 from raftlab.analysis import AnalysisResult
 from raftlab.backends.base import SamplingParams
 from raftlab.study import StudySteps, load_config, run_study
-from raftlab.study import steps as real
+from raftlab.study.work.analysis import analyze, generated_lengths
+from raftlab.study.work.common import read_examples, write_examples
+from raftlab.study.work.data import prepare_data
+from raftlab.study.work.mean_of_task import mean_of_task, mean_of_task_prompting
+from raftlab.study.work.outputs import DataOutput
+from raftlab.study.work.reference import reference
+from raftlab.study.work.report import report
+from raftlab.study.work.train import train
 from raftlab.rationales.oracle import OracleTeacher
-from raftlab.layout import stage_path
 from raftlab.tasks import get_task
 
 from _report_helpers import fake_records
@@ -23,11 +29,11 @@ ACC = {("synth_topic", "ft"): 0.9, ("synth_topic", "raft"): 0.85, ("synth_coinfl
 
 def oracle_rationales(cfg, spec, data_out, out):
     task = get_task(spec.name)
-    examples = real.read_examples(stage_path(data_out, "train"))
+    examples = read_examples(DataOutput.of(data_out).train_path)
     teacher = OracleTeacher(task, examples)
     texts = teacher.generate([task.teacher_prompt(e) for e in examples], SamplingParams())
     kept = [e.model_copy(update={"rationale": t[0].text.rsplit(" The answer is", 1)[0]}) for e, t in zip(examples, texts)]
-    real.write_examples(kept, out / "rationales.jsonl")
+    write_examples(kept, out / "rationales.jsonl")
     return {"rationales": "rationales.jsonl", "kept": len(kept)}
 
 
@@ -37,14 +43,15 @@ def fake_train(cfg, spec, arm, rat_out, out):
 
 
 def fake_eval(cfg, spec, arm, train_out, data_out, out, rat_out):
-    n = len(real.read_examples(stage_path(data_out, "test")))
+    arm = str(arm)  # an ArmEval: the eval folder's name
+    n = len(read_examples(DataOutput.of(data_out).test_path))
     recs = fake_records(spec.name, arm, n, ACC[(spec.name, arm)], k=cfg.eval.k)
     (out / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
     return {"n": n}
 
 
 def fake_prompt_eval(cfg, spec, mode, data_out, out, rat_out):
-    n = len(real.read_examples(stage_path(data_out, "test")))
+    n = len(read_examples(DataOutput.of(data_out).test_path))
     recs = fake_records(spec.name, mode, n, 0.3 if mode == "direct" else 0.6, k=cfg.eval.k)
     (out / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
     return {"n": n}
@@ -57,8 +64,8 @@ def fake_info_gain(cfg, spec, train_outs, rat_out, out):
 
 
 def steps() -> StudySteps:
-    return StudySteps(prepare_data=real.prepare_data, rationales=oracle_rationales, train=fake_train,
-                      evaluate=fake_eval, analyze=real.analyze, report=real.report, prompt_eval=fake_prompt_eval,
+    return StudySteps(prepare_data=prepare_data, rationales=oracle_rationales, train=fake_train,
+                      evaluate=fake_eval, analyze=analyze, report=report, prompt_eval=fake_prompt_eval,
                       info_gain=fake_info_gain)
 
 
@@ -133,15 +140,15 @@ def test_mean_of_task_prompting_with_real_eval(tmp_path: Path) -> None:
         r = tmp_path / "rat" / spec.name
         d.mkdir(parents=True), r.mkdir(parents=True)
         spec = spec.model_copy(update={"train_limit": 3, "test_limit": 2})
-        data_outs[spec.name] = {**real.prepare_data(cfg, spec, d), "_stage_dir": str(d)}
+        data_outs[spec.name] = {**prepare_data(cfg, spec, d).record(), "_stage_dir": str(d)}
         rat_outs[spec.name] = {**oracle_rationales(cfg, spec, data_outs[spec.name], r), "_stage_dir": str(r)}
     out = tmp_path / "mot"
     out.mkdir()
-    res = real.mean_of_task(cfg, cfg.task("synth_coinflip"), rat_outs, data_outs["synth_coinflip"], out)
-    assert 0.0 <= res["accuracy"] <= 1.0
-    task = real.MeanOfTaskPrompting(get_task("synth_coinflip"), {n: real.read_examples(Path(o["_stage_dir"]) / "rationales.jsonl")
+    res = mean_of_task(cfg, cfg.task("synth_coinflip"), rat_outs, data_outs["synth_coinflip"], out)
+    assert 0.0 <= res.accuracy <= 1.0
+    task = mean_of_task_prompting(get_task("synth_coinflip"), {n: read_examples(Path(o["_stage_dir"]) / "rationales.jsonl")
                                                            for n, o in rat_outs.items()}, seed=0)
-    ex = real.read_examples(Path(data_outs["synth_coinflip"]["_stage_dir"]) / "test.jsonl")[0]
+    ex = read_examples(Path(data_outs["synth_coinflip"]["_stage_dir"]) / "test.jsonl")[0]
     prompt = task.prompt(ex)
     assert prompt.endswith(get_task("synth_coinflip").prompt(ex, "cot")) and prompt.count("Let's think step by step.") == 4
     assert len(read_records(out / "records.jsonl")) == 2
@@ -149,7 +156,7 @@ def test_mean_of_task_prompting_with_real_eval(tmp_path: Path) -> None:
     samples = [s for r in read_records(out / "records.jsonl") for s in r["samples"]]
     from raftlab.analysis import generated_rationale_length
 
-    assert real.generated_lengths(out) == pytest.approx(generated_rationale_length(samples))
+    assert generated_lengths(out) == pytest.approx(generated_rationale_length(samples))
 
 
 @pytest.mark.slow
@@ -162,11 +169,11 @@ def test_reference_rationales_stage_samples_zero_shot_cot(tmp_path: Path) -> Non
     d, out = tmp_path / "d", tmp_path / "ref"
     d.mkdir(), out.mkdir()
     spec = cfg.tasks[0].model_copy(update={"train_limit": 2, "test_limit": 5})
-    data_out = {**real.prepare_data(cfg, spec, d), "_stage_dir": str(d)}
-    assert real.reference(cfg, spec, data_out, out)["n"] == 3
+    data_out = {**prepare_data(cfg, spec, d).record(), "_stage_dir": str(d)}
+    assert reference(cfg, spec, data_out, out).n == 3
     recs = read_records(out / "records.jsonl")
     assert len(recs) == 3 and all(len(r["samples"]) == 2 for r in recs)
-    assert real.generated_lengths(out) is not None
+    assert generated_lengths(out) is not None
 
 
 @pytest.mark.slow
@@ -180,10 +187,10 @@ def test_training_through_a_launcher_command(tmp_path: Path) -> None:
     d, r, t = (tmp_path / x for x in ("d", "r", "t"))
     for p in (d, r, t):
         p.mkdir()
-    data_out = {**real.prepare_data(cfg, spec, d), "_stage_dir": str(d)}
+    data_out = {**prepare_data(cfg, spec, d).record(), "_stage_dir": str(d)}
     rat_out = {**oracle_rationales(cfg, spec, data_out, r), "_stage_dir": str(r)}
-    out = real.train(cfg, spec, "raft", rat_out, t)
-    model_dir = t / out["model"]
+    out = train(cfg, spec, "raft", rat_out, t)
+    model_dir = out.model_path
     summary = json.loads((model_dir / "train_summary.json").read_text())
     assert summary["config"]["objective"] == "raft" and summary["global_step"] == 1
     # the launcher got one config file, and it holds exactly the config that was trained

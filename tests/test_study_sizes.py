@@ -14,10 +14,14 @@ from raftlab import layout
 from raftlab.analysis import AnalysisResult, task_deltas
 from raftlab.cli.main import app
 from raftlab.study import StudySteps, load_config, plan, run_study
-from raftlab.study import steps as real
+from raftlab.study.work.analysis import analyze
+from raftlab.study.work.common import kept_examples, read_examples, write_examples
+from raftlab.study.work.data import prepare_data
+from raftlab.study.work.outputs import DataOutput
+from raftlab.study.work.report import report
 from raftlab.study.config import ConfigError
 from raftlab.study.estimate import TaskSize, stage_gpu_hours
-from raftlab.study.sizes import nested_subset, train_subset
+from raftlab.study.work.subset import nested_subset, train_subset
 
 from _report_helpers import fake_records
 from test_study_pipeline import oracle_rationales
@@ -123,14 +127,14 @@ def test_a_size_above_the_kept_rationales_trains_on_all_of_them(tmp_path: Path, 
     from raftlab.tasks import get_task
 
     examples = [e.model_copy(update={"rationale": "because."}) for e in get_task("synth_topic").load("train", limit=5)]
-    real.write_examples(examples, tmp_path / "rationales.jsonl")
+    write_examples(examples, tmp_path / "rationales.jsonl")
     cfg = _quick()
     out = tmp_path / "subset"
     out.mkdir()
     with caplog.at_level(logging.WARNING):
         got = train_subset(cfg, cfg.tasks[0], 8, [{"rationales": "rationales.jsonl", "_stage_dir": str(tmp_path)}],
                            out)
-    assert got["n"] == got["pool"] == 5 and "kept only 5" in caplog.text
+    assert got.n == got.pool == 5 and "kept only 5" in caplog.text
     saved = json.loads((out / layout.SUBSET_FILE).read_text())
     assert saved["size"] == 8 and saved["n"] == 5 and sorted(saved["ids"]) == sorted(e.id for e in examples)
 
@@ -150,12 +154,13 @@ def _size_of(out: Path) -> int | None:
 
 def fake_train(cfg, spec, arm, rat_out, out):
     (out / "model").mkdir()
-    n = len(real.read_examples(layout.stage_path(rat_out, "rationales")))
+    n = len(kept_examples(rat_out))
     return {"model": "model", "n": n}
 
 
 def fake_eval(cfg, spec, arm, train_out, data_out, out, rat_out):
-    n = len(real.read_examples(layout.stage_path(data_out, "test")))
+    arm = str(arm)  # an ArmEval: the eval folder's name
+    n = len(read_examples(DataOutput.of(data_out).test_path))
     recs = fake_records(spec.name, arm, n, CURVE[(arm, _size_of(out))], k=cfg.eval.k)
     (out / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
     return {"n": n}
@@ -164,8 +169,8 @@ def fake_eval(cfg, spec, arm, train_out, data_out, out, rat_out):
 def test_a_study_with_train_sizes_reports_the_learning_curve(tmp_path: Path) -> None:
     cfg = _quick(train_sizes=[6, 12], tasks=[{"name": "synth_topic", "train_limit": 24, "test_limit": 8},
                                               {"name": "synth_arith", "train_limit": 24, "test_limit": 8}])
-    steps = StudySteps(prepare_data=real.prepare_data, rationales=oracle_rationales, train=fake_train,
-                       evaluate=fake_eval, analyze=real.analyze, report=real.report, subset=train_subset)
+    steps = StudySteps(prepare_data=prepare_data, rationales=oracle_rationales, train=fake_train,
+                       evaluate=fake_eval, analyze=analyze, report=report, subset=train_subset)
     run = tmp_path / "run"
     res = run_study(cfg, run, steps=steps)
     outputs = res.outputs

@@ -12,17 +12,18 @@ from raftlab import layout
 def test_label_only_arms_are_also_scored_by_token_probability(tmp_path):
     from raftlab.analysis import analyze_study, four_arm_rows
     from raftlab.study.config import load_config
-    from raftlab.study.steps import _self_consistency, write_examples
+    from raftlab.study.work.common import self_consistency, write_examples
+    from raftlab.study.work.outputs import DataOutput
     from raftlab.tasks import get_task
 
     cfg = load_config("quick")
     cfg = cfg.model_copy(update={"eval": cfg.eval.model_copy(update={"direct_prob": True, "k": 2})})
     task = get_task("synth_topic")
     write_examples(task.load("test", limit=6, seed=0), tmp_path / "test.jsonl")
-    data_out = {"test": "test.jsonl", "_stage_dir": str(tmp_path)}
+    data_out = DataOutput("train.jsonl", "test.jsonl", folder=tmp_path)  # only the test file is read
     runs = tmp_path / "run" / layout.EVAL
     for arm, mode in (("ft", "direct"), ("raft", "cot")):
-        metrics = _self_consistency(cfg, "hf:tiny", task, data_out, mode, runs / arm / "synth_topic", 8)
+        metrics = self_consistency(cfg, "hf:tiny", task, data_out, mode, runs / arm / "synth_topic", 8)
         assert ("direct_prob" in metrics) == (mode == "direct")  # only the label-only arm is scored
     prob = runs / "ft" / "synth_topic" / layout.DIRECT_PROB
     assert (prob / "records.jsonl").is_file()

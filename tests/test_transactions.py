@@ -206,7 +206,7 @@ def _eval(out: Path, examples: list, fail_batch: int | None, monkeypatch) -> boo
     def torn_write(self, rows):  # the k-th batch: half its bytes reach the file, then the process "dies"
         calls["n"] += 1
         if calls["n"] == fail_batch:
-            text = "".join(storage._line(r) for r in rows)
+            text = "".join(storage.jsonl._line(r) for r in rows)
             self._fh.write(text[: len(text) // 2])
             self._fh.flush()
             raise InjectedFault(f"torn write of batch {fail_batch}")

@@ -27,7 +27,6 @@ A stage name is its folder relative to the run directory.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 #: The untrained student prompted in context: label-only demonstrations (the paper's ①) and rationale
 #: demonstrations (②). Arm name -> prompt mode.
@@ -109,12 +108,6 @@ def unsized(stage: str) -> tuple[int | None, str]:
         return None, stage
     size, _, name = rest.partition("/")
     return int(size), name
-
-
-def stage_path(outputs: dict[str, Any], key: str) -> Path:
-    """Absolute path of output ``key`` of a stage (outputs store paths relative to the stage folder, and carry
-    that folder as ``"_stage_dir"`` when handed to later stages)."""
-    return Path(outputs["_stage_dir"]) / outputs[key]
 
 
 def eval_dirs(run_dir: str | Path) -> dict[str, dict[str, Path]]:

@@ -1,4 +1,5 @@
-"""The one example schema shared by every stage of the pipeline."""
+"""The one example schema shared by every stage of the pipeline, and :class:`Strict`, the base of raftlab's typed
+configs and records."""
 
 from __future__ import annotations
 
@@ -13,7 +14,14 @@ AnswerType = Literal["number", "choice"]
 INVALID = "[invalid]"
 
 
-class Example(BaseModel):
+class Strict(BaseModel):
+    """A pydantic model that rejects unknown fields: a misspelt key in a config or record is an error naming it,
+    never a silently ignored setting."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Example(Strict):
     """One task instance.
 
     ``question`` is the question text with its options already rendered
@@ -21,8 +29,6 @@ class Example(BaseModel):
     ``label`` is the gold answer: a canonical number string for math tasks,
     an option letter ("A", "B", ...) for choice tasks.
     """
-
-    model_config = ConfigDict(extra="forbid")
 
     id: str
     task: str

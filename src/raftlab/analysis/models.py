@@ -24,6 +24,16 @@ class Interval(BaseModel):
     def contains(self, x: float) -> bool:
         return self.low is not None and self.high is not None and self.low <= x <= self.high
 
+    def text(self, digits: int = 4, scale: float = 1.0) -> str:
+        """``+v [+low, +high]`` (``+v`` alone without bounds), each times ``scale`` (100: percent) with ``digits``
+        decimals."""
+        def f(x: float) -> str:
+            return f"{scale * x:+.{digits}f}"
+
+        if self.low is None or self.high is None:
+            return f(self.value)
+        return f"{f(self.value)} [{f(self.low)}, {f(self.high)}]"
+
 
 class TaskDelta(BaseModel):
     """RAFT vs FT on one task: ΔAcc = Acc_RAFT − Acc_FT, ΔECE = −(ECE_RAFT − ECE_FT); positive = RAFT better."""

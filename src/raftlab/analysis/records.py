@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from raftlab.inference.records import read_records as read_eval_records
 from raftlab.schema import INVALID
-from raftlab.storage import iter_jsonl
 
 #: Eval modes whose confidence is not a vote share (``k`` is then not used for binning).
 NON_VOTE_MODES = frozenset({"direct_prob"})
@@ -144,21 +144,6 @@ def _parse_row(rec: dict[str, Any], where: str) -> tuple[float, bool, int | None
     return float(conf), bool(correct), k
 
 
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """JSON objects of a JSONL file, each tagged with ``_where`` ("file:line"); a torn last line (a resumed eval
-    recomputes it) is skipped, any other bad line is a :class:`RecordError` naming file and line."""
-    rows = []
-    try:
-        for lineno, rec in iter_jsonl(path, allow_torn_tail=True, error=RecordError):
-            if not isinstance(rec, dict):
-                raise RecordError(f"{path}:{lineno}: expected a JSON object, got {type(rec).__name__}")
-            rec["_where"] = f"{path}:{lineno}"
-            rows.append(rec)
-    except RecordError as exc:
-        raise RecordError(f"{exc}; delete that line and evaluate again with the same --out to recompute it") from None
-    return rows
-
-
 def load_records(path: str | Path, invalid: str = "vote") -> EvalRecords:
     """Eval records of one JSONL file, or of every ``*.jsonl`` file in a folder (sorted by name), scored under an
     invalid-answer policy (:data:`INVALID_POLICIES`). A question id seen again (a resumed eval) keeps its last
@@ -167,14 +152,7 @@ def load_records(path: str | Path, invalid: str = "vote") -> EvalRecords:
 
 
 def read_records(path: str | Path) -> list[dict[str, Any]]:
-    """The raw record dicts of a JSONL file or of every ``*.jsonl`` file in a folder (sorted by name)."""
-    p = Path(path)
-    if p.is_dir():
-        files = sorted(p.glob("*.jsonl"))
-        if not files:
-            raise RecordError(f"{p}: folder holds no *.jsonl eval records")
-    elif p.is_file():
-        files = [p]
-    else:
-        raise FileNotFoundError(f"{p}: no such eval-record file or folder")
-    return [rec for f in files for rec in read_jsonl(f)]
+    """The raw record dicts of a JSONL file or of every ``*.jsonl`` file in a folder (sorted by name), each tagged
+    with ``_where`` ("file:line"); problems are :class:`RecordError` (see
+    :func:`raftlab.inference.records.read_records`)."""
+    return read_eval_records(path, error=RecordError, where=True, required=True)

@@ -136,7 +136,7 @@ def print_sizes(console, result) -> None:
     for task, p in rows:
         d = p.delta
         table.add_row(task, f"{p.size}" + (" (full)" if p.full else ""), "–" if p.n_train is None else str(p.n_train),
-                      f"{d.acc_ft:.3f}", f"{d.acc_raft:.3f}", _fmt(d.delta_acc), _fmt(d.delta_ece))
+                      f"{d.acc_ft:.3f}", f"{d.acc_raft:.3f}", d.delta_acc.text(3), d.delta_ece.text(3))
     console.print(table)
 
 
@@ -152,12 +152,6 @@ def print_fits(console, result) -> None:
         for f in d_fits:
             console.print(f"  {f.y} = {f.slope:.4g}·{f.x} {f.intercept:+.4g}"
                           + (f"  ({f.stats_text()})" if f.r is not None else ""), markup=False)
-
-
-def _fmt(iv) -> str:
-    if iv.low is None or iv.high is None:
-        return f"{iv.value:+.3f}"
-    return f"{iv.value:+.3f} [{iv.low:+.3f}, {iv.high:+.3f}]"
 
 
 def register(app: typer.Typer) -> None:
@@ -215,7 +209,7 @@ def register(app: typer.Typer) -> None:
                 table.add_row(row.task, str(row.n), *["–"] * 6, base, verdict)
                 continue
             table.add_row(row.task, str(row.n), f"{d.acc_ft:.3f}", f"{d.acc_raft:.3f}", f"{d.ece_ft:.3f}",
-                          f"{d.ece_raft:.3f}", _fmt(d.delta_acc), _fmt(d.delta_ece), base, verdict)
+                          f"{d.ece_raft:.3f}", d.delta_acc.text(3), d.delta_ece.text(3), base, verdict)
         console.print(table)
         print_training(console, result)
         print_four_arms(console, result)

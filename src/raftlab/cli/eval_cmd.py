@@ -84,18 +84,17 @@ DEFAULT_MAX_NEW_TOKENS = 256
 
 
 def _budget(spec: str, task, mode: str, prompt_mode: str | None, requested: int | None, out: Path) -> int:
-    """``requested``, else the model's own need (:func:`raftlab.training.budget.budget_for_model`), else 256; the
-    need is saved in ``OUT/budget.json`` for the artifact checks."""
+    """``requested``, else the model's own need (:func:`raftlab.training.budget.budget_for_model`), else 256 (see
+    :func:`raftlab.training.budget.settle_budget`)."""
     from raftlab.backends import parse_spec
     from raftlab.inference.evaluate import resolved_prompt_mode
-    from raftlab.training.budget import budget_for_model, choose_budget
+    from raftlab.training.budget import budget_for_model, settle_budget
 
     kind, model, _ = parse_spec(spec)
     budget = budget_for_model(model, task, resolved_prompt_mode(mode, prompt_mode)) if kind != "openai" else None
     if budget is None:
         return requested or DEFAULT_MAX_NEW_TOKENS
-    chosen = choose_budget(requested, budget, f"{task.name} ({budget.objective}, {budget.prompt_mode} prompt)")
-    budget.save(out / "budget.json", chosen, requested)
+    chosen = settle_budget(requested, budget, task.name, out)
     if requested is None:
         typer.echo(f"generation budget: {chosen} new tokens (99% of the training targets take up to "
                    f"{budget.quantile_tokens})", err=True)

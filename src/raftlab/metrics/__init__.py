@@ -1,4 +1,4 @@
-"""Accuracy and calibration metrics (numpy only).
+"""Accuracy and calibration metrics (numpy; AUROC ranks with scipy's rankdata).
 
 ``conf`` is the confidence of each answer (for self-consistency: the vote share of the
 chosen answer, ``votes / k``), ``correct`` whether the answer is right.

@@ -10,34 +10,34 @@ import numpy as np
 RANGE_TOL = 1e-9
 
 
-def as_confidence(conf: Any, name: str = "conf") -> np.ndarray:
-    """Return ``conf`` as a float array (1-D, or 2-D with one resample per row), checked to lie in [0, 1]."""
-    arr = np.asarray(conf, dtype=float)
+def _samples(arr: np.ndarray, name: str) -> np.ndarray:
+    """``arr``, checked to be 1-D (or 2-D, one resample per row) and not empty."""
     if arr.ndim not in (1, 2):
         raise ValueError(f"{name}: expected a 1-D array (or 2-D, one resample per row), got shape {arr.shape}")
     if arr.shape[-1] == 0:
         raise ValueError(f"{name}: no samples (empty array)")
-    bad = ~np.isfinite(arr) | (arr < -RANGE_TOL) | (arr > 1 + RANGE_TOL)
+    return arr
+
+
+def _refuse(arr: np.ndarray, bad: np.ndarray, name: str, must_be: str) -> None:
+    """A ValueError naming the first ``bad`` value of ``arr`` and its index, if any."""
     if bad.any():
         pos = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise ValueError(f"{name}: values must be finite and in [0, 1]; index {pos[-1] if len(pos) == 1 else pos} "
+        raise ValueError(f"{name}: values must be {must_be}; index {pos[-1] if len(pos) == 1 else pos} "
                          f"is {arr[pos]!r}")
+
+
+def as_confidence(conf: Any, name: str = "conf") -> np.ndarray:
+    """Return ``conf`` as a float array (1-D, or 2-D with one resample per row), checked to lie in [0, 1]."""
+    arr = _samples(np.asarray(conf, dtype=float), name)
+    _refuse(arr, ~np.isfinite(arr) | (arr < -RANGE_TOL) | (arr > 1 + RANGE_TOL), name, "finite and in [0, 1]")
     return np.clip(arr, 0.0, 1.0)
 
 
 def as_correct(correct: Any, name: str = "correct") -> np.ndarray:
     """Return ``correct`` as a float array of 0.0/1.0 (accepts bools, 0/1 ints or floats)."""
-    arr = np.asarray(correct)
-    if arr.ndim not in (1, 2):
-        raise ValueError(f"{name}: expected a 1-D array (or 2-D, one resample per row), got shape {arr.shape}")
-    if arr.shape[-1] == 0:
-        raise ValueError(f"{name}: no samples (empty array)")
-    arr = arr.astype(float)
-    bad = (arr != 0.0) & (arr != 1.0)
-    if bad.any():
-        pos = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise ValueError(f"{name}: values must be booleans or 0/1; index {pos[-1] if len(pos) == 1 else pos} "
-                         f"is {arr[pos]!r}")
+    arr = _samples(np.asarray(correct), name).astype(float)
+    _refuse(arr, (arr != 0.0) & (arr != 1.0), name, "booleans or 0/1")
     return arr
 
 

@@ -10,7 +10,7 @@ from raftlab import layout
 from raftlab.corrupt import read_json
 from raftlab.report.data import OLSFit, ReliabilityBin, ReportData, TaskSummary
 from raftlab.report.rationales import add_rationales
-from raftlab.report.records import read_records, sample_outputs
+from raftlab.report.records import latest_records, sample_outputs
 
 #: Where the study's analysis stage saves its result (``AnalysisResult`` JSON), relative to the run directory.
 
@@ -33,7 +33,7 @@ def add_records(data: ReportData, run_dir: Path, samples_per_task: int = 3,
     (only the eval stages in ``stages`` when given: a folder left by an earlier config is not this study's)."""
     for task, arms in layout.eval_dirs(run_dir).items():
         arms = {a: f for a, f in arms.items() if stages is None or layout.evaluation(a, task) in stages}
-        records = {arm: read_records(folder) for arm, folder in arms.items()}
+        records = {arm: latest_records(folder) for arm, folder in arms.items()}
         order = [a for a in data.arms if a in records] + [a for a in records if a not in data.arms]
         data.reliability.setdefault(task, {})
         for arm in order:

@@ -41,11 +41,7 @@ def _num(v: object) -> str:
 
 
 def _ci(iv: Interval | None) -> str:
-    if iv is None:
-        return "–"
-    if iv.low is None or iv.high is None:
-        return f"{iv.value:+.4f}"
-    return f"{iv.value:+.4f} [{iv.low:+.4f}, {iv.high:+.4f}]"
+    return "–" if iv is None else iv.text()
 
 
 def _p_text(f: OLSFit) -> str:

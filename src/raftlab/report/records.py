@@ -9,27 +9,25 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from raftlab.analysis.records import RecordError, read_jsonl
+from raftlab.analysis.records import RecordError, read_records
 from raftlab.report.data import OutputSample
 
-__all__ = ["RecordError", "read_records", "sample_outputs"]
+__all__ = ["RecordError", "latest_records", "sample_outputs"]
 
 
-def read_records(folder_or_file: Path) -> list[dict]:
-    """All records of an eval folder (its ``*.jsonl`` files, sorted) or of one JSONL file, deduplicated by id.
+def latest_records(folder_or_file: Path) -> list[dict]:
+    """One record per question (the last one read: a resumed eval may repeat an id) of an eval folder (its
+    ``*.jsonl`` files, sorted) or of one JSONL file; each must have ``id``, ``correct`` and ``confidence``.
 
-    Lines are parsed by :func:`raftlab.analysis.records.read_jsonl` (errors name file and line; a torn last
-    line from an interrupted eval is skipped)."""
-    path = Path(folder_or_file)
-    files = sorted(path.glob("*.jsonl")) if path.is_dir() else [path]
+    Read with :func:`raftlab.analysis.records.read_records` (errors name file and line; a torn last line from an
+    interrupted eval is skipped)."""
     records: dict[str, dict] = {}
-    for f in files:
-        for rec in read_jsonl(f):
-            where = rec.pop("_where")
-            for key in ("id", "correct", "confidence"):
-                if key not in rec:
-                    raise RecordError(f"{where}: missing field {key!r}")
-            records[str(rec["id"])] = rec
+    for rec in read_records(folder_or_file):
+        where = rec.pop("_where")
+        for key in ("id", "correct", "confidence"):
+            if key not in rec:
+                raise RecordError(f"{where}: missing field {key!r}")
+        records[str(rec["id"])] = rec
     return list(records.values())
 
 

@@ -43,8 +43,8 @@ def summary_rows(data: ReportData) -> list[dict[str, object]]:
     return rows
 
 
-def write_csv(data: ReportData, path: Path) -> Path:
-    rows = summary_rows(data)
+def _write_rows(rows: list[dict], path: Path) -> Path:
+    """``rows`` as CSV, the columns in the order they first appear."""
     columns: list[str] = []
     for row in rows:
         columns += [c for c in row if c not in columns]
@@ -55,18 +55,13 @@ def write_csv(data: ReportData, path: Path) -> Path:
     return path
 
 
+def write_csv(data: ReportData, path: Path) -> Path:
+    return _write_rows(summary_rows(data), path)
+
+
 def write_four_arms_csv(data: ReportData, path: Path) -> Path | None:
     """The four-arm table (:func:`raftlab.analysis.four_arm_rows`) as CSV; None when no task has the arms."""
-    if not data.four_arms:
-        return None
-    columns: list[str] = []
-    for row in data.four_arms:
-        columns += [c for c in row if c not in columns]
-    with path.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(data.four_arms)
-    return path
+    return _write_rows(data.four_arms, path) if data.four_arms else None
 
 
 def write_json(data: ReportData, path: Path) -> Path:
@@ -90,11 +85,7 @@ def _pct(v: float | None) -> str:
 
 
 def _pct_ci(iv: Interval | None) -> str:
-    if iv is None:
-        return "--"
-    if iv.low is None or iv.high is None:
-        return f"{100 * iv.value:+.1f}"
-    return f"{100 * iv.value:+.1f} [{100 * iv.low:+.1f}, {100 * iv.high:+.1f}]"
+    return "--" if iv is None else iv.text(1, scale=100)
 
 
 def latex_table(data: ReportData) -> str:

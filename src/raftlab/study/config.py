@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from raftlab import storage
+from raftlab.schema import Strict as _Strict
 from raftlab.training.config import TrainSettings
 
 CONFIG_DIR = Path(__file__).parent / "configs"
@@ -36,14 +38,29 @@ BOTH_PROMPTS_ALWAYS = frozenset({"align", "mix"})
 PROMPT_MODES = ("direct", "cot")
 
 
-def eval_arm(arm: str) -> tuple[str, str]:
-    """``(trained arm, prompt mode)`` of an evaluated arm name: ``raft`` or ``raft@direct`` (cross-prompt)."""
-    base, _, mode = arm.partition("@")
-    return base, mode or ARM_PROMPT_MODE[base]
+@dataclass(frozen=True)
+class ArmEval:
+    """An evaluated arm: the trained ``arm`` and the ``prompt_mode`` it is evaluated with.
 
+    Written as the arm's name where the prompt is the arm's own (:data:`ARM_PROMPT_MODE`), else
+    ``<arm>@<mode>`` (``eval.both_prompts``): ``raft``, ``raft@direct``. That string names the eval folder
+    (``eval/<it>/<task>``) and the arm in analyses; code passes this value."""
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    arm: str
+    prompt_mode: str
+
+    @classmethod
+    def parse(cls, name: str) -> ArmEval:
+        arm, _, mode = name.partition("@")
+        return cls(arm, mode or ARM_PROMPT_MODE[arm])
+
+    @property
+    def cross_prompt(self) -> bool:
+        """Evaluated with a prompt other than the arm's own."""
+        return self.prompt_mode != ARM_PROMPT_MODE[self.arm]
+
+    def __str__(self) -> str:
+        return f"{self.arm}@{self.prompt_mode}" if self.cross_prompt else self.arm
 
 
 class TaskSpec(_Strict):
@@ -175,7 +192,7 @@ class ExecutorConfig(_Strict):
                                                         "(default: every visible CUDA device; none on a CPU host)")
     slurm: dict[str, Any] = Field(default_factory=dict, description="submitit parameters of each SLURM job")
     isolate: bool = Field(True, description="one worker: run each stage in a child process forked from a server "
-                                            "that imported torch once (milliseconds per stage), so that each "
+                                            "that imported torch once (no imports per stage), so that each "
                                             "stage's memory is its own and goes back to the OS when it ends; "
                                             "false: every stage in this process (e.g. to debug with pdb)")
 

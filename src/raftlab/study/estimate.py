@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from raftlab.layout import unsized
-from raftlab.study.config import ARM_OBJECTIVE, StudyConfig, eval_arm
+from raftlab.study.config import ARM_OBJECTIVE, ArmEval, StudyConfig
 from raftlab.study.student_size import (  # noqa: F401  (re-exported: the estimate's reading)
     TOKENS_PER_WORD, TokenCounter, model_params, params_from_config, params_from_name, student_token_counter,
 )
@@ -143,7 +143,7 @@ def stage_gpu_hours(cfg: StudyConfig, stages: Sequence[dict[str, Any]], sizes: d
             seconds = _rows_trained(cfg, _train_rows(cfg, kept, task, s["stage"])) * row_tokens / train_rate
         elif kind in ("eval", "prompting", "mean_of_task"):
             if kind == "eval":
-                mode = eval_arm(arm)[1]
+                mode = ArmEval.parse(arm).prompt_mode
             else:
                 mode = "cot" if arm == "icl_rationale" else "direct"
             if cfg.eval.mode in ("cot", "direct"):

@@ -1,10 +1,10 @@
 """Run one stage of a study in a child process, so that each stage's memory is its own.
 
-A process that has loaded, trained and sampled several models keeps ~1 GB after the last one is released
-(allocator arenas, oneDNN's caches, imports): in one process a study's later stages peaked at 2.4 GB although
-none needs more than 1.4 GB alone. Each stage here runs in a process forked from a *fork server* that imported
-torch, transformers and raftlab once (it never computes, so forking it is safe for OpenMP) — a stage starts in
-milliseconds, not the seconds a fresh interpreter needs — and its memory goes back to the OS when it ends.
+A process that has loaded, trained and sampled several models keeps memory after the last one is released
+(allocator arenas, oneDNN's caches, imports), so that in one process a study's later stages peak above what any
+of them needs alone. Each stage here runs in a process forked from a *fork server* that imported torch,
+transformers and raftlab once (it never computes, so forking it is safe for OpenMP): a stage starts without a
+fresh interpreter's imports, and its memory goes back to the OS when it ends.
 
 The child gets this process's environment, working directory, logger levels and warning filters; its log
 records come back over a pipe and go through this process's handlers (the terminal, pytest's caplog), so the
@@ -32,9 +32,12 @@ from raftlab.study.cache import StageFailed, run_stage_work
 
 logger = logging.getLogger(__name__)
 
+#: The modules of :mod:`raftlab.study.work` whose functions a stage's child process runs.
+STAGE_MODULES = ("analysis", "data", "evaluate", "info_gain", "judge", "mean_of_task", "prompting", "rationales",
+                 "reference", "report", "subset", "train")
 #: Imported once by the fork server, so that stages do not pay for them.
 PRELOAD = ("torch", "transformers", "peft", "raftlab.models", "raftlab.backends.hf", "raftlab.training",
-           "raftlab.inference.evaluate", "raftlab.study.steps")
+           "raftlab.inference.evaluate", *(f"raftlab.study.work.{kind}" for kind in STAGE_MODULES))
 #: After Ctrl-C: how long the child may take to save its work before it is stopped.
 STOP_GRACE_S = 60.0
 

@@ -13,6 +13,7 @@ from raftlab import layout
 from raftlab.study.cache import OnChange, StageRunner
 from raftlab.study.config import StudyConfig, check_runnable, load_config
 from raftlab.study.stages import StudySteps, plan
+from raftlab.study.work.outputs import ReportOutput
 
 
 @dataclass
@@ -64,8 +65,7 @@ def _run(cfg: StudyConfig, steps: StudySteps, runner: StageRunner) -> StudyResul
 
         run_dispatched(stages, runner, cfg.executor, outputs)
     atomic_write_text(config_file, config_text)
-    report_out = {**outputs[layout.REPORT], "_stage_dir": str(runner.stage_dir(layout.REPORT))}
-    html = layout.stage_path(report_out, "html") if "html" in report_out else None
+    html = ReportOutput.of({**outputs[layout.REPORT], "_stage_dir": str(runner.stage_dir(layout.REPORT))}).html_path
     result = StudyResult(run_dir=run_dir, report=html,
                          executed=list(runner.executed), skipped=list(runner.skipped), outputs=outputs)
     write_json(run_dir / layout.RESULT_FILE,

@@ -2,7 +2,7 @@
 
 :func:`plan` turns a :class:`~raftlab.study.config.StudyConfig` into the ordered list of :class:`Stage`; the
 runner (:func:`raftlab.study.run.run_study`) walks that list. The work itself is in :class:`StudySteps`
-(:mod:`raftlab.study.steps` by default; tests swap in fakes).
+(:mod:`raftlab.study.work` by default, one module per stage kind; tests swap in fakes).
 """
 
 from __future__ import annotations
@@ -13,10 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from raftlab import layout
-from raftlab.study.config import ARM_PROMPT_MODE, BOTH_PROMPTS_ALWAYS, PROMPT_MODES, StudyConfig, TaskSpec
+from raftlab.study.config import ARM_PROMPT_MODE, BOTH_PROMPTS_ALWAYS, PROMPT_MODES, ArmEval, StudyConfig, TaskSpec
 from raftlab.study.inputs import ConfigView, declared_slice, stage_key, stage_view
+from raftlab.study.work.outputs import StageOutput, as_record
 
+#: What the manifest records of a stage's work, and what later stages get of it (with ``"_stage_dir"``).
 Outputs = dict[str, Any]
+#: What a stage's work returns: its typed output (a stand-in's plain dict is recorded as it is).
+Work = StageOutput | Outputs
 #: The arms a study's ``train_sizes`` trains at each size (the compared pair).
 SIZED_ARMS = ("ft", "raft")
 
@@ -26,49 +30,56 @@ class StudySteps:
     """The functions that do each stage's work (swap them in tests or to customise a study).
 
     Each receives the config and its task as read-only views limited to the fields the stage declares
-    (:mod:`raftlab.study.inputs`), what it works on (the outputs of the stages it depends on, each with its folder
-    as ``"_stage_dir"``, see :func:`raftlab.layout.stage_path`) and its own stage folder, and returns a
-    JSON-able dict of outputs whose paths are relative to that folder.
+    (:mod:`raftlab.study.inputs`), what it works on (the outputs the stages it depends on recorded, each with its
+    folder as ``"_stage_dir"``: the real steps read them as ``<Output>.of(given)``, see
+    :mod:`raftlab.study.work.outputs`) and its own stage folder, and returns its typed output (a
+    :class:`~raftlab.study.work.outputs.StageOutput`; a stand-in may return a JSON-able dict), whose paths are
+    relative to that folder.
     """
 
-    prepare_data: Callable[..., Outputs]  # (config, task_spec, out_dir)
-    rationales: Callable[..., Outputs]  # (config, task_spec, data_out, out_dir)
-    train: Callable[..., Outputs]  # (config, task_spec, arm, rationale_out, out_dir)
-    evaluate: Callable[..., Outputs]  # (config, task_spec, arm, train_out, data_out, out_dir, rationale_out)
-    analyze: Callable[..., Outputs]  # (config, run_dir, out_dir, the planned eval/difficulty stage names)
-    report: Callable[..., Outputs]  # (config, run_dir, analysis_out, out_dir, the planned stages it reads)
+    prepare_data: Callable[..., Work]  # (config, task_spec, out_dir)
+    rationales: Callable[..., Work]  # (config, task_spec, data_out, out_dir)
+    #: (config, task_spec, arm, rationale_out or a list of them, out_dir)
+    train: Callable[..., Work]
+    #: (config, task_spec, ArmEval, train_out, data_out, out_dir, rationale_out)
+    evaluate: Callable[..., Work]
+    analyze: Callable[..., Work]  # (config, run_dir, out_dir, the planned eval/difficulty stage names)
+    report: Callable[..., Work]  # (config, run_dir, analysis_out, out_dir, the planned stages it reads)
     #: (config, task_spec, mode "direct"|"cot", data_out, out_dir, rationale_out): the untrained arms ① and ②
-    prompt_eval: Callable[..., Outputs] | None = None
+    prompt_eval: Callable[..., Work] | None = None
     #: (config, task_spec, {task: rationale_out}, data_out, out_dir); runs when config.mean_of_task is set
-    mean_of_task: Callable[..., Outputs] | None = None
+    mean_of_task: Callable[..., Work] | None = None
     #: (config, task_spec, {arm: train_out}, rationale_out, out_dir); runs when config.info_gain_examples > 0
-    info_gain: Callable[..., Outputs] | None = None
+    info_gain: Callable[..., Work] | None = None
     #: (config, task_spec, data_out, out_dir); runs when config.reference is set
-    reference: Callable[..., Outputs] | None = None
+    reference: Callable[..., Work] | None = None
     #: (config, task_spec, rationale_out, out_dir); runs when the study has a judge (config.judge_backend())
-    judge: Callable[..., Outputs] | None = None
+    judge: Callable[..., Work] | None = None
     #: (config, task_spec, size, [rationale_out, ...], out_dir): the examples the arms of one training-set size
     #: share; runs when config.train_sizes is set (the sized arms train and evaluate with ``train``/``evaluate``)
-    subset: Callable[..., Outputs] | None = None
+    subset: Callable[..., Work] | None = None
     #: run each stage in a child process when the config's ``executor.isolate`` allows (the real steps do;
     #: fakes in tests that record calls in this process do not)
     isolate: bool = False
 
     @classmethod
     def real(cls) -> StudySteps:
-        from raftlab.study import judge, sizes, steps
+        from raftlab.study.work import (analysis, data, evaluate, info_gain, judge, mean_of_task, prompting,
+                                        rationales, reference, report, subset, train)
 
-        return cls(prepare_data=steps.prepare_data, rationales=steps.rationales, train=steps.train,
-                   evaluate=steps.evaluate, analyze=steps.analyze, report=steps.report, info_gain=steps.info_gain,
-                   prompt_eval=steps.prompt_eval, mean_of_task=steps.mean_of_task, reference=steps.reference,
-                   judge=judge.judge, subset=sizes.train_subset, isolate=True)
+        return cls(prepare_data=data.prepare_data, rationales=rationales.rationales, train=train.train,
+                   evaluate=evaluate.evaluate, analyze=analysis.analyze, report=report.report,
+                   info_gain=info_gain.info_gain, prompt_eval=prompting.prompt_eval,
+                   mean_of_task=mean_of_task.mean_of_task, reference=reference.reference, judge=judge.judge,
+                   subset=subset.train_subset, isolate=True)
 
 
 @dataclass(frozen=True)
 class Stage:
     """One cached unit of work. ``key`` (see :mod:`raftlab.study.inputs`: the declared config slice ``inputs``,
     the dependencies' keys and the kind's code version) decides whether a finished stage is still valid;
-    ``work(deps_outputs, folder)`` gets the outputs of its dependencies by stage name."""
+    ``work(deps_outputs, folder)`` gets the outputs of its dependencies by stage name and returns what the
+    manifest records of it."""
 
     name: str
     kind: str
@@ -113,14 +124,15 @@ def plan(cfg: StudyConfig, steps: StudySteps, run_dir: Path) -> list[Stage]:
     env = model_environment()
 
     def add(name: str, kind: str, spec: TaskSpec | None, deps: tuple[str, ...],
-            work: Callable[[ConfigView, ConfigView | None, dict[str, Outputs], Path], Outputs],
+            work: Callable[[ConfigView, ConfigView | None, dict[str, Outputs], Path], Work],
             **extra: Any) -> None:
         inputs, dep_keys = declared_slice(kind, cfg, spec), {d: keys[d] for d in deps}
         key = stage_key(kind, inputs, dep_keys, extra)
         view, task = stage_view(cfg, kind, name, spec)
         keys[name] = key
         stages.append(Stage(name, kind, inputs, deps, key,
-                            lambda d, out, view=view, task=task: work(view, task, d, out), view, dep_keys))
+                            lambda d, out, view=view, task=task: as_record(work(view, task, d, out)), view,
+                            dep_keys))
 
     def add_sources(spec: TaskSpec) -> None:
         data, rats = layout.data(spec.name), layout.rationales(spec.name)
@@ -156,10 +168,11 @@ def plan(cfg: StudyConfig, steps: StudySteps, run_dir: Path) -> list[Stage]:
             both = cfg.eval.both_prompts or arm in BOTH_PROMPTS_ALWAYS
             modes = [ARM_PROMPT_MODE[arm]] + ([m for m in PROMPT_MODES if m != ARM_PROMPT_MODE[arm]] if both else [])
             for mode in modes:
-                evaluated = arm if mode == ARM_PROMPT_MODE[arm] else f"{arm}@{mode}"
-                add(layout.evaluation(evaluated, spec.name), "eval", spec, (train, data, rats),
-                    lambda c, t, d, out, arm=evaluated, train=train, data=data, rats=rats:
-                    steps.evaluate(c, t, arm, d[train], d[data], out, d[rats]), arm=evaluated, mode=mode, env=env)
+                evaluated = ArmEval(arm, mode)
+                add(layout.evaluation(str(evaluated), spec.name), "eval", spec, (train, data, rats),
+                    lambda c, t, d, out, evaluated=evaluated, train=train, data=data, rats=rats:
+                    steps.evaluate(c, t, evaluated, d[train], d[data], out, d[rats]),
+                    arm=str(evaluated), mode=mode, env=env)
         for size in train_sizes:  # the learning curve: FT and RAFT on one shared subset per size
             subset = layout.subset(size, spec.name)
             add(subset, "subset", spec, sources, lambda c, t, d, out, size=size, sources=sources:
@@ -168,10 +181,11 @@ def plan(cfg: StudyConfig, steps: StudySteps, run_dir: Path) -> list[Stage]:
                 train = layout.sized(size, layout.train(arm, spec.name))
                 add(train, "train", spec, (subset,), lambda c, t, d, out, arm=arm, subset=subset:
                     steps.train(c, t, arm, d[subset], out), arm=arm, env=env, size=size)
-                add(layout.sized(size, layout.evaluation(arm, spec.name)), "eval", spec, (train, data, rats),
-                    lambda c, t, d, out, arm=arm, train=train, data=data, rats=rats:
-                    steps.evaluate(c, t, arm, d[train], d[data], out, d[rats]),
-                    arm=arm, mode=ARM_PROMPT_MODE[arm], env=env, size=size)
+                evaluated = ArmEval(arm, ARM_PROMPT_MODE[arm])
+                add(layout.sized(size, layout.evaluation(str(evaluated), spec.name)), "eval", spec,
+                    (train, data, rats), lambda c, t, d, out, evaluated=evaluated, train=train, data=data, rats=rats:
+                    steps.evaluate(c, t, evaluated, d[train], d[data], out, d[rats]),
+                    arm=str(evaluated), mode=evaluated.prompt_mode, env=env, size=size)
         if cfg.reference is not None and steps.reference is not None:
             add(layout.reference(spec.name), "reference", spec, (data,),
                 lambda c, t, d, out, data=data: steps.reference(c, t, d[data], out), env=env)

@@ -11,16 +11,13 @@ import string
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
+from raftlab.schema import Strict as _Strict
 from raftlab.storage import read_yaml
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 SPLITS = ("train", "test")
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class GeneratedSplit(_Strict):

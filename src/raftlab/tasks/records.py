@@ -54,14 +54,8 @@ def cleaner(name: str):
 
 
 @reader("jsonl")
-def read_jsonl(path: Path) -> list[Record]:
-    out = []
-    for lineno, rec in iter_jsonl(path, error=TaskDataError):
-        if not isinstance(rec, dict):
-            raise TaskDataError(f"{path}:{lineno}: expected a JSON object, got {type(rec).__name__}")
-        rec["_line"] = lineno
-        out.append(rec)
-    return out
+def jsonl_records(path: Path) -> list[Record]:
+    return [{**rec, "_line": lineno} for lineno, rec in iter_jsonl(path, error=TaskDataError, objects=True)]
 
 
 @reader("json")

@@ -25,6 +25,8 @@ QUANTILE = 0.99
 #: Extra tokens on top of the quantile: max(MIN_MARGIN, MARGIN_FRACTION of it).
 MIN_MARGIN = 16
 MARGIN_FRACTION = 0.25
+#: An eval folder's record of its generation budget.
+BUDGET_FILE = "budget.json"
 
 
 class Budget(BaseModel):
@@ -88,6 +90,14 @@ def choose_budget(requested: int | None, budget: Budget, what: str) -> int:
                        "to %d tokens); answers will be cut off and count as invalid", what, requested, budget.need,
                        round(100 * QUANTILE), budget.quantile_tokens)
     return requested
+
+
+def settle_budget(requested: int | None, budget: Budget, task_name: str, out_dir: Path) -> int:
+    """The ``max_new_tokens`` an eval runs with (:func:`choose_budget`), saved with the need in
+    ``OUT/budget.json`` for the artifact checks."""
+    chosen = choose_budget(requested, budget, f"{task_name} ({budget.objective}, {budget.prompt_mode} prompt)")
+    budget.save(Path(out_dir) / BUDGET_FILE, chosen, requested)
+    return chosen
 
 
 def budget_for_model(model_dir: str | Path, task: Any, prompt_mode: str) -> Budget | None:

@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
-from raftlab.schema import Example
+from raftlab.schema import Example, Strict
 from raftlab.training.features import Objective
 
 PROFILE_FILE = Path(__file__).parent / "configs" / "paper.yaml"
@@ -29,14 +29,12 @@ PAPER_PROFILE: dict[str, Any] = load_profile()
 TABLE2: dict[str, Any] = dict(PAPER_PROFILE["table2"])
 
 
-class TrainSettings(BaseModel):
+class TrainSettings(Strict):
     """How to train: the hyper-parameters shared by ``raftlab train`` (its options are generated from these
     fields), a study's ``train:`` section and the Python API. :class:`TrainConfig` adds what to train on.
 
     ``json_schema_extra={"cli": [...]}`` names a field's command-line flags where they are not
     ``--field-name`` (booleans get ``--x/--no-x``)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     profile: Literal["raftlab", "paper"] = Field(
         "raftlab", description="paper: the paper's Table 2 recipe (full finetuning, lr 5e-6, 3 epochs, 4 per "

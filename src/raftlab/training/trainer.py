@@ -200,7 +200,7 @@ def prepare_split(config: TrainConfig, base_dtype: str | None = None, cpu_attent
         model.peft_config["default"].base_model_name_or_path = resolve_model_path(config.model)
         if next(model.get_base_model().parameters()).dtype != torch.float32:
             # bf16 base under autocast: peft would cast every adapter input to fp32 (the adapters' dtype) and
-            # autocast straight back to bf16 for the matmul, two copies per adapter per pass (+12% steps/s without)
+            # autocast straight back to bf16 for the matmul: two needless copies per adapter per pass
             for module in model.modules():
                 if hasattr(module, "cast_input_dtype_enabled"):
                     module.cast_input_dtype_enabled = False
@@ -215,10 +215,10 @@ EAGER_ATTENTION_MB = 512
 
 def _attention_for_cpu_training(model: Any, rows: list[dict[str, Any]], config: TrainConfig) -> None:
     """On a CPU, train with transformers' plain matmul attention ("eager") instead of sdpa where its attention
-    matrices stay small: torch's fused CPU attention kernel is slow to differentiate (on SmolLM2 its backward took
-    six times its forward and a sixth of a bf16 training step). Measured with bench_train: +13% target tokens per
-    CPU-second in bf16, +6% in fp32, the same loss. The matrices are batch x heads x longest row^2 x 4 bytes per
-    layer, for every layer unless gradient checkpointing recomputes them; above EAGER_ATTENTION_MB sdpa stays."""
+    matrices stay small: torch's fused CPU attention kernel is slow to differentiate (its backward costs several
+    times its forward), so the plain one trains more tokens per CPU-second with the same loss. The matrices are
+    batch x heads x longest row^2 x 4 bytes per layer, for every layer unless gradient checkpointing recomputes
+    them; above EAGER_ATTENTION_MB sdpa stays."""
     import torch
 
     if torch.cuda.is_available() or config.pack:  # packed rows keep sdpa's block-diagonal masks

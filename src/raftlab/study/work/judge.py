@@ -14,6 +14,7 @@ from raftlab import layout
 from raftlab.storage import write_json
 from raftlab.rationales.judge import judge_backend
 from raftlab.study.config import StudyConfig, TaskSpec
+from raftlab.study.work.outputs import Given, JudgeOutput, RationaleFile
 
 
 def judge_spec(cfg: StudyConfig) -> tuple[str, dict[str, Any]]:
@@ -23,7 +24,7 @@ def judge_spec(cfg: StudyConfig) -> tuple[str, dict[str, Any]]:
     return cfg.teacher.backend, cfg.teacher.backend_options
 
 
-def judge(cfg: StudyConfig, spec: TaskSpec, rat_out: dict[str, Any], out: Path) -> dict[str, Any]:
+def judge(cfg: StudyConfig, spec: TaskSpec, rat_out: Given, out: Path) -> JudgeOutput:
     """Judge a seeded sample of ``judge.sample`` kept rationales of the task; write the counts and the sample's
     verdicts to ``judge.json``. Verdicts an earlier, differently configured judge left in the store are
     forgotten first."""
@@ -33,7 +34,7 @@ def judge(cfg: StudyConfig, spec: TaskSpec, rat_out: dict[str, Any], out: Path) 
     backend_spec, options = judge_spec(cfg)
     settings = judge_settings(backend_spec, options, cfg.judge.max_new_tokens)
     backend = judge_backend(backend_spec, options)
-    with RationaleStore(Path(rat_out["_stage_dir"]) / layout.RATIONALE_STORE) as store:
+    with RationaleStore(RationaleFile.of(rat_out).path(layout.RATIONALE_STORE)) as store:
         forgotten = store.bind_judge(settings)
         result = judge_rationales(backend, store, sample=cfg.judge.sample, seed=cfg.seed,
                                   max_new_tokens=cfg.judge.max_new_tokens, progress=True)
@@ -44,4 +45,5 @@ def judge(cfg: StudyConfig, spec: TaskSpec, rat_out: dict[str, Any], out: Path) 
                            "pending because its requests kept failing; rerun the study to judge them")
     write_json(out / layout.JUDGE_FILE, {"task": spec.name, **settings, "sample": cfg.judge.sample, **result,
                                          "forgotten": forgotten, "verdicts": verdicts})
-    return {"summary": layout.JUDGE_FILE, **{k: result[k] for k in ("helpful", "unhelpful", "unknown", "judged")}}
+    return JudgeOutput(layout.JUDGE_FILE, **{k: result[k] for k in ("helpful", "unhelpful", "unknown", "judged")},
+                       folder=out)
