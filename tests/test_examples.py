@@ -25,7 +25,7 @@ def _submitit_names() -> set[str]:
 def test_slurm_study_configs_validate(name: str) -> None:
     cfg = load_config(EXAMPLES / name)
     assert cfg.executor.kind == "slurm" and cfg.executor.workers > 1
-    assert len(cfg.tasks) == 18 and cfg.train.profile == "paper" and cfg.eval.k == 10  # the paper preset
+    assert len(cfg.tasks) == 20 and cfg.train.profile == "paper" and cfg.eval.k == 10  # the paper preset (18 + 2 validation tasks)
     unknown = set(cfg.executor.slurm) - _submitit_names()
     assert not unknown, f"submitit.AutoExecutor would refuse {unknown}"
 

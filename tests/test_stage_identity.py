@@ -11,7 +11,9 @@ import pytest
 from pydantic import BaseModel, ValidationError
 
 from raftlab.study import StageRunner, StudyConfig, StudySteps, plan
-from raftlab.study.inputs import DECLARED, ConfigView, UndeclaredConfigRead, leaf_fields, stage_view
+from raftlab.study.inputs import (
+    DECLARED, ConfigView, UndeclaredConfigRead, at_neutral_default, leaf_fields, read_path, stage_view,
+)
 
 #: A study in which every stage kind exists: four tasks (mean-of-task prompting), both prompts, token
 #: probabilities, a reference model, information-gain curves, a named judge and a training-set size, all tiny.
@@ -38,6 +40,11 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> tuple[StudyConfig, dic
     """Run the whole study in this process and record, per stage, the config fields its work read."""
     cfg = StudyConfig.model_validate(EVERY_STAGE)
     return cfg, _run_recording(cfg, tmp_path_factory.mktemp("identity"))
+
+
+def _keyed(cfg: StudyConfig, reads: set[str]) -> set[str]:
+    """The fields read that enter the stage's key: all but those at a neutral default (inputs.NEUTRAL_DEFAULTS)."""
+    return {path for path in reads if not at_neutral_default(path, read_path(cfg, path))}
 
 
 def _run_recording(cfg: StudyConfig, run_dir: Path) -> dict[str, set[str]]:
@@ -80,7 +87,7 @@ def test_the_other_branches_declare_exactly_what_they_read(recorded_other_branch
     assert "prompting.backend_options" in reads["eval/icl_label/synth_arith"]
     assert {"teacher.backend", "teacher.backend_options"} <= reads["judge/synth_arith"]
     for st in plan(cfg, StudySteps.real(), Path("unused")):
-        assert reads[st.name] == set(st.inputs), st.name
+        assert _keyed(cfg, reads[st.name]) == set(st.inputs), st.name
 
 
 @pytest.mark.slow
@@ -96,7 +103,7 @@ def test_each_stage_declares_exactly_what_it_reads(recorded) -> None:
     refuses it, see the next test)."""
     cfg, reads = recorded
     for st in plan(cfg, StudySteps.real(), Path("unused")):
-        assert reads[st.name] == set(st.inputs), st.name
+        assert _keyed(cfg, reads[st.name]) == set(st.inputs), st.name
 
 
 def test_a_stage_cannot_read_an_undeclared_field() -> None:
@@ -231,3 +238,18 @@ def test_a_new_field_needs_a_value_here() -> None:
     for path in leaf_fields(cfg):
         if not (path.startswith("tasks.") and path.endswith(".name")):
             assert isinstance(_changed(cfg, path), BaseModel)
+
+
+def test_a_field_at_its_neutral_default_keeps_earlier_keys() -> None:
+    """Fields added later (teacher.kept_target, teacher.traversals, a task's role) leave every key as it was at
+    their default, and change the keys of exactly the stages that read them otherwise."""
+    cfg = StudyConfig.model_validate(EVERY_STAGE)
+    base = {st.name: st.key for st in plan(cfg, StudySteps.real(), Path("unused"))}
+    data = cfg.model_dump(mode="json")
+    data["teacher"].update(kept_target=None, traversals=1)
+    assert {st.name: st.key for st in plan(StudyConfig.model_validate(data), StudySteps.real(), Path("u"))} == base
+    data["teacher"]["traversals"] = 2
+    data["tasks"][0]["role"] = "validation"
+    changed = {st.name for st in plan(StudyConfig.model_validate(data), StudySteps.real(), Path("u"))
+               if st.key != base[st.name]}
+    assert "rationales/synth_topic" in changed and "analysis" in changed and "data/synth_topic" not in changed

@@ -41,6 +41,12 @@ class Example(Strict):
     rationale: str | None = None
     meta: dict[str, Any] = Field(default_factory=dict)
 
+    @property
+    def source_id(self) -> str:
+        """The id of the question this example was made from: its own, or for a copy sent to the teacher again
+        (a later traversal of the data) the original's (``meta["source_id"]``)."""
+        return str(self.meta.get("source_id", self.id))
+
     def label_text(self) -> str:
         """The gold answer in words (option text for choice tasks)."""
         if self.answer_type == "choice" and self.label in self.option_letters:

@@ -48,10 +48,11 @@ def contrast_intervals(delta: TaskDelta) -> dict[str, Interval]:
 
 def four_arm_rows(tasks: Sequence[Any]) -> list[dict[str, Any]]:
     """One flat row per task that has at least two of the four arms, plus an ``average`` row over the tasks
-    (plain means; no interval). Columns: ``acc_<label>``/``ece_<label>`` per arm and ``acc_<contrast>``,
+    (plain means; no interval; validation tasks, kept apart from the across-task results, are left out of it).
+    Columns: ``acc_<label>``/``ece_<label>`` per arm and ``acc_<contrast>``,
     ``ece_<contrast>`` (+ ``_low``/``_high``) per contrast. ``tasks``: analysis TaskRows (``metrics`` and
     ``contrasts``)."""
-    rows = []
+    rows, averaged = [], []
     for t in tasks:
         present = [arm for arm in PAPER_ARMS if arm in t.metrics]
         if len(present) < 2:
@@ -71,11 +72,13 @@ def four_arm_rows(tasks: Sequence[Any]) -> list[dict[str, Any]]:
                 key = f"{'acc' if metric == 'accuracy' else 'ece'}_{name}"
                 row[key], row[f"{key}_low"], row[f"{key}_high"] = iv.value, iv.low, iv.high
         rows.append(row)
-    if rows:
-        keys = [k for k in rows[0] if k not in ("task", "n") and not k.endswith(("_low", "_high"))]
-        avg: dict[str, Any] = {"task": "average", "n": sum(r["n"] for r in rows)}
+        if getattr(t, "role", "fit") == "fit":
+            averaged.append(row)
+    if averaged:
+        keys = [k for k in averaged[0] if k not in ("task", "n") and not k.endswith(("_low", "_high"))]
+        avg: dict[str, Any] = {"task": "average", "n": sum(r["n"] for r in averaged)}
         for k in keys:
-            values = [r[k] for r in rows if r.get(k) is not None]
+            values = [r[k] for r in averaged if r.get(k) is not None]
             avg[k] = sum(values) / len(values) if values else None
         rows.append(avg)
     return rows

@@ -82,7 +82,8 @@ def headline(result: AnalysisResult) -> list[str]:
 
 
 def validation_line(v: Any) -> str:
-    """``Validation task subj: ΔECE +0.020 observed, +0.035 predicted by the fit [-0.05, +0.12]: inside``."""
+    """``Validation task subj (left out of the fit): ΔAcc +0.100, ΔECE +0.020 observed, +0.035 predicted
+    [-0.050, +0.120]: inside the prediction interval``."""
     where = ""
     if v.interval is not None:
         where = (f" [{v.interval.low:+.3f}, {v.interval.high:+.3f}]: "

@@ -207,7 +207,8 @@ def analyze_study(runs: Runs | str | Path, difficulty: Mapping[str, Mapping[str,
                                             if flagged else (None, [], []))
     checked = [_validate(r, fit, alpha) for r in rows if r.role == "validation" and r.delta is not None]
     return AnalysisResult(
-        tasks=rows, validation=[v for v in checked if v is not None], fit=fit, difficulty_fits=d_fits, other_fit=other_fit, other_difficulty_fits=other_d_fits,
+        tasks=rows, validation=[v for v in checked if v is not None], fit=fit, difficulty_fits=d_fits,
+        other_fit=other_fit, other_difficulty_fits=other_d_fits,
         notes=notes + fit_notes + other_notes,
         settings={"n_boot": n_boot, "seed": seed, "alpha": alpha, "n_bins": n_bins, "baseline": baseline,
                   "treatment": treatment, "invalid_policy": invalid, "include_flagged": include_flagged,

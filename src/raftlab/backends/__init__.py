@@ -19,7 +19,9 @@ BACKENDS: dict[str, str] = {
 
 def register_backend(kind: str, target: str, replace: bool = False) -> None:
     """Make ``<kind>:<model>`` specs build ``target`` (``"package.module:Class"``, imported on first use; the
-    class takes the model name, ``base_url=`` when its specs may carry ``@URL``, and its options)."""
+    class takes the model name and its options as keyword arguments). The registration lives in this process:
+    a study runs its stages in child processes (``executor.isolate``), so register the kind in code those
+    import, or run the study with ``executor: {isolate: false}``."""
     if kind in BACKENDS and not replace:
         raise ValueError(f"backend kind {kind!r} is already registered ({BACKENDS[kind]}); pass replace=True")
     if ":" not in target:

@@ -78,7 +78,7 @@ def generate_cmd(
         from raftlab.rationales import default_samples_per_prompt, teacher_backend
 
         samples_per_prompt = samples_per_prompt or default_samples_per_prompt(teacher)
-        backend = teacher_backend(teacher, parse_backend_options(backend_option), concurrency, samples_per_prompt)
+        backend = teacher_backend(teacher, parse_backend_options(backend_option), concurrency)
     out.mkdir(parents=True, exist_ok=True)
     try:
         stats = generate_rationales(backend, t, examples, out / STORE, n=n, max_retries=max_retries,

@@ -15,7 +15,8 @@ def register(app: typer.Typer) -> None:
         config: str = typer.Argument(None, help="study YAML, or a built-in name: default | quick | paper "
                                                "(no argument: the built-in default, sized for 2 CPU cores)"),
         out: Path = typer.Option(None, "--out", "-o", help="run directory (default: runs/<study name>)"),
-        quick: bool = typer.Option(False, "--quick", help="the built-in quick config (tiny random-init model: checks the pipeline)"),
+        quick: bool = typer.Option(False, "--quick", help="the built-in quick config (tiny random-init model: "
+                                   "checks the pipeline)"),
         preset: str = typer.Option(None, "--preset", help="a built-in config: " + "; ".join(
             f"{name}: {line}" for name, line in PRESETS.items())),
         rerun_changed: bool = typer.Option(False, "--rerun-changed",

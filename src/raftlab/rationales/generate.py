@@ -53,7 +53,8 @@ def traversal_copy(ex: Example, traversal: int) -> Example:
     """The example as traversal ``traversal`` (0: the first, the example itself) sends it to the teacher."""
     if traversal == 0:
         return ex
-    return ex.model_copy(update={"id": f"{ex.id}#t{traversal}", "meta": {**ex.meta, "traversal": traversal}})
+    return ex.model_copy(update={"id": f"{ex.id}#t{traversal}",
+                                 "meta": {**ex.meta, "traversal": traversal, "source_id": ex.id}})
 
 
 def _prompt_hash(prompt: str) -> str:
@@ -69,11 +70,10 @@ def _uses_threads(backend: Backend) -> bool:
     return bool(getattr(backend, "thread_safe", False))
 
 
-def teacher_backend(spec: str, options: dict[str, Any] | None, concurrency: int,
-                    samples_per_prompt: int) -> Backend:
+def teacher_backend(spec: str, options: dict[str, Any] | None, concurrency: int) -> Backend:
     """The teacher's backend sized for :func:`generate_rationales`: a concurrent one (openai) keeps
-    ``concurrency`` requests in flight; a local hf one decodes ``concurrency`` prompts, each with all its
-    ``samples_per_prompt`` samples, in one forward (its batch size counts prompts)."""
+    ``concurrency`` requests in flight; a local hf one decodes ``concurrency`` prompts, each with all the samples
+    of its request, in one forward (its batch size counts prompts)."""
     from raftlab.backends import get_backend, is_thread_safe, parse_spec
 
     if is_thread_safe(spec):
@@ -280,7 +280,7 @@ def generate_rationales(
                     _pass_threaded(send, task, todo, style, length, concurrency, n, kept)
                 else:
                     _pass_batched(send, task, todo, style, length, concurrency, n, kept)
-            if traversal and not any(e.id in kept for e in examples):
+            if not any(e.id in kept for e in examples):
                 break  # a whole traversal kept nothing: another would not either
         status = "finished" if not pending else f"incomplete: {len(pending)} examples pending"
         raised = False

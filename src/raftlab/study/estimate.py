@@ -245,7 +245,8 @@ def estimate(cfg: StudyConfig, stages: Sequence[dict[str, Any]], sizes: Sequence
     judge_backend = cfg.judge.backend or (None if oracle else teacher.backend)
     if judge_backend is not None and cfg.judge.sample:
         judged = {t: min(float(cfg.judge.sample), n) for t, n in kept.items()}
-        judge = judge_estimate(judged, prompt_tokens, judge_prompt_tokens=judge_prompt_tokens,
+        questions = {s.name: s.eval_prompt_tokens for s in sizes}  # the judge reads the question, not the prompt
+        judge = judge_estimate(judged, questions, judge_prompt_tokens=judge_prompt_tokens,
                                rationale_tokens=rationale_tokens, output_tokens=cfg.judge.max_new_tokens,
                                price_in=price_in, price_out=price_out)
         assumptions.append(f"judge {judge_backend}: {cfg.judge.sample} kept rationales per task, each "
@@ -341,6 +342,10 @@ def plan_estimate(cfg: StudyConfig, stages: Sequence[dict[str, Any]], *, gpu: st
 
         measured = run_pilot(cfg, pilot)
         notes.append(measured.sentence(cfg.teacher.backend))
+        if kept_rate is None and measured.answered and not measured.kept_rate:
+            raise ValueError(f"the pilot's {measured.answered} answered attempts kept no rationale, so no number "
+                             "of requests is enough: check the teacher and its prompts (raftlab rationales "
+                             "generate shows the rejections), or estimate with --kept-rate")
         if kept_rate is None and measured.kept_rate:
             kept_rate = measured.kept_rate
         if rationale_tokens is None and measured.output_tokens:

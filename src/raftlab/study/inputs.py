@@ -135,11 +135,26 @@ def read_path(cfg: StudyConfig, path: str) -> Any:
     return value.model_dump(mode="json") if isinstance(value, BaseModel) else value
 
 
+#: Fields added after runs existed whose default is exactly the behaviour from before they existed: at that
+#: default they are left out of the declared slice, so adding them keeps every earlier stage key (and an earlier
+#: run's stages reusable); any other value enters the slice and changes the key. ``*`` matches a task name.
+NEUTRAL_DEFAULTS: dict[str, Any] = {"teacher.kept_target": None, "teacher.traversals": 1, "tasks.*.role": "fit"}
+
+
+def at_neutral_default(path: str, value: Any) -> bool:
+    parts = path.split(".")
+    if parts[0] == "tasks" and len(parts) == 3:
+        path = f"tasks.*.{parts[2]}"
+    return path in NEUTRAL_DEFAULTS and value == NEUTRAL_DEFAULTS[path]
+
+
 def declared_slice(kind: str, cfg: StudyConfig, spec: TaskSpec | None = None) -> dict[str, Any]:
     """``{path: value}`` of the fields a stage of ``kind`` reads (its typed slice of the config), as keyed and
     recorded: a backend's endpoint left out (the same model served elsewhere gives the same results, as the
-    rationale store also holds) and secret-looking engine options masked."""
-    return {path: _keyed(path, read_path(cfg, path)) for path in sorted(set(DECLARED[kind](cfg, spec)))}
+    rationale store also holds), secret-looking engine options masked, and fields at a neutral default
+    (:data:`NEUTRAL_DEFAULTS`) left out."""
+    values = {path: _keyed(path, read_path(cfg, path)) for path in sorted(set(DECLARED[kind](cfg, spec)))}
+    return {path: value for path, value in values.items() if not at_neutral_default(path, value)}
 
 
 def _keyed(path: str, value: Any) -> Any:

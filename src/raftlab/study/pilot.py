@@ -18,7 +18,10 @@ def pilot_examples(cfg: StudyConfig, n: int) -> list[tuple[object, list]]:
     for (task, spec), k in zip(tasks, share):
         if not k:
             continue
-        train = task.load("train", data_dir=spec.data_dir, limit=spec.train_limit, seed=cfg.seed)
+        try:
+            train = task.load("train", data_dir=spec.data_dir, limit=spec.train_limit, seed=cfg.seed)
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"--pilot: no training data for task {spec.name!r} here ({exc})") from None
         step = max(1, len(train) // k)
         out.append((task, train[::step][:k]))
     return out
@@ -32,6 +35,6 @@ def pilot(cfg: StudyConfig, n: int) -> PilotResult:
     if t.backend == "oracle":
         raise ValueError("--pilot needs a real teacher: the oracle teacher sends no requests")
     examples = pilot_examples(cfg, n)
-    backend = teacher_backend(t.backend, t.backend_options, t.batch_size, 1)
+    backend = teacher_backend(t.backend, t.backend_options, t.batch_size)
     return run_pilot(backend, examples, style=t.style, length=t.length, temperature=t.temperature,
                      max_new_tokens=t.max_new_tokens, seed=cfg.seed, batch_size=t.batch_size)

@@ -24,17 +24,18 @@ def _rank(seed: int, key: tuple[str, str]) -> str:
 
 
 def carve_dev(examples: Sequence[Example], size: int, seed: int) -> tuple[list[Example], list[Example]]:
-    """``(train, dev)``: the ``size`` distinct examples (task and id) of lowest seeded hash go to dev, with every
-    copy of them. Independent of the examples' order and of the objective."""
+    """``(train, dev)``: the ``size`` distinct questions (task and :attr:`Example.source_id`) of lowest seeded hash
+    go to dev, with every copy of them (a question the teacher saw in several traversals of the data is never on
+    both sides). Independent of the examples' order and of the objective."""
     if size <= 0:
         return list(examples), []
-    keys = sorted({(ex.task, ex.id) for ex in examples}, key=lambda k: _rank(seed, k))
+    keys = sorted({(ex.task, ex.source_id) for ex in examples}, key=lambda k: _rank(seed, k))
     if size >= len(keys):
         raise ValueError(f"dev_size {size} leaves no training examples (the data has {len(keys)} distinct "
                          "examples); lower dev_size")
     held = set(keys[:size])
-    return ([ex for ex in examples if (ex.task, ex.id) not in held],
-            [ex for ex in examples if (ex.task, ex.id) in held])
+    return ([ex for ex in examples if (ex.task, ex.source_id) not in held],
+            [ex for ex in examples if (ex.task, ex.source_id) in held])
 
 
 def evaluation_arguments(config: Any) -> dict[str, Any]:

@@ -411,7 +411,7 @@ torch::Tensor rotary_heads(const torch::Tensor& qkv_in, const torch::Tensor& cos
   return out;
 }
 
-// Cascade attention's second half (raftlab/backends/cascade.py): each row's attention over its own generated
+// Cascade attention's second half (raftlab/engine/cascade_attention.py): each row's attention over its own generated
 // tokens, merged with its attention over the prompt by the two parts' log-sum-exps. query (rows, heads, 1, dim),
 // key/value (rows, kv_heads, tokens, dim), bf16 with a contiguous last dimension; from_prompt (rows, heads, dim)
 // bf16 and prompt_lse (rows, heads) float32. Returns (rows, 1, heads, dim) bf16, rounded once.

@@ -22,7 +22,7 @@ def teacher_backend(cfg: StudyConfig, task: Any, examples: list[Example]) -> Any
     from raftlab.rationales import teacher_backend as build
 
     t = cfg.teacher
-    return build(t.backend, t.backend_options, t.batch_size, samples_per_prompt(cfg))
+    return build(t.backend, t.backend_options, t.batch_size)
 
 
 def samples_per_prompt(cfg: StudyConfig) -> int:
