@@ -5,25 +5,39 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Protocol, runtime_checkable
 
+from raftlab.backends.sampling_knobs import EVAL_DEFAULTS, check_knob
+
 #: The system message of a chat teacher's requests: Zhu et al. (2025), Appendix D.1 (and the official code).
 TEACHER_SYSTEM_PROMPT = "You are a helpful assistant."
 
 
 @dataclass(frozen=True)
 class SamplingParams:
-    """Explicit sampling settings; recorded with every result."""
+    """Explicit sampling settings, as every backend receives them; recorded with every result.
+
+    The engine-facing carrier of the sampling knobs (:mod:`raftlab.backends.sampling_knobs` holds their meaning,
+    bounds and defaults) plus what only a backend call needs: ``n``, ``stop``, ``stop_regex``. Greedy
+    (``temperature`` 0) unless asked, and ``max_new_tokens`` may be 0 (a server request that only scores its
+    prompt); other values outside a knob's bounds are a ValueError."""
 
     n: int = 1
     temperature: float = 0.0
-    top_p: float = 1.0
-    top_k: int = 0  # 0 = disabled
-    max_new_tokens: int = 256
+    top_p: float = EVAL_DEFAULTS.top_p
+    top_k: int = EVAL_DEFAULTS.top_k  # 0 = disabled
+    max_new_tokens: int = EVAL_DEFAULTS.max_new_tokens
     stop: tuple[str, ...] = ()
-    seed: int | None = 0
+    seed: int | None = EVAL_DEFAULTS.seed
     #: stop once this regex matches the generated text, and cut the text at the end of the match (the eval's
     #: complete answer sentence, raftlab.tasks.answers.answer_stop_pattern); backends that cannot stop on a
     #: regex generate on and the caller cuts the text
     stop_regex: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.n < 1:
+            raise ValueError(f"n must be >= 1, not {self.n!r}")
+        for name in ("temperature", "top_p", "top_k"):
+            check_knob(name, getattr(self, name))
+        check_knob("max_new_tokens", self.max_new_tokens, ge=0)
 
     def to_dict(self) -> dict:
         d = asdict(self)

@@ -7,11 +7,14 @@ from pathlib import Path
 
 import typer
 
+from raftlab.backends.sampling_knobs import EVAL_DEFAULTS
 from raftlab.cli.errors import error_line
-from raftlab.cli.options import backend_options_flag
+from raftlab.cli.options import backend_options_flag, knob_option
 
 #: Sequences (questions x samples) per generation batch when --batch-size is not given.
 ROWS_PER_BATCH = 40
+#: The generation budget when neither --max-new-tokens nor a raftlab-trained model's own need gives one.
+DEFAULT_MAX_NEW_TOKENS = EVAL_DEFAULTS.max_new_tokens
 
 
 def register(app: typer.Typer) -> None:
@@ -26,18 +29,18 @@ def register(app: typer.Typer) -> None:
         mode: str = typer.Option("sc", help="sc | cot | direct | direct_prob"),
         prompt_mode: str = typer.Option(None, help="cot | direct prompt (default: cot for sc/cot, direct otherwise)"),
         k: int = typer.Option(10, help="self-consistency samples"),
-        temperature: float = typer.Option(0.8, min=0.0, help="0: greedy"),
-        top_p: float = typer.Option(1.0, min=0.0, max=1.0),
-        max_new_tokens: int = typer.Option(None, min=1, help="generation budget (default: what a raftlab-trained "
-                                           "model's training targets need, else 256); a smaller value is warned "
-                                           "about"),
+        temperature: float = knob_option("temperature"),
+        top_p: float = knob_option("top_p"),
+        max_new_tokens: int = knob_option("max_new_tokens", None, help="generation budget (default: what a "
+                                          "raftlab-trained model's training targets need, else "
+                                          f"{DEFAULT_MAX_NEW_TOKENS}); a smaller value is warned about"),
         split: str = typer.Option("test"),
         limit: int = typer.Option(None, help="evaluate a seeded random subset of this size"),
         data: Path = typer.Option(None, help="a JSONL file of Examples instead of the task's own split"),
         data_dir: str = typer.Option(None, help="dataset folder (default: RAFTLAB_DATA_DIR or ../shared/datasets)"),
         batch_size: int | None = typer.Option(None, min=1, help="questions per batch (default: 40 sequences per "
                                               "forward, i.e. 40 // k questions with --mode sc, 40 otherwise)"),
-        seed: int = typer.Option(0),
+        seed: int = knob_option("seed", help="seed of the sampling and of --limit's subset"),
         out: Path = typer.Option(..., "--out", "-o", help="output dir (records.jsonl, settings.json, metrics.json)"),
         backend_option: list[str] = backend_options_flag(),
     ) -> None:
@@ -80,12 +83,9 @@ def register(app: typer.Typer) -> None:
         typer.echo(json.dumps(metrics, indent=2, default=str))
 
 
-DEFAULT_MAX_NEW_TOKENS = 256
-
-
 def _budget(spec: str, task, mode: str, prompt_mode: str | None, requested: int | None, out: Path) -> int:
-    """``requested``, else the model's own need (:func:`raftlab.training.budget.budget_for_model`), else 256 (see
-    :func:`raftlab.training.budget.settle_budget`)."""
+    """``requested``, else the model's own need (:func:`raftlab.training.budget.budget_for_model`), else
+    :data:`DEFAULT_MAX_NEW_TOKENS` (see :func:`raftlab.training.budget.settle_budget`)."""
     from raftlab.backends import parse_spec
     from raftlab.inference.evaluate import resolved_prompt_mode
     from raftlab.training.budget import budget_for_model, settle_budget

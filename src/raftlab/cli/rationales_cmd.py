@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from raftlab.cli.errors import error_line
-from raftlab.cli.options import backend_options_flag
+from raftlab.cli.options import backend_options_flag, knob_option
 
 rationales_app = typer.Typer(no_args_is_help=True, help="Teacher rationales: generate, judge, blank, export.")
 STORE = "rationales.sqlite"
@@ -45,8 +45,8 @@ def generate_cmd(
     samples_per_prompt: int = typer.Option(None, min=1, help="an example's next attempts drawn as n samples of one "
                                            "request (samples after its first kept one are discarded; default: 4 for "
                                            "a local teacher, 1 for an API teacher)"),
-    temperature: float = typer.Option(0.7, min=0.0),
-    max_new_tokens: int = typer.Option(256, min=1),
+    temperature: float = knob_option("temperature", 0.7),
+    max_new_tokens: int = knob_option("max_new_tokens", 256, help="generation budget of each rationale"),
     data: Path = typer.Option(None, help="a JSONL of Examples instead of the task's split"),
     split: str = typer.Option("train"),
     limit: int = typer.Option(None),

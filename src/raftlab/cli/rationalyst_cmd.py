@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from raftlab.cli.options import backend_options_flag
+from raftlab.cli.options import backend_options_flag, knob_option
 
 rationalyst_app = typer.Typer(no_args_is_help=True, help="RATIONALYST: implicit rationales as process supervision.")
 
@@ -141,7 +141,7 @@ def solve_cmd(
     data_dir: str = typer.Option(None),
     methods: str = typer.Option("implicit,explicit,random", help="comma-separated"),
     k: int = typer.Option(3, min=1, help="candidate steps per step"),
-    temperature: float = typer.Option(0.7, min=0.0),
+    temperature: float = knob_option("temperature", 0.7),
     max_steps: int = typer.Option(15, min=1),
     max_step_tokens: int = typer.Option(64, min=1, help="token budget of one candidate step"),
     max_rationale_tokens: int = typer.Option(48, min=1, help="token budget of one rationale"),

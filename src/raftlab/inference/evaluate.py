@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from raftlab.backends import describe_backend
 from raftlab.backends.base import Backend, SamplingParams
+from raftlab.backends.sampling_knobs import EVAL_DEFAULTS
 from raftlab.corrupt import read_json
 from raftlab.inference.records import read_records
 from raftlab.inference.voting import majority_vote
@@ -91,12 +92,12 @@ def evaluate(
     *,
     mode: Mode = "sc",
     k: int = 10,
-    temperature: float = 0.8,
-    top_p: float = 1.0,
-    top_k: int = 0,
-    max_new_tokens: int = 256,
+    temperature: float = EVAL_DEFAULTS.temperature,
+    top_p: float = EVAL_DEFAULTS.top_p,
+    top_k: int = EVAL_DEFAULTS.top_k,
+    max_new_tokens: int = EVAL_DEFAULTS.max_new_tokens,
     stop: Sequence[str] = DEFAULT_STOP,
-    seed: int = 0,
+    seed: int = EVAL_DEFAULTS.seed,
     out_dir: str | Path | None = None,
     prompt_mode: str | None = None,
     batch_size: int = 4,
@@ -108,6 +109,9 @@ def evaluate(
 
     ``mode``: ``sc`` (k samples at ``temperature``, majority vote, confidence = vote share), ``cot`` or ``direct``
     (one greedy answer, confidence 1), ``direct_prob`` (softmax over the options' answer log-probs).
+    The sampling knobs (``temperature``, ``top_p``, ``top_k``, ``max_new_tokens``, ``seed``) mean, are bounded and
+    default as :class:`raftlab.backends.sampling_knobs.SamplingKnobs` says; one that the mode samples with and that
+    is out of bounds is a ValueError.
     ``prompt_mode`` picks the prompt ("cot" adds "Let's think step by step."; default: ``cot`` for sc/cot,
     ``direct`` otherwise): label-only finetuned models are evaluated with the direct prompt.
     ``stop_at_answer``: stop sampling once the answer sentence is complete ("The answer is 18." followed by

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from raftlab.backends.base import SamplingParams
+from raftlab.backends.sampling_knobs import knob_field
 
 #: Most samples one request may ask for (``n``).
 MAX_N = 128
@@ -30,17 +31,25 @@ class StreamOptions(_Strict):
 
 
 class GenerationRequest(_Strict):
-    """What completions and chat completions share: the model name, the sampling knobs and streaming."""
+    """What completions and chat completions share: the model name, the sampling knobs and streaming.
+
+    The knobs keep the OpenAI API's names and defaults (``temperature`` 1.0, ``max_tokens``, unseeded): they are
+    the protocol's, not raftlab's choice. Their meaning and bounds are :mod:`raftlab.backends.sampling_knobs`'s
+    except where the protocol's differ: ``top_p`` 0 is refused (as vLLM does), ``top_k`` takes vLLM's -1 for no
+    limit, and ``max_tokens`` may be 0 (a completion with echo that only scores its prompt)."""
 
     model: str | None = None
     n: int = Field(1, ge=1, le=MAX_N)
-    temperature: float = Field(1.0, ge=0.0)
-    top_p: float = Field(1.0, gt=0.0, le=1.0)
-    top_k: int | None = Field(None, ge=-1, description="vLLM extension; -1/0/None: disabled")
-    max_tokens: int | None = Field(None, ge=0)
-    max_completion_tokens: int | None = Field(None, ge=0)
+    temperature: float = knob_field("temperature", 1.0)
+    top_p: float = knob_field("top_p", 1.0, gt=0.0, ge=None)
+    top_k: int | None = knob_field("top_k", None, ge=-1, description="vLLM extension: draw from this many most "
+                                   "likely tokens (-1, 0 or null: no limit)")
+    max_tokens: int | None = knob_field("max_new_tokens", None, ge=0, description="generation budget: new tokens "
+                                        "per sample (default: the server's; completions with echo: 0 scores the "
+                                        "prompt only)")
+    max_completion_tokens: int | None = Field(None, ge=0, description="the newer name of max_tokens (wins over it)")
     stop: str | list[str] | None = None
-    seed: int | None = None
+    seed: int | None = knob_field("seed", None)
     stream: bool = False
     stream_options: StreamOptions | None = None
     user: str | None = None  # recorded by OpenAI for abuse monitoring; no effect on the result

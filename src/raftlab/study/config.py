@@ -11,6 +11,7 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from raftlab import storage
+from raftlab.backends.sampling_knobs import knob_field
 from raftlab.schema import Strict as _Strict
 from raftlab.training.config import TrainSettings
 
@@ -88,8 +89,8 @@ class TeacherConfig(_Strict):
     style: Literal["A", "B", "C"] = "A"
     length: int = Field(3, ge=1, le=5)
     max_retries: int = Field(3, ge=1, description="attempts per example (the gold filter retries)")
-    temperature: float = Field(0.7, ge=0.0)
-    max_new_tokens: int = Field(256, ge=1)
+    temperature: float = knob_field("temperature", 0.7)
+    max_new_tokens: int = knob_field("max_new_tokens", 256, description="generation budget of each rationale")
     batch_size: int = Field(32, ge=1, description="teacher prompts in flight at once: one batched generate call "
                             "for a local teacher (hf, vllm), concurrent requests for an openai teacher (not read "
                             "by the oracle)")
@@ -117,7 +118,8 @@ class JudgeConfig(_Strict):
     backend: str | None = Field(None, description="backend spec of the judge, e.g. openai:gpt-4o@URL (default: "
                                                   "the teacher's backend and options; none for the oracle)")
     sample: int = Field(20, ge=0, description="kept rationales judged per task (seeded; the paper: 20; 0: no judge)")
-    max_new_tokens: int = Field(256, ge=1, description="generation budget of each judgement (analysis + verdict)")
+    max_new_tokens: int = knob_field("max_new_tokens", 256, description="generation budget of each judgement "
+                                     "(analysis + verdict)")
     backend_options: dict[str, Any] = Field(default_factory=dict, description="engine options of a named judge "
                                             "(as --backend-option); recorded, secrets masked")
 
@@ -132,15 +134,18 @@ class StudyTrainSettings(TrainSettings):
 
 
 class EvalSettings(_Strict):
-    """Self-consistency evaluation: ``k`` samples per question at temperature ``temperature``."""
+    """Self-consistency evaluation: ``k`` samples per question at temperature ``temperature``. The sampling knobs
+    (``temperature``, ``max_new_tokens``) are :class:`raftlab.backends.sampling_knobs.SamplingKnobs`'s: the same
+    bounds, meaning and defaults as ``raftlab eval``'s options."""
 
     backend: str = Field("hf", description="backend kind for the finetuned models: hf | vllm")
     mode: Literal["sc", "cot", "direct"] = "sc"
     k: int = Field(10, ge=1)
-    temperature: float = Field(0.8, ge=0.0)
-    max_new_tokens: int | None = Field(None, ge=1, description="generation budget per sample (default: derived "
-                                       "from each arm's training targets, see raftlab.training.budget; a "
-                                       "smaller explicit value is used but warned about)")
+    temperature: float = knob_field("temperature")
+    max_new_tokens: int | None = knob_field("max_new_tokens", None, description="generation budget per sample "
+                                            "(default: derived from each arm's training targets, see "
+                                            "raftlab.training.budget; a smaller explicit value is used but warned "
+                                            "about)")
     batch_size: int = Field(8, ge=1, description="questions per batch (each with its k samples)")
     backend_options: dict[str, Any] = Field(default_factory=dict, description="engine options of the evaluated models "
                                             "(as --backend-option: vLLM LLM(...), from_pretrained, the OpenAI "
@@ -174,8 +179,8 @@ class ReferenceConfig(_Strict):
     backend: str = Field(..., description="backend spec of the reference model, e.g. openai:gpt-4o-mini@URL")
     questions: int = Field(100, ge=1, description="test questions (the first of the task's test subset)")
     k: int = Field(10, ge=1, description="rationales sampled per question")
-    temperature: float = Field(0.8, ge=0.0)
-    max_new_tokens: int = Field(512, ge=1)
+    temperature: float = knob_field("temperature", 0.8)
+    max_new_tokens: int = knob_field("max_new_tokens", 512, description="generation budget of each rationale")
 
 
 class ExecutorConfig(_Strict):
