@@ -245,7 +245,7 @@ def check_model(cfg: StudyConfig | None) -> Check:
         return Check("model", "skip", "no config")
     from raftlab.models.loading import SMOLLM2_NAMES, check_model_spec
     from raftlab.models.tiny import TINY_VARIANTS
-    from raftlab.study.estimate import local_model_dir
+    from raftlab.study.student_size import local_model_dir
 
     try:
         check_model_spec(cfg.model)
@@ -290,7 +290,7 @@ def study_needs(cfg: StudyConfig, run_dir: Path) -> tuple[float | None, float | 
 
     stages = [{"stage": s.name, "kind": s.kind} for s in plan(cfg, StudySteps.real(), run_dir)]
     est = plan_estimate(cfg, stages)
-    from raftlab.study.estimate import model_params
+    from raftlab.study.student_size import model_params
 
     return model_params(cfg.model)[0], est["disk_gb"]["total"]
 
