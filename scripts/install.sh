@@ -14,3 +14,7 @@ if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 &
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
     || echo "warning: could not install chromium; the browser rendering test will be skipped" >&2
 fi
+# The native CPU kernels (raftlab.engine) are compiled once here rather than inside the first study stage; on a CPU
+# without AVX-512 BF16 there is nothing to build (decoding keeps its torch paths).
+.venv/bin/python -c "from raftlab.engine.native_build import load_extension; load_extension()" \
+  || echo "warning: the native kernels did not build; decoding keeps its torch paths (raftlab says why)" >&2
