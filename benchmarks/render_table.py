@@ -31,6 +31,7 @@ KINDS = {
     "serve_throughput": "`raftlab serve`, concurrent clients (`bench_serve.py`)",
     "teacher_batching": "teacher attempts/s (`bench_teacher.py`)",
     "study_run": "a study run (`record_study.py`)",
+    "train_profile": "where training time goes (`profile_train.py`)",
 }
 
 
