@@ -49,11 +49,16 @@ from raftlab.tasks.answers import answer_stop_pattern, cut_at_answer, strip_answ
 TRAVERSAL_SEED_STRIDE = 1_000_000
 
 
+def traversal_id(example_id: str, traversal: int) -> str:
+    """The id of an example's copy in traversal ``traversal`` (0: the first, the example's own id)."""
+    return example_id if traversal == 0 else f"{example_id}#t{traversal}"
+
+
 def traversal_copy(ex: Example, traversal: int) -> Example:
     """The example as traversal ``traversal`` (0: the first, the example itself) sends it to the teacher."""
     if traversal == 0:
         return ex
-    return ex.model_copy(update={"id": f"{ex.id}#t{traversal}",
+    return ex.model_copy(update={"id": traversal_id(ex.id, traversal),
                                  "meta": {**ex.meta, "traversal": traversal, "source_id": ex.id}})
 
 
@@ -216,7 +221,7 @@ def generate_rationales(
     db.add_examples(examples)
     run_id = db.start_run(settings, n, len(examples))
     made = db.attempts_made()
-    kept = db.kept_ids() & {traversal_copy(e, t).id for t in range(traversals) for e in examples}
+    kept = db.kept_ids() & {traversal_id(e.id, t) for t in range(traversals) for e in examples}
     bar = tqdm(total=min(n, len(examples) * traversals), desc=f"rationales {task.name}", unit="kept",
                disable=not progress)
     bar.update(min(len(kept), n))
