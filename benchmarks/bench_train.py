@@ -65,8 +65,8 @@ def make_data(path: Path, n: int) -> None:
     write_jsonl(gsm + topic, path)
 
 
-def run(config, recipe: Recipe) -> tuple[float, float, int, int, float]:
-    """(wall seconds, CPU seconds of this process, target tokens, tokens fed, final train loss) of one epoch."""
+def build_trainer(config, recipe: Recipe):
+    """The recipe's trainer for one epoch of ``config``, with the target tokens and tokens fed of its batches."""
     from datasets import Dataset
     from transformers import set_seed
 
@@ -94,20 +94,41 @@ def run(config, recipe: Recipe) -> tuple[float, float, int, int, float]:
     batches = list(trainer.get_train_dataloader())
     target_tokens = sum(int((b["labels"] != -100).sum()) for b in batches)
     fed_tokens = sum(b["input_ids"].numel() for b in batches)
+    return trainer, target_tokens, fed_tokens
+
+
+def run(config, recipe: Recipe) -> tuple[float, float, int, int, float]:
+    """(wall seconds, CPU seconds of this process, target tokens, tokens fed, final train loss) of one epoch."""
+    trainer, target_tokens, fed_tokens = build_trainer(config, recipe)
     t0, c0 = time.perf_counter(), time.process_time()
     result = trainer.train()
     return time.perf_counter() - t0, time.process_time() - c0, target_tokens, fed_tokens, result.training_loss
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_setup_arguments(ap: argparse.ArgumentParser) -> None:
+    """The model, data size, batch, length and threads of a training measurement."""
     ap.add_argument("--model", default="smollm2")
     ap.add_argument("--examples", type=int, default=32)
     ap.add_argument("--batch-size", type=int, default=4)
     ap.add_argument("--max-length", type=int, default=512)
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+
+
+def train_config(args: argparse.Namespace, tmp: Path):
+    """The measured run's TrainConfig (RAFT, LoRA, one epoch) over ``make_data`` written into ``tmp``."""
+    from raftlab.training import TrainConfig
+
+    data = Path(tmp) / "data.jsonl"
+    make_data(data, args.examples)
+    return TrainConfig(model=args.model, data=str(data), objective="raft", out=str(Path(tmp) / "out"), lora=True,
+                       epochs=1, batch_size=args.batch_size, max_length=args.max_length, logging_steps=1000)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_setup_arguments(ap)
     ap.add_argument("--repeats", type=int, default=2, help="interleaved rounds; the fastest round of each recipe "
                     "counts (robust to other processes on a shared machine)")
-    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     ap.add_argument("--no-pack", action="store_true", help="skip the packed recipe")
     ap.add_argument("--max-length-baseline", action="store_true", help="also time padding to --max-length")
     ap.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
@@ -117,8 +138,6 @@ def main() -> None:
     args = ap.parse_args()
 
     import torch
-
-    from raftlab.training import TrainConfig
 
     on_gpu = torch.cuda.is_available()
     if args.threads:
@@ -130,11 +149,7 @@ def main() -> None:
         ([] if args.no_pack else [PACKED]) + ([MAX_LENGTH] if args.max_length_baseline else [])
 
     with tempfile.TemporaryDirectory() as tmp:
-        data = Path(tmp) / "data.jsonl"
-        make_data(data, args.examples)
-        config = TrainConfig(model=args.model, data=str(data), objective="raft", out=str(Path(tmp) / "out"),
-                             lora=True, epochs=1, batch_size=args.batch_size, max_length=args.max_length,
-                             logging_steps=1000)
+        config = train_config(args, Path(tmp))
         best: dict[Recipe, tuple[float, float, int, int, float]] = {}
         key = 0 if on_gpu else 1  # wall time on a GPU, CPU time of this process on a CPU
         for _ in range(max(1, args.repeats)):

@@ -16,6 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench_train import RAFTLAB, RAFTLAB_BF16, add_setup_arguments, build_trainer, train_config
 from results_io import add_out_argument, headline, slug, write_result
 
 #: (category, operator-name prefixes); an operator counts in the first category one of whose prefixes it has.
@@ -42,40 +43,21 @@ def category(name: str) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="smollm2")
-    ap.add_argument("--examples", type=int, default=32)
-    ap.add_argument("--batch-size", type=int, default=4)
-    ap.add_argument("--max-length", type=int, default=512)
-    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    add_setup_arguments(ap)
     add_out_argument(ap, "benchmarks/results/train_profile_<model>_cpu.json")
     args = ap.parse_args()
 
     import torch
-    from datasets import Dataset
     from torch.profiler import ProfilerActivity, profile
-    from transformers import set_seed
 
-    from bench_train import make_data
     from raftlab.machine import cpu_has_fast_bf16
-    from raftlab.training import PadCollator, TrainConfig, prepare
-    from raftlab.training.trainer import raft_trainer_cls, training_arguments, with_lengths
 
     if args.threads:
         torch.set_num_threads(args.threads)
     bf16 = cpu_has_fast_bf16()
     with tempfile.TemporaryDirectory() as tmp:
-        data = Path(tmp) / "data.jsonl"
-        make_data(data, args.examples)
-        config = TrainConfig(model=args.model, data=str(data), objective="raft", out=str(Path(tmp) / "out"),
-                             lora=True, epochs=1, batch_size=args.batch_size, max_length=args.max_length,
-                             logging_steps=1000, bf16=bf16)
-        set_seed(config.seed)
-        model, tok, rows = prepare(config)
-        with_lengths(rows)
-        targs = training_arguments(config.model_copy(update={"group_by_length": True}), len(rows))
-        targs.save_strategy, targs.disable_tqdm = "no", True
-        trainer = raft_trainer_cls()(model=model, args=targs, train_dataset=Dataset.from_list(rows),
-                                     data_collator=PadCollator(tok.pad_token_id), target_logits=True)
+        config = train_config(args, Path(tmp))
+        trainer, _, _ = build_trainer(config, RAFTLAB_BF16 if bf16 else RAFTLAB)
         c0 = time.process_time()
         with profile(activities=[ProfilerActivity.CPU]) as prof:
             trainer.train()
