@@ -14,13 +14,6 @@ from dataclasses import dataclass
 from typing import Any
 
 
-def expected_attempts(kept_rate: float, max_retries: int) -> float:
-    """Expected attempts per example: they stop at the first kept rationale or after ``max_retries``."""
-    if not 0 < kept_rate <= 1:
-        raise ValueError(f"kept rate must be in (0, 1], got {kept_rate}")
-    return (1 - (1 - kept_rate) ** max_retries) / kept_rate
-
-
 def kept_share(kept_rate: float, max_retries: int) -> float:
     """Expected share of examples that end with a kept rationale."""
     return 1 - (1 - kept_rate) ** max_retries
@@ -40,6 +33,12 @@ def request_rounds(kept_rate: float, max_retries: int, samples_per_prompt: int =
         reach *= (1 - kept_rate) ** draw
         made += draw
     return requests, samples
+
+
+def expected_attempts(kept_rate: float, max_retries: int) -> float:
+    """Expected attempts per example, one per request: they stop at the first kept rationale or after
+    ``max_retries``."""
+    return request_rounds(kept_rate, max_retries)[0]
 
 
 @dataclass(frozen=True)
