@@ -55,8 +55,8 @@ RECORD_BYTES_PER_TOKEN = 8
 @dataclass(frozen=True)
 class TaskSize:
     """One task's sizes as the study will see them: examples given to the teacher, test questions, and the mean
-    tokens of a teacher prompt and of a student (evaluation) prompt. ``measured``: from the task's data (else
-    the fallbacks above)."""
+    tokens of a teacher prompt, of a student (evaluation) prompt and of a question alone (what the judge reads;
+    None: the evaluation prompt's). ``measured``: from the task's data (else the fallbacks above)."""
 
     name: str
     train_examples: int
@@ -64,6 +64,7 @@ class TaskSize:
     teacher_prompt_tokens: float
     eval_prompt_tokens: float
     measured: bool = True
+    question_tokens: float | None = None
 
 
 # ---------------------------------------------------------------------------------------------- pure arithmetic
@@ -245,7 +246,8 @@ def estimate(cfg: StudyConfig, stages: Sequence[dict[str, Any]], sizes: Sequence
     judge_backend = cfg.judge.backend or (None if oracle else teacher.backend)
     if judge_backend is not None and cfg.judge.sample:
         judged = {t: min(float(cfg.judge.sample), n) for t, n in kept.items()}
-        questions = {s.name: s.eval_prompt_tokens for s in sizes}  # the judge reads the question, not the prompt
+        questions = {s.name: s.eval_prompt_tokens if s.question_tokens is None else s.question_tokens
+                     for s in sizes}  # the judge reads the question, not a prompt
         judge = judge_estimate(judged, questions, judge_prompt_tokens=judge_prompt_tokens,
                                rationale_tokens=rationale_tokens, output_tokens=cfg.judge.max_new_tokens,
                                price_in=price_in, price_out=price_out)
@@ -312,7 +314,8 @@ def measure_tasks(cfg: StudyConfig, count: TokenCounter) -> tuple[list[TaskSize]
         teacher = [task.teacher_prompt(e, cfg.teacher.style, cfg.teacher.length) for e in sample]
         student = [task.prompt(e, "cot") for e in sample]
         mean = (lambda xs: sum(xs) / len(xs)) if sample else (lambda xs: 0.0)
-        sizes.append(TaskSize(spec.name, len(train), n_test, mean(count(teacher)), mean(count(student))))
+        sizes.append(TaskSize(spec.name, len(train), n_test, mean(count(teacher)), mean(count(student)),
+                              question_tokens=mean(count([e.question for e in sample]))))
     notes = []
     if missing:
         notes.append(f"no local data for {', '.join(missing)}: assumed train_limit/test_limit examples (or "
