@@ -195,6 +195,7 @@ def test_native_cascade_merge_equals_attention_over_the_concatenation(avx512_bf1
     own_k, own_v = torch.randn(p * n, kv_heads, lg, dim).to(bf), torch.randn(p * n, kv_heads, lg, dim).to(bf)
     for t in range(lg):
         keys, values = cache.update(own_k[:, :, t : t + 1], own_v[:, :, t : t + 1], 0)
+    keys, values = keys.clone(), values.clone()  # select_rows compacts the cache's buffers in place
     query = torch.randn(p * n, heads, 1, dim).to(bf)
 
     def reference(rows):  # float32 attention over the concatenation of the same bf16 values
@@ -309,19 +310,24 @@ def test_the_helpers_reject_wrong_arguments(avx512_bf16):
         ext.rotary_heads(qkv, cs, cs, 9, 16)
     with pytest.raises(RuntimeError, match="dim even"):
         ext.rotary_heads(qkv, torch.rand(3, 15), torch.rand(3, 15), 6, 15)
-    rows, heads, kv_heads, tokens, dim = 4, 6, 2, 5, 32
+    prompts, n, heads, kv_heads, tokens, dim, lp = 2, 2, 6, 2, 5, 32, 7
+    rows = prompts * n
     q = torch.randn(rows, heads, 1, dim).to(bf)
     kv = torch.randn(rows, kv_heads, tokens, dim).to(bf)
-    prompt, lse = torch.randn(rows, heads, dim).to(bf), torch.randn(rows, heads)
-    assert ext.own_attention_merge(q, kv, kv, prompt, lse, dim ** -0.5).shape == (rows, 1, heads, dim)
-    bad = {"a 3-D query": (q[:, :, 0], kv, kv, prompt, lse), "another batch size": (q[:2], kv, kv, prompt, lse),
-           "another head size": (q, kv[..., :16], kv[..., :16], prompt, lse),
-           "non-contiguous token rows": (q, kv.transpose(2, 3).contiguous().transpose(2, 3), kv, prompt, lse),
-           "a float32 prompt part": (q, kv, kv, prompt.float(), lse),
-           "too few log-sum-exps": (q, kv, kv, prompt, lse[:2])}
+    pkv, mask, slot = torch.randn(prompts, kv_heads, lp, dim).to(bf), torch.ones(prompts, lp), torch.arange(rows)
+    ok = (q, kv, kv, pkv, pkv, mask, slot, n)
+    assert ext.cascade_attention(*ok, dim ** -0.5).shape == (rows, 1, heads, dim)
+    bad = {"a 3-D query": (q[:, :, 0], *ok[1:]), "another batch size": (q[:2], *ok[1:]),
+           "another head size": (q, kv[..., :16], kv[..., :16], *ok[3:]),
+           "non-contiguous token rows": (q, kv.transpose(2, 3).contiguous().transpose(2, 3), *ok[2:]),
+           "a float32 prompt": (q, kv, kv, pkv.float(), *ok[4:]),
+           "another prompt count in the mask": (*ok[:5], mask[:1], slot, n),
+           "too few slots": (*ok[:6], slot[:2], n),
+           "slots out of order": (*ok[:6], slot.flip(0), n),
+           "slots outside the grid": (*ok[:6], slot + 1, n)}
     for case, arguments in bad.items():
-        with pytest.raises(RuntimeError, match="own_attention_merge"):
-            ext.own_attention_merge(*arguments, dim ** -0.5)
+        with pytest.raises(RuntimeError, match="cascade_attention"):
+            ext.cascade_attention(*arguments, dim ** -0.5)
             pytest.fail(f"accepted: {case}")
 
 

@@ -46,6 +46,7 @@ class CascadeCache:
         dtype = prefill_cache.layers[0].keys.dtype
         bias = torch.zeros((prompts, 1, 1, prompt_mask.shape[1]), dtype=dtype, device=device)
         self.prompt_bias = bias.masked_fill(prompt_mask[:, None, None, :] == 0, float("-inf"))  # (P,1,1,Lp)
+        self.prompt_valid = (prompt_mask != 0).contiguous()  # (P, Lp): the prompt positions attended to
         self.slot = torch.arange(prompts * n, device=device)
         self.full = True  # every row of the P x k grid is active (no scatter/gather needed)
 
@@ -73,10 +74,16 @@ class CascadeCache:
         return self.layers[0][0].shape[-2] + self.length
 
     def select_rows(self, keep) -> None:
-        """Keep only the active rows ``keep`` (indices into the current rows)."""
+        """Keep only the active rows ``keep`` (ascending indices into the current rows). The generated tokens of
+        the rows kept move to the front of their buffers in place (only the positions written so far are copied),
+        and the buffers' views shrink to them."""
+        filled = self.length
         for entry in self.layers:
-            if entry[2] is not None:
-                entry[2], entry[3] = entry[2][keep], entry[3][keep]
+            for i in (2, 3):
+                if entry[i] is not None:
+                    buffer = entry[i]
+                    buffer[: len(keep), :, :filled] = buffer[keep, :, :filled]  # the right side is a copy
+                    entry[i] = buffer[: len(keep)]
         self.slot = self.slot[keep]
         self.full = False
 
@@ -87,11 +94,12 @@ def cascade_attention(module: Any, query, key, value, attention_mask, scaling: f
     rows' generated tokens (from :meth:`CascadeCache.update`), the prompts' come from ``cascade``. Returns
     ``(rows, 1, heads, head_dim)`` as transformers' attention functions do.
 
-    Two calls of torch's fused CPU attention kernel, which also returns each query's log-sum-exp: the k samples of
-    a prompt attend to it as k query positions of one sequence, each row attends to its own generated tokens, and
-    the two partial results are merged with their log-sum-exps (exactly the softmax over the concatenation).
-    ``native``: the extension of :mod:`raftlab.engine.native_build`, whose ``own_attention_merge`` does the own
-    tokens' part and the merge in one call (bf16; rounded once)."""
+    ``native``: the extension of :mod:`raftlab.engine.native_build`, whose ``cascade_attention`` does the whole
+    step in one call for bf16 (one softmax over a row's prompt and own tokens, a prompt's keys read once per key/value
+    head for all its samples; rounded once). Otherwise two calls of torch's fused CPU attention kernel, which also
+    returns each query's log-sum-exp: the k samples of a prompt attend to it as k query positions of one sequence,
+    each row attends to its own generated tokens, and the two partial results are merged with their log-sum-exps
+    (exactly the softmax over the concatenation)."""
     import torch
 
     flash = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
@@ -100,6 +108,10 @@ def cascade_attention(module: Any, query, key, value, attention_mask, scaling: f
         raise RuntimeError("cascade attention is for single-token decoding steps with a CascadeCache")
     prompt_k, prompt_v = cascade.layers[module.layer_idx][:2]
     p, n = prompt_k.shape[0], cascade.n
+    if native is not None and query.dtype == torch.bfloat16:
+        scale = scaling if scaling is not None else dim ** -0.5
+        return native.cascade_attention(query, key, value, prompt_k, prompt_v, cascade.prompt_valid, cascade.slot,
+                                        n, scale), None
     if cascade.full:
         grid = query.view(p, n, heads, dim)
     else:
@@ -115,9 +127,6 @@ def cascade_attention(module: Any, query, key, value, attention_mask, scaling: f
     prompt_lse = prompt_lse.view(p, kv_heads, n, groups).permute(0, 2, 1, 3).reshape(p * n, heads)
     if not cascade.full:
         from_prompt, prompt_lse = from_prompt[cascade.slot], prompt_lse[cascade.slot]
-    if native is not None and query.dtype == torch.bfloat16:
-        scale = scaling if scaling is not None else dim ** -0.5
-        return native.own_attention_merge(query, key, value, from_prompt, prompt_lse, scale), None
     from_own, own_lse = flash(query, key, value, scale=scaling)  # (rows, heads, 1, dim), (rows, heads, 1)
     own_lse = own_lse.view(rows, heads)
     # softmax over both parts = the parts' outputs weighted by exp(lse_part) / (exp(lse_prompt) + exp(lse_own))

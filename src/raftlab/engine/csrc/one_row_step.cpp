@@ -411,55 +411,107 @@ torch::Tensor rotary_heads(const torch::Tensor& qkv_in, const torch::Tensor& cos
   return out;
 }
 
-// Cascade attention's second half (raftlab/engine/cascade_attention.py): each row's attention over its own generated
-// tokens, merged with its attention over the prompt by the two parts' log-sum-exps. query (rows, heads, 1, dim),
-// key/value (rows, kv_heads, tokens, dim), bf16 with a contiguous last dimension; from_prompt (rows, heads, dim)
-// bf16 and prompt_lse (rows, heads) float32. Returns (rows, 1, heads, dim) bf16, rounded once.
-torch::Tensor own_attention_merge(const torch::Tensor& query, const torch::Tensor& key, const torch::Tensor& value,
-                                  const torch::Tensor& from_prompt_in, const torch::Tensor& prompt_lse_in,
-                                  double scaling) {
-  constexpr const char* fn = "own_attention_merge";
+// Cascade attention in one call (raftlab/engine/cascade_attention.py): every active row attends, with one softmax,
+// over its prompt's keys/values (held once per prompt, shared by the prompt's n samples) and its own generated
+// tokens. Work is split by (prompt, key/value head): a prompt's keys of one head are read from memory once for all
+// the query heads of all its active samples, and stay in cache between them.
+// query (rows, heads, 1, dim); own_key/own_value (rows, kv_heads, tokens, dim); prompt_key/prompt_value
+// (prompts, kv_heads, prompt_len, dim); all bf16 with contiguous rows of dim values. prompt_mask (prompts,
+// prompt_len): the prompt positions to attend to. slot (rows): each row's place in the prompts x n grid,
+// ascending. Returns (rows, 1, heads, dim) bf16, rounded once.
+torch::Tensor cascade_attention(const torch::Tensor& query, const torch::Tensor& own_key,
+                                const torch::Tensor& own_value, const torch::Tensor& prompt_key,
+                                const torch::Tensor& prompt_value, const torch::Tensor& prompt_mask_in,
+                                const torch::Tensor& slot_in, int64_t n, double scaling) {
+  constexpr const char* fn = "cascade_attention";
   expect_kind(query, fn, "query", torch::kBFloat16, 4);
-  expect_kind(key, fn, "key", torch::kBFloat16, 4);
-  expect_kind(value, fn, "value", torch::kBFloat16, 4);
+  expect_kind(own_key, fn, "own_key", torch::kBFloat16, 4);
+  expect_kind(own_value, fn, "own_value", torch::kBFloat16, 4);
+  expect_kind(prompt_key, fn, "prompt_key", torch::kBFloat16, 4);
+  expect_kind(prompt_value, fn, "prompt_value", torch::kBFloat16, 4);
   const int64_t rows = query.size(0), heads = query.size(1), dim = query.size(3);
-  const int64_t kv_heads = key.size(1), tokens = key.size(2);
-  TORCH_CHECK(query.size(2) == 1 && key.size(0) == rows && key.size(3) == dim && value.sizes() == key.sizes() &&
-              tokens >= 1 && kv_heads >= 1 && heads % kv_heads == 0,
-              "own_attention_merge: query (rows, heads, 1, dim) and key/value (rows, kv_heads, tokens >= 1, dim) "
-              "with heads a multiple of kv_heads, got ", query.sizes(), ", ", key.sizes(), ", ", value.sizes());
-  TORCH_CHECK(query.stride(3) == 1 && key.stride(3) == 1 && value.stride(3) == 1 && key.stride(2) == dim &&
-              value.stride(2) == dim, "own_attention_merge: query/key/value need contiguous rows of dim values and "
-              "key/value contiguous token rows");
-  const int64_t group = heads / kv_heads;
-  TORCH_CHECK(from_prompt_in.device().is_cpu() && from_prompt_in.scalar_type() == torch::kBFloat16 &&
-              from_prompt_in.numel() == rows * heads * dim, "own_attention_merge: from_prompt must be CPU bf16 "
-              "(rows, heads, dim)");
-  TORCH_CHECK(prompt_lse_in.device().is_cpu() && prompt_lse_in.is_floating_point() &&
-              prompt_lse_in.numel() == rows * heads,
-              "own_attention_merge: prompt_lse must be CPU floats (rows, heads)");
-  const auto from_prompt = from_prompt_in.contiguous();
-  const auto prompt_lse = prompt_lse_in.to(torch::kFloat32).contiguous();
+  const int64_t kv_heads = own_key.size(1), tokens = own_key.size(2);
+  const int64_t prompts = prompt_key.size(0), prompt_len = prompt_key.size(2);
+  TORCH_CHECK(query.size(2) == 1 && own_key.size(0) == rows && own_key.size(3) == dim &&
+              own_value.sizes() == own_key.sizes() && kv_heads >= 1 && heads % kv_heads == 0 &&
+              prompt_key.size(1) == kv_heads && prompt_key.size(3) == dim && prompt_value.sizes() == prompt_key.sizes(),
+              "cascade_attention: query (rows, heads, 1, dim), own key/value (rows, kv_heads, tokens, dim) and prompt "
+              "key/value (prompts, kv_heads, prompt_len, dim) with heads a multiple of kv_heads, got ", query.sizes(),
+              ", ", own_key.sizes(), ", ", own_value.sizes(), ", ", prompt_key.sizes(), ", ", prompt_value.sizes());
+  for (const auto* t : {&query, &own_key, &own_value, &prompt_key, &prompt_value})
+    TORCH_CHECK(t->stride(3) == 1 && (t == &query || t->stride(2) == dim),
+                "cascade_attention: query/key/value need contiguous rows of dim values and key/value contiguous "
+                "token rows");
+  TORCH_CHECK(n >= 1, "cascade_attention: n must be at least 1");
+  TORCH_CHECK(prompt_mask_in.device().is_cpu() && prompt_mask_in.dim() == 2 && prompt_mask_in.size(0) == prompts &&
+              prompt_mask_in.size(1) == prompt_len, "cascade_attention: prompt_mask must be a CPU (prompts, "
+              "prompt_len) tensor, got ", prompt_mask_in.sizes());
+  TORCH_CHECK(slot_in.device().is_cpu() && slot_in.dim() == 1 && slot_in.size(0) == rows,
+              "cascade_attention: slot must be a CPU vector of one entry per row");
+  const auto mask = prompt_mask_in.to(torch::kBool).contiguous();
+  const auto slot = slot_in.to(torch::kLong).contiguous();
+  const int64_t* sl = slot.data_ptr<int64_t>();
+  // each prompt's active rows [first, end) and the runs of prompt positions it attends to
+  std::vector<int64_t> first(prompts + 1, rows);
+  for (int64_t r = rows - 1; r >= 0; --r) {
+    TORCH_CHECK(sl[r] >= 0 && sl[r] < prompts * n && (r == 0 || sl[r - 1] < sl[r]),
+                "cascade_attention: slot must ascend within the prompts x n grid");
+    first[sl[r] / n] = r;
+  }
+  for (int64_t p = prompts - 1; p >= 0; --p) first[p] = std::min(first[p], first[p + 1]);
+  const bool* m = mask.data_ptr<bool>();
+  std::vector<std::vector<std::pair<int64_t, int64_t>>> runs(prompts);
+  int64_t widest = 0;
+  for (int64_t p = 0; p < prompts; ++p) {
+    int64_t count = 0;
+    for (int64_t t = 0; t < prompt_len; ++t) {
+      if (!m[p * prompt_len + t]) continue;
+      if (runs[p].empty() || runs[p].back().first + runs[p].back().second != t) runs[p].push_back({t, 0});
+      ++runs[p].back().second;
+      ++count;
+    }
+    widest = std::max(widest, count);
+  }
   auto out = torch::empty({rows, 1, heads, dim}, query.options());
   const bf16* q = reinterpret_cast<const bf16*>(query.data_ptr<at::BFloat16>());
-  const bf16* k = reinterpret_cast<const bf16*>(key.data_ptr<at::BFloat16>());
-  const bf16* v = reinterpret_cast<const bf16*>(value.data_ptr<at::BFloat16>());
-  const bf16* fp = reinterpret_cast<const bf16*>(from_prompt.data_ptr<at::BFloat16>());
-  const float* lse = prompt_lse.data_ptr<float>();
+  const bf16* ok = reinterpret_cast<const bf16*>(own_key.data_ptr<at::BFloat16>());
+  const bf16* ov = reinterpret_cast<const bf16*>(own_value.data_ptr<at::BFloat16>());
+  const bf16* pk = reinterpret_cast<const bf16*>(prompt_key.data_ptr<at::BFloat16>());
+  const bf16* pv = reinterpret_cast<const bf16*>(prompt_value.data_ptr<at::BFloat16>());
   bf16* o = reinterpret_cast<bf16*>(out.data_ptr<at::BFloat16>());
-  at::parallel_for(0, rows * heads, 8, [&](int64_t b, int64_t e) {
-    std::vector<float> scores(tokens), acc(dim);
+  const int64_t group = heads / kv_heads;
+  const float scale = float(scaling);
+  at::parallel_for(0, prompts * kv_heads, 1, [&](int64_t b, int64_t e) {
+    std::vector<float> scores(widest + tokens), acc(dim);
     for (int64_t job = b; job < e; ++job) {
-      const int64_t r = job / heads, h = job % heads, g = h / group;
-      const bf16* qr = q + r * query.stride(0) + h * query.stride(1);
-      const bf16* kr = k + r * key.stride(0) + g * key.stride(1);
-      const bf16* vr = v + r * value.stride(0) + g * value.stride(1);
-      const float own_lse = attend(qr, kr, vr, tokens, dim, float(scaling), scores.data(), acc.data());
-      // softmax over both parts: the prompt part's share is sigmoid(lse_prompt - lse_own)
-      const float share = 1.f / (1.f + std::exp(own_lse - lse[r * heads + h]));
-      const bf16* pr = fp + (r * heads + h) * dim;
-      bf16* w = o + (r * heads + h) * dim;
-      for (int64_t i = 0; i < dim; ++i) w[i] = to_bf16(acc[i] + share * (to_f32(pr[i]) - acc[i]));
+      const int64_t p = job / kv_heads, g = job % kv_heads;
+      const bf16* keys = pk + p * prompt_key.stride(0) + g * prompt_key.stride(1);
+      const bf16* values = pv + p * prompt_value.stride(0) + g * prompt_value.stride(1);
+      for (int64_t r = first[p]; r < first[p + 1]; ++r) {
+        const bf16* own_k = ok + r * own_key.stride(0) + g * own_key.stride(1);
+        const bf16* own_v = ov + r * own_value.stride(0) + g * own_value.stride(1);
+        for (int64_t h = g * group; h < (g + 1) * group; ++h) {
+          const bf16* qr = q + r * query.stride(0) + h * query.stride(1);
+          int64_t at = 0;
+          for (const auto& [start, length] : runs[p]) {
+            dot_rows(keys + start * dim, qr, scores.data() + at, length, dim, false);
+            at += length;
+          }
+          dot_rows(own_k, qr, scores.data() + at, tokens, dim, false);
+          const int64_t total_keys = at + tokens;
+          float top = -INFINITY;
+          for (int64_t t = 0; t < total_keys; ++t) top = std::max(top, scores[t] *= scale);
+          float total = 0.f;
+          for (int64_t t = 0; t < total_keys; ++t) total += (scores[t] = std::exp(scores[t] - top));
+          std::fill(acc.begin(), acc.end(), 0.f);
+          at = 0;
+          for (const auto& [start, length] : runs[p])
+            for (int64_t t = 0; t < length; ++t) axpy(scores[at++], values + (start + t) * dim, acc.data(), dim);
+          for (int64_t t = 0; t < tokens; ++t) axpy(scores[at + t], own_v + t * dim, acc.data(), dim);
+          bf16* w = o + (r * heads + h) * dim;
+          for (int64_t i = 0; i < dim; ++i) w[i] = to_bf16(acc[i] / total);
+        }
+      }
     }
   });
   return out;
@@ -477,7 +529,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("step", &step, "one decoding step of one sequence (see one_row_step.cpp)");
   m.def("rms_norm_rows", &rms_norm_rows, "RMSNorm of bf16 rows with a float32 weight, rounded once");
   m.def("rotary_heads", &rotary_heads, "rotary embedding of the first heads of fused q/k/v rows, rounded once");
-  m.def("own_attention_merge", &own_attention_merge, "cascade attention over own tokens, merged with the prompt part");
+  m.def("cascade_attention", &cascade_attention, "one decoding step of cascade attention over prompt and own tokens");
   m.def("matvec", &matvec, "w x in float32 for a bf16 matrix and vector");
   m.def("uses_avx512_bf16", &uses_avx512_bf16, "whether this build uses AVX-512 BF16 dot products");
 }
