@@ -314,14 +314,18 @@ def test_the_helpers_reject_wrong_arguments(avx512_bf16):
     rows = prompts * n
     q = torch.randn(rows, heads, 1, dim).to(bf)
     kv = torch.randn(rows, kv_heads, tokens, dim).to(bf)
-    pkv, mask, slot = torch.randn(prompts, kv_heads, lp, dim).to(bf), torch.ones(prompts, lp), torch.arange(rows)
-    ok = (q, kv, kv, pkv, pkv, mask, slot, n)
+    pv, slot = torch.randn(prompts, kv_heads, lp, dim).to(bf), torch.arange(rows)
+    pk, bias = torch.randn(prompts, kv_heads, 1, dim // 2, 16, 2).to(bf), torch.zeros(prompts, 16)
+    ok = (q, kv, kv, pk, pv, bias, slot, n)
     assert ext.cascade_attention(*ok, dim ** -0.5).shape == (rows, 1, heads, dim)
     bad = {"a 3-D query": (q[:, :, 0], *ok[1:]), "another batch size": (q[:2], *ok[1:]),
            "another head size": (q, kv[..., :16], kv[..., :16], *ok[3:]),
            "non-contiguous token rows": (q, kv.transpose(2, 3).contiguous().transpose(2, 3), *ok[2:]),
-           "a float32 prompt": (q, kv, kv, pkv.float(), *ok[4:]),
-           "another prompt count in the mask": (*ok[:5], mask[:1], slot, n),
+           "float32 prompt keys": (q, kv, kv, pk.float(), *ok[4:]),
+           "unpacked prompt keys": (q, kv, kv, pv, *ok[4:]),
+           "more prompt values than keys": (*ok[:4], torch.randn(prompts, kv_heads, 17, dim).to(bf), *ok[5:]),
+           "another prompt count in the bias": (*ok[:5], bias[:1], slot, n),
+           "a bf16 bias": (*ok[:5], bias.to(bf), slot, n),
            "too few slots": (*ok[:6], slot[:2], n),
            "slots out of order": (*ok[:6], slot.flip(0), n),
            "slots outside the grid": (*ok[:6], slot + 1, n)}

@@ -4,10 +4,14 @@ With k samples per prompt, the usual way (repeat the prompt's KV cache k times, 
 prompt's keys and values k times at every step of every layer. On a CPU, decoding attention is bound by those
 memory reads, and with in-context prompts of a few hundred tokens they rival the model's matrix products. Here
 each layer keeps the prompts' keys/values once (``P`` rows) and the samples' own generated keys/values separately
-(``P*k`` rows). A decoding step runs torch's fused CPU attention kernel twice: all k samples of a prompt attend
-to it as the query rows of one sequence, and each sample attends to its own tokens; the two partial results are
-merged by their log-sum-exps, which gives exactly the softmax over the concatenation (the prefix/suffix split of
-Hydragen and cascade inference). Scores accumulate in float32 inside the kernel, as in transformers' sdpa path.
+(``P*k`` rows). In bf16 with the native extension (:mod:`raftlab.engine.native_build`), one call does a whole
+step: per prompt and key/value head, the prompt's keys (packed once per generation so that one AVX-512 BF16
+instruction scores 16 keys) serve every query head of every sample still decoding, with one softmax over the
+prompt's and the sample's own tokens. Otherwise torch's fused CPU attention kernel runs twice: all k samples of a
+prompt attend to it as the query rows of one sequence, and each sample attends to its own tokens; the two partial
+results are merged by their log-sum-exps, which gives exactly the softmax over the concatenation (the
+prefix/suffix split of Hydragen and cascade inference). Scores accumulate in float32 in both, as in transformers'
+sdpa path.
 
 Used by :class:`raftlab.engine.decoder.Decoder` for sampling on a CPU with the architectures of
 :data:`CASCADE_MODEL_TYPES`; everything else keeps the standard path.
@@ -21,6 +25,9 @@ from raftlab.engine.kv_cache import full_attention_only
 
 #: Name under which :func:`cascade_attention` is registered in transformers' attention interface.
 ATTENTION_NAME = "raftlab_cascade"
+
+#: Keys per block of the native kernel's packed prompt keys (one AVX-512 register of float32 scores).
+KEY_BLOCK = 16
 
 #: Architectures whose decoder layers call the attention interface the way :func:`cascade_attention` expects
 #: (rotary positions, a ``layer_idx`` per attention module, no soft-capping or sliding windows). Others keep the
@@ -46,7 +53,8 @@ class CascadeCache:
         dtype = prefill_cache.layers[0].keys.dtype
         bias = torch.zeros((prompts, 1, 1, prompt_mask.shape[1]), dtype=dtype, device=device)
         self.prompt_bias = bias.masked_fill(prompt_mask[:, None, None, :] == 0, float("-inf"))  # (P,1,1,Lp)
-        self.prompt_valid = (prompt_mask != 0).contiguous()  # (P, Lp): the prompt positions attended to
+        self.prompt_mask = prompt_mask
+        self.packed: dict[int, tuple[Any, Any]] = {}  # layer -> (packed prompt keys, prompt bias): native kernel
         self.slot = torch.arange(prompts * n, device=device)
         self.full = True  # every row of the P x k grid is active (no scatter/gather needed)
 
@@ -72,6 +80,24 @@ class CascadeCache:
 
     def get_seq_length(self, layer_idx: int = 0) -> int:
         return self.layers[0][0].shape[-2] + self.length
+
+    def packed_prompt(self, layer_idx: int) -> tuple[Any, Any]:
+        """The layer's prompt keys in the native kernel's layout, built on first use and kept for the generation
+        (the prompts' cache never changes while decoding): ``(P, kv_heads, blocks, head_dim / 2, 16, 2)``, blocks
+        of :data:`KEY_BLOCK` keys with each key's adjacent values paired, zero-padded to whole blocks; and the
+        float32 bias ``(P, blocks * 16)``: 0 at the prompt positions attended to, -inf at padding."""
+        import torch
+
+        if layer_idx not in self.packed:
+            keys = self.layers[layer_idx][0]
+            prompts, heads, length, dim = keys.shape
+            blocks = -(-length // KEY_BLOCK)
+            padded = torch.nn.functional.pad(keys, (0, 0, 0, blocks * KEY_BLOCK - length))
+            packed = padded.view(prompts, heads, blocks, KEY_BLOCK, dim // 2, 2).permute(0, 1, 2, 4, 3, 5)
+            valid = torch.nn.functional.pad(self.prompt_mask != 0, (0, blocks * KEY_BLOCK - length), value=False)
+            bias = torch.zeros(valid.shape, dtype=torch.float32, device=keys.device).masked_fill_(~valid, float("-inf"))
+            self.packed[layer_idx] = (packed.contiguous(), bias)
+        return self.packed[layer_idx]
 
     def select_rows(self, keep) -> None:
         """Keep only the active rows ``keep`` (ascending indices into the current rows). The generated tokens of
@@ -110,8 +136,9 @@ def cascade_attention(module: Any, query, key, value, attention_mask, scaling: f
     p, n = prompt_k.shape[0], cascade.n
     if native is not None and query.dtype == torch.bfloat16:
         scale = scaling if scaling is not None else dim ** -0.5
-        return native.cascade_attention(query, key, value, prompt_k, prompt_v, cascade.prompt_valid, cascade.slot,
-                                        n, scale), None
+        packed_keys, prompt_bias = cascade.packed_prompt(module.layer_idx)
+        return native.cascade_attention(query, key, value, packed_keys, prompt_v, prompt_bias, cascade.slot, n,
+                                        scale), None
     if cascade.full:
         grid = query.view(p, n, heads, dim)
     else:

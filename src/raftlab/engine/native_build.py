@@ -78,9 +78,15 @@ def extension_name(avx512_bf16: bool) -> str:
            f"cxx{compiler_identity()}_{digest}"
 
 
+#: OpenMP: ``at::parallel_for`` in the extension runs on torch's intra-op threads only when compiled with it (the
+#: header's OpenMP loop is otherwise a serial loop); the library it links resolves to the ``libgomp.so.1`` torch has
+#: already loaded, so both share one thread pool.
+OPENMP_FLAGS = ("-fopenmp",)
+
+
 def build_flags(avx512_bf16: bool) -> list[str]:
     """The extra compiler flags of a build."""
-    return ["-O3", *(AVX512_BF16_FLAGS if avx512_bf16 else ())]
+    return ["-O3", *OPENMP_FLAGS, *(AVX512_BF16_FLAGS if avx512_bf16 else ())]
 
 
 def compiler_identity() -> str:
@@ -121,7 +127,7 @@ def _build(avx512_bf16: bool) -> Any | None:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 return cpp_extension.load(name=name, sources=[str(SOURCE)], extra_cflags=build_flags(avx512_bf16),
-                                          verbose=False)
+                                          extra_ldflags=list(OPENMP_FLAGS), verbose=False)
     except Exception as err:  # no compiler, no ninja, a failed build, a build lock held too long: torch paths
         log.warning("raftlab's native decoding kernels are unavailable (%s: %s); decoding with torch operations",
                     type(err).__name__, (str(err).strip().splitlines() or [""])[-1])

@@ -411,105 +411,236 @@ torch::Tensor rotary_heads(const torch::Tensor& qkv_in, const torch::Tensor& cos
   return out;
 }
 
+// Cascade attention's prompt keys, packed once per generation (raftlab/engine/cascade_attention.py): per prompt and
+// key/value head, blocks of 16 keys as (dim / 2, 16, 2): lane i of a 32-bit pair holds key i's two adjacent values,
+// so one AVX-512 BF16 dot-product instruction adds two dimensions of 16 keys' scores at once, without horizontal sums.
+constexpr int64_t kKeyBlock = 16;
+
+// scores[t] = (query . key_t) * scale + bias[t] for the blocks * 16 packed keys of one prompt and head. The AVX-512
+// path works on four blocks at once: four independent chains of dot-product instructions instead of one.
+void packed_scores(const bf16* packed, const bf16* query, const float* bias, int64_t blocks, int64_t dim, float scale,
+                   float* scores) {
+  const int64_t pairs = dim / 2, stride = pairs * 2 * kKeyBlock;  // bf16 values per block
+  int64_t b = 0;
+#if RAFTLAB_AVX512_BF16
+  const __m512 sc = _mm512_set1_ps(scale);
+  for (; b < blocks; b += 4) {
+    const int64_t live = std::min<int64_t>(4, blocks - b);
+    __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+    const bf16* block = packed + b * stride;
+    for (int64_t d = 0; d < pairs; ++d) {
+      uint32_t pair;
+      std::memcpy(&pair, query + 2 * d, 4);
+      const __m512bh qv = (__m512bh)_mm512_set1_epi32(int(pair));
+      for (int64_t j = 0; j < live; ++j)
+        acc[j] = _mm512_dpbf16_ps(acc[j], (__m512bh)_mm512_loadu_si512(block + j * stride + d * 2 * kKeyBlock), qv);
+    }
+    for (int64_t j = 0; j < live; ++j)
+      _mm512_storeu_ps(scores + (b + j) * kKeyBlock,
+                       _mm512_fmadd_ps(acc[j], sc, _mm512_loadu_ps(bias + (b + j) * kKeyBlock)));
+  }
+#endif
+  for (; b < blocks; ++b) {
+    const bf16* block = packed + b * stride;
+    for (int64_t i = 0; i < kKeyBlock; ++i) {
+      float sum = 0.f;
+      for (int64_t d = 0; d < pairs; ++d) {
+        const bf16* pair = block + (d * kKeyBlock + i) * 2;
+        sum += to_f32(pair[0]) * to_f32(query[2 * d]) + to_f32(pair[1]) * to_f32(query[2 * d + 1]);
+      }
+      scores[b * kKeyBlock + i] = sum * scale + bias[b * kKeyBlock + i];
+    }
+  }
+}
+
+// out[i] = bf16(x[i] * factor) for i < n, rounded to nearest even.
+void scaled_to_bf16(const float* x, float factor, int64_t n, bf16* out) {
+  int64_t i = 0;
+#if RAFTLAB_AVX512_BF16
+  const __m512 f = _mm512_set1_ps(factor);
+  for (; i + 16 <= n; i += 16)
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i),
+                        (__m256i)_mm512_cvtneps_pbh(_mm512_mul_ps(_mm512_loadu_ps(x + i), f)));
+#endif
+  for (; i < n; ++i) out[i] = to_bf16(x[i] * factor);
+}
+
+#if RAFTLAB_AVX512_BF16
+// e^x of 16 floats x <= 0 (softmax scores less their maximum), Cephes' expf polynomial on a range reduced by ln 2
+// (relative error ~1e-7); x below -87 (and -inf) gives exactly 0.
+inline __m512 exp16(__m512 x) {
+  const __m512 floor = _mm512_set1_ps(-87.f);
+  const __mmask16 live = _mm512_cmp_ps_mask(x, floor, _CMP_GT_OQ);
+  const __m512 xc = _mm512_max_ps(x, floor);
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(xc, _mm512_set1_ps(1.44269504088896341f)),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 f = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), xc);
+  f = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), f);
+  __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.3981999507e-3f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(8.3334519073e-3f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(4.1665795894e-2f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.6666665459e-1f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.0000001201e-1f));
+  p = _mm512_fmadd_ps(p, _mm512_mul_ps(f, f), _mm512_add_ps(f, _mm512_set1_ps(1.f)));
+  return _mm512_maskz_mov_ps(live, _mm512_scalef_ps(p, n));
+}
+#endif
+
+// acc[i] += sum_t p[t] * values[t, i] for t < count, i < dim (values: rows of dim bf16 values). The AVX-512 path
+// keeps 64 output values in registers across all the rows (two interleaved sets of accumulators).
+void weighted_rows(const float* p, const bf16* values, int64_t count, int64_t dim, float* acc) {
+  int64_t i = 0;
+#if RAFTLAB_AVX512_BF16
+  for (; i + 64 <= dim; i += 64) {
+    __m512 a0 = _mm512_loadu_ps(acc + i), a1 = _mm512_loadu_ps(acc + i + 16), a2 = _mm512_loadu_ps(acc + i + 32),
+           a3 = _mm512_loadu_ps(acc + i + 48);
+    __m512 b0 = _mm512_setzero_ps(), b1 = b0, b2 = b0, b3 = b0;
+    int64_t t = 0;
+    for (; t + 2 <= count; t += 2) {
+      const bf16* r0 = values + t * dim + i;
+      const bf16* r1 = r0 + dim;
+      const __m512 w0 = _mm512_set1_ps(p[t]), w1 = _mm512_set1_ps(p[t + 1]);
+      a0 = _mm512_fmadd_ps(w0, load16(r0), a0);
+      a1 = _mm512_fmadd_ps(w0, load16(r0 + 16), a1);
+      a2 = _mm512_fmadd_ps(w0, load16(r0 + 32), a2);
+      a3 = _mm512_fmadd_ps(w0, load16(r0 + 48), a3);
+      b0 = _mm512_fmadd_ps(w1, load16(r1), b0);
+      b1 = _mm512_fmadd_ps(w1, load16(r1 + 16), b1);
+      b2 = _mm512_fmadd_ps(w1, load16(r1 + 32), b2);
+      b3 = _mm512_fmadd_ps(w1, load16(r1 + 48), b3);
+    }
+    if (t < count) {
+      const bf16* r0 = values + t * dim + i;
+      const __m512 w0 = _mm512_set1_ps(p[t]);
+      a0 = _mm512_fmadd_ps(w0, load16(r0), a0);
+      a1 = _mm512_fmadd_ps(w0, load16(r0 + 16), a1);
+      a2 = _mm512_fmadd_ps(w0, load16(r0 + 32), a2);
+      a3 = _mm512_fmadd_ps(w0, load16(r0 + 48), a3);
+    }
+    _mm512_storeu_ps(acc + i, _mm512_add_ps(a0, b0));
+    _mm512_storeu_ps(acc + i + 16, _mm512_add_ps(a1, b1));
+    _mm512_storeu_ps(acc + i + 32, _mm512_add_ps(a2, b2));
+    _mm512_storeu_ps(acc + i + 48, _mm512_add_ps(a3, b3));
+  }
+#endif
+  for (; i < dim; ++i) {
+    float sum = 0.f;
+    for (int64_t t = 0; t < count; ++t) sum += p[t] * to_f32(values[t * dim + i]);
+    acc[i] += sum;
+  }
+}
+
+// The largest of count floats.
+float max_of(const float* x, int64_t count) {
+  float top = -INFINITY;
+  int64_t t = 0;
+#if RAFTLAB_AVX512_BF16
+  __m512 m = _mm512_set1_ps(-INFINITY);
+  for (; t + 16 <= count; t += 16) m = _mm512_max_ps(m, _mm512_loadu_ps(x + t));
+  top = _mm512_reduce_max_ps(m);
+#endif
+  for (; t < count; ++t) top = std::max(top, x[t]);
+  return top;
+}
+
+// In place: scores[t] = exp(scores[t] - top) for t < count; returns their sum.
+float exp_shifted(float* scores, int64_t count, float top) {
+  int64_t t = 0;
+  float total = 0.f;
+#if RAFTLAB_AVX512_BF16
+  const __m512 shift = _mm512_set1_ps(top);
+  __m512 sum = _mm512_setzero_ps();
+  for (; t < count; t += 16) {
+    const __mmask16 m = count - t >= 16 ? __mmask16(0xffff) : __mmask16((1u << (count - t)) - 1);
+    const __m512 e = exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, scores + t), shift));
+    _mm512_mask_storeu_ps(scores + t, m, e);
+    sum = _mm512_add_ps(sum, _mm512_maskz_mov_ps(m, e));
+  }
+  total = _mm512_reduce_add_ps(sum);
+#else
+  for (; t < count; ++t) total += (scores[t] = std::exp(scores[t] - top));
+#endif
+  return total;
+}
+
 // Cascade attention in one call (raftlab/engine/cascade_attention.py): every active row attends, with one softmax,
 // over its prompt's keys/values (held once per prompt, shared by the prompt's n samples) and its own generated
 // tokens. Work is split by (prompt, key/value head): a prompt's keys of one head are read from memory once for all
 // the query heads of all its active samples, and stay in cache between them.
-// query (rows, heads, 1, dim); own_key/own_value (rows, kv_heads, tokens, dim); prompt_key/prompt_value
-// (prompts, kv_heads, prompt_len, dim); all bf16 with contiguous rows of dim values. prompt_mask (prompts,
-// prompt_len): the prompt positions to attend to. slot (rows): each row's place in the prompts x n grid,
-// ascending. Returns (rows, 1, heads, dim) bf16, rounded once.
+// query (rows, heads, 1, dim); own_key/own_value (rows, kv_heads, tokens, dim), bf16 with contiguous rows of dim
+// values; packed_key (prompts, kv_heads, blocks, dim / 2, 16, 2) bf16, contiguous (see kKeyBlock); prompt_value
+// (prompts, kv_heads, prompt_len <= blocks * 16, dim) bf16 with contiguous token rows; prompt_bias (prompts,
+// blocks * 16) float32, 0 where a prompt position is attended to and -inf elsewhere. slot (rows): each row's place
+// in the prompts x n grid, ascending. Returns (rows, 1, heads, dim) bf16, rounded once.
 torch::Tensor cascade_attention(const torch::Tensor& query, const torch::Tensor& own_key,
-                                const torch::Tensor& own_value, const torch::Tensor& prompt_key,
-                                const torch::Tensor& prompt_value, const torch::Tensor& prompt_mask_in,
+                                const torch::Tensor& own_value, const torch::Tensor& packed_key,
+                                const torch::Tensor& prompt_value, const torch::Tensor& prompt_bias,
                                 const torch::Tensor& slot_in, int64_t n, double scaling) {
   constexpr const char* fn = "cascade_attention";
   expect_kind(query, fn, "query", torch::kBFloat16, 4);
   expect_kind(own_key, fn, "own_key", torch::kBFloat16, 4);
   expect_kind(own_value, fn, "own_value", torch::kBFloat16, 4);
-  expect_kind(prompt_key, fn, "prompt_key", torch::kBFloat16, 4);
+  expect_kind(packed_key, fn, "packed_key", torch::kBFloat16, 6);
   expect_kind(prompt_value, fn, "prompt_value", torch::kBFloat16, 4);
   const int64_t rows = query.size(0), heads = query.size(1), dim = query.size(3);
   const int64_t kv_heads = own_key.size(1), tokens = own_key.size(2);
-  const int64_t prompts = prompt_key.size(0), prompt_len = prompt_key.size(2);
+  const int64_t prompts = prompt_value.size(0), prompt_len = prompt_value.size(2), blocks = packed_key.size(2);
   TORCH_CHECK(query.size(2) == 1 && own_key.size(0) == rows && own_key.size(3) == dim &&
-              own_value.sizes() == own_key.sizes() && kv_heads >= 1 && heads % kv_heads == 0 &&
-              prompt_key.size(1) == kv_heads && prompt_key.size(3) == dim && prompt_value.sizes() == prompt_key.sizes(),
+              own_value.sizes() == own_key.sizes() && kv_heads >= 1 && heads % kv_heads == 0 && dim % 2 == 0 &&
+              prompt_value.size(1) == kv_heads && prompt_value.size(3) == dim,
               "cascade_attention: query (rows, heads, 1, dim), own key/value (rows, kv_heads, tokens, dim) and prompt "
-              "key/value (prompts, kv_heads, prompt_len, dim) with heads a multiple of kv_heads, got ", query.sizes(),
-              ", ", own_key.sizes(), ", ", own_value.sizes(), ", ", prompt_key.sizes(), ", ", prompt_value.sizes());
-  for (const auto* t : {&query, &own_key, &own_value, &prompt_key, &prompt_value})
+              "values (prompts, kv_heads, prompt_len, dim) with heads a multiple of kv_heads and dim even, got ",
+              query.sizes(), ", ", own_key.sizes(), ", ", own_value.sizes(), ", ", prompt_value.sizes());
+  expect(packed_key, fn, "packed_key", torch::kBFloat16, {prompts, kv_heads, blocks, dim / 2, kKeyBlock, 2});
+  expect(prompt_bias, fn, "prompt_bias", torch::kFloat32, {prompts, blocks * kKeyBlock});
+  TORCH_CHECK(prompt_len <= blocks * kKeyBlock, "cascade_attention: more prompt values than packed keys");
+  for (const auto* t : {&query, &own_key, &own_value, &prompt_value})
     TORCH_CHECK(t->stride(3) == 1 && (t == &query || t->stride(2) == dim),
                 "cascade_attention: query/key/value need contiguous rows of dim values and key/value contiguous "
                 "token rows");
   TORCH_CHECK(n >= 1, "cascade_attention: n must be at least 1");
-  TORCH_CHECK(prompt_mask_in.device().is_cpu() && prompt_mask_in.dim() == 2 && prompt_mask_in.size(0) == prompts &&
-              prompt_mask_in.size(1) == prompt_len, "cascade_attention: prompt_mask must be a CPU (prompts, "
-              "prompt_len) tensor, got ", prompt_mask_in.sizes());
   TORCH_CHECK(slot_in.device().is_cpu() && slot_in.dim() == 1 && slot_in.size(0) == rows,
               "cascade_attention: slot must be a CPU vector of one entry per row");
-  const auto mask = prompt_mask_in.to(torch::kBool).contiguous();
   const auto slot = slot_in.to(torch::kLong).contiguous();
   const int64_t* sl = slot.data_ptr<int64_t>();
-  // each prompt's active rows [first, end) and the runs of prompt positions it attends to
-  std::vector<int64_t> first(prompts + 1, rows);
+  std::vector<int64_t> first(prompts + 1, rows);  // each prompt's active rows: [first[p], first[p + 1])
   for (int64_t r = rows - 1; r >= 0; --r) {
     TORCH_CHECK(sl[r] >= 0 && sl[r] < prompts * n && (r == 0 || sl[r - 1] < sl[r]),
                 "cascade_attention: slot must ascend within the prompts x n grid");
     first[sl[r] / n] = r;
   }
   for (int64_t p = prompts - 1; p >= 0; --p) first[p] = std::min(first[p], first[p + 1]);
-  const bool* m = mask.data_ptr<bool>();
-  std::vector<std::vector<std::pair<int64_t, int64_t>>> runs(prompts);
-  int64_t widest = 0;
-  for (int64_t p = 0; p < prompts; ++p) {
-    int64_t count = 0;
-    for (int64_t t = 0; t < prompt_len; ++t) {
-      if (!m[p * prompt_len + t]) continue;
-      if (runs[p].empty() || runs[p].back().first + runs[p].back().second != t) runs[p].push_back({t, 0});
-      ++runs[p].back().second;
-      ++count;
-    }
-    widest = std::max(widest, count);
-  }
   auto out = torch::empty({rows, 1, heads, dim}, query.options());
   const bf16* q = reinterpret_cast<const bf16*>(query.data_ptr<at::BFloat16>());
   const bf16* ok = reinterpret_cast<const bf16*>(own_key.data_ptr<at::BFloat16>());
   const bf16* ov = reinterpret_cast<const bf16*>(own_value.data_ptr<at::BFloat16>());
-  const bf16* pk = reinterpret_cast<const bf16*>(prompt_key.data_ptr<at::BFloat16>());
+  const bf16* pk = reinterpret_cast<const bf16*>(packed_key.data_ptr<at::BFloat16>());
   const bf16* pv = reinterpret_cast<const bf16*>(prompt_value.data_ptr<at::BFloat16>());
+  const float* bias = prompt_bias.data_ptr<float>();
   bf16* o = reinterpret_cast<bf16*>(out.data_ptr<at::BFloat16>());
-  const int64_t group = heads / kv_heads;
+  const int64_t group = heads / kv_heads, width = blocks * kKeyBlock;
   const float scale = float(scaling);
   at::parallel_for(0, prompts * kv_heads, 1, [&](int64_t b, int64_t e) {
-    std::vector<float> scores(widest + tokens), acc(dim);
+    std::vector<float> scores(width + tokens), acc(dim);
     for (int64_t job = b; job < e; ++job) {
       const int64_t p = job / kv_heads, g = job % kv_heads;
-      const bf16* keys = pk + p * prompt_key.stride(0) + g * prompt_key.stride(1);
+      const bf16* keys = pk + (p * kv_heads + g) * width * dim;
       const bf16* values = pv + p * prompt_value.stride(0) + g * prompt_value.stride(1);
       for (int64_t r = first[p]; r < first[p + 1]; ++r) {
         const bf16* own_k = ok + r * own_key.stride(0) + g * own_key.stride(1);
         const bf16* own_v = ov + r * own_value.stride(0) + g * own_value.stride(1);
         for (int64_t h = g * group; h < (g + 1) * group; ++h) {
           const bf16* qr = q + r * query.stride(0) + h * query.stride(1);
-          int64_t at = 0;
-          for (const auto& [start, length] : runs[p]) {
-            dot_rows(keys + start * dim, qr, scores.data() + at, length, dim, false);
-            at += length;
-          }
-          dot_rows(own_k, qr, scores.data() + at, tokens, dim, false);
-          const int64_t total_keys = at + tokens;
-          float top = -INFINITY;
-          for (int64_t t = 0; t < total_keys; ++t) top = std::max(top, scores[t] *= scale);
-          float total = 0.f;
-          for (int64_t t = 0; t < total_keys; ++t) total += (scores[t] = std::exp(scores[t] - top));
+          float* own = scores.data() + width;
+          packed_scores(keys, qr, bias + p * width, blocks, dim, scale, scores.data());
+          dot_rows(own_k, qr, own, tokens, dim, false);
+          for (int64_t t = 0; t < tokens; ++t) own[t] *= scale;
+          const float total = exp_shifted(scores.data(), width + tokens, max_of(scores.data(), width + tokens));
           std::fill(acc.begin(), acc.end(), 0.f);
-          at = 0;
-          for (const auto& [start, length] : runs[p])
-            for (int64_t t = 0; t < length; ++t) axpy(scores[at++], values + (start + t) * dim, acc.data(), dim);
-          for (int64_t t = 0; t < tokens; ++t) axpy(scores[at + t], own_v + t * dim, acc.data(), dim);
-          bf16* w = o + (r * heads + h) * dim;
-          for (int64_t i = 0; i < dim; ++i) w[i] = to_bf16(acc[i] / total);
+          weighted_rows(scores.data(), values, prompt_len, dim, acc.data());  // padding's weights are 0
+          weighted_rows(own, own_v, tokens, dim, acc.data());
+          scaled_to_bf16(acc.data(), 1.f / total, dim, o + (r * heads + h) * dim);
         }
       }
     }
