@@ -10,7 +10,7 @@ numbers and writes ``benchmarks/results/<name>.json`` (or ``--out``):
   run on (``taskset``) and the memory;
 * ``threads``: torch's CPU threads during the run;
 * ``versions``: python, torch, transformers, raftlab and the git commit of this checkout (``raftlab_commit``,
-  ``raftlab_dirty`` when the working tree had changes);
+  ``raftlab_dirty`` when the working tree had changes outside ``benchmarks/results``);
 * ``headline``: the few numbers ``render_table.py`` shows (``[{"label", "value", "unit"}]``) and ``ratios``:
   raftlab against the baselines measured in the same run (``[{"label", "value"}]``).
 
@@ -59,8 +59,9 @@ def git_commit(repo: Path = REPO) -> tuple[str | None, bool | None]:
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True,
                                 timeout=10).stdout.strip() or None
-        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
-                                capture_output=True, text=True, timeout=10).stdout
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                 ":(exclude)benchmarks/results"], cwd=repo, capture_output=True, text=True,
+                                timeout=10).stdout  # a results file written by an earlier run changes no code
     except (OSError, subprocess.SubprocessError):
         return None, None
     return commit, (bool(status.strip()) if commit else None)
