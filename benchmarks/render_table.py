@@ -32,6 +32,7 @@ KINDS = {
     "teacher_batching": "teacher attempts/s (`bench_teacher.py`)",
     "study_run": "a study run (`record_study.py`)",
     "train_profile": "where training time goes (`profile_train.py`)",
+    "sc_profile": "where sampling time goes (`profile_sc.py`)",
 }
 
 
