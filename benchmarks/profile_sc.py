@@ -115,6 +115,9 @@ def main() -> None:
                                 "prompt_tokens": prompt_tokens, "matmul_gflops": round(rate, 1),
                                 "model_gflops_per_s": round(achieved, 1),
                                 "linear_gflops_per_s": round(model_gflop / max(matmul_seconds, 1e-9), 1),
+                                # the bound: the rate if everything but the matrix products took no time
+                                "tokens_per_s_matmuls_only": round(generated / seconds / max(shares.get(
+                                    "matrix products", 0.0), 1e-9), 1),
                                 "shares": shares, "headline": heads, "ratios": []},
                  name=slug("sc_profile", args.model, "cpu"), out=args.out, save=not args.no_save, device="cpu")
 
