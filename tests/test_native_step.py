@@ -178,7 +178,7 @@ def test_fallbacks(monkeypatch, caplog, tmp_path):
 
 @needs_compiler
 @pytest.mark.parametrize("avx512_bf16", BUILDS)
-def test_native_cascade_merge_equals_attention_over_the_concatenation(avx512_bf16):
+def test_native_cascade_attention_equals_attention_over_the_concatenation(avx512_bf16):
     import types
 
     from raftlab.engine.cascade_attention import CascadeCache, cascade_attention

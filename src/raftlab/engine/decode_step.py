@@ -17,8 +17,8 @@ transformers would dispatch to, the cache's ``update``), with these changes of a
   instead of two: the logits are closer to a float32 forward, not further; test). Otherwise (float32, or no
   packing) the model's own linear layers run (float32 products are compute-bound: stacking them gains nothing);
 * with fused products and the native extension (:mod:`raftlab.engine.native_build`), the RMSNorms, the rotary
-  embedding and, under cascade attention, the attention over each row's own tokens with its merge run as C++
-  loops, rounded once. Small tensor operations right after a matrix product has streamed megabytes of weights
+  embedding and, under cascade attention, the whole attention step (prompt and own tokens) run as C++ loops,
+  rounded once. Small tensor operations right after a matrix product has streamed megabytes of weights
   cost several times their isolated time (the interpreter's and dispatcher's working set is evicted); a native
   loop has little of either.
 
@@ -110,7 +110,7 @@ class DecodeStep:
         #: instead of two). Otherwise (float32: compute-bound, stacking gains nothing) the model's own linears.
         self.fused = all(_fusable(layer) for layer in self.inner.layers)
         #: with fused products, the native extension (:mod:`raftlab.engine.native_build`): RMSNorms, rotary
-        #: embedding and the cascade merge as native loops (rounded once; see the module docstring)
+        #: embedding and cascade attention as native loops (rounded once; see the module docstring)
         self.native = _native_extension() if self.fused else None
         #: the native rotation of the stacked q/k heads (fused products stack q/k/v; Qwen3 normalises q and k
         #: before the rotation, so it keeps torch's)
@@ -157,7 +157,7 @@ class DecodeStep:
             # commutes with rounding): 4 operations instead of transformers' 9 per tensor
             signed_sin = torch.cat([-sin[..., :half], sin[..., half:]], dim=-1)
         linear = torch.ops.mkldnn._linear_pointwise if self.fused else None
-        if self.native is not None and "cascade" in attention_kwargs:  # own tokens + merge in one native call
+        if self.native is not None and "cascade" in attention_kwargs:  # the whole attention step in one native call
             attention_kwargs = {**attention_kwargs, "native": self.native}
         for i, (norm1, qkv_proj, attn, q_norm, k_norm, norm2, mlp) in enumerate(self.layers):
             x = norm1(hidden)
