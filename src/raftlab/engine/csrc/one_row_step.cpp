@@ -94,30 +94,115 @@ inline __m512 load16(const bf16* v) {
 }
 #endif
 
-// out[i] += p * v[i] for i < n (v in bf16).
-inline void axpy(float p, const bf16* v, float* out, int64_t n) {
+#if RAFTLAB_AVX512_BF16
+// e^x of 16 floats x <= 0 (softmax scores less their maximum), Cephes' expf polynomial on a range reduced by ln 2
+// (relative error ~1e-7); x below -87 (and -inf) gives exactly 0.
+inline __m512 exp16(__m512 x) {
+  const __m512 floor = _mm512_set1_ps(-87.f);
+  const __mmask16 live = _mm512_cmp_ps_mask(x, floor, _CMP_GT_OQ);
+  const __m512 xc = _mm512_max_ps(x, floor);
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(xc, _mm512_set1_ps(1.44269504088896341f)),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 f = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), xc);
+  f = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), f);
+  __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.3981999507e-3f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(8.3334519073e-3f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(4.1665795894e-2f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.6666665459e-1f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.0000001201e-1f));
+  p = _mm512_fmadd_ps(p, _mm512_mul_ps(f, f), _mm512_add_ps(f, _mm512_set1_ps(1.f)));
+  return _mm512_maskz_mov_ps(live, _mm512_scalef_ps(p, n));
+}
+#endif
+
+// acc[i] += sum_t p[t] * values[t, i] for t < count, i < dim (values: rows of dim bf16 values). The AVX-512 path
+// keeps 64 output values in registers across all the rows (two interleaved sets of accumulators).
+void weighted_rows(const float* p, const bf16* values, int64_t count, int64_t dim, float* acc) {
   int64_t i = 0;
 #if RAFTLAB_AVX512_BF16
-  const __m512 pv = _mm512_set1_ps(p);
-  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(out + i, _mm512_fmadd_ps(pv, load16(v + i), _mm512_loadu_ps(out + i)));
+  for (; i + 64 <= dim; i += 64) {
+    __m512 a0 = _mm512_loadu_ps(acc + i), a1 = _mm512_loadu_ps(acc + i + 16), a2 = _mm512_loadu_ps(acc + i + 32),
+           a3 = _mm512_loadu_ps(acc + i + 48);
+    __m512 b0 = _mm512_setzero_ps(), b1 = b0, b2 = b0, b3 = b0;
+    int64_t t = 0;
+    for (; t + 2 <= count; t += 2) {
+      const bf16* r0 = values + t * dim + i;
+      const bf16* r1 = r0 + dim;
+      const __m512 w0 = _mm512_set1_ps(p[t]), w1 = _mm512_set1_ps(p[t + 1]);
+      a0 = _mm512_fmadd_ps(w0, load16(r0), a0);
+      a1 = _mm512_fmadd_ps(w0, load16(r0 + 16), a1);
+      a2 = _mm512_fmadd_ps(w0, load16(r0 + 32), a2);
+      a3 = _mm512_fmadd_ps(w0, load16(r0 + 48), a3);
+      b0 = _mm512_fmadd_ps(w1, load16(r1), b0);
+      b1 = _mm512_fmadd_ps(w1, load16(r1 + 16), b1);
+      b2 = _mm512_fmadd_ps(w1, load16(r1 + 32), b2);
+      b3 = _mm512_fmadd_ps(w1, load16(r1 + 48), b3);
+    }
+    if (t < count) {
+      const bf16* r0 = values + t * dim + i;
+      const __m512 w0 = _mm512_set1_ps(p[t]);
+      a0 = _mm512_fmadd_ps(w0, load16(r0), a0);
+      a1 = _mm512_fmadd_ps(w0, load16(r0 + 16), a1);
+      a2 = _mm512_fmadd_ps(w0, load16(r0 + 32), a2);
+      a3 = _mm512_fmadd_ps(w0, load16(r0 + 48), a3);
+    }
+    _mm512_storeu_ps(acc + i, _mm512_add_ps(a0, b0));
+    _mm512_storeu_ps(acc + i + 16, _mm512_add_ps(a1, b1));
+    _mm512_storeu_ps(acc + i + 32, _mm512_add_ps(a2, b2));
+    _mm512_storeu_ps(acc + i + 48, _mm512_add_ps(a3, b3));
+  }
 #endif
-  for (; i < n; ++i) out[i] += p * to_f32(v[i]);
+  for (; i < dim; ++i) {
+    float sum = 0.f;
+    for (int64_t t = 0; t < count; ++t) sum += p[t] * to_f32(values[t * dim + i]);
+    acc[i] += sum;
+  }
+}
+
+// The largest of count floats.
+float max_of(const float* x, int64_t count) {
+  float top = -INFINITY;
+  int64_t t = 0;
+#if RAFTLAB_AVX512_BF16
+  __m512 m = _mm512_set1_ps(-INFINITY);
+  for (; t + 16 <= count; t += 16) m = _mm512_max_ps(m, _mm512_loadu_ps(x + t));
+  top = _mm512_reduce_max_ps(m);
+#endif
+  for (; t < count; ++t) top = std::max(top, x[t]);
+  return top;
+}
+
+// In place: scores[t] = exp(scores[t] - top) for t < count; returns their sum.
+float exp_shifted(float* scores, int64_t count, float top) {
+  int64_t t = 0;
+  float total = 0.f;
+#if RAFTLAB_AVX512_BF16
+  const __m512 shift = _mm512_set1_ps(top);
+  __m512 sum = _mm512_setzero_ps();
+  for (; t < count; t += 16) {
+    const __mmask16 m = count - t >= 16 ? __mmask16(0xffff) : __mmask16((1u << (count - t)) - 1);
+    const __m512 e = exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, scores + t), shift));
+    _mm512_mask_storeu_ps(scores + t, m, e);
+    sum = _mm512_add_ps(sum, _mm512_maskz_mov_ps(m, e));
+  }
+  total = _mm512_reduce_add_ps(sum);
+#else
+  for (; t < count; ++t) total += (scores[t] = std::exp(scores[t] - top));
+#endif
+  return total;
 }
 
 // Softmax attention of one bf16 query over ``tokens`` keys/values (rows of ``dim`` bf16 values, contiguous):
-// ``out`` (dim floats) receives the attention output, ``scores`` (tokens floats) is scratch; returns the
-// log-sum-exp of the scaled scores.
-float attend(const bf16* q, const bf16* keys, const bf16* values, int64_t tokens, int64_t dim, float scaling,
-             float* scores, float* out) {
+// ``out`` (dim floats) receives the attention output, ``scores`` (tokens floats) is scratch.
+void attend(const bf16* q, const bf16* keys, const bf16* values, int64_t tokens, int64_t dim, float scaling,
+            float* scores, float* out) {
   dot_rows(keys, q, scores, tokens, dim, false);
-  float top = -INFINITY;
-  for (int64_t t = 0; t < tokens; ++t) top = std::max(top, scores[t] *= scaling);
-  float total = 0.f;
-  for (int64_t t = 0; t < tokens; ++t) total += (scores[t] = std::exp(scores[t] - top));
+  for (int64_t t = 0; t < tokens; ++t) scores[t] *= scaling;
+  const float total = exp_shifted(scores, tokens, max_of(scores, tokens));
   std::fill(out, out + dim, 0.f);
-  for (int64_t t = 0; t < tokens; ++t) axpy(scores[t], values + t * dim, out, dim);
+  weighted_rows(scores, values, tokens, dim, out);
   for (int64_t i = 0; i < dim; ++i) out[i] /= total;
-  return top + std::log(total);
 }
 
 // y = w x for a (rows x cols) bf16 matrix, split over torch's intra-op threads in blocks of rows.
@@ -463,105 +548,6 @@ void scaled_to_bf16(const float* x, float factor, int64_t n, bf16* out) {
                         (__m256i)_mm512_cvtneps_pbh(_mm512_mul_ps(_mm512_loadu_ps(x + i), f)));
 #endif
   for (; i < n; ++i) out[i] = to_bf16(x[i] * factor);
-}
-
-#if RAFTLAB_AVX512_BF16
-// e^x of 16 floats x <= 0 (softmax scores less their maximum), Cephes' expf polynomial on a range reduced by ln 2
-// (relative error ~1e-7); x below -87 (and -inf) gives exactly 0.
-inline __m512 exp16(__m512 x) {
-  const __m512 floor = _mm512_set1_ps(-87.f);
-  const __mmask16 live = _mm512_cmp_ps_mask(x, floor, _CMP_GT_OQ);
-  const __m512 xc = _mm512_max_ps(x, floor);
-  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(xc, _mm512_set1_ps(1.44269504088896341f)),
-                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m512 f = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), xc);
-  f = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), f);
-  __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.3981999507e-3f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(8.3334519073e-3f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(4.1665795894e-2f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.6666665459e-1f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.0000001201e-1f));
-  p = _mm512_fmadd_ps(p, _mm512_mul_ps(f, f), _mm512_add_ps(f, _mm512_set1_ps(1.f)));
-  return _mm512_maskz_mov_ps(live, _mm512_scalef_ps(p, n));
-}
-#endif
-
-// acc[i] += sum_t p[t] * values[t, i] for t < count, i < dim (values: rows of dim bf16 values). The AVX-512 path
-// keeps 64 output values in registers across all the rows (two interleaved sets of accumulators).
-void weighted_rows(const float* p, const bf16* values, int64_t count, int64_t dim, float* acc) {
-  int64_t i = 0;
-#if RAFTLAB_AVX512_BF16
-  for (; i + 64 <= dim; i += 64) {
-    __m512 a0 = _mm512_loadu_ps(acc + i), a1 = _mm512_loadu_ps(acc + i + 16), a2 = _mm512_loadu_ps(acc + i + 32),
-           a3 = _mm512_loadu_ps(acc + i + 48);
-    __m512 b0 = _mm512_setzero_ps(), b1 = b0, b2 = b0, b3 = b0;
-    int64_t t = 0;
-    for (; t + 2 <= count; t += 2) {
-      const bf16* r0 = values + t * dim + i;
-      const bf16* r1 = r0 + dim;
-      const __m512 w0 = _mm512_set1_ps(p[t]), w1 = _mm512_set1_ps(p[t + 1]);
-      a0 = _mm512_fmadd_ps(w0, load16(r0), a0);
-      a1 = _mm512_fmadd_ps(w0, load16(r0 + 16), a1);
-      a2 = _mm512_fmadd_ps(w0, load16(r0 + 32), a2);
-      a3 = _mm512_fmadd_ps(w0, load16(r0 + 48), a3);
-      b0 = _mm512_fmadd_ps(w1, load16(r1), b0);
-      b1 = _mm512_fmadd_ps(w1, load16(r1 + 16), b1);
-      b2 = _mm512_fmadd_ps(w1, load16(r1 + 32), b2);
-      b3 = _mm512_fmadd_ps(w1, load16(r1 + 48), b3);
-    }
-    if (t < count) {
-      const bf16* r0 = values + t * dim + i;
-      const __m512 w0 = _mm512_set1_ps(p[t]);
-      a0 = _mm512_fmadd_ps(w0, load16(r0), a0);
-      a1 = _mm512_fmadd_ps(w0, load16(r0 + 16), a1);
-      a2 = _mm512_fmadd_ps(w0, load16(r0 + 32), a2);
-      a3 = _mm512_fmadd_ps(w0, load16(r0 + 48), a3);
-    }
-    _mm512_storeu_ps(acc + i, _mm512_add_ps(a0, b0));
-    _mm512_storeu_ps(acc + i + 16, _mm512_add_ps(a1, b1));
-    _mm512_storeu_ps(acc + i + 32, _mm512_add_ps(a2, b2));
-    _mm512_storeu_ps(acc + i + 48, _mm512_add_ps(a3, b3));
-  }
-#endif
-  for (; i < dim; ++i) {
-    float sum = 0.f;
-    for (int64_t t = 0; t < count; ++t) sum += p[t] * to_f32(values[t * dim + i]);
-    acc[i] += sum;
-  }
-}
-
-// The largest of count floats.
-float max_of(const float* x, int64_t count) {
-  float top = -INFINITY;
-  int64_t t = 0;
-#if RAFTLAB_AVX512_BF16
-  __m512 m = _mm512_set1_ps(-INFINITY);
-  for (; t + 16 <= count; t += 16) m = _mm512_max_ps(m, _mm512_loadu_ps(x + t));
-  top = _mm512_reduce_max_ps(m);
-#endif
-  for (; t < count; ++t) top = std::max(top, x[t]);
-  return top;
-}
-
-// In place: scores[t] = exp(scores[t] - top) for t < count; returns their sum.
-float exp_shifted(float* scores, int64_t count, float top) {
-  int64_t t = 0;
-  float total = 0.f;
-#if RAFTLAB_AVX512_BF16
-  const __m512 shift = _mm512_set1_ps(top);
-  __m512 sum = _mm512_setzero_ps();
-  for (; t < count; t += 16) {
-    const __mmask16 m = count - t >= 16 ? __mmask16(0xffff) : __mmask16((1u << (count - t)) - 1);
-    const __m512 e = exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, scores + t), shift));
-    _mm512_mask_storeu_ps(scores + t, m, e);
-    sum = _mm512_add_ps(sum, _mm512_maskz_mov_ps(m, e));
-  }
-  total = _mm512_reduce_add_ps(sum);
-#else
-  for (; t < count; ++t) total += (scores[t] = std::exp(scores[t] - top));
-#endif
-  return total;
 }
 
 // Cascade attention in one call (raftlab/engine/cascade_attention.py): every active row attends, with one softmax,
