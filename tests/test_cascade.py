@@ -31,6 +31,26 @@ def test_cascade_is_used_and_matches_repeated_caches():
     assert cascade.model.config._attn_implementation == plain.model.config._attn_implementation
 
 
+def test_a_continuous_batch_gives_the_samples_of_one_batch():
+    """Two prompts decoding at a time, the next ones joining as samples finish (with their shared prefix
+    prefilled once), give the samples of all prompts decoded together, and of the model's own attention."""
+    prompts = [f"Instruction: answer the question below carefully and briefly.\nQuestion {i}: what is {i} + "
+               f"{3 * i}? " + "word " * (i % 5) for i in range(11)]
+    params = SamplingParams(n=3, temperature=0.9, max_new_tokens=20, seed=3, stop=("5",))
+    together = _backend(dtype=torch.float32).generate(prompts, params)
+    backend = _backend(dtype=torch.float32)
+    backend.batch_size = 2
+    continuous = backend.generate(prompts, params)
+    backend = _backend(dtype=torch.float32, cascade=False)
+    backend.batch_size = 2
+    batches = backend.generate(prompts, params)
+    texts = [[[g.text for g in row] for row in result] for result in (together, continuous, batches)]
+    assert texts[0] == texts[1] == texts[2]
+    assert [[g.finish_reason for g in row] for row in continuous] == [[g.finish_reason for g in row]
+                                                                       for row in together]
+    assert len({g.num_tokens for row in continuous for g in row}) > 3  # samples ended at many different steps
+
+
 def test_cascade_attention_equals_attention_over_the_concatenation():
     import types
 

@@ -219,6 +219,42 @@ def test_native_cascade_attention_equals_attention_over_the_concatenation(avx512
         assert (ours.float() - exact).abs().max() < 0.02
 
 
+@needs_compiler
+@pytest.mark.parametrize("avx512_bf16", BUILDS)
+def test_native_cascade_attention_as_prompts_join_and_rows_leave(avx512_bf16):
+    """A continuous batch: a prompt joins a free slot after two steps (its rows have fewer own tokens than the
+    others and come after them), then rows leave; the native step agrees with torch's kernels at every step."""
+    import types
+
+    from raftlab.engine.cascade_attention import CascadeCache, cascade_attention
+
+    ext = native_build.load_extension(avx512_bf16)
+    torch.manual_seed(0)
+    n, heads, kv_heads, dim = 2, 6, 2, 32
+    bf = torch.bfloat16
+
+    def prefilled(prompts, length):
+        keys, values = (torch.randn(prompts, kv_heads, length, dim).to(bf) for _ in range(2))
+        mask = torch.ones(prompts, length, dtype=torch.long)
+        mask[0, :2] = 0
+        return types.SimpleNamespace(layers=[types.SimpleNamespace(keys=keys, values=values)]), mask
+
+    cache = CascadeCache(*prefilled(2, 5), n, budget=8, slots=4, width=21, rows=8)
+    module = types.SimpleNamespace(layer_idx=0)
+    for step in range(6):
+        if step == 2:
+            cache.admit(*prefilled(1, 21), [3])
+        if step == 4:
+            cache.select_rows(torch.tensor([0, 2, 3, 4, 5]))
+        rows = len(cache.slot)
+        keys, values = cache.update(*(torch.randn(rows, kv_heads, 1, dim).to(bf) for _ in range(2)), 0)
+        query = torch.randn(rows, heads, 1, dim).to(bf)
+        ours, _ = cascade_attention(module, query, keys, values, None, scaling=dim**-0.5, cascade=cache, native=ext)
+        theirs, _ = cascade_attention(module, query, keys, values, None, scaling=dim**-0.5, cascade=cache)
+        assert (ours.float() - theirs.float()).abs().max() < 0.02, step
+    assert cache.slot.tolist() == [0, 2, 3, 6, 7] and cache.attend.tolist() == [6, 6, 6, 4, 4]
+
+
 def _prefilled_cache(model, prompt_length: int = 6, capacity: int = 16):
     """A cache of ``capacity`` positions holding the model's keys and values of a random prompt."""
     cache = growing_cache(model.config, capacity)
@@ -316,19 +352,25 @@ def test_the_helpers_reject_wrong_arguments(avx512_bf16):
     kv = torch.randn(rows, kv_heads, tokens, dim).to(bf)
     pv, slot = torch.randn(prompts, kv_heads, lp, dim).to(bf), torch.arange(rows)
     pk, bias = torch.randn(prompts, kv_heads, 1, dim // 2, 16, 2).to(bf), torch.zeros(prompts, 16)
-    ok = (q, kv, kv, pk, pv, bias, slot, n)
+    own = torch.full((rows,), tokens)
+    ok = (q, kv, kv, pk, pv, bias, slot, own, n)
     assert ext.cascade_attention(*ok, dim ** -0.5).shape == (rows, 1, heads, dim)
+    # rows in any order (a continuous batch appends the rows of prompts that join)
+    assert ext.cascade_attention(*ok[:6], slot.flip(0), *ok[7:], dim ** -0.5).shape == (rows, 1, heads, dim)
     bad = {"a 3-D query": (q[:, :, 0], *ok[1:]), "another batch size": (q[:2], *ok[1:]),
            "another head size": (q, kv[..., :16], kv[..., :16], *ok[3:]),
            "non-contiguous token rows": (q, kv.transpose(2, 3).contiguous().transpose(2, 3), *ok[2:]),
            "float32 prompt keys": (q, kv, kv, pk.float(), *ok[4:]),
            "unpacked prompt keys": (q, kv, kv, pv, *ok[4:]),
            "more prompt values than keys": (*ok[:4], torch.randn(prompts, kv_heads, 17, dim).to(bf), *ok[5:]),
-           "another prompt count in the bias": (*ok[:5], bias[:1], slot, n),
-           "a bf16 bias": (*ok[:5], bias.to(bf), slot, n),
-           "too few slots": (*ok[:6], slot[:2], n),
-           "slots out of order": (*ok[:6], slot.flip(0), n),
-           "slots outside the grid": (*ok[:6], slot + 1, n)}
+           "another prompt count in the bias": (*ok[:5], bias[:1], *ok[6:]),
+           "a bf16 bias": (*ok[:5], bias.to(bf), *ok[6:]),
+           "too few slots": (*ok[:6], slot[:2], *ok[7:]),
+           "a slot twice": (*ok[:6], torch.zeros_like(slot), *ok[7:]),
+           "slots outside the grid": (*ok[:6], slot + 1, *ok[7:]),
+           "too few own-token counts": (*ok[:7], own[:2], n),
+           "no own token": (*ok[:7], torch.zeros_like(own), n),
+           "more own tokens than keys": (*ok[:7], own + 1, n)}
     for case, arguments in bad.items():
         with pytest.raises(RuntimeError, match="cascade_attention"):
             ext.cascade_attention(*arguments, dim ** -0.5)

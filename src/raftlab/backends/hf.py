@@ -161,36 +161,24 @@ class HFBackend:
 
     def generate(self, prompts: list[str], params: SamplingParams,
                  should_stop: Callable[[int], bool] | None = None) -> list[list[Generation]]:
-        """``params.n`` samples per prompt; prompts are decoded in batches of :meth:`prompts_per_batch`, fewer
-        where a batch's KV cache would exceed ``kv_cache_mb``.
+        """``params.n`` samples per prompt, :meth:`prompts_per_batch` prompts decoding at once (fewer where their
+        KV cache would exceed ``kv_cache_mb``); with several samples per prompt on a CPU the batch is continuous
+        (:meth:`raftlab.engine.decoder.Decoder.sample`), so pass many prompts per call.
 
         ``should_stop(i)``, when given, is checked once per decoding step for every prompt still generating; once
         it returns True the prompt's samples stop there with ``finish_reason="abort"`` (the server's cancellation
         of a request whose client went away)."""
-        out: list[list[Generation]] = []
-        encoded = self._encode([self._prompt_text(p) for p in prompts])  # once; batches reuse the ids
-        longest = max((len(e) for e in encoded), default=1)
+        from raftlab.engine.sampling import row_seeds
+
+        if not prompts:
+            return []
+        tok, n = self.tokenizer, max(1, params.n)
+        encoded = self._encode([self._prompt_text(p) for p in prompts])
+        longest = max(len(e) for e in encoded)
         per_batch = self.prompts_per_batch(params.n)
         within = self.decoder.prompts_within_kv_budget(self.kv_cache_mb, longest, params.n, params.max_new_tokens)
         if within is not None:
             per_batch = min(per_batch, within)
-        for start in range(0, len(prompts), per_batch):
-            stop_fn = None if should_stop is None else (lambda i, _s=start: should_stop(_s + i))
-            out.extend(self._generate_batch(prompts[start : start + per_batch], params, stop_fn,
-                                            encoded[start : start + per_batch]))
-        return out
-
-    def _generate_batch(self, prompts: list[str], params: SamplingParams,
-                        should_stop: Callable[[int], bool] | None = None,
-                        encoded: list[list[int]] | None = None) -> list[list[Generation]]:
-        """Samples for ``prompts`` in one batch (``encoded``: their token ids, when already known; the prompts
-        themselves name the per-sample seeds)."""
-        from raftlab.engine.sampling import row_seeds
-
-        tok, n = self.tokenizer, max(1, params.n)
-        if encoded is None:
-            encoded = self._encode([self._prompt_text(p) for p in prompts])
-        seeds = row_seeds(params.seed, prompts, n)
         stops = [s for s in params.stop if s]
         stop_re = re.compile(params.stop_regex) if params.stop_regex else None
         finished = None
@@ -203,9 +191,10 @@ class HFBackend:
                 text_tail = tok.decode(tokens[-tail:], skip_special_tokens=False)
                 return any(s in text_tail for s in stops) or (stop_re is not None and bool(stop_re.search(text_tail)))
 
-        tokens, reasons = self.decoder.sample(encoded, seeds, n, max_new_tokens=params.max_new_tokens,
-                                              temperature=params.temperature, top_k=params.top_k, top_p=params.top_p,
-                                              finished=finished, should_stop=should_stop)
+        tokens, reasons = self.decoder.sample(encoded, row_seeds(params.seed, prompts, n), n,
+                                              max_new_tokens=params.max_new_tokens, temperature=params.temperature,
+                                              top_k=params.top_k, top_p=params.top_p, finished=finished,
+                                              should_stop=should_stop, concurrency=per_batch)
         results: list[list[Generation]] = []
         for i in range(len(prompts)):
             row = []

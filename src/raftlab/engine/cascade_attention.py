@@ -19,6 +19,7 @@ Used by :class:`raftlab.engine.decoder.Decoder` for sampling on a CPU with the a
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from raftlab.engine.kv_cache import full_attention_only
@@ -36,82 +37,153 @@ CASCADE_MODEL_TYPES = frozenset({"llama", "mistral", "qwen2", "qwen3"})
 
 
 class CascadeCache:
-    """Per layer: the prompts' keys/values once, ``(P, kv_heads, prompt_len, head_dim)``, and the generated
-    tokens' keys/values of every active sample, ``(rows, kv_heads, budget, head_dim)``, filled in place.
+    """Per layer: the prompts' keys/values once, ``(slots, kv_heads, width, head_dim)``, and the generated tokens'
+    keys/values of every active sample, ``(rows, kv_heads, budget, head_dim)``, filled in place.
 
-    ``slot[r]`` is active row ``r``'s place in the full ``P * k`` grid (rows that finished are dropped from the
-    generated buffers and from ``slot``)."""
+    ``slot[r]`` is active row ``r``'s place in the ``slots x n`` grid (prompt slot ``slot[r] // n``), ``own[r]`` the
+    number of its own tokens written so far. The prompts of ``prefill_cache`` take the first slots, with all their
+    rows active. For continuous batching, ``slots``/``width``/``rows`` reserve room for more: rows that finish leave
+    (:meth:`select_rows`), and new prompts join in free slots with fresh rows (:meth:`admit`), so each row has its
+    own length."""
 
-    def __init__(self, prefill_cache: Any, prompt_mask: Any, n: int, budget: int) -> None:
+    def __init__(self, prefill_cache: Any, prompt_mask: Any, n: int, budget: int, *, slots: int | None = None,
+                 width: int | None = None, rows: int | None = None) -> None:
         import torch
 
+        first = prefill_cache.layers[0].keys
+        prompts, length = prompt_mask.shape
+        slots, width = max(slots or 0, prompts), max(width or 0, length)
+        self.n, self.budget = n, max(1, budget)
+        self.capacity_rows = max(rows or 0, prompts * n)
         self.layers = []
         for layer in prefill_cache.layers:
-            self.layers.append([layer.keys, layer.values, None, None])
-        self.n, self.budget, self.length = n, max(1, budget), 0
-        prompts, device = prompt_mask.shape[0], prompt_mask.device
-        dtype = prefill_cache.layers[0].keys.dtype
-        bias = torch.zeros((prompts, 1, 1, prompt_mask.shape[1]), dtype=dtype, device=device)
-        self.prompt_bias = bias.masked_fill(prompt_mask[:, None, None, :] == 0, float("-inf"))  # (P,1,1,Lp)
-        self.prompt_mask = prompt_mask
+            keys, values = layer.keys, layer.values
+            if (slots, width) != (prompts, length):  # room for prompts that join later
+                keys, values = _room(keys, slots, width), _room(values, slots, width)
+            self.layers.append((keys, values))
+        self._own_buffers: list[tuple[Any, Any] | None] = [None] * len(self.layers)
+        device = prompt_mask.device
+        self.prompt_mask = torch.zeros((slots, width), dtype=prompt_mask.dtype, device=device)
+        self.prompt_mask[:prompts, :length] = prompt_mask
+        self.prompt_mask[prompts:, 0] = 1  # free slots attend to one (zero) key: a finite softmax, never used
+        dtype = first.dtype
+        bias = torch.zeros((slots, 1, 1, width), dtype=dtype, device=device)
+        self.prompt_bias = bias.masked_fill(self.prompt_mask[:, None, None, :] == 0, float("-inf"))  # (S,1,1,W)
         self.packed: dict[int, tuple[Any, Any]] = {}  # layer -> (packed prompt keys, prompt bias): native kernel
         self.slot = torch.arange(prompts * n, device=device)
-        self.full = True  # every row of the P x k grid is active (no scatter/gather needed)
+        #: own tokens written per row, and the count each row attends to in the current step (the one just written)
+        self.own = torch.zeros(prompts * n, dtype=torch.long, device=device)
+        self.attend = self.own + 1
+        self.length = 0  # the longest row's own tokens
+        self.uniform = True  # every row has written as many own tokens (so they write the same position)
+        self.full = slots == prompts  # every row of the slots x k grid is active (no scatter/gather needed)
+
+    @property
+    def slots(self) -> int:
+        return self.prompt_mask.shape[0]
 
     # -- the parts of transformers' Cache protocol a decoder forward uses
     def update(self, key_states, value_states, layer_idx: int, *args: Any, **kwargs: Any):
         import torch
 
-        entry = self.layers[layer_idx]
-        if entry[2] is None:
-            rows, heads, _, dim = key_states.shape
-            shape = (rows, heads, self.budget, dim)
-            entry[2] = torch.empty(shape, dtype=key_states.dtype, device=key_states.device)
-            entry[3] = torch.empty(shape, dtype=key_states.dtype, device=key_states.device)
-        at = self.length
-        entry[2][:, :, at : at + 1] = key_states
-        entry[3][:, :, at : at + 1] = value_states
-        if layer_idx == len(self.layers) - 1:
-            self.length += 1
-            end = self.length
+        rows = key_states.shape[0]
+        if self._own_buffers[layer_idx] is None:
+            _, heads, _, dim = key_states.shape
+            shape = (self.capacity_rows, heads, self.budget, dim)
+            # zeros: a row that joined later masks the positions it has not written, and a masked value must
+            # still be finite (weight 0 times NaN is NaN in torch's kernel)
+            self._own_buffers[layer_idx] = (torch.zeros(shape, dtype=key_states.dtype, device=key_states.device),
+                                            torch.zeros(shape, dtype=key_states.dtype, device=key_states.device))
+        own_k, own_v = self._own_buffers[layer_idx]
+        if layer_idx == 0:
+            self.attend = self.own + 1
+            self.uniform = bool(self.length == 0 or (self.own == self.length).all())
+        if self.uniform:  # every row writes the same position
+            at = self.length
+            own_k[:rows, :, at : at + 1] = key_states
+            own_v[:rows, :, at : at + 1] = value_states
         else:
-            end = at + 1
-        return entry[2][:, :, :end], entry[3][:, :, :end]
+            index = torch.arange(rows, device=key_states.device)
+            own_k[index, :, self.own] = key_states[:, :, 0]
+            own_v[index, :, self.own] = value_states[:, :, 0]
+        end = self.length + 1 if self.uniform else int(self.attend.max())
+        if layer_idx == len(self.layers) - 1:
+            self.own = self.attend
+            self.length = end
+        return own_k[:rows, :, :end], own_v[:rows, :, :end]
 
     def get_seq_length(self, layer_idx: int = 0) -> int:
         return self.layers[0][0].shape[-2] + self.length
 
     def packed_prompt(self, layer_idx: int) -> tuple[Any, Any]:
-        """The layer's prompt keys in the native kernel's layout, built on first use and kept for the generation
-        (the prompts' cache never changes while decoding): ``(P, kv_heads, blocks, head_dim / 2, 16, 2)``, blocks
-        of :data:`KEY_BLOCK` keys with each key's adjacent values paired, zero-padded to whole blocks; and the
-        float32 bias ``(P, blocks * 16)``: 0 at the prompt positions attended to, -inf at padding."""
+        """The layer's prompt keys in the native kernel's layout, built on first use and kept (a prompt's cache
+        never changes while it decodes; prompts that join are packed as they join): ``(slots, kv_heads, blocks,
+        head_dim / 2, 16, 2)``, blocks of :data:`KEY_BLOCK` keys with each key's adjacent values paired,
+        zero-padded to whole blocks; and the float32 bias ``(slots, blocks * 16)``: 0 at the prompt positions
+        attended to, -inf at padding."""
+        if layer_idx not in self.packed:
+            self.packed[layer_idx] = _pack(self.layers[layer_idx][0], self.prompt_mask)
+        return self.packed[layer_idx]
+
+    def admit(self, prefill_cache: Any, prompt_mask: Any, slots: Sequence[int]) -> None:
+        """New prompts (a prefill of ``len(slots)`` prompts, its 2-D ``prompt_mask``) join in the free ``slots``,
+        each with ``n`` fresh rows appended after the active ones."""
         import torch
 
-        if layer_idx not in self.packed:
-            keys = self.layers[layer_idx][0]
-            prompts, heads, length, dim = keys.shape
-            blocks = -(-length // KEY_BLOCK)
-            padded = torch.nn.functional.pad(keys, (0, 0, 0, blocks * KEY_BLOCK - length))
-            packed = padded.view(prompts, heads, blocks, KEY_BLOCK, dim // 2, 2).permute(0, 1, 2, 4, 3, 5)
-            valid = torch.nn.functional.pad(self.prompt_mask != 0, (0, blocks * KEY_BLOCK - length), value=False)
-            bias = torch.zeros(valid.shape, dtype=torch.float32, device=keys.device).masked_fill_(~valid, float("-inf"))
-            self.packed[layer_idx] = (packed.contiguous(), bias)
-        return self.packed[layer_idx]
+        index = torch.tensor(list(slots), dtype=torch.long, device=self.slot.device)
+        length = prompt_mask.shape[1]
+        if length > self.prompt_mask.shape[1] or len(slots) * self.n + len(self.slot) > self.capacity_rows:
+            raise ValueError(f"cannot admit {len(slots)} prompts of {length} positions: the cache holds "
+                             f"{self.prompt_mask.shape[1]} positions and {self.capacity_rows} rows")
+        self.prompt_mask[index] = 0
+        self.prompt_mask[index, :length] = prompt_mask
+        self.prompt_bias[index] = 0
+        self.prompt_bias[index, 0, 0, :] = self.prompt_bias[index, 0, 0, :].masked_fill(
+            self.prompt_mask[index] == 0, float("-inf"))
+        for i, layer in enumerate(prefill_cache.layers):
+            keys, values = self.layers[i][0], self.layers[i][1]
+            keys[index, :, :length] = layer.keys
+            values[index, :, :length] = layer.values
+            if i in self.packed:
+                packed, bias = _pack(keys[index], self.prompt_mask[index])
+                self.packed[i][0][index], self.packed[i][1][index] = packed, bias
+        fresh = (index[:, None] * self.n + torch.arange(self.n, device=index.device)).reshape(-1)
+        self.slot = torch.cat([self.slot, fresh])
+        self.own = torch.cat([self.own, torch.zeros_like(fresh)])
+        self.attend = torch.cat([self.attend, torch.ones_like(fresh)])
+        self.full = False
 
     def select_rows(self, keep) -> None:
         """Keep only the active rows ``keep`` (ascending indices into the current rows). The generated tokens of
-        the rows kept move to the front of their buffers in place (only the positions written so far are copied),
-        and the buffers' views shrink to them."""
+        the rows kept move to the front of their buffers in place (only the positions written so far are copied)."""
         filled = self.length
-        for entry in self.layers:
-            for i in (2, 3):
-                if entry[i] is not None:
-                    buffer = entry[i]
-                    buffer[: len(keep), :, :filled] = buffer[keep, :, :filled]  # the right side is a copy
-                    entry[i] = buffer[: len(keep)]
-        self.slot = self.slot[keep]
+        for buffers in self._own_buffers:
+            for buffer in buffers or ():
+                buffer[: len(keep), :, :filled] = buffer[keep, :, :filled]  # the right side is a copy
+        self.slot, self.own, self.attend = self.slot[keep], self.own[keep], self.attend[keep]
+        self.length = int(self.own.max()) if len(self.own) else 0
         self.full = False
+
+
+def _room(tensor, slots: int, width: int):
+    """``tensor`` ``(prompts, heads, length, dim)`` copied into zeros of ``(slots, heads, width, dim)``."""
+    out = tensor.new_zeros((slots, tensor.shape[1], width, tensor.shape[3]))
+    out[: tensor.shape[0], :, : tensor.shape[2]] = tensor
+    return out
+
+
+def _pack(keys, prompt_mask) -> tuple[Any, Any]:
+    """Prompt keys ``(P, kv_heads, length, dim)`` in the native kernel's layout, and their float32 bias (see
+    :meth:`CascadeCache.packed_prompt`)."""
+    import torch
+
+    prompts, heads, length, dim = keys.shape
+    blocks = -(-length // KEY_BLOCK)
+    padded = torch.nn.functional.pad(keys, (0, 0, 0, blocks * KEY_BLOCK - length))
+    packed = padded.view(prompts, heads, blocks, KEY_BLOCK, dim // 2, 2).permute(0, 1, 2, 4, 3, 5)
+    valid = torch.nn.functional.pad(prompt_mask != 0, (0, blocks * KEY_BLOCK - length), value=False)
+    bias = torch.zeros(valid.shape, dtype=torch.float32, device=keys.device).masked_fill_(~valid, float("-inf"))
+    return packed.contiguous(), bias
 
 
 def cascade_attention(module: Any, query, key, value, attention_mask, scaling: float | None = None,
@@ -132,13 +204,13 @@ def cascade_attention(module: Any, query, key, value, attention_mask, scaling: f
     rows, heads, q_len, dim = query.shape
     if cascade is None or q_len != 1:
         raise RuntimeError("cascade attention is for single-token decoding steps with a CascadeCache")
-    prompt_k, prompt_v = cascade.layers[module.layer_idx][:2]
+    prompt_k, prompt_v = cascade.layers[module.layer_idx]
     p, n = prompt_k.shape[0], cascade.n
     if native is not None and query.dtype == torch.bfloat16:
         scale = scaling if scaling is not None else dim ** -0.5
         packed_keys, prompt_bias = cascade.packed_prompt(module.layer_idx)
-        return native.cascade_attention(query, key, value, packed_keys, prompt_v, prompt_bias, cascade.slot, n,
-                                        scale), None
+        return native.cascade_attention(query, key, value, packed_keys, prompt_v, prompt_bias, cascade.slot,
+                                        cascade.attend, n, scale), None
     if cascade.full:
         grid = query.view(p, n, heads, dim)
     else:
@@ -154,7 +226,12 @@ def cascade_attention(module: Any, query, key, value, attention_mask, scaling: f
     prompt_lse = prompt_lse.view(p, kv_heads, n, groups).permute(0, 2, 1, 3).reshape(p * n, heads)
     if not cascade.full:
         from_prompt, prompt_lse = from_prompt[cascade.slot], prompt_lse[cascade.slot]
-    from_own, own_lse = flash(query, key, value, scale=scaling)  # (rows, heads, 1, dim), (rows, heads, 1)
+    own_mask = None
+    if not cascade.uniform:  # rows that joined later have fewer own tokens
+        position = torch.arange(key.shape[2], device=key.device)
+        own_mask = torch.zeros((rows, 1, 1, key.shape[2]), dtype=query.dtype, device=query.device).masked_fill_(
+            position >= cascade.attend[:, None, None, None], float("-inf"))
+    from_own, own_lse = flash(query, key, value, attn_mask=own_mask, scale=scaling)  # (rows, heads, 1, dim), lse
     own_lse = own_lse.view(rows, heads)
     # softmax over both parts = the parts' outputs weighted by exp(lse_part) / (exp(lse_prompt) + exp(lse_own))
     prompt_share = torch.sigmoid(prompt_lse - own_lse)[..., None]

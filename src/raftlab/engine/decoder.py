@@ -80,20 +80,20 @@ class Decoder:
         per_position = 2 * layers * heads * head_dim * next(self.model.parameters()).element_size()
         return max(1, int(megabytes * 2**20 // (per_position * max(1, positions))))
 
-    def prefill(self, encoded: list[list[int]], budget: int = 0):
+    def prefill(self, encoded: list[list[int]], budget: int = 0, prefix: Any = None):
         """``(cache, last logits, attention mask, position ids)`` of the prompts ``encoded``
         (:func:`raftlab.engine.prefill.prefill`)."""
         from raftlab.engine.prefill import prefill
 
         return prefill(self.model, encoded, pad_token_id=self.pad_token_id, device=self.device,
-                       cache_arg=self.cache_arg, budget=budget)
+                       cache_arg=self.cache_arg, budget=budget, prefix=prefix)
 
     @contextlib.contextmanager
-    def decoding_attention(self, n: int) -> Iterator[Callable[..., Any] | None]:
-        """Cascade attention for decoding ``n`` > 1 samples per prompt on a CPU (each prompt's KV cache is read
-        once for all its samples). Yields None when it does not apply, else
-        ``switch(prefill_cache, prompt_mask, budget) -> CascadeCache``, which the caller calls after the prefill
-        (which keeps the model's own attention); the model's attention setting is restored on exit."""
+    def decoding_attention(self, n: int) -> Iterator[str | None]:
+        """For decoding ``n`` > 1 samples per prompt on a CPU with cascade attention (each prompt's KV cache read
+        once for all its samples): yields the name of the model's own attention implementation, which prefills
+        keep (decoding steps switch to cascade attention), and restores it on exit. Yields None when cascade
+        attention does not apply."""
         if not self.cascade or n < 2:
             yield None
             return
@@ -102,105 +102,141 @@ class Decoder:
         cascade_attention.register()
         config = self.model.config
         before = config._attn_implementation
-
-        def switch(prefill_cache: Any, prompt_mask: Any, budget: int) -> Any:
-            cache = cascade_attention.CascadeCache(prefill_cache, prompt_mask, n, budget)
-            config._attn_implementation = cascade_attention.ATTENTION_NAME
-            return cache
-
         try:
-            yield switch
+            yield before
         finally:
             config._attn_implementation = before
 
     def sample(self, encoded: list[list[int]], seeds: Sequence[int], n: int, *, max_new_tokens: int,
                temperature: float, top_k: int = 0, top_p: float = 1.0,
                finished: Callable[[list[int]], bool] | None = None,
-               should_stop: Callable[[int], bool] | None = None) -> tuple[list[list[int]], list[str]]:
+               should_stop: Callable[[int], bool] | None = None,
+               concurrency: int | None = None) -> tuple[list[list[int]], list[str]]:
         """Decode ``n`` samples of every prompt of ``encoded`` (token ids): ``(tokens, reasons)``, one entry per
         sample, prompt-major (``i * n + j`` is sample ``j`` of prompt ``i``; ``seeds`` in the same order, see
         :func:`raftlab.engine.sampling.row_seeds`).
+
+        ``concurrency``: prompts decoding at once (default: all). Under cascade attention the batch is continuous:
+        as a prompt's samples finish, the next prompts are prefilled and join, so the batch stays full until the
+        prompts run out (a sample's draws depend only on its seed and its token index, not on when it joined).
+        Otherwise the prompts are decoded ``concurrency`` at a time.
 
         A sample ends with reason ``"stop"`` at an end-of-sequence token (not kept) or once ``finished(tokens)``
         says so after a token was added (kept), with ``"abort"`` once ``should_stop(prompt_index)`` (checked once
         per step for every prompt still decoding) says so, else with ``"length"`` after ``max_new_tokens``."""
         import torch
 
-        from raftlab.engine.prefill import cache_of
+        from raftlab.engine.cascade_attention import ATTENTION_NAME, CascadeCache
+        from raftlab.engine.prefill import shared_prefix
         from raftlab.engine.sampling import next_tokens
 
-        model = self.model
-        seeds = torch.tensor(list(seeds), device=self.device)
-        cascade = None
-        with torch.inference_mode(), self.decoding_attention(n) as switch_to_cascade:
-            # under cascade attention the prompts' cache never grows (each sample's tokens go elsewhere)
-            budget = 0 if switch_to_cascade is not None else max_new_tokens
-            cache, logits, attn, positions = self.prefill(encoded, budget)
-            if switch_to_cascade is not None:  # the samples of a prompt share its KV cache
-                cascade = cache = switch_to_cascade(cache, attn, max_new_tokens)
-            if n > 1:
-                if cascade is None:
-                    cache.batch_repeat_interleave(n)
-                    attn = attn.repeat_interleave(n, dim=0)
-                logits = logits.repeat_interleave(n, dim=0)
-                positions = positions.repeat_interleave(n, dim=0)
-            next_pos = positions[:, -1] + 1
-            total = len(encoded) * n
-            active = list(range(total))  # row -> sequence index
-            tokens: list[list[int]] = [[] for _ in range(total)]
-            reasons = ["length"] * total
-            for step in range(max_new_tokens):
-                chosen = next_tokens(logits, seeds, step, temperature, top_k, top_p)
+        model, dev = self.model, self.device
+        prompts = len(encoded)
+        concurrency = prompts if concurrency is None else max(1, min(concurrency, prompts))
+        all_seeds = torch.tensor(list(seeds), device=dev)
+        tokens: list[list[int]] = [[] for _ in range(prompts * n)]
+        reasons = ["length"] * (prompts * n)
+        if not prompts or max_new_tokens < 1:
+            return tokens, reasons
+        with torch.inference_mode(), self.decoding_attention(n) as own_attention:
+            cascade_on = own_attention is not None
+            # cascade: prompt slots beyond the rows' worth, so a prompt whose last sample runs long holds a slot,
+            # not the rows of its finished samples; its shared prefix is prefilled once for every prompt that joins
+            slots = min(prompts, 2 * concurrency) if cascade_on else concurrency
+            width = max(len(e) for e in encoded)
+            prefix = (shared_prefix(model, encoded, device=dev, cache_arg=self.cache_arg, capacity=width)
+                      if cascade_on and prompts > concurrency else None)
+            free, slot_of, rows_left = list(range(slots)), {}, {}
+            cache = cascade = attn = logits = None
+            active: list[int] = []  # row -> sequence index
+            row_seeds = steps = next_pos = chosen = None
+            joined = 0
+            while True:
+                take = min((concurrency * n - len(active)) // n, len(free), prompts - joined)
+                if take > 0 and (cascade_on or not active):  # new prompts join
+                    group = list(range(joined, joined + take))
+                    joined += take
+                    group_slots = [free.pop(0) for _ in group]
+                    if cascade_on:  # prefills use the model's own attention
+                        model.config._attn_implementation = own_attention
+                    part, part_logits, part_attn, positions = self.prefill(
+                        [encoded[i] for i in group], 0 if cascade_on else max_new_tokens, prefix)
+                    if cascade_on:
+                        model.config._attn_implementation = ATTENTION_NAME
+                        if cascade is None:
+                            cascade = cache = CascadeCache(part, part_attn, n, max_new_tokens, slots=slots,
+                                                           width=width, rows=concurrency * n)
+                        else:
+                            cascade.admit(part, part_attn, group_slots)
+                    else:  # a new batch
+                        cache, attn = part, part_attn
+                        if n > 1:
+                            cache.batch_repeat_interleave(n)
+                            attn = attn.repeat_interleave(n, dim=0)
+                    for i, s in zip(group, group_slots):
+                        slot_of[i], rows_left[i] = s, n
+                    fresh = [i * n + j for i in group for j in range(n)]
+                    pieces = [part_logits.repeat_interleave(n, dim=0), all_seeds[fresh],
+                              torch.zeros(len(fresh), dtype=torch.long, device=dev),
+                              (positions[:, -1] + 1).repeat_interleave(n, dim=0)]
+                    if active:
+                        pieces = [torch.cat([old, new]) for old, new in
+                                  zip((logits, row_seeds, steps, next_pos), pieces)]
+                    logits, row_seeds, steps, next_pos = pieces
+                    active += fresh
+                if not active:
+                    break
+                chosen = next_tokens(logits, row_seeds, steps, temperature, top_k, top_p)
                 picked = chosen.tolist()  # one device-to-host copy per step
-                keep = []
                 aborted = ({i for i in {seq // n for seq in active} if should_stop(i)} if should_stop is not None
                            else set())
+                keep = []
                 for row, seq in enumerate(active):
                     if seq // n in aborted:
                         reasons[seq] = "abort"
-                        continue
-                    t = picked[row]
-                    if t in self.eos_ids:
+                    elif (t := picked[row]) in self.eos_ids:
                         reasons[seq] = "stop"
-                        continue
-                    tokens[seq].append(t)
-                    if finished is not None and finished(tokens[seq]):
-                        reasons[seq] = "stop"
-                        continue
-                    keep.append(row)
-                if not keep or step == max_new_tokens - 1:
-                    break
+                    else:
+                        tokens[seq].append(t)
+                        if finished is not None and finished(tokens[seq]):
+                            reasons[seq] = "stop"
+                        elif len(tokens[seq]) < max_new_tokens:
+                            keep.append(row)
+                            continue
+                    rows_left[seq // n] -= 1
+                    if not rows_left[seq // n]:  # the prompt's last sample ended: its slot is free
+                        free.append(slot_of[seq // n])
                 if len(keep) < len(active):
-                    idx = torch.tensor(keep, device=self.device)
+                    idx = torch.tensor(keep, dtype=torch.long, device=dev)
                     if cascade is not None:
                         cascade.select_rows(idx)
-                    else:
+                    elif keep:
                         cache.batch_select_indices(idx)
                         attn = attn[idx]
-                    next_pos, chosen, seeds = next_pos[idx], chosen[idx], seeds[idx]
+                    chosen, row_seeds, steps, next_pos = chosen[idx], row_seeds[idx], steps[idx], next_pos[idx]
                     active = [active[r] for r in keep]
-                if cascade is not None:  # no mask: the cache knows each row's prompt padding
-                    step_args = {"cascade": cascade}
-                else:
+                if not active:
+                    continue
+                if cascade is None:
                     attn = torch.cat([attn, attn.new_ones((attn.shape[0], 1))], dim=1)
-                    step_args = {"attention_mask": attn}
-                if self.decode_step is not None:
-                    padding = step_args.pop("attention_mask", None)
-                    mask = None if padding is None else self.decode_step.padding_mask(padding)
-                    one_row = self.one_row_step() if len(active) == 1 and mask is None and not step_args else None
-                    if one_row is not None:  # batch 1: the whole step in one native call
-                        logits = one_row(int(chosen.view(-1)[0]), int(next_pos.view(-1)[0]), cache)
-                    else:
-                        logits = self.decode_step(chosen.view(-1, 1), next_pos.view(-1, 1), cache, mask,
-                                                  **step_args)
-                else:
-                    out = model(
-                        input_ids=chosen.view(-1, 1),
-                        position_ids=next_pos.view(-1, 1),
-                        use_cache=True,
-                        **{self.cache_arg: cache},
-                        **step_args,
-                    )
-                    cache, logits = cache_of(out, self.cache_arg), out.logits[:, -1, :].float()
-                next_pos = next_pos + 1
+                logits = self._step(chosen, next_pos, cache, cascade, attn)
+                steps, next_pos = steps + 1, next_pos + 1
         return tokens, reasons
+
+    def _step(self, chosen, positions, cache: Any, cascade: Any, attn: Any):
+        """The logits after feeding every active row its token ``chosen`` at ``positions`` (``attn``: the rows'
+        padding mask including this position, without cascade attention)."""
+        if cascade is not None:  # no mask: the cache knows each row's prompt padding
+            step_args = {"cascade": cascade}
+        else:
+            step_args = {"attention_mask": attn}
+        if self.decode_step is not None:
+            padding = step_args.pop("attention_mask", None)
+            mask = None if padding is None else self.decode_step.padding_mask(padding)
+            one_row = self.one_row_step() if len(chosen) == 1 and mask is None and not step_args else None
+            if one_row is not None:  # batch 1: the whole step in one native call
+                return one_row(int(chosen.view(-1)[0]), int(positions.view(-1)[0]), cache)
+            return self.decode_step(chosen.view(-1, 1), positions.view(-1, 1), cache, mask, **step_args)
+        out = self.model(input_ids=chosen.view(-1, 1), position_ids=positions.view(-1, 1), use_cache=True,
+                         **{self.cache_arg: cache}, **step_args)
+        return out.logits[:, -1, :].float()

@@ -346,10 +346,17 @@ def _send_collecting(sender: _Sender, batch: list[Example], prompts: list[str]) 
     return result, failures
 
 
+#: A local backend's ``generate`` calls carry this many times ``concurrency`` prompts: it decodes ``concurrency``
+#: of them at a time and, as their samples finish, the next ones join (continuous batching), so the batch drains
+#: once per call rather than once per ``concurrency`` prompts. Attempts are stored per call.
+LOCAL_CALL_BATCHES = 4
+
+
 def _pass_batched(sender: _Sender, task, todo, style, length, concurrency, n, kept) -> None:
-    """One pass, ``concurrency`` prompts per ``generate`` call (local backends batch them)."""
+    """One pass, :data:`LOCAL_CALL_BATCHES` x ``concurrency`` prompts per ``generate`` call (a local backend
+    decodes ``concurrency`` at a time)."""
     while todo and len(kept) < n:
-        batch = [todo.popleft() for _ in range(min(concurrency, n - len(kept), len(todo)))]
+        batch = [todo.popleft() for _ in range(min(concurrency * LOCAL_CALL_BATCHES, n - len(kept), len(todo)))]
         prompts = [task.teacher_prompt(e, style, length) for e in batch]
         sender.commit(batch, prompts, *_send_collecting(sender, batch, prompts))
 

@@ -91,9 +91,9 @@ class TeacherConfig(_Strict):
     max_retries: int = Field(3, ge=1, description="attempts per example (the gold filter retries)")
     temperature: float = knob_field("temperature", 0.7)
     max_new_tokens: int = knob_field("max_new_tokens", 256, description="generation budget of each rationale")
-    batch_size: int = Field(32, ge=1, description="teacher prompts in flight at once: one batched generate call "
-                            "for a local teacher (hf, vllm), concurrent requests for an openai teacher (not read "
-                            "by the oracle)")
+    batch_size: int = Field(32, ge=1, description="teacher prompts in flight at once: a local teacher (hf, vllm) "
+                            "decodes this many together, the next joining as their samples finish; concurrent "
+                            "requests for an openai teacher (not read by the oracle)")
     samples_per_prompt: int | None = Field(None, ge=1, description="an example's next gold-filter attempts "
                                            "drawn as n samples of one request (a local teacher prefills the prompt "
                                            "once and decodes them together; samples after the first kept one are "
@@ -146,7 +146,8 @@ class EvalSettings(_Strict):
                                             "(default: derived from each arm's training targets, see "
                                             "raftlab.training.budget; a smaller explicit value is used but warned "
                                             "about)")
-    batch_size: int = Field(8, ge=1, description="questions per batch (each with its k samples)")
+    batch_size: int = Field(8, ge=1, description="questions decoding together (each with its k samples); a local "
+                            "backend lets the next questions join as their samples finish")
     backend_options: dict[str, Any] = Field(default_factory=dict, description="engine options of the evaluated models "
                                             "(as --backend-option: vLLM LLM(...), from_pretrained, the OpenAI "
                                             "client); recorded, secrets masked")

@@ -557,12 +557,15 @@ void scaled_to_bf16(const float* x, float factor, int64_t n, bf16* out) {
 // query (rows, heads, 1, dim); own_key/own_value (rows, kv_heads, tokens, dim), bf16 with contiguous rows of dim
 // values; packed_key (prompts, kv_heads, blocks, dim / 2, 16, 2) bf16, contiguous (see kKeyBlock); prompt_value
 // (prompts, kv_heads, prompt_len <= blocks * 16, dim) bf16 with contiguous token rows; prompt_bias (prompts,
-// blocks * 16) float32, 0 where a prompt position is attended to and -inf elsewhere. slot (rows): each row's place
-// in the prompts x n grid, ascending. Returns (rows, 1, heads, dim) bf16, rounded once.
+// blocks * 16) float32, 0 where a prompt position is attended to and -inf elsewhere (a prompt's key blocks after its
+// last attended position are skipped). slot (rows): each row's place in the prompts x n grid, distinct, in any
+// order (rows join and leave as a continuous batch decodes); own_tokens (rows): how many of its own tokens each row
+// attends to (at least 1, at most tokens). Returns (rows, 1, heads, dim) bf16, rounded once.
 torch::Tensor cascade_attention(const torch::Tensor& query, const torch::Tensor& own_key,
                                 const torch::Tensor& own_value, const torch::Tensor& packed_key,
                                 const torch::Tensor& prompt_value, const torch::Tensor& prompt_bias,
-                                const torch::Tensor& slot_in, int64_t n, double scaling) {
+                                const torch::Tensor& slot_in, const torch::Tensor& own_tokens_in, int64_t n,
+                                double scaling) {
   constexpr const char* fn = "cascade_attention";
   expect_kind(query, fn, "query", torch::kBFloat16, 4);
   expect_kind(own_key, fn, "own_key", torch::kBFloat16, 4);
@@ -588,15 +591,26 @@ torch::Tensor cascade_attention(const torch::Tensor& query, const torch::Tensor&
   TORCH_CHECK(n >= 1, "cascade_attention: n must be at least 1");
   TORCH_CHECK(slot_in.device().is_cpu() && slot_in.dim() == 1 && slot_in.size(0) == rows,
               "cascade_attention: slot must be a CPU vector of one entry per row");
+  TORCH_CHECK(own_tokens_in.device().is_cpu() && own_tokens_in.dim() == 1 && own_tokens_in.size(0) == rows,
+              "cascade_attention: own_tokens must be a CPU vector of one entry per row");
   const auto slot = slot_in.to(torch::kLong).contiguous();
+  const auto own_tokens = own_tokens_in.to(torch::kLong).contiguous();
   const int64_t* sl = slot.data_ptr<int64_t>();
-  std::vector<int64_t> first(prompts + 1, rows);  // each prompt's active rows: [first[p], first[p + 1])
-  for (int64_t r = rows - 1; r >= 0; --r) {
-    TORCH_CHECK(sl[r] >= 0 && sl[r] < prompts * n && (r == 0 || sl[r - 1] < sl[r]),
-                "cascade_attention: slot must ascend within the prompts x n grid");
-    first[sl[r] / n] = r;
+  const int64_t* owned = own_tokens.data_ptr<int64_t>();
+  // each prompt's active rows: order[first[p] .. first[p + 1]) (a counting sort of the rows by prompt)
+  std::vector<int64_t> first(prompts + 1, 0), order(rows), seen(prompts * n, 0);
+  for (int64_t r = 0; r < rows; ++r) {
+    TORCH_CHECK(sl[r] >= 0 && sl[r] < prompts * n && !seen[sl[r]]++,
+                "cascade_attention: slot must hold distinct places within the prompts x n grid");
+    TORCH_CHECK(owned[r] >= 1 && owned[r] <= tokens,
+                "cascade_attention: own_tokens must be between 1 and the own key/value tokens (", tokens, ")");
+    ++first[sl[r] / n + 1];
   }
-  for (int64_t p = prompts - 1; p >= 0; --p) first[p] = std::min(first[p], first[p + 1]);
+  for (int64_t p = 0; p < prompts; ++p) first[p + 1] += first[p];
+  {
+    std::vector<int64_t> next(first.begin(), first.end() - 1);
+    for (int64_t r = 0; r < rows; ++r) order[next[sl[r] / n]++] = r;
+  }
   auto out = torch::empty({rows, 1, heads, dim}, query.options());
   const bf16* q = reinterpret_cast<const bf16*>(query.data_ptr<at::BFloat16>());
   const bf16* ok = reinterpret_cast<const bf16*>(own_key.data_ptr<at::BFloat16>());
@@ -607,25 +621,37 @@ torch::Tensor cascade_attention(const torch::Tensor& query, const torch::Tensor&
   bf16* o = reinterpret_cast<bf16*>(out.data_ptr<at::BFloat16>());
   const int64_t group = heads / kv_heads, width = blocks * kKeyBlock;
   const float scale = float(scaling);
+  // each prompt's key blocks up to its last attended position (the rest is padding, never attended to)
+  std::vector<int64_t> live(prompts, 0);
+  for (int64_t p = 0; p < prompts; ++p) {
+    if (first[p] == first[p + 1]) continue;
+    const float* row = bias + p * width;
+    int64_t last = width;
+    while (last > 0 && std::isinf(row[last - 1]) && row[last - 1] < 0) --last;
+    live[p] = (last + kKeyBlock - 1) / kKeyBlock;
+  }
   at::parallel_for(0, prompts * kv_heads, 1, [&](int64_t b, int64_t e) {
     std::vector<float> scores(width + tokens), acc(dim);
     for (int64_t job = b; job < e; ++job) {
       const int64_t p = job / kv_heads, g = job % kv_heads;
+      const int64_t blocks_p = live[p], width_p = blocks_p * kKeyBlock;
       const bf16* keys = pk + (p * kv_heads + g) * width * dim;
       const bf16* values = pv + p * prompt_value.stride(0) + g * prompt_value.stride(1);
-      for (int64_t r = first[p]; r < first[p + 1]; ++r) {
+      for (int64_t i = first[p]; i < first[p + 1]; ++i) {
+        const int64_t r = order[i], count = owned[r];
         const bf16* own_k = ok + r * own_key.stride(0) + g * own_key.stride(1);
         const bf16* own_v = ov + r * own_value.stride(0) + g * own_value.stride(1);
         for (int64_t h = g * group; h < (g + 1) * group; ++h) {
           const bf16* qr = q + r * query.stride(0) + h * query.stride(1);
-          float* own = scores.data() + width;
-          packed_scores(keys, qr, bias + p * width, blocks, dim, scale, scores.data());
-          dot_rows(own_k, qr, own, tokens, dim, false);
-          for (int64_t t = 0; t < tokens; ++t) own[t] *= scale;
-          const float total = exp_shifted(scores.data(), width + tokens, max_of(scores.data(), width + tokens));
+          float* own = scores.data() + width_p;
+          packed_scores(keys, qr, bias + p * width, blocks_p, dim, scale, scores.data());
+          dot_rows(own_k, qr, own, count, dim, false);
+          for (int64_t t = 0; t < count; ++t) own[t] *= scale;
+          const float total = exp_shifted(scores.data(), width_p + count, max_of(scores.data(), width_p + count));
           std::fill(acc.begin(), acc.end(), 0.f);
-          weighted_rows(scores.data(), values, prompt_len, dim, acc.data());  // padding's weights are 0
-          weighted_rows(own, own_v, tokens, dim, acc.data());
+          // padding's weights are 0
+          weighted_rows(scores.data(), values, std::min(prompt_len, width_p), dim, acc.data());
+          weighted_rows(own, own_v, count, dim, acc.data());
           scaled_to_bf16(acc.data(), 1.f / total, dim, o + (r * heads + h) * dim);
         }
       }

@@ -41,6 +41,12 @@ def arm_budget(cfg: StudyConfig, task: Any, rationales: Given | RationaleFile, o
     return settle_budget(cfg.eval.max_new_tokens, budget, task.name, out)
 
 
+#: Questions per ``generate`` call of an eval: a local backend decodes ``eval.batch_size`` of them at a time and,
+#: as their samples finish, the next ones join (continuous batching), so its batch drains once per call. Records
+#: are written (and a rerun resumes) per call.
+QUESTIONS_PER_CALL = 64
+
+
 def self_consistency(cfg: StudyConfig, backend_spec: str, task: Any, data: Given | DataOutput, prompt_mode: str,
                      out: Path, max_new_tokens: int, options: dict[str, Any] | None = None) -> dict[str, Any]:
     """The study's eval settings applied to one model on the test subset (records resume after a crash)."""
@@ -54,7 +60,8 @@ def self_consistency(cfg: StudyConfig, backend_spec: str, task: Any, data: Given
     options = cfg.eval.backend_options if options is None else options
     backend, questions = get_backend(backend_spec, options, **kwargs), read_examples(DataOutput.of(data).test_path)
     metrics = run_eval(backend, task, questions, mode=e.mode, k=e.k, temperature=e.temperature,
-                       max_new_tokens=max_new_tokens, seed=cfg.seed, batch_size=e.batch_size,
+                       max_new_tokens=max_new_tokens, seed=cfg.seed,
+                       batch_size=max(e.batch_size, QUESTIONS_PER_CALL),
                        prompt_mode=prompt_mode, out_dir=out, progress=True)
     if e.direct_prob and prompt_mode == "direct" and getattr(task, "answer_type", None) == "choice":
         # the label-only arms' token-probability confidence, beside the vote share (analysis: TaskRow.token_prob)
