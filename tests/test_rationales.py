@@ -17,6 +17,7 @@ from raftlab.rationales import (
     RationaleStore, SettingsMismatch, add_think_tokens, export_jsonl, generate_rationales, make_blank_rationales,
     parse_verdict, strip_answer_sentence, think_tokens,
 )
+from raftlab.rationales.generate import LOCAL_CALL_BATCHES
 from raftlab.tasks import get_task, load_jsonl
 from tests._rationale_helpers import AttemptTeacher, success_schedule
 
@@ -53,10 +54,12 @@ def test_gold_filter_and_retry_counts(tmp_path, threaded):
     examples = TASK.load("train", limit=12)
     schedule = success_schedule(examples, 3)
     teacher = AttemptTeacher(examples, schedule, delay=0.01 if threaded else 0.0, thread_safe=threaded)
-    stats = generate_rationales(teacher, TASK, examples, tmp_path / "r.sqlite", max_retries=3, concurrency=3,
+    stats = generate_rationales(teacher, TASK, examples, tmp_path / "r.sqlite", max_retries=3, concurrency=2,
                                 progress=False)
-    # concurrency bounds the work in flight: batches of 3 prompts, or 3 one-prompt requests at a time
-    assert (teacher.max_prompts, teacher.max_in_flight) == ((1, 3) if threaded else (3, 1))
+    # concurrency bounds the work in flight: 2 one-prompt requests at a time, or calls of LOCAL_CALL_BATCHES x 2
+    # prompts to a local backend (which decodes 2 at a time and refills)
+    calls = min(12, 2 * LOCAL_CALL_BATCHES)
+    assert (teacher.max_prompts, teacher.max_in_flight) == ((1, 2) if threaded else (calls, 1))
     by_ex, kept, failed = _check_store(tmp_path / "r.sqlite", examples, schedule, 3)
     assert len(kept) == sum(s <= 3 for s in schedule.values()) == stats["kept"]
     assert len(failed) == sum(s > 3 for s in schedule.values()) == stats["failed"]
