@@ -33,6 +33,7 @@ KINDS = {
     "study_run": "a study run (`record_study.py`)",
     "train_profile": "where training time goes (`profile_train.py`)",
     "sc_profile": "where sampling time goes (`profile_sc.py`)",
+    "continuous_batching": "continuous against drained batches (`bench_continuous.py`)",
 }
 
 

@@ -195,7 +195,6 @@ def test_native_cascade_attention_equals_attention_over_the_concatenation(avx512
     own_k, own_v = torch.randn(p * n, kv_heads, lg, dim).to(bf), torch.randn(p * n, kv_heads, lg, dim).to(bf)
     for t in range(lg):
         keys, values = cache.update(own_k[:, :, t : t + 1], own_v[:, :, t : t + 1], 0)
-    keys, values = keys.clone(), values.clone()  # select_rows compacts the cache's buffers in place
     query = torch.randn(p * n, heads, 1, dim).to(bf)
 
     def reference(rows):  # float32 attention over the concatenation of the same bf16 values
@@ -210,7 +209,7 @@ def test_native_cascade_attention_equals_attention_over_the_concatenation(avx512
     for rows in (torch.arange(p * n), torch.tensor([0, 3, 5, 11])):
         if len(rows) < p * n:
             cache.select_rows(rows)
-        args = (module, query[rows], keys[rows], values[rows], None)
+        args = (module, query[rows], keys, values, None)  # the cache's buffers: rows index them
         ours, _ = cascade_attention(*args, scaling=dim**-0.5, cascade=cache, native=ext)
         theirs, _ = cascade_attention(*args, scaling=dim**-0.5, cascade=cache)  # torch's kernels, bf16
         exact = reference(rows)
@@ -353,10 +352,11 @@ def test_the_helpers_reject_wrong_arguments(avx512_bf16):
     pv, slot = torch.randn(prompts, kv_heads, lp, dim).to(bf), torch.arange(rows)
     pk, bias = torch.randn(prompts, kv_heads, 1, dim // 2, 16, 2).to(bf), torch.zeros(prompts, 16)
     own = torch.full((rows,), tokens)
-    ok = (q, kv, kv, pk, pv, bias, slot, own, n)
+    ok = (q, kv, kv, pk, pv, bias, slot, slot, own, n)  # own_row: row r's own tokens in buffer row r
     assert ext.cascade_attention(*ok, dim ** -0.5).shape == (rows, 1, heads, dim)
-    # rows in any order (a continuous batch appends the rows of prompts that join)
-    assert ext.cascade_attention(*ok[:6], slot.flip(0), *ok[7:], dim ** -0.5).shape == (rows, 1, heads, dim)
+    # rows in any order, their own tokens in any buffer rows (a continuous batch appends the rows that join)
+    assert ext.cascade_attention(*ok[:6], slot.flip(0), slot.roll(1), *ok[8:], dim ** -0.5).shape == (
+        rows, 1, heads, dim)
     bad = {"a 3-D query": (q[:, :, 0], *ok[1:]), "another batch size": (q[:2], *ok[1:]),
            "another head size": (q, kv[..., :16], kv[..., :16], *ok[3:]),
            "non-contiguous token rows": (q, kv.transpose(2, 3).contiguous().transpose(2, 3), *ok[2:]),
@@ -368,9 +368,11 @@ def test_the_helpers_reject_wrong_arguments(avx512_bf16):
            "too few slots": (*ok[:6], slot[:2], *ok[7:]),
            "a slot twice": (*ok[:6], torch.zeros_like(slot), *ok[7:]),
            "slots outside the grid": (*ok[:6], slot + 1, *ok[7:]),
-           "too few own-token counts": (*ok[:7], own[:2], n),
-           "no own token": (*ok[:7], torch.zeros_like(own), n),
-           "more own tokens than keys": (*ok[:7], own + 1, n)}
+           "too few own rows": (*ok[:7], slot[:2], own, n),
+           "own rows outside the buffers": (*ok[:7], slot + 1, own, n),
+           "too few own-token counts": (*ok[:8], own[:2], n),
+           "no own token": (*ok[:8], torch.zeros_like(own), n),
+           "more own tokens than keys": (*ok[:8], own + 1, n)}
     for case, arguments in bad.items():
         with pytest.raises(RuntimeError, match="cascade_attention"):
             ext.cascade_attention(*arguments, dim ** -0.5)

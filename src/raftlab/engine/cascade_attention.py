@@ -38,13 +38,13 @@ CASCADE_MODEL_TYPES = frozenset({"llama", "mistral", "qwen2", "qwen3"})
 
 class CascadeCache:
     """Per layer: the prompts' keys/values once, ``(slots, kv_heads, width, head_dim)``, and the generated tokens'
-    keys/values of every active sample, ``(rows, kv_heads, budget, head_dim)``, filled in place.
+    keys/values of the samples, in buffers of ``(rows, kv_heads, budget, head_dim)`` filled in place.
 
-    ``slot[r]`` is active row ``r``'s place in the ``slots x n`` grid (prompt slot ``slot[r] // n``), ``own[r]`` the
-    number of its own tokens written so far. The prompts of ``prefill_cache`` take the first slots, with all their
-    rows active. For continuous batching, ``slots``/``width``/``rows`` reserve room for more: rows that finish leave
-    (:meth:`select_rows`), and new prompts join in free slots with fresh rows (:meth:`admit`), so each row has its
-    own length."""
+    Active row ``r`` is sample ``slot[r] % n`` of the prompt in slot ``slot[r] // n``; its own tokens live in
+    buffer row ``buffer_row[r]``, ``own[r]`` of them written so far. The prompts of ``prefill_cache`` take the first
+    slots, with all their rows active. For continuous batching, ``slots``/``width``/``rows`` reserve room for more:
+    rows that finish leave (:meth:`select_rows`: their buffer rows are freed, nothing is copied), and new prompts
+    join free slots with fresh rows (:meth:`admit`), so each row has its own length."""
 
     def __init__(self, prefill_cache: Any, prompt_mask: Any, n: int, budget: int, *, slots: int | None = None,
                  width: int | None = None, rows: int | None = None) -> None:
@@ -71,46 +71,36 @@ class CascadeCache:
         self.prompt_bias = bias.masked_fill(self.prompt_mask[:, None, None, :] == 0, float("-inf"))  # (S,1,1,W)
         self.packed: dict[int, tuple[Any, Any]] = {}  # layer -> (packed prompt keys, prompt bias): native kernel
         self.slot = torch.arange(prompts * n, device=device)
+        self.buffer_row = torch.arange(prompts * n, device=device)
+        self.free_rows = list(range(self.capacity_rows - 1, prompts * n - 1, -1))  # popped from the end
         #: own tokens written per row, and the count each row attends to in the current step (the one just written)
         self.own = torch.zeros(prompts * n, dtype=torch.long, device=device)
         self.attend = self.own + 1
         self.length = 0  # the longest row's own tokens
-        self.uniform = True  # every row has written as many own tokens (so they write the same position)
         self.full = slots == prompts  # every row of the slots x k grid is active (no scatter/gather needed)
-
-    @property
-    def slots(self) -> int:
-        return self.prompt_mask.shape[0]
 
     # -- the parts of transformers' Cache protocol a decoder forward uses
     def update(self, key_states, value_states, layer_idx: int, *args: Any, **kwargs: Any):
+        """Write every active row's new key/value (``(rows, kv_heads, 1, head_dim)``) at its own next position;
+        returns the layer's whole buffers up to the longest row (index them with :attr:`buffer_row`)."""
         import torch
 
-        rows = key_states.shape[0]
         if self._own_buffers[layer_idx] is None:
             _, heads, _, dim = key_states.shape
             shape = (self.capacity_rows, heads, self.budget, dim)
-            # zeros: a row that joined later masks the positions it has not written, and a masked value must
-            # still be finite (weight 0 times NaN is NaN in torch's kernel)
+            # zeros: torch's kernel (the fallback) masks a row's unwritten positions, and a masked value must still
+            # be finite (weight 0 times NaN is NaN)
             self._own_buffers[layer_idx] = (torch.zeros(shape, dtype=key_states.dtype, device=key_states.device),
                                             torch.zeros(shape, dtype=key_states.dtype, device=key_states.device))
         own_k, own_v = self._own_buffers[layer_idx]
         if layer_idx == 0:
             self.attend = self.own + 1
-            self.uniform = bool(self.length == 0 or (self.own == self.length).all())
-        if self.uniform:  # every row writes the same position
-            at = self.length
-            own_k[:rows, :, at : at + 1] = key_states
-            own_v[:rows, :, at : at + 1] = value_states
-        else:
-            index = torch.arange(rows, device=key_states.device)
-            own_k[index, :, self.own] = key_states[:, :, 0]
-            own_v[index, :, self.own] = value_states[:, :, 0]
-        end = self.length + 1 if self.uniform else int(self.attend.max())
+            self.end = int(self.attend.max())
+        own_k[self.buffer_row, :, self.own] = key_states[:, :, 0]
+        own_v[self.buffer_row, :, self.own] = value_states[:, :, 0]
         if layer_idx == len(self.layers) - 1:
-            self.own = self.attend
-            self.length = end
-        return own_k[:rows, :, :end], own_v[:rows, :, :end]
+            self.own, self.length = self.attend, self.end
+        return own_k[:, :, : self.end], own_v[:, :, : self.end]
 
     def get_seq_length(self, layer_idx: int = 0) -> int:
         return self.layers[0][0].shape[-2] + self.length
@@ -131,10 +121,10 @@ class CascadeCache:
         import torch
 
         index = torch.tensor(list(slots), dtype=torch.long, device=self.slot.device)
-        length = prompt_mask.shape[1]
-        if length > self.prompt_mask.shape[1] or len(slots) * self.n + len(self.slot) > self.capacity_rows:
+        length, fresh_rows = prompt_mask.shape[1], len(slots) * self.n
+        if length > self.prompt_mask.shape[1] or fresh_rows > len(self.free_rows):
             raise ValueError(f"cannot admit {len(slots)} prompts of {length} positions: the cache holds "
-                             f"{self.prompt_mask.shape[1]} positions and {self.capacity_rows} rows")
+                             f"{self.prompt_mask.shape[1]} positions and {len(self.free_rows)} free rows")
         self.prompt_mask[index] = 0
         self.prompt_mask[index, :length] = prompt_mask
         self.prompt_bias[index] = 0
@@ -148,19 +138,20 @@ class CascadeCache:
                 packed, bias = _pack(keys[index], self.prompt_mask[index])
                 self.packed[i][0][index], self.packed[i][1][index] = packed, bias
         fresh = (index[:, None] * self.n + torch.arange(self.n, device=index.device)).reshape(-1)
+        rows = torch.tensor([self.free_rows.pop() for _ in range(fresh_rows)], device=index.device)
         self.slot = torch.cat([self.slot, fresh])
+        self.buffer_row = torch.cat([self.buffer_row, rows])
         self.own = torch.cat([self.own, torch.zeros_like(fresh)])
         self.attend = torch.cat([self.attend, torch.ones_like(fresh)])
         self.full = False
 
     def select_rows(self, keep) -> None:
-        """Keep only the active rows ``keep`` (ascending indices into the current rows). The generated tokens of
-        the rows kept move to the front of their buffers in place (only the positions written so far are copied)."""
-        filled = self.length
-        for buffers in self._own_buffers:
-            for buffer in buffers or ():
-                buffer[: len(keep), :, :filled] = buffer[keep, :, :filled]  # the right side is a copy
-        self.slot, self.own, self.attend = self.slot[keep], self.own[keep], self.attend[keep]
+        """Keep only the active rows ``keep`` (ascending indices into the current rows); the others' buffer rows
+        are freed (nothing is copied)."""
+        kept = set(keep.tolist())
+        self.free_rows += [b for r, b in enumerate(self.buffer_row.tolist()) if r not in kept]
+        self.slot, self.buffer_row = self.slot[keep], self.buffer_row[keep]
+        self.own, self.attend = self.own[keep], self.attend[keep]
         self.length = int(self.own.max()) if len(self.own) else 0
         self.full = False
 
@@ -189,7 +180,8 @@ def _pack(keys, prompt_mask) -> tuple[Any, Any]:
 def cascade_attention(module: Any, query, key, value, attention_mask, scaling: float | None = None,
                       dropout: float = 0.0, cascade: CascadeCache | None = None, native: Any = None, **kwargs: Any):
     """One decoding step of attention for ``query`` ``(rows, heads, 1, head_dim)``: ``key``/``value`` are the
-    rows' generated tokens (from :meth:`CascadeCache.update`), the prompts' come from ``cascade``. Returns
+    buffers of generated tokens :meth:`CascadeCache.update` returns (row ``r``'s in ``cascade.buffer_row[r]``), the
+    prompts' come from ``cascade``. Returns
     ``(rows, 1, heads, head_dim)`` as transformers' attention functions do.
 
     ``native``: the extension of :mod:`raftlab.engine.native_build`, whose ``cascade_attention`` does the whole
@@ -210,7 +202,7 @@ def cascade_attention(module: Any, query, key, value, attention_mask, scaling: f
         scale = scaling if scaling is not None else dim ** -0.5
         packed_keys, prompt_bias = cascade.packed_prompt(module.layer_idx)
         return native.cascade_attention(query, key, value, packed_keys, prompt_v, prompt_bias, cascade.slot,
-                                        cascade.attend, n, scale), None
+                                        cascade.buffer_row, cascade.attend, n, scale), None
     if cascade.full:
         grid = query.view(p, n, heads, dim)
     else:
@@ -226,8 +218,9 @@ def cascade_attention(module: Any, query, key, value, attention_mask, scaling: f
     prompt_lse = prompt_lse.view(p, kv_heads, n, groups).permute(0, 2, 1, 3).reshape(p * n, heads)
     if not cascade.full:
         from_prompt, prompt_lse = from_prompt[cascade.slot], prompt_lse[cascade.slot]
+    key, value = key[cascade.buffer_row], value[cascade.buffer_row]  # each row's own tokens
     own_mask = None
-    if not cascade.uniform:  # rows that joined later have fewer own tokens
+    if int(cascade.attend.min()) < key.shape[2]:  # rows that joined later have fewer own tokens
         position = torch.arange(key.shape[2], device=key.device)
         own_mask = torch.zeros((rows, 1, 1, key.shape[2]), dtype=query.dtype, device=query.device).masked_fill_(
             position >= cascade.attend[:, None, None, None], float("-inf"))

@@ -554,17 +554,19 @@ void scaled_to_bf16(const float* x, float factor, int64_t n, bf16* out) {
 // over its prompt's keys/values (held once per prompt, shared by the prompt's n samples) and its own generated
 // tokens. Work is split by (prompt, key/value head): a prompt's keys of one head are read from memory once for all
 // the query heads of all its active samples, and stay in cache between them.
-// query (rows, heads, 1, dim); own_key/own_value (rows, kv_heads, tokens, dim), bf16 with contiguous rows of dim
+// query (rows, heads, 1, dim); own_key/own_value (buffer rows, kv_heads, tokens, dim), bf16 with contiguous rows of dim
 // values; packed_key (prompts, kv_heads, blocks, dim / 2, 16, 2) bf16, contiguous (see kKeyBlock); prompt_value
 // (prompts, kv_heads, prompt_len <= blocks * 16, dim) bf16 with contiguous token rows; prompt_bias (prompts,
 // blocks * 16) float32, 0 where a prompt position is attended to and -inf elsewhere (a prompt's key blocks after its
 // last attended position are skipped). slot (rows): each row's place in the prompts x n grid, distinct, in any
-// order (rows join and leave as a continuous batch decodes); own_tokens (rows): how many of its own tokens each row
-// attends to (at least 1, at most tokens). Returns (rows, 1, heads, dim) bf16, rounded once.
+// order (rows join and leave as a continuous batch decodes); own_row (rows): the buffer row holding each row's own
+// tokens; own_tokens (rows): how many of them it attends to (at least 1, at most tokens). Returns (rows, 1, heads,
+// dim) bf16, rounded once.
 torch::Tensor cascade_attention(const torch::Tensor& query, const torch::Tensor& own_key,
                                 const torch::Tensor& own_value, const torch::Tensor& packed_key,
                                 const torch::Tensor& prompt_value, const torch::Tensor& prompt_bias,
-                                const torch::Tensor& slot_in, const torch::Tensor& own_tokens_in, int64_t n,
+                                const torch::Tensor& slot_in, const torch::Tensor& own_row_in,
+                                const torch::Tensor& own_tokens_in, int64_t n,
                                 double scaling) {
   constexpr const char* fn = "cascade_attention";
   expect_kind(query, fn, "query", torch::kBFloat16, 4);
@@ -575,7 +577,7 @@ torch::Tensor cascade_attention(const torch::Tensor& query, const torch::Tensor&
   const int64_t rows = query.size(0), heads = query.size(1), dim = query.size(3);
   const int64_t kv_heads = own_key.size(1), tokens = own_key.size(2);
   const int64_t prompts = prompt_value.size(0), prompt_len = prompt_value.size(2), blocks = packed_key.size(2);
-  TORCH_CHECK(query.size(2) == 1 && own_key.size(0) == rows && own_key.size(3) == dim &&
+  TORCH_CHECK(query.size(2) == 1 && own_key.size(3) == dim &&
               own_value.sizes() == own_key.sizes() && kv_heads >= 1 && heads % kv_heads == 0 && dim % 2 == 0 &&
               prompt_value.size(1) == kv_heads && prompt_value.size(3) == dim,
               "cascade_attention: query (rows, heads, 1, dim), own key/value (rows, kv_heads, tokens, dim) and prompt "
@@ -591,8 +593,11 @@ torch::Tensor cascade_attention(const torch::Tensor& query, const torch::Tensor&
   TORCH_CHECK(n >= 1, "cascade_attention: n must be at least 1");
   TORCH_CHECK(slot_in.device().is_cpu() && slot_in.dim() == 1 && slot_in.size(0) == rows,
               "cascade_attention: slot must be a CPU vector of one entry per row");
-  TORCH_CHECK(own_tokens_in.device().is_cpu() && own_tokens_in.dim() == 1 && own_tokens_in.size(0) == rows,
-              "cascade_attention: own_tokens must be a CPU vector of one entry per row");
+  TORCH_CHECK(own_tokens_in.device().is_cpu() && own_tokens_in.dim() == 1 && own_tokens_in.size(0) == rows &&
+              own_row_in.device().is_cpu() && own_row_in.dim() == 1 && own_row_in.size(0) == rows,
+              "cascade_attention: own_row and own_tokens must be CPU vectors of one entry per row");
+  const auto own_row = own_row_in.to(torch::kLong).contiguous();
+  const int64_t* buffer_row = own_row.data_ptr<int64_t>();
   const auto slot = slot_in.to(torch::kLong).contiguous();
   const auto own_tokens = own_tokens_in.to(torch::kLong).contiguous();
   const int64_t* sl = slot.data_ptr<int64_t>();
@@ -602,6 +607,8 @@ torch::Tensor cascade_attention(const torch::Tensor& query, const torch::Tensor&
   for (int64_t r = 0; r < rows; ++r) {
     TORCH_CHECK(sl[r] >= 0 && sl[r] < prompts * n && !seen[sl[r]]++,
                 "cascade_attention: slot must hold distinct places within the prompts x n grid");
+    TORCH_CHECK(buffer_row[r] >= 0 && buffer_row[r] < own_key.size(0),
+                "cascade_attention: own_row must index the own key/value buffers (", own_key.size(0), " rows)");
     TORCH_CHECK(owned[r] >= 1 && owned[r] <= tokens,
                 "cascade_attention: own_tokens must be between 1 and the own key/value tokens (", tokens, ")");
     ++first[sl[r] / n + 1];
@@ -639,8 +646,8 @@ torch::Tensor cascade_attention(const torch::Tensor& query, const torch::Tensor&
       const bf16* values = pv + p * prompt_value.stride(0) + g * prompt_value.stride(1);
       for (int64_t i = first[p]; i < first[p + 1]; ++i) {
         const int64_t r = order[i], count = owned[r];
-        const bf16* own_k = ok + r * own_key.stride(0) + g * own_key.stride(1);
-        const bf16* own_v = ov + r * own_value.stride(0) + g * own_value.stride(1);
+        const bf16* own_k = ok + buffer_row[r] * own_key.stride(0) + g * own_key.stride(1);
+        const bf16* own_v = ov + buffer_row[r] * own_value.stride(0) + g * own_value.stride(1);
         for (int64_t h = g * group; h < (g + 1) * group; ++h) {
           const bf16* qr = q + r * query.stride(0) + h * query.stride(1);
           float* own = scores.data() + width_p;
