@@ -3,9 +3,10 @@
 With k samples per prompt, the usual way (repeat the prompt's KV cache k times, attend row by row) reads every
 prompt's keys and values k times at every step of every layer. On a CPU, decoding attention is bound by those
 memory reads, and with in-context prompts of a few hundred tokens they rival the model's matrix products. Here
-each layer keeps the prompts' keys/values once (``P`` rows) and the samples' own generated keys/values separately
-(``P*k`` rows). In bf16 with the native extension (:mod:`raftlab.engine.native_build`), one call does a whole
-step: per prompt and key/value head, the prompt's keys (packed once per generation so that one AVX-512 BF16
+each layer keeps the prompts' keys/values once (a row per prompt slot) and the samples' own generated keys/values
+separately (a buffer row per sample); prompts join free slots while others decode (continuous batching). In bf16
+with the native extension (:mod:`raftlab.engine.native_build`), one call does a whole step: per prompt and
+key/value head, the prompt's keys (packed once, as the prompt joins, so that one AVX-512 BF16
 instruction scores 16 keys) serve every query head of every sample still decoding, with one softmax over the
 prompt's and the sample's own tokens. Otherwise torch's fused CPU attention kernel runs twice: all k samples of a
 prompt attend to it as the query rows of one sequence, and each sample attends to its own tokens; the two partial

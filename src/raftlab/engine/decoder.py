@@ -1,10 +1,11 @@
-"""The sampling loop: ``n`` seeded samples of every prompt of a batch, decoded together.
+"""The sampling loop: ``n`` seeded samples of every prompt, a batch of prompts decoded together.
 
-Each prompt is prefilled once (a prefix shared by the whole batch once for all of them, :mod:`.prefill`); its
+Each prompt is prefilled once (a prefix shared by the prompts once for all of them, :mod:`.prefill`); its
 ``n`` samples then share its KV cache, through cascade attention on a CPU (:mod:`.cascade_attention`) or as
 repeated cache rows otherwise. Every step samples all rows at once from their own seeds (:mod:`.sampling`) and
 drops finished rows from the batch (EOS, a stop condition, or an abort), so no compute is spent on sequences that
-are done. On a CPU, decoding steps of supported models run without transformers' per-call machinery
+are done. Under cascade attention the batch is continuous: as rows finish, the next prompts are prefilled and
+join, so the batch stays full until the prompts run out instead of draining batch after batch. On a CPU, decoding steps of supported models run without transformers' per-call machinery
 (:mod:`.decode_step`, with prepacked bf16 linears from :mod:`.cpu_kernels`), and a lone bf16 row runs one native
 call per token (:mod:`.one_row_step`)."""
 
