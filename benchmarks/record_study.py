@@ -19,6 +19,11 @@ from pathlib import Path
 from results_io import add_out_argument, command_line, environment, headline, slug, write_result
 
 
+def _stage_memory(manifest: dict) -> dict[str, int]:
+    """Each stage's peak resident memory (MB, from the run's manifest)."""
+    return {name: s["peak_rss_mb"] for name, s in manifest["stages"].items() if s.get("peak_rss_mb") is not None}
+
+
 def _stage_times(manifest: dict) -> tuple[dict[str, float], float]:
     stages = manifest["stages"]
     seconds = {name: round(s.get("seconds") or 0.0, 1) for name, s in stages.items()}
@@ -63,7 +68,7 @@ def main() -> None:
     seconds, wall = _stage_times(manifest)
     common = environment("cpu") | {"command": args.command, "recorded_with": command_line()}
     result = {"config": yaml.safe_load((run / "study.yaml").read_text()),
-              "wall_seconds": wall, "stage_seconds": seconds,
+              "wall_seconds": wall, "stage_seconds": seconds, "stage_peak_rss_mb": _stage_memory(manifest),
               "tasks": [_task_record(row, run) for row in analysis["tasks"]],
               "fit": analysis.get("fit"), "notes": analysis.get("notes")}
     result.update(summarize(result))

@@ -234,3 +234,39 @@ def test_bf16_lora_base_stays_close_to_fp32(tmp_path):
         a, b = grads32[n].flatten(), grads16[n].float().flatten()
         assert torch.nn.functional.cosine_similarity(a, b, dim=0) > 0.995, n
         assert b.norm() == pytest.approx(a.norm().item(), rel=0.1), n
+
+
+def test_mask_dropout_is_inverted_dropout_of_the_same_rate():
+    from raftlab.training.fast_dropout import MaskDropout
+
+    torch.manual_seed(0)
+    drop = MaskDropout(0.05)
+    assert abs(drop.p - 0.05) < 2**-15 and drop.scale == pytest.approx(1 / (1 - drop.p))
+    x = torch.ones(1000, 577, dtype=torch.bfloat16, requires_grad=True)  # an element count not divisible by 4
+    y = drop(x)
+    kept = y != 0
+    assert y.dtype == x.dtype and y.shape == x.shape
+    assert abs(1 - kept.float().mean().item() - drop.p) < 0.002  # 577k draws: several standard deviations
+    assert torch.allclose(y[kept].float(), torch.tensor(drop.scale), rtol=1e-2)  # the survivors scaled
+    y.float().sum().backward()
+    assert torch.equal(x.grad != 0, kept)  # the gradient flows through the kept elements only
+    assert not torch.equal(drop(x) != 0, kept)  # a fresh mask per call
+    drop.eval()
+    assert drop(x) is x
+    with pytest.raises(ValueError, match="dropout probability"):
+        MaskDropout(1.0)
+
+
+def test_every_lora_dropout_becomes_a_mask_dropout():
+    from peft import LoraConfig, get_peft_model
+
+    from raftlab.training.fast_dropout import MaskDropout, use_mask_dropout
+
+    model, _ = load_model("tiny", dtype=torch.float32, device="cpu")
+    model = get_peft_model(model, LoraConfig(r=4, lora_dropout=0.1, target_modules=["q_proj", "v_proj"],
+                                             task_type="CAUSAL_LM"))
+    layers = len(model.base_model.model.model.layers)
+    assert use_mask_dropout(model) == 2 * layers
+    drops = [m for m in model.modules() if isinstance(m, MaskDropout)]
+    assert len(drops) == 2 * layers and all(abs(d.p - 0.1) < 2**-15 for d in drops)
+    assert not any(type(m) is torch.nn.Dropout and m.p > 0 for m in model.modules())

@@ -5,9 +5,9 @@ Each prompt is prefilled once (a prefix shared by the prompts once for all of th
 repeated cache rows otherwise. Every step samples all rows at once from their own seeds (:mod:`.sampling`) and
 drops finished rows from the batch (EOS, a stop condition, or an abort), so no compute is spent on sequences that
 are done. Under cascade attention the batch is continuous: as rows finish, the next prompts are prefilled and
-join, so the batch stays full until the prompts run out instead of draining batch after batch. On a CPU, decoding steps of supported models run without transformers' per-call machinery
-(:mod:`.decode_step`, with prepacked bf16 linears from :mod:`.cpu_kernels`), and a lone bf16 row runs one native
-call per token (:mod:`.one_row_step`)."""
+join, so the batch stays full until the prompts run out instead of draining batch after batch. On a CPU, decoding
+steps of supported models run without transformers' per-call machinery (:mod:`.decode_step`, with prepacked bf16
+linears from :mod:`.cpu_kernels`), and a lone bf16 row runs one native call per token (:mod:`.one_row_step`)."""
 
 from __future__ import annotations
 
