@@ -70,7 +70,7 @@ def main() -> None:
     result = {"config": yaml.safe_load((run / "study.yaml").read_text()),
               "wall_seconds": wall, "stage_seconds": seconds, "stage_peak_rss_mb": _stage_memory(manifest),
               "tasks": [_task_record(row, run) for row in analysis["tasks"]],
-              "fit": analysis.get("fit"), "notes": analysis.get("notes")}
+              "fit": analysis.get("fit"), "fit_all_tasks": analysis.get("other_fit"), "notes": analysis.get("notes")}
     result.update(summarize(result))
     print(json.dumps({"wall_seconds": wall, "tasks": [t["task"] for t in result["tasks"]]}))
     write_result("study_run", result, name=slug("study", run.resolve().name), out=args.out, save=not args.no_save,

@@ -554,14 +554,14 @@ void scaled_to_bf16(const float* x, float factor, int64_t n, bf16* out) {
 // over its prompt's keys/values (held once per prompt, shared by the prompt's n samples) and its own generated
 // tokens. Work is split by (prompt, key/value head): a prompt's keys of one head are read from memory once for all
 // the query heads of all its active samples, and stay in cache between them.
-// query (rows, heads, 1, dim); own_key/own_value (buffer rows, kv_heads, tokens, dim), bf16 with contiguous rows of dim
-// values; packed_key (prompts, kv_heads, blocks, dim / 2, 16, 2) bf16, contiguous (see kKeyBlock); prompt_value
-// (prompts, kv_heads, prompt_len <= blocks * 16, dim) bf16 with contiguous token rows; prompt_bias (prompts,
-// blocks * 16) float32, 0 where a prompt position is attended to and -inf elsewhere (a prompt's key blocks after its
-// last attended position are skipped). slot (rows): each row's place in the prompts x n grid, distinct, in any
-// order (rows join and leave as a continuous batch decodes); own_row (rows): the buffer row holding each row's own
-// tokens; own_tokens (rows): how many of them it attends to (at least 1, at most tokens). Returns (rows, 1, heads,
-// dim) bf16, rounded once.
+// query (rows, heads, 1, dim); own_key/own_value (buffer rows, kv_heads, tokens, dim), bf16 with contiguous rows
+// of dim values; packed_key (prompts, kv_heads, blocks, dim / 2, 16, 2) bf16, contiguous (see kKeyBlock);
+// prompt_value (prompts, kv_heads, prompt_len <= blocks * 16, dim) bf16 with contiguous token rows; prompt_bias
+// (prompts, blocks * 16) float32, 0 where a prompt position is attended to and -inf elsewhere (a prompt's key
+// blocks after its last attended position are skipped). slot (rows): each row's place in the prompts x n grid,
+// distinct, in any order (rows join and leave as a continuous batch decodes); own_row (rows): the buffer row
+// holding each row's own tokens; own_tokens (rows): how many of them it attends to (at least 1, at most tokens).
+// Returns (rows, 1, heads, dim) bf16, rounded once.
 torch::Tensor cascade_attention(const torch::Tensor& query, const torch::Tensor& own_key,
                                 const torch::Tensor& own_value, const torch::Tensor& packed_key,
                                 const torch::Tensor& prompt_value, const torch::Tensor& prompt_bias,
