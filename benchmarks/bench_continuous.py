@@ -36,7 +36,7 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=10, help="questions decoding at once (the study's "
                                                                  "eval.batch_size)")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    add_out_argument(ap, "benchmarks/results/continuous_<model>_cpu.json")
+    add_out_argument(ap, "benchmarks/results/continuous_<model>_<task>_cpu.json")
     args = ap.parse_args()
 
     import torch
@@ -88,7 +88,7 @@ def main() -> None:
                                                       headline("drained", measured["drained"]["tokens_per_s"],
                                                                "tokens/s")],
                                          "ratios": [ratio("continuous / drained batches, wall-clock", speedup)]},
-                 name=slug("continuous", args.model, "cpu"), out=args.out, save=not args.no_save, device="cpu")
+                 name=slug("continuous", args.model, args.task, "cpu"), out=args.out, save=not args.no_save, device="cpu")
 
 
 if __name__ == "__main__":
