@@ -1,10 +1,10 @@
 """LoRA's input dropout with a cheaper mask on a CPU.
 
 peft applies ``nn.Dropout`` to the input of every adapted linear layer. On a CPU, torch draws that mask with one
-Bernoulli sample (one Mersenne-Twister draw and a float comparison) per element, which made mask generation about a
-fifth of a LoRA training step of SmolLM2. :class:`MaskDropout` draws 64 random bits per four elements instead and
+Bernoulli sample (a Mersenne-Twister draw and a float comparison) per element, a large share of a LoRA training
+step of a small model (docs/performance.md). :class:`MaskDropout` draws 64 random bits per four elements instead and
 keeps an element where its 15 bits are at least the threshold: the same inverted dropout, with the drop probability
-rounded to a multiple of 2^-15 (0.05 becomes 1638 / 32768 = 0.04999), about three times faster.
+rounded to a multiple of 2^-15 (0.05 becomes 1638 / 32768 = 0.04999).
 """
 
 from __future__ import annotations

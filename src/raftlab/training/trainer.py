@@ -204,7 +204,7 @@ def prepare_split(config: TrainConfig, base_dtype: str | None = None, cpu_attent
             for module in model.modules():
                 if hasattr(module, "cast_input_dtype_enabled"):
                     module.cast_input_dtype_enabled = False
-        if not torch.cuda.is_available():  # torch's CPU dropout mask costs a fifth of a LoRA step
+        if not torch.cuda.is_available():  # torch's per-element CPU dropout mask is a large share of a LoRA step
             from raftlab.training.fast_dropout import use_mask_dropout
 
             use_mask_dropout(model)
