@@ -22,7 +22,8 @@ from results_io import add_out_argument, headline, slug, write_result
 #: (category, operator-name prefixes); an operator counts in the first category one of whose prefixes it has.
 CATEGORIES = (
     ("matrix products", ("aten::mm", "aten::bmm", "aten::addmm", "aten::baddbmm", "aten::linear", "mkldnn")),
-    ("dropout masks (LoRA dropout)", ("aten::bernoulli", "aten::dropout", "aten::native_dropout")),
+    ("dropout masks (LoRA dropout)", ("aten::bernoulli", "aten::dropout", "aten::native_dropout", "aten::random_",
+                                      "aten::bitwise_and", "aten::ge")),
     ("dtype casts (autocast, bf16 <-> fp32)", ("aten::copy_", "aten::_to_copy", "aten::to")),
     ("attention softmax", ("aten::_softmax", "aten::_softmax_backward", "aten::_scaled_dot_product")),
     ("loss (log-softmax over the vocabulary)", ("aten::_log_softmax", "aten::nll_loss", "aten::cross_entropy")),
