@@ -67,9 +67,7 @@ class CascadeCache:
         self.prompt_mask = torch.zeros((slots, width), dtype=prompt_mask.dtype, device=device)
         self.prompt_mask[:prompts, :length] = prompt_mask
         self.prompt_mask[prompts:, 0] = 1  # free slots attend to one (zero) key: a finite softmax, never used
-        dtype = first.dtype
-        bias = torch.zeros((slots, 1, 1, width), dtype=dtype, device=device)
-        self.prompt_bias = bias.masked_fill(self.prompt_mask[:, None, None, :] == 0, float("-inf"))  # (S,1,1,W)
+        self.prompt_bias = _bias(self.prompt_mask != 0, first.dtype)[:, None, None, :]  # (S, 1, 1, W)
         self.packed: dict[int, tuple[Any, Any]] = {}  # layer -> (packed prompt keys, prompt bias): native kernel
         self.slot = torch.arange(prompts * n, device=device)
         self.buffer_row = torch.arange(prompts * n, device=device)
@@ -128,9 +126,7 @@ class CascadeCache:
                              f"{self.prompt_mask.shape[1]} positions and {len(self.free_rows)} free rows")
         self.prompt_mask[index] = 0
         self.prompt_mask[index, :length] = prompt_mask
-        self.prompt_bias[index] = 0
-        self.prompt_bias[index, 0, 0, :] = self.prompt_bias[index, 0, 0, :].masked_fill(
-            self.prompt_mask[index] == 0, float("-inf"))
+        self.prompt_bias[index] = _bias(self.prompt_mask[index] != 0, self.prompt_bias.dtype)[:, None, None, :]
         for i, layer in enumerate(prefill_cache.layers):
             keys, values = self.layers[i][0], self.layers[i][1]
             keys[index, :, :length] = layer.keys
@@ -174,8 +170,14 @@ def _pack(keys, prompt_mask) -> tuple[Any, Any]:
     padded = torch.nn.functional.pad(keys, (0, 0, 0, blocks * KEY_BLOCK - length))
     packed = padded.view(prompts, heads, blocks, KEY_BLOCK, dim // 2, 2).permute(0, 1, 2, 4, 3, 5)
     valid = torch.nn.functional.pad(prompt_mask != 0, (0, blocks * KEY_BLOCK - length), value=False)
-    bias = torch.zeros(valid.shape, dtype=torch.float32, device=keys.device).masked_fill_(~valid, float("-inf"))
-    return packed.contiguous(), bias
+    return packed.contiguous(), _bias(valid, torch.float32)
+
+
+def _bias(attended, dtype):
+    """An additive attention bias of ``dtype``: 0 where ``attended`` (bool) is True, -inf elsewhere."""
+    import torch
+
+    return torch.zeros(attended.shape, dtype=dtype, device=attended.device).masked_fill_(~attended, float("-inf"))
 
 
 def cascade_attention(module: Any, query, key, value, attention_mask, scaling: float | None = None,
@@ -223,8 +225,7 @@ def cascade_attention(module: Any, query, key, value, attention_mask, scaling: f
     own_mask = None
     if int(cascade.attend.min()) < key.shape[2]:  # rows that joined later have fewer own tokens
         position = torch.arange(key.shape[2], device=key.device)
-        own_mask = torch.zeros((rows, 1, 1, key.shape[2]), dtype=query.dtype, device=query.device).masked_fill_(
-            position >= cascade.attend[:, None, None, None], float("-inf"))
+        own_mask = _bias(position < cascade.attend[:, None], query.dtype)[:, None, None, :]
     from_own, own_lse = flash(query, key, value, attn_mask=own_mask, scale=scaling)  # (rows, heads, 1, dim), lse
     own_lse = own_lse.view(rows, heads)
     # softmax over both parts = the parts' outputs weighted by exp(lse_part) / (exp(lse_prompt) + exp(lse_own))
