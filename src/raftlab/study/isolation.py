@@ -73,6 +73,9 @@ def _child(conn: Any, payload: bytes, env: dict[str, str], cwd: str, levels: dic
     """The child's main: the parent's settings, then the stage's work; the result goes back over ``conn``."""
     import cloudpickle
 
+    from raftlab.allocator import keep_freed_memory
+
+    keep_freed_memory()  # the process ends with the stage, so holding its peak memory costs nothing
     os.environ.clear()
     os.environ.update(env)
     os.chdir(cwd)

@@ -214,7 +214,7 @@ def prepare_split(config: TrainConfig, base_dtype: str | None = None, cpu_attent
 
 
 #: Attention matrices (MB) that training on a CPU may hold for the plain matmul attention (see below).
-EAGER_ATTENTION_MB = 512
+EAGER_ATTENTION_MB = 2048
 
 
 def _attention_for_cpu_training(model: Any, rows: list[dict[str, Any]], config: TrainConfig) -> None:
@@ -374,6 +374,9 @@ def run_training(config: TrainConfig):
     from datasets import Dataset
     from transformers import set_seed
 
+    from raftlab.allocator import keep_freed_memory
+
+    keep_freed_memory()  # each step reuses the last step's buffers instead of faulting in fresh pages
     set_seed(config.seed)
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
