@@ -34,6 +34,7 @@ KINDS = {
     "train_profile": "where training time goes (`profile_train.py`)",
     "sc_profile": "where sampling time goes (`profile_sc.py`)",
     "continuous_batching": "continuous against drained batches (`bench_continuous.py`)",
+    "train_memory": "full finetuning, default vs kept allocator memory (`bench_train_memory.py`)",
 }
 
 

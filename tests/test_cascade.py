@@ -104,3 +104,19 @@ def test_fused_rmsnorm_matches_the_model_and_packing_keeps_outputs():
         assert pack_linear_layers(model) > 0
         packed = model(ids).logits
     assert torch.equal(plain, packed)
+
+
+def test_the_kv_budget_counts_every_prompt_slot_of_a_continuous_batch():
+    """Under cascade attention a prompt in flight may hold PROMPT_SLOTS prompt caches plus its samples' tokens;
+    the model's own attention holds every sample's copy of the prompt."""
+    from raftlab.engine.decoder import PROMPT_SLOTS
+
+    cascade, plain = _backend(dtype=torch.float32), _backend(dtype=torch.float32, cascade=False)
+    cfg = cascade.model.config
+    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+    per_position = 2 * cfg.num_hidden_layers * cfg.num_key_value_heads * head_dim * 4  # fp32 keys and values
+    megabytes, longest, n, new = 64, 300, 4, 50
+    assert cascade.decoder.prompts_within_kv_budget(megabytes, longest, n, new) == \
+        megabytes * 2**20 // (per_position * (PROMPT_SLOTS * longest + n * new))
+    assert plain.decoder.prompts_within_kv_budget(megabytes, longest, n, new) == \
+        megabytes * 2**20 // (per_position * n * (longest + new))

@@ -20,6 +20,11 @@ from typing import Any
 PACKING_ROWS_HINT = 40
 
 
+#: Under cascade attention, prompt slots per prompt in flight: a prompt whose last sample runs long holds its slot
+#: while the next prompt already decodes in another (continuous batching, :meth:`Decoder.sample`).
+PROMPT_SLOTS = 2
+
+
 class Decoder:
     """Batched sampling from one loaded causal LM (see the module docstring).
 
@@ -67,9 +72,10 @@ class Decoder:
     def prompts_within_kv_budget(self, megabytes: int, longest: int, n: int, max_new_tokens: int) -> int | None:
         """How many prompts of at most ``longest`` tokens, each with ``n`` samples of ``max_new_tokens``, keep the
         KV cache of one batch within ``megabytes`` (None where the model's config does not tell its cache size).
-        Under cascade attention a prompt's cache is held once, plus every sample's own tokens."""
+        Under cascade attention a prompt's cache is held once, plus every sample's own tokens, and continuous
+        batching holds PROMPT_SLOTS prompt slots per prompt in flight (see :meth:`sample`)."""
         if self.cascade and n > 1:
-            positions = longest + n * max_new_tokens
+            positions = PROMPT_SLOTS * longest + n * max_new_tokens
         else:
             positions = n * (longest + max_new_tokens)
         cfg = self.model.config
@@ -143,7 +149,7 @@ class Decoder:
             cascade_on = own_attention is not None
             # cascade: prompt slots beyond the rows' worth, so a prompt whose last sample runs long holds a slot,
             # not the rows of its finished samples; its shared prefix is prefilled once for every prompt that joins
-            slots = min(prompts, 2 * concurrency) if cascade_on else concurrency
+            slots = min(prompts, PROMPT_SLOTS * concurrency) if cascade_on else concurrency
             width = max(len(e) for e in encoded)
             prefix = (shared_prefix(model, encoded, device=dev, cache_arg=self.cache_arg, capacity=width)
                       if cascade_on and prompts > concurrency else None)
