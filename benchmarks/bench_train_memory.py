@@ -10,9 +10,9 @@ kernel zeroes on first touch. Settings, each run in a fresh process (the allocat
   attention;
 * kept memory + plain attention to 2 GB: also raftlab's current ``EAGER_ATTENTION_MB``.
 
-Same data (bench_train's GSM8K + topic mixture), model, batch, steps and seed in each; prints wall seconds per step,
-CPU seconds (user and kernel) and the final loss, and the speed-ups over the default in the same run; rounds are
-interleaved and each setting's fastest round counts. Writes ``benchmarks/results/train_memory_<model>_cpu.json``.
+Same data (bench_train's GSM8K + topic mixture), model, batch, steps and seed in each; prints wall seconds, CPU
+seconds (user and kernel), the process's peak memory and the final loss, and the speed-ups over the default in the
+same run; rounds are interleaved and each setting's fastest round counts. Writes ``benchmarks/results/train_memory_<model>_cpu.json``.
 
     .venv/bin/python benchmarks/bench_train_memory.py --model smollm2 --steps 12
 """
@@ -64,6 +64,7 @@ def worker(args: argparse.Namespace) -> None:
     print(json.dumps({"wall_seconds": wall, "user_seconds": after.ru_utime - before.ru_utime,
                       "kernel_seconds": after.ru_stime - before.ru_stime,
                       "minor_faults": after.ru_minflt - before.ru_minflt, "attention": base,
+                      "peak_rss_mb": round(after.ru_maxrss / 1024),
                       "train_loss": result.training_loss, "steps": result.global_step}))
 
 
@@ -99,7 +100,7 @@ def main() -> None:
             r = json.loads(out.stdout.strip().splitlines()[-1])
             print(f"{name:40s} wall {r['wall_seconds']:6.1f} s  user {r['user_seconds']:6.1f} s  kernel "
                   f"{r['kernel_seconds']:5.1f} s  minor faults {r['minor_faults']:>9,}  {r['attention']:5s}  "
-                  f"loss {r['train_loss']:.4f}")
+                  f"peak {r['peak_rss_mb']:,} MB  loss {r['train_loss']:.4f}")
             if name not in best or r["wall_seconds"] < best[name]["wall_seconds"]:
                 best[name] = r
     base = best["default"]["wall_seconds"]
