@@ -5,10 +5,11 @@ frees the same large buffers; with glibc's defaults every block above its mmap t
 kernel zeroes on first touch. Settings, each run in a fresh process (the allocator's settings are per process):
 
 * default: glibc's allocator, and sdpa attention wherever the plain matmul attention would hold more than 512 MB
-  of attention matrices (raftlab's setting before this benchmark);
+  of attention matrices (raftlab's ``EAGER_ATTENTION_MB``);
 * kept memory: :func:`raftlab.allocator.keep_freed_memory` (large blocks from the heap, no trimming), same
   attention;
-* kept memory + plain attention to 2 GB: also raftlab's current ``EAGER_ATTENTION_MB``.
+* kept memory + plain attention to 2 GB: also the plain matmul attention up to 2 GB of attention matrices
+  (``EAGER_ATTENTION_MB`` = 2048 instead of raftlab's 512), an alternative that was tried.
 
 Same data (bench_train's GSM8K + topic mixture), model, batch, steps and seed in each; prints wall seconds, CPU
 seconds (user and kernel), the process's peak memory and the final loss, and the speed-ups over the default in the

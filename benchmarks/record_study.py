@@ -1,9 +1,9 @@
 """Record a finished study run as a committed result: the machine, versions, command and config, each stage's wall
-time, the teacher's kept rate, how each arm's training stopped, each arm's accuracy and ECE, and RAFT vs FT with
-CIs and the artifact-check verdict per task (from the run's manifest, stats and analysis.json). The machine and
-versions are this process's (record on the machine that ran the study); ``--command`` is the study's command line,
-and ``recorded_with`` this one's. Writes ``benchmarks/results/study_<run folder>.json`` (``--out``;
-``benchmarks/results_io.py``).
+time, the teacher's kept rate, how each arm's training stopped and its tokens per second, each arm's accuracy and
+ECE, and RAFT vs FT with CIs and the artifact-check verdict per task (from the run's manifest, stats, training
+summaries and analysis.json). The machine and versions are this process's (record on the machine that ran the
+study); ``--command`` is the study's command line, and ``recorded_with`` this one's. Writes
+``benchmarks/results/study_<run folder>.json`` (``--out``; ``benchmarks/results_io.py``).
 
     .venv/bin/python benchmarks/record_study.py runs/real --command "raftlab study --preset real" \
         --out benchmarks/results/real_preset_seed0.json
@@ -33,6 +33,18 @@ def _stage_times(manifest: dict) -> tuple[dict[str, float], float]:
     return seconds, round(wall, 1)
 
 
+def _training_throughput(run: Path, task: str) -> dict[str, dict]:
+    """Per finetuned arm: tokens trained (prompt and target, padding excluded), training seconds (model load and
+    saving excluded) and their ratio, from the arm's ``train_summary.json``."""
+    out = {}
+    for summary in sorted((run / "train").glob(f"*/{task}/model/train_summary.json")):
+        s = json.loads(summary.read_text())
+        if s.get("trained_tokens") and s.get("train_seconds"):
+            out[summary.parts[-4]] = {"trained_tokens": s["trained_tokens"], "train_seconds": s["train_seconds"],
+                                      "tokens_per_second": round(s["trained_tokens"] / s["train_seconds"], 1)}
+    return out
+
+
 def _task_record(row: dict, run: Path) -> dict:
     task = row["task"]
     stats_file = run / "rationales" / task / "stats.json"
@@ -47,6 +59,7 @@ def _task_record(row: dict, run: Path) -> dict:
         "judge": None if judge is None else {k: judge.get(k) for k in ("helpful", "unhelpful", "unknown", "judged")},
         "arms": {arm: {"accuracy": m.get("accuracy"), "ece": m.get("ece")} for arm, m in row["metrics"].items()},
         "training": row.get("training"),
+        "throughput": _training_throughput(run, task),
         "raft_vs_ft": {"delta_acc": delta.get("delta_acc"), "delta_ece": delta.get("delta_ece")},
         "trustworthy": row.get("trustworthy"), "reasons": row.get("reasons"), "caveats": row.get("caveats"),
         "baselines": row.get("baselines"),

@@ -3,7 +3,7 @@
 A CPU training step allocates and frees the same large buffers every step (logits, attention matrices, bf16
 copies of the weights, gradients). By default glibc hands every allocation above 128 KiB-32 MiB straight to
 ``mmap`` and returns it with ``munmap`` when freed, so the next step's buffers are new pages that the kernel must
-zero on first touch; full finetuning of a 135M model spent about a third of its CPU time in the kernel doing so.
+zero on first touch (benchmarks/bench_train_memory.py measures what keeping them saves).
 :func:`keep_freed_memory` serves large allocations from the heap and stops trimming it, so freed buffers are
 reused. The price: the process holds its peak memory until it exits, which is right for a stage process or a
 training run, not for a long-lived library host, so raftlab calls it only there. Other C libraries: a no-op.

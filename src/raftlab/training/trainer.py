@@ -214,7 +214,7 @@ def prepare_split(config: TrainConfig, base_dtype: str | None = None, cpu_attent
 
 
 #: Attention matrices (MB) that training on a CPU may hold for the plain matmul attention (see below).
-EAGER_ATTENTION_MB = 2048
+EAGER_ATTENTION_MB = 512
 
 
 def _attention_for_cpu_training(model: Any, rows: list[dict[str, Any]], config: TrainConfig) -> None:
