@@ -1,7 +1,8 @@
 """Training throughput: raftlab's training recipe vs the official one, measured in the same run.
 
 Every recipe trains the same model (LoRA) on the same rationale-augmented examples with the same batch size,
-loss masks and optimizer; only the batching, the loss computation, the attention kernel and the precision differ:
+loss masks and optimizer; only the batching, the loss computation, the attention kernel, the precision and the
+allocator's settings differ:
 
 * official: random order, each batch padded to its longest example, full-vocabulary logits at every position
   (the study's released recipe with dynamic padding);
@@ -18,9 +19,10 @@ loss masks and optimizer; only the batching, the loss computation, the attention
 Each recipe runs in its own process: raftlab's recipes keep freed memory for the next step as ``raftlab train``
 does (:func:`raftlab.allocator.keep_freed_memory`), the official ones use glibc's defaults, as a script would.
 Prints trained target tokens/s (tokens whose loss counts) for each and the speed-up over the official recipe.
-On a GPU the rate is per wall-clock second; on a CPU per CPU-second of this process, which other processes on a
-shared machine distort less. Rounds are interleaved and the fastest round of each recipe counts. Writes the result
-as JSON to ``benchmarks/results/train_<model>_<device>.json`` (``--out``; ``benchmarks/results_io.py``).
+On a GPU the rate is per wall-clock second; on a CPU per CPU-second of the recipe's process, which other
+processes on a shared machine distort less. Rounds are interleaved and the fastest round of each recipe counts.
+Writes the result as JSON to ``benchmarks/results/train_<model>_<device>.json`` (``--out``;
+``benchmarks/results_io.py``).
 
     .venv/bin/python benchmarks/bench_train.py --model smollm2 --threads 1
     .venv/bin/python benchmarks/bench_train.py --model tiny --threads 1

@@ -44,8 +44,8 @@ def worker(args: argparse.Namespace) -> None:
     from raftlab.allocator import keep_freed_memory
     from raftlab.training import TrainConfig
 
-    if args.keep:
-        assert keep_freed_memory(), "glibc's mallopt is not available here"
+    if args.keep and not keep_freed_memory():
+        sys.exit("kept memory: glibc's mallopt is not available here (or RAFTLAB_KEEP_FREED_MEMORY=0)")
     trainer_module.EAGER_ATTENTION_MB = args.eager_mb
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -34,8 +34,10 @@ def _stage_times(manifest: dict) -> tuple[dict[str, float], float]:
 
 
 def _training_throughput(run: Path, task: str) -> dict[str, dict]:
-    """Per finetuned arm: tokens trained (prompt and target, padding excluded), training seconds (model load and
-    saving excluded) and their ratio, from the arm's ``train_summary.json``."""
+    """Per finetuned arm: tokens trained (prompt and target, padding excluded), seconds of the Trainer's loop
+    (checkpoints saved during it included, model loading excluded) and their ratio, from the arm's
+    ``train_summary.json``. An arm resumed from a checkpoint counts only its last part's seconds: record runs
+    that trained without interruption."""
     out = {}
     for summary in sorted((run / "train").glob(f"*/{task}/model/train_summary.json")):
         s = json.loads(summary.read_text())

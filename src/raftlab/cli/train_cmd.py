@@ -124,8 +124,10 @@ def train_cmd(**options: Any) -> None:
         if debug_tokens:
             _debug(config, debug_tokens)
             return
+        from raftlab.allocator import keep_freed_memory
         from raftlab.training import train
 
+        keep_freed_memory()  # this process trains and ends: each step reuses the last one's freed buffers
         saved = train(config)
         if os.environ.get("RANK", "0") == "0":  # one line per run, not per process of a multi-process launch
             typer.echo(f"saved to {saved}")

@@ -81,7 +81,8 @@ class Decoder:
         cfg = self.model.config
         layers = getattr(cfg, "num_hidden_layers", None)
         heads = getattr(cfg, "num_key_value_heads", None) or getattr(cfg, "num_attention_heads", None)
-        head_dim = getattr(cfg, "head_dim", None) or (getattr(cfg, "hidden_size", 0) // max(1, heads or 1))
+        head_dim = getattr(cfg, "head_dim", None) or (getattr(cfg, "hidden_size", 0)
+                                                      // max(1, getattr(cfg, "num_attention_heads", None) or 1))
         if not (layers and heads and head_dim):
             return None
         per_position = 2 * layers * heads * head_dim * next(self.model.parameters()).element_size()

@@ -75,9 +75,9 @@ def _child(conn: Any, payload: bytes, env: dict[str, str], cwd: str, levels: dic
 
     from raftlab.allocator import keep_freed_memory
 
-    keep_freed_memory()  # the process ends with the stage, so holding its peak memory costs nothing
     os.environ.clear()
     os.environ.update(env)
+    keep_freed_memory()  # the process ends with the stage, so holding its peak memory costs nothing
     os.chdir(cwd)
     warnings.filters[:] = filters
     root = logging.getLogger()

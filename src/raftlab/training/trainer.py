@@ -374,9 +374,6 @@ def run_training(config: TrainConfig):
     from datasets import Dataset
     from transformers import set_seed
 
-    from raftlab.allocator import keep_freed_memory
-
-    keep_freed_memory()  # each step reuses the last step's buffers instead of faulting in fresh pages
     set_seed(config.seed)
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
