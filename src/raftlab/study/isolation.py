@@ -77,7 +77,7 @@ def _child(conn: Any, payload: bytes, env: dict[str, str], cwd: str, levels: dic
 
     os.environ.clear()
     os.environ.update(env)
-    keep_freed_memory()  # the process ends with the stage, so holding its peak memory costs nothing
+    keep_freed_memory()  # faster training steps; the cost, a higher peak where the heap fragments (docs/training.md)
     os.chdir(cwd)
     warnings.filters[:] = filters
     root = logging.getLogger()
