@@ -88,7 +88,8 @@ def main() -> None:
                                                       headline("drained", measured["drained"]["tokens_per_s"],
                                                                "tokens/s")],
                                          "ratios": [ratio("continuous / drained batches, wall-clock", speedup)]},
-                 name=slug("continuous", args.model, args.task, "cpu"), out=args.out, save=not args.no_save, device="cpu")
+                 name=slug("continuous", args.model, args.task, "cpu"), out=args.out, save=not args.no_save,
+                 device="cpu")
 
 
 if __name__ == "__main__":

@@ -112,16 +112,26 @@ def run(config, recipe: Recipe) -> tuple[float, float, int, int, float]:
     return time.perf_counter() - t0, time.process_time() - c0, target_tokens, fed_tokens, result.training_loss
 
 
-def run_in_own_process(args: argparse.Namespace, recipe: Recipe) -> tuple[float, float, int, int, float]:
-    """:func:`run` of ``recipe`` in a fresh process (allocator settings and caches are per process)."""
-    cmd = [sys.executable, __file__, "--worker", str(RECIPES.index(recipe)), "--model", args.model,
-           "--examples", str(args.examples), "--batch-size", str(args.batch_size), "--max-length", str(args.max_length)]
-    if args.threads:
-        cmd += ["--threads", str(args.threads)]
-    out = subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).parent)
+def setup_argv(args: argparse.Namespace) -> list[str]:
+    """The command-line flags of :func:`add_setup_arguments` that reproduce ``args`` in a worker process."""
+    argv = ["--model", args.model, "--examples", str(args.examples), "--batch-size", str(args.batch_size),
+            "--max-length", str(args.max_length)]
+    return argv + (["--threads", str(args.threads)] if args.threads else [])
+
+
+def worker_result(script: str, argv: list[str], what: str):
+    """Run ``script`` with ``argv`` in a fresh Python process (allocator settings and caches are per process) and
+    return the JSON of its last output line; exits naming ``what`` if the worker fails."""
+    out = subprocess.run([sys.executable, script, *argv], capture_output=True, text=True)
     if out.returncode:
-        sys.exit(f"{recipe.name}: the worker failed:\n{out.stderr[-3000:]}")
-    return tuple(json.loads(out.stdout.strip().splitlines()[-1]))  # type: ignore[return-value]
+        sys.exit(f"{what}: the worker failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def run_in_own_process(args: argparse.Namespace, recipe: Recipe) -> tuple[float, float, int, int, float]:
+    """:func:`run` of ``recipe`` in a fresh process."""
+    argv = ["--worker", str(RECIPES.index(recipe)), *setup_argv(args)]
+    return tuple(worker_result(__file__, argv, recipe.name))  # type: ignore[return-value]
 
 
 def worker(args: argparse.Namespace) -> None:

@@ -13,7 +13,8 @@ kernel zeroes on first touch. Settings, each run in a fresh process (the allocat
 
 Same data (bench_train's GSM8K + topic mixture), model, batch, steps and seed in each; prints wall seconds, CPU
 seconds (user and kernel), the process's peak memory and the final loss, and the speed-ups over the default in the
-same run; rounds are interleaved and each setting's fastest round counts. Writes ``benchmarks/results/train_memory_<model>_cpu.json``.
+same run; rounds are interleaved and each setting's fastest round counts. Writes
+``benchmarks/results/train_memory_<model>_cpu.json``.
 
     .venv/bin/python benchmarks/bench_train_memory.py --model smollm2 --steps 12
 """
@@ -23,16 +24,17 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from bench_train import add_setup_arguments, setup_argv, worker_result
 from results_io import add_out_argument, headline, ratio, slug, write_result
 
 #: (name, keep freed memory, EAGER_ATTENTION_MB)
-SETTINGS = (("default", False, 512), ("kept memory", True, 512), ("kept memory + plain attention to 2 GB", True, 2048))
+SETTINGS = (("default", False, 512), ("kept memory", True, 512),
+            ("kept memory + plain attention to 2 GB", True, 2048))
 
 
 def worker(args: argparse.Namespace) -> None:
@@ -55,7 +57,7 @@ def worker(args: argparse.Namespace) -> None:
         config = TrainConfig(model=args.model, data=str(data), objective="raft", out=str(Path(tmp) / "out"),
                              lora=False, learning_rate=1e-4, epochs=1, max_steps=args.steps,
                              batch_size=args.batch_size, max_length=args.max_length, logging_steps=1000)
-        trainer, target_tokens, _ = build_trainer(config, RAFTLAB_BF16)
+        trainer = build_trainer(config, RAFTLAB_BF16)[0]
         base = trainer.model.config._attn_implementation
         before = resource.getrusage(resource.RUSAGE_SELF)
         t0 = time.perf_counter()
@@ -71,12 +73,9 @@ def worker(args: argparse.Namespace) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="smollm2")
-    ap.add_argument("--examples", type=int, default=96)
+    add_setup_arguments(ap)
+    ap.set_defaults(examples=96, batch_size=8, max_length=384)  # the real preset's full-finetuning batches
     ap.add_argument("--steps", type=int, default=12)
-    ap.add_argument("--batch-size", type=int, default=8)
-    ap.add_argument("--max-length", type=int, default=384)
-    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     ap.add_argument("--repeats", type=int, default=2, help="interleaved rounds; each setting's fastest counts")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--keep", action="store_true", help=argparse.SUPPRESS)
@@ -87,18 +86,12 @@ def main() -> None:
         worker(args)
         return
 
-    common = ["--model", args.model, "--examples", str(args.examples), "--steps", str(args.steps),
-              "--batch-size", str(args.batch_size), "--max-length", str(args.max_length)]
-    if args.threads:
-        common += ["--threads", str(args.threads)]
+    common = [*setup_argv(args), "--steps", str(args.steps)]
     best: dict[str, dict] = {}
     for _ in range(max(1, args.repeats)):
         for name, keep, eager_mb in SETTINGS:
-            cmd = [sys.executable, __file__, "--worker", *common, "--eager-mb", str(eager_mb)] + (["--keep"] if keep else [])
-            out = subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).parent)
-            if out.returncode:
-                sys.exit(f"{name}: the worker failed:\n{out.stderr[-3000:]}")
-            r = json.loads(out.stdout.strip().splitlines()[-1])
+            argv = ["--worker", *common, "--eager-mb", str(eager_mb), *(["--keep"] if keep else [])]
+            r = worker_result(__file__, argv, name)
             print(f"{name:40s} wall {r['wall_seconds']:6.1f} s  user {r['user_seconds']:6.1f} s  kernel "
                   f"{r['kernel_seconds']:5.1f} s  minor faults {r['minor_faults']:>9,}  {r['attention']:5s}  "
                   f"peak {r['peak_rss_mb']:,} MB  loss {r['train_loss']:.4f}")
