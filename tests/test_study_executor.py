@@ -49,8 +49,8 @@ def test_a_failed_stage_in_a_worker_names_its_log(tmp_path):
     base = load_config("quick").model_dump()
     base["tasks"] = base["tasks"][:1]
     cfg = load_config({**base, "executor": {"kind": "local", "workers": 2}})
-    with pytest.raises(StageFailed, match=r"stage 'train/(ft|raft)/synth_topic' failed in worker job .*disk full "
-                                          r"\(simulated\).*its log: .*executor"):
+    with pytest.raises(StageFailed, match=r"stage 'train/(ft|raft)/synth_topic' failed in worker job \d+: .*disk "
+                                          r"full \(simulated\).*its partial work is in"):
         run_study(cfg, tmp_path / "run", steps=steps)
 
 
@@ -84,3 +84,42 @@ def test_local_workers_are_pinned_one_stage_per_gpu(tmp_path):
     run_dispatched(stages, StageRunner(tmp_path), ExecutorConfig(workers=8, devices=[2, 3]), outputs, executor=fake)
     assert [outputs[f"s{i}"]["i"] for i in range(5)] == list(range(5))
     assert set(fake.gpus) <= {(2,), (3,)} and fake.gpus[:2] == [(2,), (3,)]
+
+
+def test_core_groups_split_the_cores_evenly(monkeypatch):
+    from raftlab.study import executor
+
+    monkeypatch.setattr(executor.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3, 4}, raising=False)
+    assert executor.core_groups(2) == [(0, 1, 2), (3, 4)]
+    assert executor.core_groups(5) == [(0,), (1,), (2,), (3,), (4,)]
+    assert executor.core_groups(6) == []  # more workers than cores: they share all of them
+    assert executor.core_groups(1) == []
+
+
+def test_cpu_workers_run_in_forked_children_pinned_to_their_cores(tmp_path, caplog):
+    """On a host without GPUs each running stage is a child of the fork server on its own cores, with as many
+    torch threads; log records of the children come through this process."""
+    import logging
+    import os
+
+    from raftlab.study.cache import StageRunner
+    from raftlab.study.config import ExecutorConfig
+    from raftlab.study.executor import core_groups, run_dispatched
+    from raftlab.study.stages import Stage
+
+    def where(given, out):
+        import torch
+
+        logging.getLogger("raftlab.test").warning(f"stage in {os.getpid()}")
+        return {"pid": os.getpid(), "cores": sorted(os.sched_getaffinity(0)), "threads": torch.get_num_threads()}
+
+    stages = [Stage(f"s{i}", "test", {"i": i}, (), f"key{i}", where) for i in range(3)]
+    outputs: dict = {}
+    run_dispatched(stages, StageRunner(tmp_path), ExecutorConfig(workers=2, devices=[]), outputs)
+    assert {o["pid"] for o in outputs.values()}.isdisjoint({os.getpid()})
+    assert {f"stage in {o['pid']}" for o in outputs.values()} <= {r.getMessage() for r in caplog.records}
+    groups = core_groups(2)
+    if not groups:
+        pytest.skip(f"this host has {len(os.sched_getaffinity(0))} core(s): no pinning to check (reported skip)")
+    for o in outputs.values():
+        assert tuple(o["cores"]) in groups and o["threads"] == len(o["cores"])

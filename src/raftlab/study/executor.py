@@ -1,14 +1,23 @@
-"""Dispatch a study's stages to several workers or a cluster through submitit (``executor:`` in the config).
+"""Dispatch a study's stages to several workers or a cluster (``executor:`` in the config).
 
 Every stage whose dependencies are done is submitted, up to ``workers`` at a time; the main process keeps the
 manifest (:class:`~raftlab.study.cache.StageRunner`), so caching, skipping and resuming are exactly those of a
-run in one process. A stage's work runs in the worker (its function and inputs are pickled by submitit); its
-stdout/stderr are kept under ``RUN/executor/``, and a failed stage names that log.
+run in one process. Where a stage runs:
+
+* local workers on a host without GPUs: children of raftlab's fork server
+  (:class:`raftlab.study.isolation.ForkExecutor`), each pinned to its own share of the CPU cores with as many torch
+  threads (two one-core processes sample and train faster than one process on two cores); their log records come
+  through this process;
+* local workers on a GPU host: submitit's local executor, one GPU per running stage;
+* ``slurm``: one submitit job per stage.
+
+A submitit job's stdout/stderr are kept under ``RUN/executor/``, and a failed stage names that log.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -19,13 +28,41 @@ logger = logging.getLogger(__name__)
 LOG_DIR = "executor"
 
 
-def _work(name: str, work: Any, given: dict[str, Any], folder: str) -> tuple[dict[str, Any], float, int]:
-    """Runs in the worker (its own process): the stage's work, its seconds and peak memory."""
+def stage_job(name: str, work: Any, given: dict[str, Any], folder: str, cores: tuple[int, ...] | None = None
+              ) -> tuple[dict[str, Any], float, int]:
+    """Runs in the worker (its own process): the stage's work, its seconds and peak memory. With ``cores`` the
+    worker runs on those CPU cores only, with as many torch threads."""
+    if cores:
+        import torch
+
+        os.sched_setaffinity(0, cores)
+        torch.set_num_threads(len(cores))
     outputs, seconds, peak, _ = run_stage_work(name, lambda d: work(given, d), Path(folder))
     return outputs, seconds, peak
 
 
-def make_executor(config: Any, run_dir: Path) -> Any:
+def core_groups(workers: int) -> list[tuple[int, ...]]:
+    """This process's CPU cores split into ``workers`` groups of adjacent cores (the first groups one core larger
+    when they do not divide evenly); none when there are fewer cores than workers (then workers share them all)."""
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if workers < 2 or len(cores) < workers:
+        return []
+    size, extra = divmod(len(cores), workers)
+    groups, start = [], 0
+    for i in range(workers):
+        end = start + size + (i < extra)
+        groups.append(tuple(cores[start:end]))
+        start = end
+    return groups
+
+
+def make_executor(config: Any, run_dir: Path, gpus: bool = False) -> Any:
+    """Local workers on a host without GPUs: children of raftlab's fork server (no imports per stage, logs through
+    this process); otherwise submitit's local or SLURM executor."""
+    if config.kind == "local" and not gpus:
+        from raftlab.study.isolation import ForkExecutor
+
+        return ForkExecutor()
     try:
         import submitit
     except ImportError as exc:
@@ -58,11 +95,14 @@ def run_dispatched(stages: list[Any], runner: StageRunner, config: Any, outputs:
 
     Local workers on a machine with GPUs are pinned: each running stage sees one GPU of its own
     (``CUDA_VISIBLE_DEVICES``), so at most one stage per GPU runs at a time."""
-    executor = executor or make_executor(config, runner.run_dir)
     devices = local_devices(config)
+    executor = executor or make_executor(config, runner.run_dir, gpus=bool(devices))
     free = list(devices)
     held: dict[str, int] = {}
     workers = min(config.workers, len(devices)) if devices else config.workers
+    groups = [] if devices or config.kind != "local" else core_groups(workers)
+    free_cores = list(range(len(groups)))  # indices into groups
+    held_cores: dict[str, int] = {}
     pending = list(stages)
     running: dict[str, Any] = {}
     try:
@@ -78,12 +118,19 @@ def run_dispatched(stages: list[Any], runner: StageRunner, config: Any, outputs:
                     outputs[stage.name] = found
                     continue
                 given = {dep: {**outputs[dep], "_stage_dir": str(runner.stage_dir(dep))} for dep in stage.deps}
+                cores = None
                 if devices:
                     held[stage.name] = free.pop(0)
                     executor.update_parameters(gpus_per_node=1, visible_gpus=(held[stage.name],))
-                running[stage.name] = job = executor.submit(_work, stage.name, stage.work, given, str(found))
+                elif groups:
+                    slot = held_cores[stage.name] = free_cores.pop(0)
+                    cores = groups[slot]
+                    executor.update_parameters(env={"TQDM_POSITION": str(slot)})  # one progress line per worker
+                running[stage.name] = job = executor.submit(stage_job, stage.name, stage.work, given, str(found),
+                                                            cores)
                 if stage.name in held:
                     job.raftlab_gpu = held[stage.name]
+                job.raftlab_cores = cores
             finished = [name for name, job in running.items() if job.done()]
             if not finished:
                 if not running and pending:
@@ -95,18 +142,26 @@ def run_dispatched(stages: list[Any], runner: StageRunner, config: Any, outputs:
                 job = running.pop(name)
                 if name in held:
                     free.append(held.pop(name))
+                if name in held_cores:
+                    free_cores.append(held_cores.pop(name))
                 try:
                     result, seconds, peak = job.result()
                 except Exception as exc:  # noqa: BLE001 - the worker's error, with where its log is
                     log = getattr(getattr(job, "paths", None), "stderr", None)
-                    raise StageFailed(f"stage '{name}' failed in worker job {job.job_id}: {_last_line(exc)}; its "
-                                      f"log: {log}; its partial work is in {runner.stage_dir(name)}. Fix the cause "
+                    where_log = f"; its log: {log}" if log else ""
+                    raise StageFailed(f"stage '{name}' failed in worker job {job.job_id}: {_last_line(exc)}"
+                                      f"{where_log}; its partial work is in {runner.stage_dir(name)}. Fix the cause "
                                       "and rerun the same command to resume.") from exc
-                where = f"job {job.job_id}" + (f", GPU {held_gpu}" if (held_gpu := _gpu_of(job)) is not None else "")
+                where = (f"job {job.job_id}" + (f", GPU {held_gpu}" if (held_gpu := _gpu_of(job)) is not None else "")
+                         + (f", cores {_cores_text(job.raftlab_cores)}" if getattr(job, "raftlab_cores", None) else ""))
                 outputs[name] = runner.finish(name, result, seconds, peak, where=where)
     finally:
         for job in running.values():  # another stage failed: stop the rest (their partial work resumes)
             job.cancel(check=False)
+
+
+def _cores_text(cores: tuple[int, ...]) -> str:
+    return f"{cores[0]}-{cores[-1]}" if len(cores) > 1 else str(cores[0])
 
 
 def _gpu_of(job: Any) -> int | None:

@@ -16,6 +16,7 @@ the child (which saves what it has, as a stage in this process would) and then t
 
 from __future__ import annotations
 
+import functools
 import logging
 import logging.handlers
 import multiprocessing
@@ -70,7 +71,8 @@ def _logger_levels() -> dict[str, int]:
 
 def _child(conn: Any, payload: bytes, env: dict[str, str], cwd: str, levels: dict[str, int],
            filters: list[Any]) -> None:
-    """The child's main: the parent's settings, then the stage's work; the result goes back over ``conn``."""
+    """The child's main: the parent's settings, then ``task()`` (unpickled from ``payload``, raising
+    :class:`StageFailed` for a stage's error); its result goes back over ``conn``."""
     import cloudpickle
 
     from raftlab.allocator import keep_freed_memory
@@ -84,9 +86,9 @@ def _child(conn: Any, payload: bytes, env: dict[str, str], cwd: str, levels: dic
     root.handlers[:] = [_PipeHandler(conn)]
     for name, level in levels.items():
         logging.getLogger(name or None).setLevel(level)
-    name, fn, folder = cloudpickle.loads(payload)
+    task = cloudpickle.loads(payload)
     try:
-        result = run_stage_work(name, fn, Path(folder))
+        result = task()
     except KeyboardInterrupt:
         conn.send(("interrupted", None))
         return
@@ -94,6 +96,20 @@ def _child(conn: Any, payload: bytes, env: dict[str, str], cwd: str, levels: dic
         conn.send(("failed", (str(exc), _portable(exc.__cause__))))
         return
     conn.send(("done", (result, os.environ.get(ONCE_ENV))))
+
+
+def _start(task: Callable[[], Any], name: str, env: dict[str, str] | None = None) -> tuple[Any, Any]:
+    """``(process, receiving end of its pipe)`` of a child of the fork server running ``task()``."""
+    import cloudpickle
+
+    ctx = _context()
+    receive, send = ctx.Pipe(duplex=False)
+    child = ctx.Process(target=_child, name=f"raftlab stage {name}", daemon=False,
+                        args=(send, cloudpickle.dumps(task), {**os.environ, **(env or {})}, os.getcwd(),
+                              _logger_levels(), list(warnings.filters)))
+    child.start()
+    send.close()
+    return child, receive
 
 
 def _portable(exc: BaseException | None) -> bytes | None:
@@ -113,17 +129,12 @@ def _portable(exc: BaseException | None) -> bytes | None:
 def run_stage_in_child(name: str, fn: Callable[[Path], dict[str, Any] | None], folder: Path
                        ) -> tuple[dict[str, Any], float, int, int]:
     """:func:`~raftlab.study.cache.run_stage_work` of ``fn(folder)``, in a child process (see the module)."""
-    import cloudpickle
-
-    ctx = _context()
-    receive, send = ctx.Pipe(duplex=False)
-    payload = cloudpickle.dumps((name, fn, str(folder)))
-    child = ctx.Process(target=_child, name=f"raftlab stage {name}", daemon=False,
-                        args=(send, payload, dict(os.environ), os.getcwd(), _logger_levels(), list(warnings.filters)))
-    child.start()
-    send.close()
+    child, receive = _start(functools.partial(run_stage_work, name, fn, Path(folder)), name)
     try:
-        return _receive(name, receive, child, folder)
+        while True:
+            message = _next_message(name, receive, child, folder)
+            if message is not None:
+                return _settle(*message)
     except BaseException:
         _stop(child)
         raise
@@ -135,32 +146,88 @@ def run_stage_in_child(name: str, fn: Callable[[Path], dict[str, Any] | None], f
 run_stage_in_child.where = "child process"  # type: ignore[attr-defined] - recorded in the manifest
 
 
-def _receive(name: str, conn: Any, child: Any, folder: Path) -> tuple[dict[str, Any], float, int, int]:
+def _next_message(name: str, conn: Any, child: Any, folder: Path) -> tuple[str, Any] | None:
+    """Wait for the child's next message: a log record is handled here (``None``), anything else returned."""
+    try:
+        kind, body = conn.recv()
+    except EOFError:
+        child.join(timeout=5)
+        code = child.exitcode
+        how = (f"was killed by signal {-code}" + (" (e.g. out of memory)" if code == -signal.SIGKILL else "")
+               if code is not None and code < 0 else f"exited with status {code}")
+        raise StageFailed(f"stage '{name}': its process {how}; its partial work is in {folder}. Rerun the "
+                          "same command to resume.") from None
+    if kind == "log":
+        record = logging.makeLogRecord(body)
+        logging.getLogger(record.name).handle(record)
+        return None
+    return kind, body
+
+
+def _settle(kind: str, body: Any) -> Any:
+    """The child's result, or its error raised here."""
     import cloudpickle
 
-    while True:
+    if kind == "done":
+        result, announced = body
+        if announced:  # what the stage printed once is not printed again by the next
+            os.environ[ONCE_ENV] = announced
+        return result
+    if kind == "interrupted":
+        raise KeyboardInterrupt
+    message, cause = body
+    raise StageFailed(message) from (cloudpickle.loads(cause) if cause else None)
+
+
+class ChildJob:
+    """One stage running in a child of the fork server while this process schedules others (the job interface
+    :func:`raftlab.study.executor.run_dispatched` uses: ``done``, ``result``, ``cancel``, ``job_id``, ``paths``).
+    The child's log records are handled here whenever :meth:`done` is asked."""
+
+    paths = None  # its log records go through this process's handlers: no log file of its own
+
+    def __init__(self, name: str, task: Callable[[], Any], folder: Path, env: dict[str, str] | None = None):
+        self.name, self.folder = name, Path(folder)
+        self.child, self.conn = _start(task, name, env)
+        self.job_id = str(self.child.pid)
+        self.outcome: tuple[str, Any] | None = None
+
+    def done(self) -> bool:
         try:
-            kind, body = conn.recv()
-        except EOFError:
-            child.join(timeout=5)
-            code = child.exitcode
-            how = (f"was killed by signal {-code}" + (" (e.g. out of memory)" if code == -signal.SIGKILL else "")
-                   if code is not None and code < 0 else f"exited with status {code}")
-            raise StageFailed(f"stage '{name}': its process {how}; its partial work is in {folder}. Rerun the "
-                              "same command to resume.") from None
-        if kind == "log":
-            record = logging.makeLogRecord(body)
-            logging.getLogger(record.name).handle(record)
-        elif kind == "done":
-            result, announced = body
-            if announced:  # what the stage printed once is not printed again by the next
-                os.environ[ONCE_ENV] = announced
-            return result
-        elif kind == "interrupted":
-            raise KeyboardInterrupt
-        else:
-            message, cause = body
-            raise StageFailed(message) from (cloudpickle.loads(cause) if cause else None)
+            while self.outcome is None and self.conn.poll():
+                self.outcome = _next_message(self.name, self.conn, self.child, self.folder)
+        except StageFailed as exc:
+            self.outcome = ("failed", (str(exc), None))
+        if self.outcome is not None:
+            self.conn.close()
+            self.child.join(timeout=5)
+        return self.outcome is not None
+
+    def result(self) -> Any:
+        while not self.done():
+            self.conn.poll(0.5)
+        return _settle(*self.outcome)  # type: ignore[misc]
+
+    def cancel(self, check: bool = False) -> None:
+        if self.outcome is None:
+            _stop(self.child)
+
+
+class ForkExecutor:
+    """Local workers as children of the fork server (submitit's executor interface: ``update_parameters``,
+    ``submit``): a stage starts without importing torch again. ``env`` of the next submitted job is set with
+    :meth:`update_parameters`."""
+
+    def __init__(self) -> None:
+        self.env: dict[str, str] = {}
+
+    def update_parameters(self, env: dict[str, str] | None = None, **_: Any) -> None:
+        self.env = dict(env or {})
+
+    def submit(self, fn: Callable[..., Any], name: str, *args: Any) -> ChildJob:
+        """``fn(name, *args)`` in a child; ``args`` end with the stage's folder and its CPU cores (the
+        arguments of :func:`raftlab.study.executor.stage_job`)."""
+        return ChildJob(name, functools.partial(fn, name, *args), Path(args[-2]), self.env)
 
 
 def _stop(child: Any) -> None:
