@@ -12,7 +12,9 @@ at which way rationales move it. Every train and eval runs as its own ``raftlab`
         --tasks trec agnews arc_easy --sizes 100 250
 
 Writes ``benchmarks/results/task_probe_<model>.json`` (per task and size: accuracy with its CI, majority class,
-learned or not, training seconds and tokens, eval seconds).
+learned or not, training seconds and tokens, eval seconds). Each probe is also appended, as it finishes, to
+``--records`` (a JSONL file): a rerun with the same settings reuses the probes found there and runs the rest, so a
+probe stopped by a crash (a full disk, Ctrl-C) loses only the probe it was running.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from results_io import add_out_argument, headline, write_result
+from results_io import add_out_argument, headline, result_path, write_result
 
 RAFTLAB = [sys.executable, "-m", "raftlab.cli.main"]
 
@@ -52,6 +54,21 @@ def accuracy_with_ci(records: Path, seed: int) -> dict[str, float]:
             "majority_class": round(majority, 4), "learned": ci.low > majority}
 
 
+SETTINGS = ("model", "epochs", "lr", "batch_size", "max_length", "test_limit", "seed")
+
+
+def settings(args: argparse.Namespace) -> dict[str, object]:
+    return {k: getattr(args, k) for k in SETTINGS}
+
+
+def done_probes(records: Path, args: argparse.Namespace) -> dict[tuple[str, int], dict[str, object]]:
+    """The probes of ``records`` made with these settings, by (task, size)."""
+    if not records.is_file():
+        return {}
+    rows = [json.loads(line) for line in records.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return {(r["task"], r["train_size"]): r for r in rows if r.get("settings") == settings(args)}
+
+
 def probe(task: str, size: int, args: argparse.Namespace, tmp: Path) -> dict[str, object]:
     """One task at one training-set size: export, train, evaluate."""
     data, model, evals = tmp / f"{task}_{size}.jsonl", tmp / f"{task}_{size}_model", tmp / f"{task}_{size}_eval"
@@ -64,10 +81,13 @@ def probe(task: str, size: int, args: argparse.Namespace, tmp: Path) -> dict[str
                   "--k", "4", "--temperature", "0.8", "--limit", str(args.test_limit), "--seed", str(args.seed),
                   "--batch-size", "10", "--out", str(evals)])
     summary = json.loads((model / "train_summary.json").read_text(encoding="utf-8"))
-    out = {"task": task, "train_size": size, **accuracy_with_ci(evals / "records.jsonl", args.seed),
+    out = {"task": task, "train_size": size, "settings": settings(args), **accuracy_with_ci(evals / "records.jsonl", args.seed),
            "train_seconds": round(summary["train_seconds"], 1), "train_wall_seconds": round(train_s, 1),
            "trained_tokens": summary["trained_tokens"], "steps": summary["global_step"],
-           "final_train_loss": round(summary["train_loss"], 4), "eval_wall_seconds": round(eval_s, 1)}
+           "final_train_loss": round(summary["train_loss"], 4), "eval_wall_seconds": round(eval_s, 1),
+           "date": time.strftime("%Y-%m-%d")}
+    with args.records.open("a", encoding="utf-8") as f:
+        f.write(json.dumps(out) + "\n")
     print(json.dumps(out), flush=True)
     return out
 
@@ -83,19 +103,25 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=384)
     parser.add_argument("--test-limit", type=int, default=250)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--records", type=Path, default=None,
+                        help="JSONL of finished probes, reused by a rerun (default: next to the result file)")
     add_out_argument(parser, "benchmarks/results/task_probe_<model>.json")
     args = parser.parse_args()
     if not os.environ.get("RAFTLAB_DATA_DIR"):
         sys.exit("set RAFTLAB_DATA_DIR to the datasets folder (e.g. ../shared/datasets)")
+    name = f"task_probe_{args.model}"
+    args.records = args.records or (args.out or result_path(name)).with_suffix(".jsonl")
+    found = done_probes(args.records, args)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        rows = [probe(task, size, args, Path(tmp)) for task in args.tasks for size in sorted(args.sizes)]
+        rows = [found.get((task, size)) or probe(task, size, args, Path(tmp))
+                for task in args.tasks for size in sorted(args.sizes)]
     learned = sorted({r["task"] for r in rows if r["learned"]})
-    numbers = {"settings": {k: getattr(args, k) for k in ("model", "epochs", "lr", "batch_size", "max_length",
-                                                           "test_limit", "seed")},
-               "probes": rows, "learned_tasks": learned, "wall_seconds": round(time.perf_counter() - start, 1),
+    numbers = {"settings": settings(args), "probes": rows,
+               "reused_probes": sum((r["task"], r["train_size"]) in found for r in rows),
+               "learned_tasks": learned, "wall_seconds": round(time.perf_counter() - start, 1),
                "headline": [headline("tasks learned", len(learned), f"of {len(args.tasks)}")], "ratios": []}
-    write_result("task_probe", numbers, name=f"task_probe_{args.model}", out=args.out, save=not args.no_save)
+    write_result("task_probe", numbers, name=name, out=args.out, save=not args.no_save)
 
 
 if __name__ == "__main__":

@@ -123,3 +123,45 @@ def test_cpu_workers_run_in_forked_children_pinned_to_their_cores(tmp_path, capl
         pytest.skip(f"this host has {len(os.sched_getaffinity(0))} core(s): no pinning to check (reported skip)")
     for o in outputs.values():
         assert tuple(o["cores"]) in groups and o["threads"] == len(o["cores"])
+
+
+def test_serial_kinds_never_run_together(tmp_path):
+    """``serial_kinds``: at most one stage of such a kind runs at a time; others fill the remaining workers."""
+    from types import SimpleNamespace
+
+    from raftlab.study.cache import StageRunner
+    from raftlab.study.config import ExecutorConfig
+    from raftlab.study.executor import run_dispatched
+    from raftlab.study.stages import Stage
+
+    class SlowExecutor:
+        """Each job finishes on the second time it is asked; records which kinds ran side by side."""
+
+        def __init__(self):
+            self.running, self.together = [], []
+
+        def update_parameters(self, **kw):
+            pass
+
+        def submit(self, fn, name, *args):
+            kind = name.split("/")[0]
+            self.running.append(kind)
+            self.together.append(list(self.running))
+            asked = []
+
+            def done():
+                asked.append(1)
+                if len(asked) == 2:
+                    self.running.remove(kind)
+                return len(asked) >= 2
+
+            return SimpleNamespace(job_id=name, done=done, result=lambda: fn(name, *args),
+                                   cancel=lambda check=False: None)
+
+    stages = [Stage(f"{kind}/{i}", kind, {"i": i}, (), f"{kind}{i}", lambda given, out: {})
+              for kind in ("train", "eval") for i in range(3)]  # trains first: without the rule two would pair
+    fake = SlowExecutor()
+    run_dispatched(stages, StageRunner(tmp_path), ExecutorConfig(workers=2, devices=[], serial_kinds=["train"]),
+                   {}, poll=0, executor=fake)
+    assert all(group.count("train") <= 1 for group in fake.together)
+    assert any(len(group) == 2 for group in fake.together)  # the other worker was used

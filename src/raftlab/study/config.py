@@ -197,6 +197,9 @@ class ExecutorConfig(_Strict):
     devices: list[int] | None = Field(None, description="local workers: GPUs to pin to, one stage per GPU "
                                                         "(default: every visible CUDA device; none on a CPU host)")
     slurm: dict[str, Any] = Field(default_factory=dict, description="submitit parameters of each SLURM job")
+    serial_kinds: list[str] = Field(default_factory=list,
+                                    description="stage kinds of which at most one runs at a time (e.g. [train] where "
+                                                "two full finetunings would not fit in memory together)")
     isolate: bool = Field(True, description="one worker: run each stage in a child process forked from a server "
                                             "that imported torch once (no imports per stage), so that each "
                                             "stage's memory is its own and goes back to the OS when it ends; "

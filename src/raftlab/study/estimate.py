@@ -168,8 +168,8 @@ def stage_gpu_hours(cfg: StudyConfig, stages: Sequence[dict[str, Any]], sizes: d
 
 def disk_gb(cfg: StudyConfig, stages: Sequence[dict[str, Any]], sizes: dict[str, TaskSize], params: float | None,
             *, attempts: float, kept: dict[str, float], rationale_tokens: int) -> dict[str, float | None]:
-    """Disk in GB: ``models`` (the base model once, and per trained arm its weights and the checkpoints
-    training keeps) and ``records`` (``attempts`` teacher attempts in the rationale stores, and eval records);
+    """Disk in GB: ``models`` (the base model once, per trained arm its weights, and the checkpoints of the
+    training stages that may run at once: a finished training drops its own) and ``records`` (``attempts`` teacher attempts in the rationale stores, and eval records);
     None where the model size is unknown."""
     records = attempts * rationale_tokens * RECORD_BYTES_PER_TOKEN
     samples = cfg.eval.k if cfg.eval.mode == "sc" else 1
@@ -183,13 +183,17 @@ def disk_gb(cfg: StudyConfig, stages: Sequence[dict[str, Any]], sizes: dict[str,
         share = LORA_SHARE if cfg.train.lora else 1.0
         models = params * WEIGHT_BYTES  # the base model, once
         global_batch = cfg.train.global_batch or cfg.train.batch_size * cfg.train.grad_accum
+        in_flight = []  # per training stage, the checkpoints it holds while it runs (dropped when it finishes)
         for s in stages:
             arm, task = _parts(s["stage"])
             if s["kind"] != "train" or task not in sizes:
                 continue
             steps = _rows_trained(cfg, _train_rows(cfg, kept, task, s["stage"])) / global_batch
-            checkpoints = min(CHECKPOINTS_KEPT, int(steps // cfg.train.save_steps))
-            models += params * share * (WEIGHT_BYTES + checkpoints * CHECKPOINT_BYTES)
+            models += params * share * WEIGHT_BYTES
+            in_flight.append(min(CHECKPOINTS_KEPT, int(steps // cfg.train.save_steps) + 1)  # + the final one
+                             * params * share * CHECKPOINT_BYTES)
+        at_once = min(len(in_flight), cfg.executor.workers)
+        models += sum(sorted(in_flight, reverse=True)[:at_once])
     gb = 1e9
     return {"models": None if models is None else round(models / gb, 2), "records": round(records / gb, 3),
             "total": None if models is None else round((models + records) / gb, 2)}

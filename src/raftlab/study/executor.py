@@ -105,6 +105,7 @@ def run_dispatched(stages: list[Any], runner: StageRunner, config: Any, outputs:
     held_cores: dict[str, int] = {}
     pending = list(stages)
     running: dict[str, Any] = {}
+    kinds: dict[str, str] = {}  # running stage -> its kind
     try:
         while pending or running:
             for stage in list(pending):
@@ -112,6 +113,8 @@ def run_dispatched(stages: list[Any], runner: StageRunner, config: Any, outputs:
                     break
                 if not all(dep in outputs for dep in stage.deps):
                     continue
+                if stage.kind in config.serial_kinds and stage.kind in kinds.values():
+                    continue  # one of its kind is running
                 pending.remove(stage)
                 skipped, found = runner.begin(stage.name, stage.inputs, stage.deps, stage.key, stage.dep_keys)
                 if skipped:
@@ -126,6 +129,7 @@ def run_dispatched(stages: list[Any], runner: StageRunner, config: Any, outputs:
                     slot = held_cores[stage.name] = free_cores.pop(0)
                     cores = groups[slot]
                     executor.update_parameters(env={"TQDM_POSITION": str(slot)})  # one progress line per worker
+                kinds[stage.name] = stage.kind
                 running[stage.name] = job = executor.submit(stage_job, stage.name, stage.work, given, str(found),
                                                             cores)
                 if stage.name in held:
@@ -140,6 +144,7 @@ def run_dispatched(stages: list[Any], runner: StageRunner, config: Any, outputs:
                 continue
             for name in finished:
                 job = running.pop(name)
+                kinds.pop(name, None)
                 if name in held:
                     free.append(held.pop(name))
                 if name in held_cores:

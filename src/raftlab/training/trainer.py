@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -414,7 +415,14 @@ def run_training(config: TrainConfig):
                    "stopping": early_stopping.stopping(trainer.state, config, p.train_examples, p.dev_examples),
                    "log_history": trainer.state.log_history}
         write_json(out / "train_summary.json", summary)
+        drop_checkpoints(out)
     return out, trainer
+
+
+def drop_checkpoints(out: Path) -> None:
+    """A finished run's model is saved and its summary marks it finished: its resume checkpoints (weights and
+    optimizer state, about three times the model's size when every weight trains) are no longer needed."""
+    shutil.rmtree(out / "checkpoints", ignore_errors=True)
 
 
 def train(config: TrainConfig) -> Path:
