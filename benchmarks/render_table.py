@@ -35,6 +35,7 @@ KINDS = {
     "sc_profile": "where sampling time goes (`profile_sc.py`)",
     "continuous_batching": "continuous against drained batches (`bench_continuous.py`)",
     "train_memory": "full finetuning, default vs kept allocator memory (`bench_train_memory.py`)",
+    "task_probe": "label-only learning curves of candidate real tasks (`probe_tasks.py`)",
 }
 
 

@@ -158,7 +158,7 @@ def test_real_preset_plans_offline_with_a_judge_per_task(tmp_path) -> None:
 
     cfg = load_config("real")
     assert cfg.teacher.backend == "hf:smollm2" and cfg.judge_backend() == "hf:smollm2"
-    assert {"sst2", "subj", "coinflip"} <= {t.name for t in cfg.tasks} and not cfg.train.lora
+    assert {"sst2", "subj", "agnews"} <= {t.name for t in cfg.tasks} and not cfg.train.lora
     out = tmp_path / "r"
     res = runner.invoke(app, ["study", "--preset", "real", "--plan", "--json", "--out", str(out)])
     assert res.exit_code == 0, res.output
