@@ -6,8 +6,7 @@ run in one process. Where a stage runs:
 
 * local workers on a host without GPUs: children of raftlab's fork server
   (:class:`raftlab.study.isolation.ForkExecutor`), each pinned to its own share of the CPU cores with as many torch
-  threads (two one-core processes sample and train faster than one process on two cores); their log records come
-  through this process;
+  threads, so that workers do not oversubscribe the cores; their log records come through this process;
 * local workers on a GPU host: submitit's local executor, one GPU per running stage;
 * ``slurm``: one submitit job per stage.
 
