@@ -83,7 +83,8 @@ def main() -> None:
     seconds, wall = _stage_times(manifest)
     common = environment("cpu") | {"command": args.command, "recorded_with": command_line()}
     result = {"config": yaml.safe_load((run / "study.yaml").read_text()),
-              "wall_seconds": wall, "stage_seconds": seconds, "stage_peak_rss_mb": _stage_memory(manifest),
+              "wall_seconds": wall, "stage_seconds_total": round(sum(seconds.values()), 1),
+              "stage_seconds": seconds, "stage_peak_rss_mb": _stage_memory(manifest),
               "tasks": [_task_record(row, run) for row in analysis["tasks"]],
               "fit": analysis.get("fit"), "fit_all_tasks": analysis.get("other_fit"), "notes": analysis.get("notes")}
     result.update(summarize(result))
@@ -92,10 +93,22 @@ def main() -> None:
                  common=common)
 
 
+#: A run whose wall clock exceeds the sum of its stage times by more than this was resumed (or had stages rerun
+#: later): its headline is then the sum of its stage times, the time of the same stages run at once (a run's
+#: wall is its stage times plus about 15 s of process starts).
+RESUMED_GAP_S = 300
+
+
 def summarize(result: dict) -> dict:
     """``headline``: the run's wall time and each task's ΔAcc and ΔECE (RAFT vs FT); no ratios (a study has no
     baseline run)."""
-    heads = [headline("wall", round(result["wall_seconds"] / 60, 1), "min")]
+    total = result.get("stage_seconds_total")
+    if total is not None and result["wall_seconds"] - total > RESUMED_GAP_S:
+        # resumed after a pause (or some stages rerun later): the wall clock spans the pause
+        result["resumed"] = True
+        heads = [headline("stage time (resumed run)", round(total / 60, 1), "min")]
+    else:
+        heads = [headline("wall", round(result["wall_seconds"] / 60, 1), "min")]
     for task in result["tasks"]:
         for metric, label in (("delta_acc", "ΔAcc"), ("delta_ece", "ΔECE")):
             value = (task.get("raft_vs_ft") or {}).get(metric) or {}
