@@ -1,8 +1,10 @@
 """Record a finished study run as a committed result: the machine, versions, command and config, each stage's wall
 time, the teacher's kept rate, how each arm's training stopped and its tokens per second, each arm's accuracy and
 ECE, and RAFT vs FT with CIs and the artifact-check verdict per task (from the run's manifest, stats, training
-summaries and analysis.json). The machine and versions are this process's (record on the machine that ran the
-study); ``--command`` is the study's command line, and ``recorded_with`` this one's. Writes
+summaries and analysis.json). ``wall_seconds`` runs from the first stage's start to the last one's end and
+``stage_seconds_total`` sums the stages; where the wall exceeds that sum by more than five minutes the run was
+resumed (``resumed: true``) and its headline is the sum. The machine and versions are this process's (record on
+the machine that ran the study); ``--command`` is the study's command line, and ``recorded_with`` this one's. Writes
 ``benchmarks/results/study_<run folder>.json`` (``--out``; ``benchmarks/results_io.py``).
 
     .venv/bin/python benchmarks/record_study.py runs/real --command "raftlab study --preset real" \
