@@ -28,6 +28,7 @@ def test_two_workers_give_the_sequential_results(tmp_path):
     par_m = json.loads((tmp_path / "par" / "manifest.json").read_text())["stages"]
     assert {n: s["hash"] for n, s in par_m.items()} == {n: s["hash"] for n, s in seq_m.items()}
     assert all(s["status"] == "done" for s in par_m.values())
+    assert not list((tmp_path / "seq").glob("train/*/*/model/checkpoints"))  # a finished stage keeps no checkpoints
     assert any(s.get("worker", "").startswith("job ") for s in par_m.values())
     for task in ("synth_topic",):
         for arm in ("icl_label", "icl_rationale", "ft", "raft"):

@@ -415,13 +415,13 @@ def run_training(config: TrainConfig):
                    "stopping": early_stopping.stopping(trainer.state, config, p.train_examples, p.dev_examples),
                    "log_history": trainer.state.log_history}
         write_json(out / "train_summary.json", summary)
-        drop_checkpoints(out)
     return out, trainer
 
 
 def drop_checkpoints(out: Path) -> None:
-    """A finished run's model is saved and its summary marks it finished: its resume checkpoints (weights and
-    optimizer state, about three times the model's size when every weight trains) are no longer needed."""
+    """Delete a finished run's resume checkpoints (weights and optimizer state, about three times the model's size
+    when every weight trains). A study does so after each training stage: a changed config retrains there anyway,
+    whereas ``raftlab train --resume`` may extend a finished run from its last checkpoint."""
     shutil.rmtree(out / "checkpoints", ignore_errors=True)
 
 

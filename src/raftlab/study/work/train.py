@@ -18,6 +18,7 @@ def train(cfg: StudyConfig, spec: TaskSpec, arm: str, sources: Given | list[Give
     other tasks, multi-task)."""
     from raftlab.training import TrainConfig
     from raftlab.training import train as run_train
+    from raftlab.training.trainer import drop_checkpoints
 
     data = [str(RationaleFile.of(o).rationales_path) for o in (sources if isinstance(sources, list) else [sources])]
     config = TrainConfig(**cfg.train.model_dump(exclude={"launcher"}), model=cfg.model,
@@ -31,6 +32,7 @@ def train(cfg: StudyConfig, spec: TaskSpec, arm: str, sources: Given | list[Give
         model_dir = Path(config.out)
     else:
         model_dir = Path(run_train(config))
+    drop_checkpoints(model_dir)  # the stage is done; a changed config clears it and retrains from scratch
     return TrainOutput(os.path.relpath(model_dir, out), folder=out)
 
 
