@@ -27,7 +27,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter
 from pathlib import Path
 
 from results_io import add_out_argument, headline, result_path, write_result
@@ -44,15 +43,16 @@ def run(argv: list[str]) -> float:
     return time.perf_counter() - start
 
 
-def accuracy_with_ci(records: Path, seed: int) -> dict[str, float]:
-    """Accuracy, its 95% percentile-bootstrap interval and the majority class of one eval's records."""
-    from raftlab.analysis.checks import accuracy_interval
+def accuracy_with_ci(records: Path, seed: int) -> dict[str, object]:
+    """Accuracy, its 95% percentile-bootstrap interval, the majority class and whether the accuracy is above the
+    study's bar (majority class or chance, the higher) beyond its interval, from one eval's records."""
+    from raftlab.analysis.checks import accuracy_interval, baselines, chance_bar, learned
 
     rows = [json.loads(line) for line in records.read_text(encoding="utf-8").splitlines() if line.strip()]
     ci = accuracy_interval([bool(r["correct"]) for r in rows], n_boot=1000, seed=seed, alpha=0.05)
-    majority = Counter(r["gold"] for r in rows).most_common(1)[0][1] / len(rows)
+    base = baselines(rows)
     return {"n": len(rows), "accuracy": round(ci.value, 4), "ci": [round(ci.low, 4), round(ci.high, 4)],
-            "majority_class": round(majority, 4), "learned": ci.low > majority}
+            "majority_class": round(base["majority_class"], 4), "learned": learned(ci, chance_bar(base))}
 
 
 SETTINGS = ("model", "epochs", "lr", "batch_size", "max_length", "test_limit", "seed")

@@ -21,6 +21,12 @@ from pathlib import Path
 from results_io import add_out_argument, command_line, environment, headline, slug, write_result
 
 
+#: A run whose wall clock exceeds the sum of its stage times by more than this was resumed (or had stages rerun
+#: later): its headline is then the sum of its stage times, the time of the same stages run at once (a run's
+#: wall is its stage times plus about 15 s of process starts).
+RESUMED_GAP_S = 300
+
+
 def _stage_memory(manifest: dict) -> dict[str, int]:
     """Each stage's peak resident memory (MB, from the run's manifest)."""
     return {name: s["peak_rss_mb"] for name, s in manifest["stages"].items() if s.get("peak_rss_mb") is not None}
@@ -83,9 +89,10 @@ def main() -> None:
     manifest = json.loads((run / "manifest.json").read_text())
     analysis = json.loads((run / "analysis" / "analysis.json").read_text())
     seconds, wall = _stage_times(manifest)
+    total = round(sum(seconds.values()), 1)
     common = environment("cpu") | {"command": args.command, "recorded_with": command_line()}
     result = {"config": yaml.safe_load((run / "study.yaml").read_text()),
-              "wall_seconds": wall, "stage_seconds_total": round(sum(seconds.values()), 1),
+              "wall_seconds": wall, "stage_seconds_total": total, "resumed": wall - total > RESUMED_GAP_S,
               "stage_seconds": seconds, "stage_peak_rss_mb": _stage_memory(manifest),
               "tasks": [_task_record(row, run) for row in analysis["tasks"]],
               "fit": analysis.get("fit"), "fit_all_tasks": analysis.get("other_fit"), "notes": analysis.get("notes")}
@@ -95,20 +102,11 @@ def main() -> None:
                  common=common)
 
 
-#: A run whose wall clock exceeds the sum of its stage times by more than this was resumed (or had stages rerun
-#: later): its headline is then the sum of its stage times, the time of the same stages run at once (a run's
-#: wall is its stage times plus about 15 s of process starts).
-RESUMED_GAP_S = 300
-
-
 def summarize(result: dict) -> dict:
-    """``headline``: the run's wall time and each task's ΔAcc and ΔECE (RAFT vs FT); no ratios (a study has no
-    baseline run)."""
-    total = result.get("stage_seconds_total")
-    if total is not None and result["wall_seconds"] - total > RESUMED_GAP_S:
-        # resumed after a pause (or some stages rerun later): the wall clock spans the pause
-        result["resumed"] = True
-        heads = [headline("stage time (resumed run)", round(total / 60, 1), "min")]
+    """``headline``: the run's wall time (its stage time when it was resumed) and each task's ΔAcc and ΔECE (RAFT
+    vs FT); no ratios (a study has no baseline run)."""
+    if result.get("resumed"):  # the wall clock spans the pause: the stage time is the run's time
+        heads = [headline("stage time (resumed run)", round(result["stage_seconds_total"] / 60, 1), "min")]
     else:
         heads = [headline("wall", round(result["wall_seconds"] / 60, 1), "min")]
     for task in result["tasks"]:

@@ -169,8 +169,8 @@ def stage_gpu_hours(cfg: StudyConfig, stages: Sequence[dict[str, Any]], sizes: d
 def disk_gb(cfg: StudyConfig, stages: Sequence[dict[str, Any]], sizes: dict[str, TaskSize], params: float | None,
             *, attempts: float, kept: dict[str, float], rationale_tokens: int) -> dict[str, float | None]:
     """Disk in GB: ``models`` (the base model once, per trained arm its weights, and the checkpoints of the
-    training stages that may run at once: a finished training drops its own) and ``records`` (``attempts`` teacher attempts in the rationale stores, and eval records);
-    None where the model size is unknown."""
+    training stages that may run at once: a finished stage deletes its own) and ``records`` (``attempts``
+    teacher attempts in the rationale stores, and eval records); None where the model size is unknown."""
     records = attempts * rationale_tokens * RECORD_BYTES_PER_TOKEN
     samples = cfg.eval.k if cfg.eval.mode == "sc" else 1
     evals = [s for s in stages if s["kind"] in ("eval", "prompting", "mean_of_task")]

@@ -224,10 +224,10 @@ class ForkExecutor:
     def update_parameters(self, env: dict[str, str] | None = None, **_: Any) -> None:
         self.env = dict(env or {})
 
-    def submit(self, fn: Callable[..., Any], name: str, *args: Any) -> ChildJob:
-        """``fn(name, *args)`` in a child; ``args`` end with the stage's folder and its CPU cores (the
-        arguments of :func:`raftlab.study.executor.stage_job`)."""
-        return ChildJob(name, functools.partial(fn, name, *args), Path(args[-2]), self.env)
+    def submit(self, fn: Callable[..., Any], name: str, work: Any, given: dict[str, Any], folder: str,
+               cores: tuple[int, ...] | None = None) -> ChildJob:
+        """``fn(name, work, given, folder, cores)`` (:func:`raftlab.study.executor.stage_job`) in a child."""
+        return ChildJob(name, functools.partial(fn, name, work, given, folder, cores), Path(folder), self.env)
 
 
 def _stop(child: Any) -> None:
