@@ -50,9 +50,11 @@ def test_a_failed_stage_in_a_worker_names_its_log(tmp_path):
     base = load_config("quick").model_dump()
     base["tasks"] = base["tasks"][:1]
     cfg = load_config({**base, "executor": {"kind": "local", "workers": 2}})
-    with pytest.raises(StageFailed, match=r"stage 'train/(ft|raft)/synth_topic' failed in worker job \d+: .*disk "
-                                          r"full \(simulated\).*its partial work is in"):
+    with pytest.raises(StageFailed, match=r"stage 'train/(ft|raft)/synth_topic' failed \(RuntimeError: disk full "
+                                          r"\(simulated\)\); its partial work is in \S+\. Fix the cause and rerun "
+                                          r"the same command to resume\. \(worker job \d+\)$") as failed:
         run_study(cfg, tmp_path / "run", steps=steps)
+    assert str(failed.value).count("partial work") == 1
 
 
 def test_local_workers_are_pinned_one_stage_per_gpu(tmp_path):

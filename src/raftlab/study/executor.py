@@ -150,6 +150,8 @@ def run_dispatched(stages: list[Any], runner: StageRunner, config: Any, outputs:
                     free_cores.append(held_cores.pop(name))
                 try:
                     result, seconds, peak = job.result()
+                except StageFailed as exc:  # a forked child's failure already names the stage and its partial work
+                    raise StageFailed(f"{exc} (worker job {job.job_id})") from exc
                 except Exception as exc:  # noqa: BLE001 - the worker's error, with where its log is
                     log = getattr(getattr(job, "paths", None), "stderr", None)
                     where_log = f"; its log: {log}" if log else ""

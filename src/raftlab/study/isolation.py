@@ -193,6 +193,8 @@ class ChildJob:
         self.outcome: tuple[str, Any] | None = None
 
     def done(self) -> bool:
+        if self.outcome is not None:
+            return True
         try:
             while self.outcome is None and self.conn.poll():
                 self.outcome = _next_message(self.name, self.conn, self.child, self.folder)
