@@ -128,6 +128,40 @@ def test_cpu_workers_run_in_forked_children_pinned_to_their_cores(tmp_path, capl
         assert tuple(o["cores"]) in groups and o["threads"] == len(o["cores"])
 
 
+def test_ctrl_c_in_one_forked_worker_stops_the_others_and_they_save_their_work(tmp_path):
+    """With CPU workers, a stage interrupted in its child stops the study; a stage still running in the other
+    worker is interrupted too (SIGINT) and gets to save its partial work before its process ends."""
+    import time
+
+    from raftlab.study.cache import StageRunner
+    from raftlab.study.config import ExecutorConfig
+    from raftlab.study.executor import run_dispatched
+    from raftlab.study.stages import Stage
+
+    runner = StageRunner(tmp_path)
+    other = runner.stage_dir("waits")
+
+    def waits(given, out):
+        (out / "started").write_text("")
+        try:
+            while True:  # runs until interrupted
+                time.sleep(0.05)
+        except KeyboardInterrupt:
+            (out / "saved").write_text("partial work")
+            raise
+
+    def interrupted(given, out):
+        while not (other / "started").exists():  # both stages are running
+            time.sleep(0.05)
+        raise KeyboardInterrupt
+
+    stages = [Stage("waits", "test", {}, (), "k1", waits), Stage("interrupted", "test", {}, (), "k2", interrupted)]
+    with pytest.raises(KeyboardInterrupt):
+        run_dispatched(stages, runner, ExecutorConfig(workers=2, devices=[]), {})
+    assert (other / "saved").read_text() == "partial work"
+    assert runner.stages["waits"]["status"] != "done"
+
+
 def test_serial_kinds_never_run_together(tmp_path):
     """``serial_kinds``: at most one stage of such a kind runs at a time; others fill the remaining workers."""
     from types import SimpleNamespace
