@@ -60,6 +60,7 @@ class StageRunner:
         self.executed: list[str] = []
         self.skipped: list[str] = []
         self.total: int | None = None  # planned stage count, for progress messages
+        self.begun = 0  # stages begun (run, resumed or skipped): each one's number in the progress messages
         self._unlock: Callable[[], None] | None = None
 
     def _load(self) -> dict[str, dict[str, Any]]:
@@ -86,8 +87,9 @@ class StageRunner:
             self._unlock = None
 
     def _progress(self) -> str:
-        done = len(self.executed) + len(self.skipped) + 1
-        return f"({done}/{self.total}) " if self.total else ""
+        """The next stage's number, counted as stages begin (stages that run side by side get their own)."""
+        self.begun += 1
+        return f"({self.begun}/{self.total}) " if self.total else ""
 
     def _save(self) -> None:
         write_json(self.path, {"stages": self.stages})

@@ -88,9 +88,37 @@ def local_devices(config: Any) -> list[int]:
     return list(range(torch.cuda.device_count()))
 
 
+def longest_chains(stages: list[Any]) -> dict[str, float]:
+    """Each stage's cost plus that of the costliest chain of stages waiting on it (``stages`` in plan order,
+    dependencies first). Ready stages start in decreasing order of it, so that the long chains (a RAFT training
+    and its CoT evaluation) start first and the short stages fill the workers around them, instead of the last
+    task's long chain running alone at the end."""
+    dependents: dict[str, list[str]] = {s.name: [] for s in stages}
+    for stage in stages:
+        for dep in stage.deps:
+            dependents.setdefault(dep, []).append(stage.name)
+    chain: dict[str, float] = {}
+    for stage in reversed(stages):
+        chain[stage.name] = getattr(stage, "cost", 1.0) + max((chain[d] for d in dependents[stage.name]), default=0.0)
+    return chain
+
+
+def effective_workers(config: Any) -> int:
+    """How many stages can usefully run at once: ``workers``, but no more than the GPUs local workers are pinned
+    to (on a GPU host) or the CPU cores (on a CPU host: more workers than cores only share them)."""
+    if config.kind != "local" or config.workers == 1:
+        return config.workers
+    devices = local_devices(config)
+    if devices:
+        return min(config.workers, len(devices))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return min(config.workers, cores)
+
+
 def run_dispatched(stages: list[Any], runner: StageRunner, config: Any, outputs: dict[str, dict[str, Any]],
                    poll: float = 0.2, executor: Any = None) -> None:
-    """Run ``stages`` (in plan order, dependencies first) on ``config.workers`` workers; fills ``outputs``.
+    """Run ``stages`` (in plan order, dependencies first) on ``config.workers`` workers, the longest chains first
+    (:func:`longest_chains`); fills ``outputs``.
 
     Local workers on a machine with GPUs are pinned: each running stage sees one GPU of its own
     (``CUDA_VISIBLE_DEVICES``), so at most one stage per GPU runs at a time."""
@@ -102,7 +130,8 @@ def run_dispatched(stages: list[Any], runner: StageRunner, config: Any, outputs:
     groups = [] if devices or config.kind != "local" else core_groups(workers)
     free_cores = list(range(len(groups)))  # indices into groups
     held_cores: dict[str, int] = {}
-    pending = list(stages)
+    chain = longest_chains(stages)
+    pending = sorted(stages, key=lambda s: -chain[s.name])  # stable: plan order among equals
     running: dict[str, Any] = {}
     kinds: dict[str, str] = {}  # running stage -> its kind
     try:

@@ -52,7 +52,9 @@ def _run(cfg: StudyConfig, steps: StudySteps, runner: StageRunner) -> StudyResul
     stages = plan(cfg, steps, run_dir)
     runner.total = len(stages)
     outputs: dict[str, dict[str, Any]] = {}
-    if cfg.executor.kind == "local" and cfg.executor.workers == 1:
+    from raftlab.study.executor import effective_workers
+
+    if cfg.executor.kind == "local" and effective_workers(cfg.executor) == 1:
         from raftlab.study.isolation import run_stage_in_child
 
         execute = run_stage_in_child if cfg.executor.isolate and steps.isolate else None

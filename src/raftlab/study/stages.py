@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from raftlab import layout
-from raftlab.study.config import ARM_PROMPT_MODE, BOTH_PROMPTS_ALWAYS, PROMPT_MODES, ArmEval, StudyConfig, TaskSpec
+from raftlab.study.config import (ARM_OBJECTIVE, ARM_PROMPT_MODE, BOTH_PROMPTS_ALWAYS, PROMPT_MODES, ArmEval, StudyConfig,
+                                  TaskSpec)
 from raftlab.study.inputs import ConfigView, declared_slice, stage_key, stage_view
 from raftlab.study.work.outputs import StageOutput, as_record
 
@@ -91,6 +92,23 @@ class Stage:
     view: ConfigView | None = None
     #: the keys of ``deps`` (recorded with the stage, so that a change can be traced to a dependency)
     dep_keys: dict[str, str] = field(default_factory=dict)
+    #: rough relative cost (:func:`relative_cost`), used only to order ready stages across several workers
+    cost: float = 1.0
+
+
+def relative_cost(kind: str, cfg: StudyConfig, arm: str | None = None, mode: str | None = None) -> float:
+    """A stage's rough cost relative to others of the same study, for ordering only: what trains on or samples
+    rationales is the long kind (they are several times the tokens of a label), a programmatic teacher and the
+    bookkeeping stages are nearly free."""
+    if kind == "train":
+        return 3.0 if ARM_OBJECTIVE.get(arm or "", "label") != "label" else 2.0
+    if kind in ("eval", "prompting", "mean_of_task", "reference"):
+        return 2.0 if mode == "cot" else 1.0
+    if kind == "rationales":
+        return 0.1 if cfg.teacher.backend == "oracle" else 3.0
+    if kind == "info_gain":
+        return 3.0
+    return 1.0 if kind == "judge" else 0.1
 
 
 def task_source(spec: TaskSpec) -> dict[str, Any]:
@@ -130,9 +148,10 @@ def plan(cfg: StudyConfig, steps: StudySteps, run_dir: Path) -> list[Stage]:
         key = stage_key(kind, inputs, dep_keys, extra)
         view, task = stage_view(cfg, kind, name, spec)
         keys[name] = key
+        cost = relative_cost(kind, cfg, extra.get("arm"), extra.get("mode"))
         stages.append(Stage(name, kind, inputs, deps, key,
                             lambda d, out, view=view, task=task: as_record(work(view, task, d, out)), view,
-                            dep_keys))
+                            dep_keys, cost))
 
     def add_sources(spec: TaskSpec) -> None:
         data, rats = layout.data(spec.name), layout.rationales(spec.name)
