@@ -185,10 +185,11 @@ class ReferenceConfig(_Strict):
 
 
 class ExecutorConfig(_Strict):
-    """Where the stages run. ``local`` with ``workers: 1`` (the default): one after another in this process.
-    ``local`` with more workers: every stage whose dependencies are done starts at once, up to ``workers`` at a
-    time, each in its own process (submitit's local executor; on a GPU machine each running stage sees one GPU
-    of its own, ``devices``).
+    """Where the stages run. ``local`` with ``workers: 1`` (the field's default; the built-in default study asks
+    for 2): one after another in plan order, each in a child of the fork server. ``local`` with more workers:
+    stages whose dependencies are done start, the longest chains first, up to ``workers`` at a time but no more
+    than the host's cores (CPU, each worker pinned to its share) or GPUs (one stage per GPU, ``devices``;
+    submitit's local executor); where that leaves one, as with ``workers: 1``.
     ``slurm``: each stage is a SLURM job (submitit), with ``slurm`` as its parameters (e.g. ``{slurm_partition: gpu,
     gpus_per_node: 1, timeout_min: 240}``). The manifest, caching and resume work exactly as in one process."""
 

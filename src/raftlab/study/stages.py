@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from raftlab import layout
-from raftlab.study.config import (ARM_OBJECTIVE, ARM_PROMPT_MODE, BOTH_PROMPTS_ALWAYS, PROMPT_MODES, ArmEval, StudyConfig,
-                                  TaskSpec)
+from raftlab.study.config import (ARM_OBJECTIVE, ARM_PROMPT_MODE, BOTH_PROMPTS_ALWAYS, PROMPT_MODES, ArmEval,
+                                  StudyConfig, TaskSpec)
 from raftlab.study.inputs import ConfigView, declared_slice, stage_key, stage_view
 from raftlab.study.work.outputs import StageOutput, as_record
 
