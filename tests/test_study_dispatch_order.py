@@ -79,6 +79,19 @@ def test_workers_are_capped_by_the_cores_or_the_gpus(monkeypatch):
     assert effective_workers(ExecutorConfig(kind="slurm", workers=6)) == 6  # the cluster decides
 
 
+def test_one_worker_where_cores_cannot_be_pinned_or_gpu_workers_lack_submitit(monkeypatch):
+    import importlib.util
+
+    from raftlab.study import executor
+
+    monkeypatch.delattr(executor.os, "sched_getaffinity", raising=False)  # e.g. macOS
+    assert effective_workers(ExecutorConfig(workers=2, devices=[])) == 1
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "submitit" else find_spec(name, *a))
+    assert effective_workers(ExecutorConfig(workers=2, devices=[0, 1])) == 1
+
+
 def test_one_usable_worker_runs_the_stages_in_plan_order_in_child_processes(tmp_path, monkeypatch):
     """``workers: 2`` on one core: the study takes the sequential path (no dispatcher, no submitit needed)."""
     import json
@@ -109,8 +122,12 @@ def test_one_usable_worker_runs_the_stages_in_plan_order_in_child_processes(tmp_
     assert all(not str(s.get("worker", "")).startswith("job ") for s in manifest.values())
 
 
-def test_stages_begun_side_by_side_get_their_own_numbers(tmp_path, caplog):
+def test_stages_begun_side_by_side_get_their_own_numbers(tmp_path, caplog, monkeypatch):
     import logging
+
+    from raftlab.study import executor
+
+    monkeypatch.setattr(executor, "effective_workers", lambda config: config.workers)  # two even on one core
 
     class Immediate:
         def update_parameters(self, **kw):

@@ -1,5 +1,5 @@
-"""The quick study dispatched to two local workers (submitit's local executor) gives the same results as the
-sequential run, with the same manifest semantics; a failing stage names its worker log."""
+"""The quick study dispatched to two local workers (forked children on a CPU host) gives the same results as the
+sequential run, with the same manifest semantics; a failing stage is reported once, naming its worker."""
 
 from __future__ import annotations
 
@@ -18,11 +18,20 @@ def _records(run, arm, task):
             for line in (run / "eval" / arm / task / "records.jsonl").read_text().splitlines()]
 
 
-def test_two_workers_give_the_sequential_results(tmp_path):
+@pytest.fixture
+def two_workers_anywhere(monkeypatch):
+    """Two workers even on a one-core runner (they then share the core): these tests are about dispatching."""
+    from raftlab.study import executor
+
+    monkeypatch.setattr(executor, "effective_workers", lambda config: config.workers)
+
+
+def test_two_workers_give_the_sequential_results(tmp_path, two_workers_anywhere):
     base = load_config("quick").model_dump()
     base["tasks"] = base["tasks"][:1]
     sequential = run_study(load_config(base), tmp_path / "seq")
-    parallel = run_study(load_config({**base, "executor": {"kind": "local", "workers": 2}}), tmp_path / "par")
+    parallel = run_study(load_config({**base, "executor": {"kind": "local", "workers": 2, "devices": []}}),
+                         tmp_path / "par")
     assert sorted(parallel.executed) == sorted(sequential.executed)
     seq_m = json.loads((tmp_path / "seq" / "manifest.json").read_text())["stages"]
     par_m = json.loads((tmp_path / "par" / "manifest.json").read_text())["stages"]
@@ -34,11 +43,12 @@ def test_two_workers_give_the_sequential_results(tmp_path):
         for arm in ("icl_label", "icl_rationale", "ft", "raft"):
             assert _records(tmp_path / "par", arm, task) == _records(tmp_path / "seq", arm, task)
     # a rerun with workers skips everything, as a sequential rerun does
-    again = run_study(load_config({**base, "executor": {"kind": "local", "workers": 2}}), tmp_path / "par")
+    again = run_study(load_config({**base, "executor": {"kind": "local", "workers": 2, "devices": []}}),
+                      tmp_path / "par")
     assert again.executed == [] and len(again.skipped) == len(par_m)
 
 
-def test_a_failed_stage_in_a_worker_names_its_log(tmp_path):
+def test_a_failed_stage_in_a_worker_is_reported_once_with_its_worker(tmp_path, two_workers_anywhere):
     from raftlab.study.cache import StageFailed
     from raftlab.study.stages import StudySteps
 
@@ -49,7 +59,7 @@ def test_a_failed_stage_in_a_worker_names_its_log(tmp_path):
     steps.train = broken_train
     base = load_config("quick").model_dump()
     base["tasks"] = base["tasks"][:1]
-    cfg = load_config({**base, "executor": {"kind": "local", "workers": 2}})
+    cfg = load_config({**base, "executor": {"kind": "local", "workers": 2, "devices": []}})
     with pytest.raises(StageFailed, match=r"stage 'train/(ft|raft)/synth_topic' failed \(RuntimeError: disk full "
                                           r"\(simulated\)\); its partial work is in \S+\. Fix the cause and rerun "
                                           r"the same command to resume\. \(worker job \d+\)$") as failed:
@@ -128,7 +138,7 @@ def test_cpu_workers_run_in_forked_children_pinned_to_their_cores(tmp_path, capl
         assert tuple(o["cores"]) in groups and o["threads"] == len(o["cores"])
 
 
-def test_ctrl_c_in_one_forked_worker_stops_the_others_and_they_save_their_work(tmp_path):
+def test_ctrl_c_in_one_forked_worker_stops_the_others_and_they_save_their_work(tmp_path, two_workers_anywhere):
     """With CPU workers, a stage interrupted in its child stops the study; a stage still running in the other
     worker is interrupted too (SIGINT) and gets to save its partial work before its process ends."""
     import time
@@ -143,15 +153,20 @@ def test_ctrl_c_in_one_forked_worker_stops_the_others_and_they_save_their_work(t
 
     def waits(given, out):
         (out / "started").write_text("")
+        deadline = time.monotonic() + 120
         try:
-            while True:  # runs until interrupted
+            while time.monotonic() < deadline:  # runs until interrupted (ends on its own if never: the test fails)
                 time.sleep(0.05)
         except KeyboardInterrupt:
             (out / "saved").write_text("partial work")
             raise
+        return {}
 
     def interrupted(given, out):
+        deadline = time.monotonic() + 120
         while not (other / "started").exists():  # both stages are running
+            if time.monotonic() > deadline:
+                raise RuntimeError("the other stage never started")
             time.sleep(0.05)
         raise KeyboardInterrupt
 
@@ -162,7 +177,25 @@ def test_ctrl_c_in_one_forked_worker_stops_the_others_and_they_save_their_work(t
     assert runner.stages["waits"]["status"] != "done"
 
 
-def test_serial_kinds_never_run_together(tmp_path):
+def test_a_worker_killed_beside_another_suggests_one_worker(tmp_path, two_workers_anywhere):
+    import os
+    import signal
+
+    from raftlab.study.cache import StageFailed, StageRunner
+    from raftlab.study.config import ExecutorConfig
+    from raftlab.study.executor import run_dispatched
+    from raftlab.study.stages import Stage
+
+    def killed(given, out):
+        os.kill(os.getpid(), signal.SIGKILL)  # as the kernel's OOM killer would
+
+    stages = [Stage("killed", "test", {}, (), "k1", killed), Stage("other", "test", {}, (), "k2", lambda g, o: {})]
+    with pytest.raises(StageFailed, match=r"killed by signal 9 .*\(worker job \d+\) Several stages ran at once: "
+                                          r"`executor: \{workers: 1\}` runs one at a time, in less memory\."):
+        run_dispatched(stages, StageRunner(tmp_path), ExecutorConfig(workers=2, devices=[]), {})
+
+
+def test_serial_kinds_never_run_together(tmp_path, two_workers_anywhere):
     """``serial_kinds``: at most one stage of such a kind runs at a time; others fill the remaining workers."""
     from types import SimpleNamespace
 

@@ -204,7 +204,8 @@ class ExecutorConfig(_Strict):
     isolate: bool = Field(True, description="one worker: run each stage in a child process forked from a server "
                                             "that imported torch once (no imports per stage), so that each "
                                             "stage's memory is its own and goes back to the OS when it ends; "
-                                            "false: every stage in this process (e.g. to debug with pdb)")
+                                            "false: every stage in this process, one at a time whatever "
+                                            "`workers` says (e.g. to debug with pdb)")
 
 
 class StudyConfig(_Strict):

@@ -105,14 +105,23 @@ def longest_chains(stages: list[Any]) -> dict[str, float]:
 
 def effective_workers(config: Any) -> int:
     """How many stages can usefully run at once: ``workers``, but no more than the GPUs local workers are pinned
-    to (on a GPU host) or the CPU cores (on a CPU host: more workers than cores only share them)."""
+    to on a GPU host (and one where submitit, which runs them, is not installed), or the CPU cores on a CPU host
+    (more workers than cores would only share them; one where the cores cannot be pinned, e.g. on macOS)."""
     if config.kind != "local" or config.workers == 1:
         return config.workers
     devices = local_devices(config)
     if devices:
-        return min(config.workers, len(devices))
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return min(config.workers, cores)
+        import importlib.util
+
+        workers = min(config.workers, len(devices))
+        if workers > 1 and importlib.util.find_spec("submitit") is None:
+            logger.info("stages run one at a time: %d on %d GPUs needs submitit (pip install 'raftlab[cluster]')",
+                        workers, len(devices))
+            return 1
+        return workers
+    if not hasattr(os, "sched_getaffinity"):
+        return 1
+    return min(config.workers, len(os.sched_getaffinity(0)))
 
 
 def run_dispatched(stages: list[Any], runner: StageRunner, config: Any, outputs: dict[str, dict[str, Any]],
@@ -126,7 +135,7 @@ def run_dispatched(stages: list[Any], runner: StageRunner, config: Any, outputs:
     executor = executor or make_executor(config, runner.run_dir, gpus=bool(devices))
     free = list(devices)
     held: dict[str, int] = {}
-    workers = min(config.workers, len(devices)) if devices else config.workers
+    workers = effective_workers(config)
     groups = [] if devices or config.kind != "local" else core_groups(workers)
     free_cores = list(range(len(groups)))  # indices into groups
     held_cores: dict[str, int] = {}
@@ -180,7 +189,9 @@ def run_dispatched(stages: list[Any], runner: StageRunner, config: Any, outputs:
                 try:
                     result, seconds, peak = job.result()
                 except StageFailed as exc:  # a forked child's failure already names the stage and its partial work
-                    raise StageFailed(f"{exc} (worker job {job.job_id})") from exc
+                    hint = (" Several stages ran at once: `executor: {workers: 1}` runs one at a time, in less "
+                            "memory." if workers > 1 and "killed by signal" in str(exc) else "")
+                    raise StageFailed(f"{exc} (worker job {job.job_id}){hint}") from exc
                 except Exception as exc:  # noqa: BLE001 - the worker's error, with where its log is
                     log = getattr(getattr(job, "paths", None), "stderr", None)
                     where_log = f"; its log: {log}" if log else ""

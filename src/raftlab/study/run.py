@@ -54,10 +54,11 @@ def _run(cfg: StudyConfig, steps: StudySteps, runner: StageRunner) -> StudyResul
     outputs: dict[str, dict[str, Any]] = {}
     from raftlab.study.executor import effective_workers
 
-    if cfg.executor.kind == "local" and effective_workers(cfg.executor) == 1:
+    isolate = cfg.executor.isolate and steps.isolate
+    if cfg.executor.kind == "local" and (effective_workers(cfg.executor) == 1 or not isolate):
         from raftlab.study.isolation import run_stage_in_child
 
-        execute = run_stage_in_child if cfg.executor.isolate and steps.isolate else None
+        execute = run_stage_in_child if isolate else None  # not isolated: every stage in this process
         for stage in stages:
             given = {dep: {**outputs[dep], "_stage_dir": str(runner.stage_dir(dep))} for dep in stage.deps}
             outputs[stage.name] = runner.run(stage.name, stage.inputs, lambda d, s=stage, g=given: s.work(g, d),
