@@ -140,6 +140,18 @@ def test_memory_fails_when_too_little_is_free_and_skips_an_unknown_size(monkeypa
     assert "full finetuning" in doctor.check_memory(_cfg(train={"lora": False}), 1e9).detail
 
 
+def test_memory_counts_every_cpu_worker_on_the_host(monkeypatch) -> None:
+    from raftlab.study import executor
+
+    monkeypatch.setattr(doctor, "_free_memory_gb", lambda: (3.0, "host"))
+    monkeypatch.setattr(executor, "effective_workers", lambda config: config.workers)
+    one = doctor.check_memory(_cfg(train={"lora": False}), 1e8)
+    two = doctor.check_memory(_cfg(train={"lora": False}, executor={"workers": 2}), 1e8)
+    assert one.status == "ok" and "1.6 GB" in one.detail
+    assert two.status == "FAIL" and "2 stages at a time" in two.detail and "3.2 GB" in two.detail
+    assert "workers: 1" in two.fix
+
+
 def test_packages_required_only_when_used(monkeypatch) -> None:
     monkeypatch.setattr(doctor, "_version", lambda package: None)
     unused = {c.name: c.status for c in doctor.check_packages(_cfg())}

@@ -132,10 +132,17 @@ def check_memory(cfg: StudyConfig | None, params: float | None) -> Check:
         if train > need:
             need, what = train, f"full finetuning of {params / 1e9:.3g}B parameters over {procs} process(es)"
     free, where = _free_memory_gb()
+    fix = "more or larger GPUs (the launcher's num_processes), LoRA (train: {lora: true}), or a smaller model"
+    if where == "host":  # CPU workers share the host's memory: stages side by side add up
+        from raftlab.study.executor import effective_workers
+
+        workers = effective_workers(cfg.executor)
+        if workers > 1:
+            need, what = need * workers, f"{what}, {workers} stages at a time"
+            fix = "executor: {workers: 1} (one stage at a time), LoRA (train: {lora: true}), or a smaller model"
     if free < need:
         return Check("memory", "FAIL", f"{what} needs about {need:.1f} GB per device; {where} has {free:.1f} GB free",
-                     "more or larger GPUs (the launcher's num_processes), LoRA (train: {lora: true}), or a smaller "
-                     "model")
+                     fix)
     return Check("memory", "ok", f"{what} needs about {need:.1f} GB per device; {where} has {free:.1f} GB free")
 
 
