@@ -126,8 +126,8 @@ def effective_workers(config: Any) -> int:
 
 def run_dispatched(stages: list[Any], runner: StageRunner, config: Any, outputs: dict[str, dict[str, Any]],
                    poll: float = 0.2, executor: Any = None) -> None:
-    """Run ``stages`` (in plan order, dependencies first) on ``config.workers`` workers, the longest chains first
-    (:func:`longest_chains`); fills ``outputs``.
+    """Run ``stages`` (in plan order, dependencies first) on :func:`effective_workers` workers, the longest chains
+    first (:func:`longest_chains`); fills ``outputs``.
 
     Local workers on a machine with GPUs are pinned: each running stage sees one GPU of its own
     (``CUDA_VISIBLE_DEVICES``), so at most one stage per GPU runs at a time."""
