@@ -163,3 +163,20 @@ def test_an_oracle_study_reports_its_rationales_without_a_judge(tmp_path: Path) 
     assert "9 / 9" in row and "not judged" in row
     assert "The gold filter rejected no attempt." in page
     assert len(re.findall(r'data-rationale="', page)) == 3
+
+
+def test_a_kept_target_exports_exactly_that_many_in_the_examples_order(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The teacher stops at ``kept_target``; its last call may keep a few more (a local teacher's call carries a
+    whole decoding batch), which stay in the store; training gets the first ``kept_target`` in the data's order."""
+    cfg = load_config({**CONFIG, "tasks": [{"name": "synth_arith", "train_limit": 30, "test_limit": 4}],
+                       "teacher": {"backend": "hf:tiny", "max_retries": 1, "samples_per_prompt": 1,
+                                   "batch_size": 4, "kept_target": 6}})
+    data = prepare_data(cfg, cfg.tasks[0], tmp_path / "data")
+    monkeypatch.setattr(rationale_step, "teacher_backend", lambda c, task, examples: Teacher(examples))
+    out = rationales(cfg, cfg.tasks[0], data, tmp_path / "rationales")
+    exported = [json.loads(line)["id"] for line in (tmp_path / "rationales" / layout.RATIONALES_FILE).open()]
+    with RationaleStore(tmp_path / "rationales" / layout.RATIONALE_STORE, writer=False) as store:
+        stored = [ex.id for ex, _, _ in store.kept()]
+    assert out.kept == len(exported) == 6 and exported == stored[:6]
+    assert 6 <= len(stored) < 6 + 4

@@ -92,7 +92,7 @@ def generate_cmd(
     except (SettingsMismatch, ValueError) as exc:
         typer.echo(error_line(exc), err=True)
         raise typer.Exit(2) from exc
-    stats["exported"] = export_jsonl(out / STORE, out / "rationales.jsonl")
+    stats["exported"] = export_jsonl(out / STORE, out / "rationales.jsonl", limit=n)
     typer.echo(json.dumps(stats, indent=2))
     if stats.get("pending"):
         typer.echo(f"incomplete: {stats['pending']} examples are pending because their requests kept failing "

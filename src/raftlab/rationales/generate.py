@@ -250,7 +250,7 @@ def generate_rationales(
             counts["failed"] += failed
             if correct:
                 kept.add(ex.id)
-                bar.update(1)
+                bar.update(len(kept) <= n)
                 break
         show(len(kept) >= n)
 
@@ -354,9 +354,12 @@ LOCAL_CALL_BATCHES = 4
 
 def _pass_batched(sender: _Sender, task, todo, style, length, concurrency, n, kept) -> None:
     """One pass, :data:`LOCAL_CALL_BATCHES` x ``concurrency`` prompts per ``generate`` call (a local backend
-    decodes ``concurrency`` at a time)."""
+    decodes ``concurrency`` at a time). Near the ``n``-th kept rationale a call still carries ``concurrency``
+    prompts (one decoding batch), not just the shortfall: a few-prompt call costs a whole generation for a few
+    attempts. The extra rationales this may keep are stored; :func:`export_jsonl` exports the first ``n``."""
     while todo and len(kept) < n:
-        batch = [todo.popleft() for _ in range(min(concurrency * LOCAL_CALL_BATCHES, n - len(kept), len(todo)))]
+        size = min(concurrency * LOCAL_CALL_BATCHES, max(n - len(kept), concurrency), len(todo))
+        batch = [todo.popleft() for _ in range(size)]
         prompts = [task.teacher_prompt(e, style, length) for e in batch]
         sender.commit(batch, prompts, *_send_collecting(sender, batch, prompts))
 
@@ -426,11 +429,12 @@ def _stats(db: RationaleStore, tokenizer: Any) -> dict[str, Any]:
     return out
 
 
-def export_jsonl(store: RationaleStore | str | Path, path: str | Path) -> int:
-    """Write the kept rationales as training data: Examples with ``rationale`` filled. Returns the count."""
+def export_jsonl(store: RationaleStore | str | Path, path: str | Path, limit: int | None = None) -> int:
+    """Write the kept rationales as training data: Examples with ``rationale`` filled, the first ``limit`` kept
+    in the examples' order (all without). Returns the count."""
     db = _open(store, writer=False)
     try:
-        rows = db.kept()
+        rows = db.kept()[:limit]
     finally:
         if db is not store:
             db.close()

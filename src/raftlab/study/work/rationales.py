@@ -42,12 +42,13 @@ def rationales(cfg: StudyConfig, spec: TaskSpec, data_out: Given, out: Path) -> 
     t = cfg.teacher
     in_flight = ({"concurrency": t.batch_size, "samples_per_prompt": samples_per_prompt(cfg)}
                  if t.backend != "oracle" else {})
+    target = t.kept_target or len(examples)
     stats = generate_rationales(teacher_backend(cfg, task, examples), task, examples, store,
-                                n=t.kept_target or len(examples), traversals=t.traversals,
+                                n=target, traversals=t.traversals,
                                 max_retries=t.max_retries, style=t.style, length=t.length,
                                 temperature=t.temperature, max_new_tokens=t.max_new_tokens, seed=cfg.seed,
                                 **in_flight)
-    kept = export_jsonl(store, out / layout.RATIONALES_FILE)
+    kept = export_jsonl(store, out / layout.RATIONALES_FILE, limit=target)
     if stats.get("pending"):
         raise RuntimeError(f"teacher {t.backend!r}: {stats['pending']} examples of {spec.name!r} are pending because "
                            f"their requests kept failing (last error: {stats.get('last_request_error')})")
