@@ -34,6 +34,7 @@ KINDS = {
     "train_profile": "where training time goes (`profile_train.py`)",
     "sc_profile": "where sampling time goes (`profile_sc.py`)",
     "batch1_profile": "where batch-1 decoding time goes (`profile_batch1.py`)",
+    "eval_batch": "self-consistency evaluation by questions decoding at once (`bench_eval_batch.py`)",
     "continuous_batching": "continuous against drained batches (`bench_continuous.py`)",
     "train_memory": "full finetuning, default vs kept allocator memory (`bench_train_memory.py`)",
     "task_probe": "label-only learning curves of candidate real tasks (`probe_tasks.py`)",

@@ -221,3 +221,12 @@ def test_plan_text_shows_the_estimate_and_options_need_plan(tmp_path: Path) -> N
     assert res.exit_code == 2 and "--price-in goes with --plan" in res.output
     res = runner.invoke(app, ["study", "--quick", "--plan", "--gpu", "v100", "--out", str(tmp_path / "r")])
     assert res.exit_code == 2 and "unknown GPU kind" in res.output and "Traceback" not in res.output
+
+
+def test_disk_counts_the_checkpoints_of_the_trainings_that_run_at_once() -> None:
+    """Two workers keep two trainings' checkpoints at once, but only where two can run: on one core (or one GPU)
+    the stages run one at a time (the plan passes ``effective_workers``), and the estimate counts one."""
+    cfg = _cfg(executor={"workers": 2})
+    disk = {w: estimate(cfg, STAGES, SIZES, params=7e9, table=TABLE, gpu="FAKE", workers=w)["disk_gb"]["models"]
+            for w in (1, 2, None)}
+    assert disk[2] > disk[1] and disk[None] == disk[2]  # default: the configured workers

@@ -16,6 +16,7 @@ from raftlab.study import StudySteps, load_config, plan, run_study
 from raftlab.study.work import judge as judge_step
 from raftlab.study.work.analysis import analyze
 from raftlab.study.work.data import prepare_data
+from raftlab.study.work.outputs import DataOutput
 from raftlab.study.work import rationales as rationale_step
 from raftlab.study.work.rationales import rationales
 from raftlab.study.work.report import report
@@ -171,12 +172,32 @@ def test_a_kept_target_exports_exactly_that_many_in_the_examples_order(tmp_path:
     whole decoding batch), which stay in the store; training gets the first ``kept_target`` in the data's order."""
     cfg = load_config({**CONFIG, "tasks": [{"name": "synth_arith", "train_limit": 30, "test_limit": 4}],
                        "teacher": {"backend": "hf:tiny", "max_retries": 1, "samples_per_prompt": 1,
-                                   "batch_size": 4, "kept_target": 6}})
+                                   "batch_size": 8, "kept_target": 5}})
     data = prepare_data(cfg, cfg.tasks[0], tmp_path / "data")
     monkeypatch.setattr(rationale_step, "teacher_backend", lambda c, task, examples: Teacher(examples))
     out = rationales(cfg, cfg.tasks[0], data, tmp_path / "rationales")
     exported = [json.loads(line)["id"] for line in (tmp_path / "rationales" / layout.RATIONALES_FILE).open()]
     with RationaleStore(tmp_path / "rationales" / layout.RATIONALE_STORE, writer=False) as store:
+        stored = {ex.id for ex, _, _ in store.kept()}
+    # every third question is kept (attempt 1 only): 8 prompts keep 3, the next 8 (not 2) keep 3 more
+    order = [json.loads(line)["id"] for line in DataOutput.of(data).train_path.open()]
+    assert len(stored) == 6 and out.kept == len(exported) == 5
+    assert exported == [i for i in order if i in stored][:5]  # the first 5 kept in the data's order
+
+
+def test_the_judge_samples_only_the_rationales_training_gets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With ``kept_target`` the store may hold a few kept rationales beyond it (never trained on): the judge's
+    sample comes from the first ``kept_target``, the ones exported."""
+    cfg = load_config({**CONFIG, "tasks": [{"name": "synth_arith", "train_limit": 30, "test_limit": 4}],
+                       "teacher": {"backend": "hf:tiny", "max_retries": 1, "samples_per_prompt": 1,
+                                   "batch_size": 16, "kept_target": 3}, "judge": {"sample": 50}})
+    data = prepare_data(cfg, cfg.tasks[0], tmp_path / "data")
+    monkeypatch.setattr(rationale_step, "teacher_backend", lambda c, task, examples: Teacher(examples))
+    rat = rationales(cfg, cfg.tasks[0], data, tmp_path / "rationales")
+    with RationaleStore(tmp_path / "rationales" / layout.RATIONALE_STORE, writer=False) as store:
         stored = [ex.id for ex, _, _ in store.kept()]
-    assert out.kept == len(exported) == 6 and exported == stored[:6]
-    assert 6 <= len(stored) < 6 + 4
+    assert len(stored) > 3  # one call of 16 prompts keeps every third: more than the 3 asked for
+    monkeypatch.setattr(judge_step, "judge_backend", lambda spec, options: Judge())
+    judge_step.judge(cfg, cfg.tasks[0], rat, tmp_path / "judge")
+    verdicts = json.loads((tmp_path / "judge" / layout.JUDGE_FILE).read_text())["verdicts"]
+    assert sorted(verdicts) == sorted(stored[:3])

@@ -11,10 +11,10 @@ from typer.testing import CliRunner
 
 from raftlab.backends.base import Generation, SamplingParams
 from raftlab.cli.main import app
-from raftlab.rationales import RationaleStore, generate_rationales
+from raftlab.rationales import RationaleStore, export_jsonl, generate_rationales
 from raftlab.rationales.generate import TRAVERSAL_SEED_STRIDE
 from raftlab.rationales.oracle import OracleTeacher
-from raftlab.tasks import get_task
+from raftlab.tasks import get_task, load_jsonl
 
 runner = CliRunner()
 
@@ -36,16 +36,18 @@ def test_traversals_keep_fresh_copies_until_the_target(tmp_path: Path) -> None:
     examples = task.load("train", limit=5, seed=0)
     teacher = SeedRecorder(task, examples)
     store = tmp_path / "r.sqlite"
-    stats = generate_rationales(teacher, task, examples, store, n=12, traversals=3, max_retries=1, concurrency=2,
+    stats = generate_rationales(teacher, task, examples, store, n=11, traversals=3, max_retries=1, concurrency=2,
                                 progress=False)
-    assert stats["kept"] in (12, 13)  # the last call carries a whole decoding batch (2 prompts) for the last one
+    assert stats["kept"] == 12  # the last call carries a whole decoding batch (2 prompts) for the 11th
     db = RationaleStore(store, writer=False)
-    ids = [ex.id for ex, _, _ in db.kept()][:12]
+    ids = [ex.id for ex, _, _ in db.kept()]
     db.close()
     originals = [e.id for e in examples]
     assert ids[:5] == originals
     assert ids[5:10] == [f"{i}#t1" for i in originals] and len(ids) == 12
     assert all(i.startswith(tuple(originals)) and i.endswith("#t2") for i in ids[10:])
+    assert export_jsonl(store, tmp_path / "out.jsonl", limit=11) == 11
+    assert [e.id for e in load_jsonl(tmp_path / "out.jsonl")] == ids[:11]  # originals, then #t1, then one #t2
     # each traversal draws with its own seeds: a question kept before gets a fresh rationale
     assert {s // TRAVERSAL_SEED_STRIDE for s in teacher.seeds} == {0, 1, 2}
 

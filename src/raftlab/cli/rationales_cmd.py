@@ -29,6 +29,15 @@ def _store(run: Path) -> Path:
     return path
 
 
+def _target(store: Path) -> int | None:
+    """The latest generate run's ``--n``: the store may keep a few more (a local teacher's last call), which
+    ``rationales.jsonl``, the judge and an export leave out."""
+    from raftlab.rationales import RationaleStore
+
+    with RationaleStore(store, writer=False) as db:
+        return db.target()
+
+
 @rationales_app.command("generate")
 def generate_cmd(
     task: str = typer.Option(..., "--task", "-t"),
@@ -116,7 +125,7 @@ def judge_cmd(
 
     store = _store(run)
     options = parse_backend_options(backend_option)
-    result = judge_rationales(judge_backend(judge, options), store, sample=sample, seed=seed)
+    result = judge_rationales(judge_backend(judge, options), store, sample=sample, seed=seed, limit=_target(store))
     typer.echo(json.dumps(result, indent=2))
     if result["pending"]:
         typer.echo(f"incomplete: {result['pending']} rationales are pending because the judge's requests kept "
@@ -158,11 +167,14 @@ def stats_cmd(run: Path = typer.Argument(..., help="run directory"),
 
 
 @rationales_app.command("export")
-def export_cmd(run: Path = typer.Argument(...), out: Path = typer.Option(..., "--out", "-o")) -> None:
+def export_cmd(run: Path = typer.Argument(...), out: Path = typer.Option(..., "--out", "-o"),
+               limit: int = typer.Option(None, min=1, help="the first LIMIT kept in the data's order (default: the "
+                                         "latest generate run's --n)")) -> None:
     """Export kept rationales as training JSONL (Examples with `rationale`)."""
     from raftlab.rationales import export_jsonl
 
-    typer.echo(f"wrote {export_jsonl(_store(run), out)} examples to {out}")
+    store = _store(run)
+    typer.echo(f"wrote {export_jsonl(store, out, limit=limit or _target(store))} examples to {out}")
 
 
 def register(app: typer.Typer) -> None:

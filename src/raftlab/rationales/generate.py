@@ -250,7 +250,7 @@ def generate_rationales(
             counts["failed"] += failed
             if correct:
                 kept.add(ex.id)
-                bar.update(len(kept) <= n)
+                bar.update(int(len(kept) <= n))
                 break
         show(len(kept) >= n)
 

@@ -62,9 +62,10 @@ def judge_settings(spec: str, options: dict[str, Any] | None, max_new_tokens: in
 
 def judge_rationales(judge: Backend, store: RationaleStore | str | Path, sample: int | None = None, seed: int = 0,
                      batch_size: int = 8, max_new_tokens: int = 256, progress: bool = True,
-                     request_retries: int = REQUEST_RETRIES, retry_backoff: float = RETRY_BACKOFF_S
-                     ) -> dict[str, Any]:
-    """Judge a seeded sample of kept rationales; returns verdict counts over the sample.
+                     request_retries: int = REQUEST_RETRIES, retry_backoff: float = RETRY_BACKOFF_S,
+                     limit: int | None = None) -> dict[str, Any]:
+    """Judge a seeded sample of kept rationales (of the first ``limit`` kept, those exported for training); returns
+    verdict counts over the sample.
 
     Each verdict (``helpful``/``unhelpful``, ``unknown`` when the judgement names neither) is stored with the
     raw judgement as it arrives; a rerun judges only what is missing. The same failure rules as the teacher's
@@ -75,7 +76,7 @@ def judge_rationales(judge: Backend, store: RationaleStore | str | Path, sample:
     from tqdm.auto import tqdm
 
     db = store if isinstance(store, RationaleStore) else RationaleStore(store)
-    chosen = judge_sample(db.kept(), sample, seed)
+    chosen = judge_sample(db.kept()[:limit], sample, seed)
     done = db.judged_ids()
     todo = [k for k in chosen if k[0].id not in done]
     name = json.dumps(describe_backend(judge), sort_keys=True)

@@ -121,6 +121,11 @@ class RationaleStore(SqliteStore):
             r["settings"] = json.loads(r["settings"])
         return rows
 
+    def target(self) -> int | None:
+        """The number of rationales the latest run was asked to keep (``n``; what its export holds at most)."""
+        row = self.db.execute("SELECT target_n FROM runs ORDER BY run_id DESC LIMIT 1").fetchone()
+        return row[0] if row else None
+
     # ------------------------------------------------------------- examples
     def add_examples(self, examples: list[Example]) -> None:
         with self.transaction():

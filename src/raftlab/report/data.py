@@ -47,6 +47,8 @@ class RationaleSummary(BaseModel):
 
     task: str
     kept: int
+    trained: int | None = Field(None, description="kept rationales exported for training (fewer than ``kept`` when "
+                                "the teacher's last call kept more than ``kept_target``)")
     attempted: int | None = Field(None, description="examples the teacher was asked about (None: no stats.json)")
     attempts: int | None = Field(None, description="teacher outputs judged by the gold filter")
     pending: int | None = None

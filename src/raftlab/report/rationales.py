@@ -59,7 +59,7 @@ def summarize(task: str, folder: Path, judge_file: Path | None = None) -> Ration
                                  label=str(rows[i].get("label", "")), rationale=str(rows[i]["rationale"]),
                                  verdict=verdicts.get(str(rows[i].get("id")))) for i in shown]
     return RationaleSummary(
-        task=task, kept=int(stats.get("kept", len(rows))), attempted=stats.get("examples_attempted"),
+        task=task, kept=int(stats.get("kept", len(rows))), trained=len(rows), attempted=stats.get("examples_attempted"),
         attempts=stats.get("attempts"), pending=stats.get("pending"), rejections=rejections, errors=errors,
         lengths=quantiles, length_bins=bins,
         judge={k: v for k, v in judge.items() if k != "verdicts"} if judge is not None else None, examples=examples)
@@ -80,7 +80,7 @@ def lengths_figure(summaries: dict[str, RationaleSummary]) -> Any:
         lows, highs, counts = zip(*s.length_bins)
         ax.bar(lows, counts, width=[max(h - lo, 0.5) for lo, h in zip(lows, highs)], align="edge",
                color="#4C72B0", edgecolor="white")
-        ax.set_title(f"{task} (n={s.kept})", fontsize=9)
+        ax.set_title(f"{task} (n={s.trained if s.trained is not None else s.kept})", fontsize=9)
         ax.set_xlabel(f"length ({s.length_unit})", fontsize=8)
         ax.tick_params(labelsize=7)
     fig.tight_layout()
@@ -113,8 +113,9 @@ def rationales_html(data: ReportData, figures: str = "") -> str:
         length = " / ".join(f"{q[k]:.0f}" for k in ("min", "p25", "median", "p75", "max")) if q else "–"
         if q:
             length += f" (mean {q['mean']:.1f})"
+        trained = f" (trained on {s.trained})" if s.trained is not None and s.trained != s.kept else ""
         rows.append(f'<tr data-task="{escape(s.task)}"><td>{escape(s.task)}</td><td>{s.kept} / '
-                    f"{_count(s.attempted)}</td><td>{_pct(s.kept_rate)}</td><td>{_pct(s.pass_rate)} of "
+                    f"{_count(s.attempted)}{trained}</td><td>{_pct(s.kept_rate)}</td><td>{_pct(s.pass_rate)} of "
                     f"{_count(s.attempts)}</td><td>{length}</td><td>{_judge_cell(s.judge)}</td></tr>")
     table = ('<table id="rationales"><tr><th>task</th><th>kept / examples</th><th>kept rate</th>'
              "<th>attempts passed</th><th>length in words: min / 25% / median / 75% / max</th>"

@@ -167,9 +167,11 @@ def stage_gpu_hours(cfg: StudyConfig, stages: Sequence[dict[str, Any]], sizes: d
 
 
 def disk_gb(cfg: StudyConfig, stages: Sequence[dict[str, Any]], sizes: dict[str, TaskSize], params: float | None,
-            *, attempts: float, kept: dict[str, float], rationale_tokens: int) -> dict[str, float | None]:
+            *, attempts: float, kept: dict[str, float], rationale_tokens: int,
+            workers: int | None = None) -> dict[str, float | None]:
     """Disk in GB: ``models`` (the base model once, per trained arm its weights, and the checkpoints of the
-    training stages that may run at once: a finished stage deletes its own) and ``records`` (``attempts``
+    training stages that may run at once, ``workers`` (default ``executor.workers``): a finished stage deletes its
+    own) and ``records`` (``attempts``
     teacher attempts in the rationale stores, and eval records); None where the model size is unknown."""
     records = attempts * rationale_tokens * RECORD_BYTES_PER_TOKEN
     samples = cfg.eval.k if cfg.eval.mode == "sc" else 1
@@ -192,7 +194,7 @@ def disk_gb(cfg: StudyConfig, stages: Sequence[dict[str, Any]], sizes: dict[str,
             models += params * share * WEIGHT_BYTES
             in_flight.append(min(CHECKPOINTS_KEPT, int(steps // cfg.train.save_steps) + 1)  # + the final one
                              * params * share * CHECKPOINT_BYTES)
-        at_once = min(len(in_flight), cfg.executor.workers)
+        at_once = min(len(in_flight), workers or cfg.executor.workers)
         models += sum(sorted(in_flight, reverse=True)[:at_once])
     gb = 1e9
     return {"models": None if models is None else round(models / gb, 2), "records": round(records / gb, 3),
@@ -203,11 +205,12 @@ def estimate(cfg: StudyConfig, stages: Sequence[dict[str, Any]], sizes: Sequence
              params: float | None, table: dict[str, Any], gpu: str = "h100", price_in: float | None = None,
              price_out: float | None = None, kept_rate: float = DEFAULT_KEPT_RATE,
              rationale_tokens: int | None = None, judge_prompt_tokens: float = JUDGE_PROMPT_TOKENS,
-             notes: Sequence[str] = ()) -> dict[str, Any]:
+             notes: Sequence[str] = (), workers: int | None = None) -> dict[str, Any]:
     """The plan's ``estimate``: ``teacher_requests``, ``teacher_tokens``, ``teacher_cost_usd``, ``kept_rationales``
     (task -> expected count), ``judge`` (``{"requests", "tokens", "cost_usd"}`` of the App. C judge), ``gpu_hours``
     (``{"gpu", "status", "total", "by_kind", "by_stage"}``), ``disk_gb`` and ``assumptions`` (every assumption and
-    fallback, one sentence each, starting with ``notes``)."""
+    fallback, one sentence each, starting with ``notes``). ``workers``: the stages that run at once on the
+    machine that will run the study (default ``executor.workers``)."""
     from raftlab.rationales.generate import default_samples_per_prompt
 
     row = gpu_row(table, gpu)
@@ -279,7 +282,8 @@ def estimate(cfg: StudyConfig, stages: Sequence[dict[str, Any]], sizes: Sequence
                      "by_kind": {k: round(v, 3) for k, v in by_kind.items()},
                      "by_stage": {k: round(v, 4) for k, v in hours.items()}}
     attempts = sum(p.visits for p in plans) if oracle else sum(p.samples for p in plans)
-    disk = disk_gb(cfg, stages, by_name, params, attempts=attempts, kept=kept, rationale_tokens=rationale_tokens)
+    disk = disk_gb(cfg, stages, by_name, params, attempts=attempts, kept=kept, rationale_tokens=rationale_tokens,
+                   workers=workers)
     assumptions.append(f"disk: kept weights at {WEIGHT_BYTES} bytes/parameter, up to {CHECKPOINTS_KEPT} "
                        f"checkpoints per training run at {CHECKPOINT_BYTES} bytes/parameter (Adam)"
                        + (f", LoRA adapters {LORA_SHARE:.1%} of the model" if cfg.train.lora else ""))
@@ -358,9 +362,11 @@ def plan_estimate(cfg: StudyConfig, stages: Sequence[dict[str, Any]], *, gpu: st
         if rationale_tokens is None and measured.output_tokens:
             rationale_tokens = max(1, round(measured.output_tokens))
     judge_tokens = count([JUDGE_PROMPT.format(question="", answer="", rationale="")])[0]
+    from raftlab.study.executor import effective_workers
+
     out = estimate(cfg, stages, sizes, params=params, table=table, gpu=gpu, price_in=price_in,
                    price_out=price_out, kept_rate=kept_rate or DEFAULT_KEPT_RATE, rationale_tokens=rationale_tokens,
-                   judge_prompt_tokens=judge_tokens, notes=notes)
+                   judge_prompt_tokens=judge_tokens, notes=notes, workers=effective_workers(cfg.executor))
     if measured is not None:
         out["pilot"] = {"requests": measured.requests, "answered": measured.answered,
                         "kept_rate": measured.kept_rate, "output_tokens": measured.output_tokens,

@@ -14,7 +14,7 @@ from raftlab import layout
 from raftlab.storage import write_json
 from raftlab.rationales.judge import judge_backend
 from raftlab.study.config import StudyConfig, TaskSpec
-from raftlab.study.work.outputs import Given, JudgeOutput, RationaleFile
+from raftlab.study.work.outputs import Given, JudgeOutput, RationalesOutput
 
 
 def judge_spec(cfg: StudyConfig) -> tuple[str, dict[str, Any]]:
@@ -25,20 +25,22 @@ def judge_spec(cfg: StudyConfig) -> tuple[str, dict[str, Any]]:
 
 
 def judge(cfg: StudyConfig, spec: TaskSpec, rat_out: Given, out: Path) -> JudgeOutput:
-    """Judge a seeded sample of ``judge.sample`` kept rationales of the task; write the counts and the sample's
-    verdicts to ``judge.json``. Verdicts an earlier, differently configured judge left in the store are
-    forgotten first."""
+    """Judge a seeded sample of ``judge.sample`` of the kept rationales the task trains on (the first
+    ``kept``, those exported); write the counts and the sample's verdicts to ``judge.json``. Verdicts an earlier,
+    differently configured judge left in the store are forgotten first."""
     from raftlab.rationales import RationaleStore, judge_rationales
     from raftlab.rationales.judge import judge_sample, judge_settings
 
     backend_spec, options = judge_spec(cfg)
     settings = judge_settings(backend_spec, options, cfg.judge.max_new_tokens)
     backend = judge_backend(backend_spec, options)
-    with RationaleStore(RationaleFile.of(rat_out).path(layout.RATIONALE_STORE)) as store:
+    rats = RationalesOutput.of(rat_out)
+    trained = rats.kept  # the first kept rationales, those exported for training
+    with RationaleStore(rats.path(layout.RATIONALE_STORE)) as store:
         forgotten = store.bind_judge(settings)
         result = judge_rationales(backend, store, sample=cfg.judge.sample, seed=cfg.seed,
-                                  max_new_tokens=cfg.judge.max_new_tokens, progress=True)
-        sampled = {ex.id for ex, _, _ in judge_sample(store.kept(), cfg.judge.sample, cfg.seed)}
+                                  max_new_tokens=cfg.judge.max_new_tokens, progress=True, limit=trained)
+        sampled = {ex.id for ex, _, _ in judge_sample(store.kept()[:trained], cfg.judge.sample, cfg.seed)}
         verdicts = {i: v for i, v in sorted(store.judgments().items()) if i in sampled}
     if result["pending"]:
         raise RuntimeError(f"judge {settings['backend']!r}: {result['pending']} rationales of {spec.name!r} are "
