@@ -12,7 +12,7 @@ time, each with ``--k`` samples, on the same questions and seeds:
 A sample's draws depend only on its seed and token index, so both runs sample from the same distributions; in
 bf16 the different prefill groupings round differently, so the texts are not identical. The script prints wall
 time, generated tokens/s and the speed-up, and writes them with the machine and versions. The study's evals send
-64 questions per call (``raftlab.study.work.common.QUESTIONS_PER_CALL``); run it as the study does (2 threads):
+64 questions per call (``raftlab.inference.QUESTIONS_PER_CALL``); run it as the study does (2 threads):
 
     .venv/bin/python benchmarks/bench_continuous.py --model smollm2 --task gsm8k --questions 64 --k 4
 """

@@ -42,7 +42,7 @@ def main() -> None:
     from raftlab.backends import get_backend
     from raftlab.inference import evaluate
     from raftlab.inference.evaluate import resolved_prompt_mode
-    from raftlab.study.work.common import QUESTIONS_PER_CALL
+    from raftlab.inference import QUESTIONS_PER_CALL
     from raftlab.tasks import get_task
     from raftlab.training.budget import budget_for_model
 

@@ -166,3 +166,27 @@ def test_eval_cli_writes_and_resumes(tmp_path):
     assert again.exit_code == 0 and json.loads((tmp_path / "metrics.json").read_text())["n"] == 3
     bad = CliRunner().invoke(app, [a if a != "2" else "3" for a in args])  # --k 3 into the same --out
     assert bad.exit_code == 2 and "other settings" in bad.output
+
+
+def test_eval_cli_hands_the_backend_64_questions_per_call_as_a_study_does(tmp_path, monkeypatch):
+    """``--batch-size`` is what a local backend decodes at once (the next questions join as samples finish); the
+    CLI's calls carry QUESTIONS_PER_CALL questions, as a study's do, so the batch does not drain every few."""
+    import raftlab.backends as backends
+    from typer.testing import CliRunner
+
+    from raftlab.cli.main import app
+    from raftlab.inference import QUESTIONS_PER_CALL
+
+    seen: dict = {}
+    backend = ScriptedBackend(lambda p, j: "The answer is (A).")
+
+    def fake_get_backend(spec, options=None, **kwargs):
+        seen.update(kwargs)
+        return backend
+
+    monkeypatch.setattr(backends, "get_backend", fake_get_backend)
+    res = CliRunner().invoke(app, ["eval", "--model", "tiny", "--task", "synth_topic", "--limit", "70", "--k", "2",
+                                   "--batch-size", "4", "--max-new-tokens", "6", "--out", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    assert seen["batch_size"] == 4  # decoded at once
+    assert [len(c) for c in backend.calls] == [QUESTIONS_PER_CALL, 70 - QUESTIONS_PER_CALL]

@@ -38,15 +38,17 @@ def register(app: typer.Typer) -> None:
         limit: int = typer.Option(None, help="evaluate a seeded random subset of this size"),
         data: Path = typer.Option(None, help="a JSONL file of Examples instead of the task's own split"),
         data_dir: str = typer.Option(None, help="dataset folder (default: RAFTLAB_DATA_DIR or ../shared/datasets)"),
-        batch_size: int | None = typer.Option(None, min=1, help="questions per batch (default: 40 sequences per "
-                                              "forward, i.e. 40 // k questions with --mode sc, 40 otherwise)"),
+        batch_size: int | None = typer.Option(None, min=1, help="questions decoding at once, the next joining as "
+                                              "their samples finish (default: 40 sequences per forward, i.e. 40 // "
+                                              "k questions with --mode sc, 40 otherwise); records are written "
+                                              "every 64 questions or batch, the larger"),
         seed: int = knob_option("seed", help="seed of the sampling and of --limit's subset"),
         out: Path = typer.Option(..., "--out", "-o", help="output dir (records.jsonl, settings.json, metrics.json)"),
         backend_option: list[str] = backend_options_flag(),
     ) -> None:
         """Evaluate MODEL on TASK; writes per-question records and metrics, resumes after an interrupt."""
         from raftlab.backends import BACKENDS, get_backend, parse_backend_options
-        from raftlab.inference import SettingsMismatch, evaluate
+        from raftlab.inference import QUESTIONS_PER_CALL, SettingsMismatch, evaluate
         from raftlab.tasks import get_task, load_jsonl
 
         t = get_task(task)
@@ -74,9 +76,10 @@ def register(app: typer.Typer) -> None:
             backend = get_backend(spec, options)
         max_new_tokens = _budget(spec, t, mode, prompt_mode, max_new_tokens, out)
         try:
+            per_call = batch_size if mode == "direct_prob" else max(batch_size, QUESTIONS_PER_CALL)
             metrics = evaluate(backend, t, examples, mode=mode, k=k, temperature=temperature, top_p=top_p,
                                max_new_tokens=max_new_tokens, seed=seed, out_dir=out, prompt_mode=prompt_mode,
-                               batch_size=batch_size)
+                               batch_size=per_call)  # as a study's eval: the backend decodes batch_size at once
         except SettingsMismatch as exc:
             typer.echo(error_line(exc), err=True)
             raise typer.Exit(2) from exc

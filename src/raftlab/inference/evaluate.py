@@ -85,6 +85,13 @@ def _prob_records(task: Any, examples: list[Example], backend: Backend, prompts:
     return out
 
 
+#: Questions per ``generate`` call of an evaluation (``raftlab eval`` and a study's): a local backend decodes its
+#: ``batch_size`` of them at a time and, as their samples finish, the next ones join (continuous batching), so its
+#: batch drains once per call, not once per ``batch_size`` questions. Records are written (and a rerun resumes)
+#: per call.
+QUESTIONS_PER_CALL = 64
+
+
 def evaluate(
     backend: Backend,
     task: Any,

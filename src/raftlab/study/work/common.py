@@ -41,17 +41,13 @@ def arm_budget(cfg: StudyConfig, task: Any, rationales: Given | RationaleFile, o
     return settle_budget(cfg.eval.max_new_tokens, budget, task.name, out)
 
 
-#: Questions per ``generate`` call of an eval: a local backend decodes ``eval.batch_size`` of them at a time and,
-#: as their samples finish, the next ones join (continuous batching), so its batch drains once per call. Records
-#: are written (and a rerun resumes) per call.
-QUESTIONS_PER_CALL = 64
 
 
 def self_consistency(cfg: StudyConfig, backend_spec: str, task: Any, data: Given | DataOutput, prompt_mode: str,
                      out: Path, max_new_tokens: int, options: dict[str, Any] | None = None) -> dict[str, Any]:
     """The study's eval settings applied to one model on the test subset (records resume after a crash)."""
     from raftlab.backends import get_backend, parse_spec
-    from raftlab.inference import evaluate as run_eval
+    from raftlab.inference import QUESTIONS_PER_CALL, evaluate as run_eval
 
     e, device = cfg.eval, cfg.device
     kwargs: dict[str, Any] = {}
