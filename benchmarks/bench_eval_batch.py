@@ -40,9 +40,8 @@ def main() -> None:
     import torch
 
     from raftlab.backends import get_backend
-    from raftlab.inference import evaluate
+    from raftlab.inference import QUESTIONS_PER_CALL, evaluate
     from raftlab.inference.evaluate import resolved_prompt_mode
-    from raftlab.inference import QUESTIONS_PER_CALL
     from raftlab.tasks import get_task
     from raftlab.training.budget import budget_for_model
 

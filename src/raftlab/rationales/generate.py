@@ -434,7 +434,7 @@ def export_jsonl(store: RationaleStore | str | Path, path: str | Path, limit: in
     in the examples' order (all without). Returns the count."""
     db = _open(store, writer=False)
     try:
-        rows = db.kept()[:limit]
+        rows = db.kept(limit)
     finally:
         if db is not store:
             db.close()

@@ -76,7 +76,7 @@ def judge_rationales(judge: Backend, store: RationaleStore | str | Path, sample:
     from tqdm.auto import tqdm
 
     db = store if isinstance(store, RationaleStore) else RationaleStore(store)
-    chosen = judge_sample(db.kept()[:limit], sample, seed)
+    chosen = judge_sample(db.kept(limit), sample, seed)
     done = db.judged_ids()
     todo = [k for k in chosen if k[0].id not in done]
     name = json.dumps(describe_backend(judge), sort_keys=True)

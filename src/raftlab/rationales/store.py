@@ -172,10 +172,11 @@ class RationaleStore(SqliteStore):
             raise ValueError(f"unknown table {table!r}")
         return self.db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]  # noqa: S608
 
-    def kept(self) -> list[tuple[Example, str, int]]:
-        """(example, rationale, attempt) for every kept rationale, in data order."""
+    def kept(self, limit: int | None = None) -> list[tuple[Example, str, int]]:
+        """(example, rationale, attempt) for every kept rationale, in data order; the first ``limit`` (the ones a
+        run asked for and training gets: a local teacher's last call may keep a few more) when given."""
         rows = self.db.execute("SELECT e.example_json, r.rationale, r.attempt FROM rationales r JOIN examples e "
-                               "USING (example_id) ORDER BY e.position")
+                               "USING (example_id) ORDER BY e.position LIMIT ?", (-1 if limit is None else limit,))
         return [(Example.model_validate_json(j), r, a) for j, r, a in rows]
 
     def attempt_rows(self) -> list[dict[str, Any]]:

@@ -40,7 +40,7 @@ def judge(cfg: StudyConfig, spec: TaskSpec, rat_out: Given, out: Path) -> JudgeO
         forgotten = store.bind_judge(settings)
         result = judge_rationales(backend, store, sample=cfg.judge.sample, seed=cfg.seed,
                                   max_new_tokens=cfg.judge.max_new_tokens, progress=True, limit=trained)
-        sampled = {ex.id for ex, _, _ in judge_sample(store.kept()[:trained], cfg.judge.sample, cfg.seed)}
+        sampled = {ex.id for ex, _, _ in judge_sample(store.kept(trained), cfg.judge.sample, cfg.seed)}
         verdicts = {i: v for i, v in sorted(store.judgments().items()) if i in sampled}
     if result["pending"]:
         raise RuntimeError(f"judge {settings['backend']!r}: {result['pending']} rationales of {spec.name!r} are "
