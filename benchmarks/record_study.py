@@ -5,7 +5,9 @@ summaries and analysis.json). ``wall_seconds`` runs from the first stage's start
 ``stage_seconds_total`` sums the stages; where the wall exceeds that sum by more than five minutes the run was
 resumed (``resumed: true``) and its headline is the sum. The machine and versions are this process's (record on
 the machine that ran the study); ``--command`` is the study's command line, and ``recorded_with`` this one's. Writes
-``benchmarks/results/study_<run folder>.json`` (``--out``; ``benchmarks/results_io.py``).
+``benchmarks/results/study_<run folder>.json`` (``--out``; ``benchmarks/results_io.py``). ``--against`` names the
+result of a run of the same study done another way (e.g. one stage at a time): its ratios then compare the two,
+the time (wall, or stage time where resumed) and each kind of stage's seconds.
 
     .venv/bin/python benchmarks/record_study.py runs/real --command "raftlab study --preset real" \
         --out benchmarks/results/real_preset_seed0.json
@@ -18,7 +20,7 @@ import json
 from datetime import datetime
 from pathlib import Path
 
-from results_io import add_out_argument, command_line, environment, headline, slug, write_result
+from results_io import add_out_argument, command_line, environment, headline, ratio, slug, write_result
 
 
 #: A run whose wall clock exceeds the sum of its stage times by more than this was resumed (or had stages rerun
@@ -80,6 +82,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run", type=Path)
     parser.add_argument("--command", required=True, help="the command that made the run")
+    parser.add_argument("--against", type=Path, help="a recorded result of the same study run another way: "
+                        "adds ratios of its times to this run's")
     add_out_argument(parser, "benchmarks/results/study_<run folder>.json")
     args = parser.parse_args()
 
@@ -97,6 +101,10 @@ def main() -> None:
               "tasks": [_task_record(row, run) for row in analysis["tasks"]],
               "fit": analysis.get("fit"), "fit_all_tasks": analysis.get("other_fit"), "notes": analysis.get("notes")}
     result.update(summarize(result))
+    if args.against:
+        baseline = json.loads(args.against.read_text())
+        result["against"] = args.against.name
+        result["ratios"] = compare(baseline, result, args.against.name)
     print(json.dumps({"wall_seconds": wall, "tasks": [t["task"] for t in result["tasks"]]}))
     write_result("study_run", result, name=slug("study", run.resolve().name), out=args.out, save=not args.no_save,
                  common=common)
@@ -104,7 +112,7 @@ def main() -> None:
 
 def summarize(result: dict) -> dict:
     """``headline``: the run's wall time (its stage time when it was resumed) and each task's ΔAcc and ΔECE (RAFT
-    vs FT); no ratios (a study has no baseline run)."""
+    vs FT); ratios only with ``--against`` (:func:`compare`)."""
     if result.get("resumed"):  # the wall clock spans the pause: the stage time is the run's time
         heads = [headline("stage time (resumed run)", round(result["stage_seconds_total"] / 60, 1), "min")]
     else:
@@ -115,6 +123,39 @@ def summarize(result: dict) -> dict:
             if value.get("value") is not None:
                 heads.append(headline(f"{task['task']} {label}", round(value["value"], 3), ""))
     return {"headline": heads, "ratios": []}
+
+
+def run_time(result: dict) -> float:
+    """A recorded run's time: its wall, or its stage time where it was resumed."""
+    return result["stage_seconds_total"] if result.get("resumed") else result["wall_seconds"]
+
+
+def stage_kind(name: str) -> str:
+    """The kind of work a stage does, as docs/study.md groups them."""
+    if name.startswith(("eval/icl_rationale", "eval/raft")):
+        return "CoT evaluations (② and RAFT)"
+    if name.startswith("eval/"):
+        return "label evaluations (① and FT)"
+    return {"train": "training", "rationales": "teacher"}.get(name.split("/")[0], name.split("/")[0])
+
+
+def compare(baseline: dict, result: dict, name: str) -> list[dict]:
+    """Ratios of ``baseline``'s times to ``result``'s (time: > 1 when this run is faster) and of this run's stage
+    seconds to the baseline's, in all and per kind of stage (the stages both ran)."""
+    ratios = [ratio(f"time: {name} / this run", run_time(baseline) / run_time(result))]
+    mine, theirs = result["stage_seconds"], baseline["stage_seconds"]
+    shared = [s for s in mine if s in theirs]
+    kinds: dict[str, list[float]] = {}
+    for stage in shared:
+        pair = kinds.setdefault(stage_kind(stage), [0.0, 0.0])
+        pair[0] += mine[stage]
+        pair[1] += theirs[stage]
+    ratios.append(ratio(f"stage seconds, all stages: this run / {name}",
+                        sum(mine[s] for s in shared) / sum(theirs[s] for s in shared)))
+    for kind, (a, b) in sorted(kinds.items(), key=lambda kv: -kv[1][1]):
+        if b > 10:
+            ratios.append(ratio(f"stage seconds, {kind}: this run / {name}", a / b))
+    return ratios
 
 
 if __name__ == "__main__":

@@ -176,3 +176,20 @@ def test_write_result_records_machine_versions_command(tmp_path: Path, monkeypat
     assert "cpu_flags" in result["machine"] and result["env"]["OMP_NUM_THREADS"] == "1"
     assert "RAFTLAB_API_KEY" not in result["env"]
     assert "secret" not in out.read_text(encoding="utf-8")
+
+
+def test_record_study_compares_a_run_against_another_way_of_running_it(monkeypatch) -> None:
+    """--against: the baseline's time over this run's (stage time where the baseline was resumed) and this run's
+    stage seconds over the baseline's, per kind of stage and over the stages both ran."""
+    monkeypatch.syspath_prepend(str(BENCH))
+    record_study = _load("record_study")
+    baseline = {"resumed": True, "wall_seconds": 9000.0, "stage_seconds_total": 300.0,
+                "stage_seconds": {"rationales/a": 100.0, "train/ft/a": 150.0, "eval/raft/a": 50.0, "judge/a": 1.0}}
+    run = {"resumed": False, "wall_seconds": 250.0, "stage_seconds_total": 500.0,
+           "stage_seconds": {"rationales/a": 180.0, "train/ft/a": 240.0, "eval/raft/a": 80.0, "extra/a": 7.0}}
+    ratios = {r["label"]: r["value"] for r in record_study.compare(baseline, run, "base.json")}
+    assert ratios["time: base.json / this run"] == 1.2  # 300 s of stage time (resumed) against 250 s of wall
+    assert ratios["stage seconds, all stages: this run / base.json"] == round(500 / 300, 3)  # judge/extra not shared
+    assert ratios["stage seconds, teacher: this run / base.json"] == 1.8
+    assert ratios["stage seconds, training: this run / base.json"] == 1.6
+    assert ratios["stage seconds, CoT evaluations (② and RAFT): this run / base.json"] == 1.6
