@@ -191,7 +191,8 @@ def test_a_worker_killed_beside_another_suggests_one_worker(tmp_path, two_worker
 
     stages = [Stage("killed", "test", {}, (), "k1", killed), Stage("other", "test", {}, (), "k2", lambda g, o: {})]
     with pytest.raises(StageFailed, match=r"killed by signal 9 .*\(worker job \d+\) Several stages ran at once: "
-                                          r"`executor: \{workers: 1\}` runs one at a time, in less memory\."):
+                                          r"`executor: \{workers: 1\}` runs one at a time, in less memory, or "
+                                          r"`serial_kinds: \[train\]` never runs two trainings at once\."):
         run_dispatched(stages, StageRunner(tmp_path), ExecutorConfig(workers=2, devices=[]), {})
 
 

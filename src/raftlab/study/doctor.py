@@ -130,7 +130,8 @@ def check_memory(cfg: StudyConfig | None, params: float | None) -> Check:
         procs = _launcher_processes(cfg)
         train = params * TRAIN_BYTES_PER_PARAM / procs / 1e9
         if train > need:
-            need, what = train, f"full finetuning of {params / 1e9:.3g}B parameters over {procs} process(es)"
+            need, what = train, (f"full finetuning of {params / 1e9:.3g}B parameters over {procs} process(es) "
+                                 "(weights, gradients and Adam's moments; activations not counted)")
     free, where = _free_memory_gb()
     fix = "more or larger GPUs (the launcher's num_processes), LoRA (train: {lora: true}), or a smaller model"
     if where == "host":  # CPU workers share the host's memory: stages side by side add up

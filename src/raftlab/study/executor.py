@@ -190,7 +190,8 @@ def run_dispatched(stages: list[Any], runner: StageRunner, config: Any, outputs:
                     result, seconds, peak = job.result()
                 except StageFailed as exc:  # a forked child's failure already names the stage and its partial work
                     hint = (" Several stages ran at once: `executor: {workers: 1}` runs one at a time, in less "
-                            "memory." if workers > 1 and "killed by signal" in str(exc) else "")
+                            "memory, or `serial_kinds: [train]` never runs two trainings at once."
+                            if workers > 1 and "killed by signal" in str(exc) else "")
                     raise StageFailed(f"{exc} (worker job {job.job_id}){hint}") from exc
                 except Exception as exc:  # noqa: BLE001 - the worker's error, with where its log is
                     log = getattr(getattr(job, "paths", None), "stderr", None)
