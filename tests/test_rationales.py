@@ -440,8 +440,12 @@ def test_judge_is_stored_and_resumable(tmp_path):
 
     res = judge_rationales(Judge(), tmp_path / "r.sqlite", sample=4, progress=False)
     assert res["judged"] == 4 and res["helpful"] + res["unhelpful"] == 4
-    judge_rationales(Judge(), tmp_path / "r.sqlite", sample=4, progress=False)
+    # the sample's verdicts by id, in id order: the study's judge.json takes them as they are
+    assert list(res["verdicts"]) == sorted(res["verdicts"]) and len(res["verdicts"]) == 4
+    assert sorted(res["verdicts"].values()) == sorted(["helpful"] * res["helpful"] + ["unhelpful"] * res["unhelpful"])
+    again = judge_rationales(Judge(), tmp_path / "r.sqlite", sample=4, progress=False)
     assert Judge.calls == 4  # second run judged nothing new
+    assert again["verdicts"] == res["verdicts"]  # the same seeded sample
 
 
 def test_judge_request_errors_are_not_stored_and_are_retried(tmp_path):

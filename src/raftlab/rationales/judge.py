@@ -65,7 +65,7 @@ def judge_rationales(judge: Backend, store: RationaleStore | str | Path, sample:
                      request_retries: int = REQUEST_RETRIES, retry_backoff: float = RETRY_BACKOFF_S,
                      limit: int | None = None) -> dict[str, Any]:
     """Judge a seeded sample of kept rationales (of the first ``limit`` kept, those exported for training); returns
-    verdict counts over the sample.
+    verdict counts over the sample and the sample's verdicts by rationale id (``verdicts``).
 
     Each verdict (``helpful``/``unhelpful``, ``unknown`` when the judgement names neither) is stored with the
     raw judgement as it arrives; a rerun judges only what is missing. The same failure rules as the teacher's
@@ -106,4 +106,5 @@ def judge_rationales(judge: Backend, store: RationaleStore | str | Path, sample:
     if not isinstance(store, RationaleStore):
         db.close()
     return {**counts, "judged": judged, "errors": errors, "pending": pending, "sampled": len(chosen),
-            "helpful_ratio": counts["helpful"] / judged if judged else None}
+            "helpful_ratio": counts["helpful"] / judged if judged else None,
+            "verdicts": {i: verdicts[i] for i in sorted(sampled) if i in verdicts}}

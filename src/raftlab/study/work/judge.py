@@ -29,7 +29,7 @@ def judge(cfg: StudyConfig, spec: TaskSpec, rat_out: Given, out: Path) -> JudgeO
     ``kept``, those exported); write the counts and the sample's verdicts to ``judge.json``. Verdicts an earlier,
     differently configured judge left in the store are forgotten first."""
     from raftlab.rationales import RationaleStore, judge_rationales
-    from raftlab.rationales.judge import judge_sample, judge_settings
+    from raftlab.rationales.judge import judge_settings
 
     backend_spec, options = judge_spec(cfg)
     settings = judge_settings(backend_spec, options, cfg.judge.max_new_tokens)
@@ -40,8 +40,7 @@ def judge(cfg: StudyConfig, spec: TaskSpec, rat_out: Given, out: Path) -> JudgeO
         forgotten = store.bind_judge(settings)
         result = judge_rationales(backend, store, sample=cfg.judge.sample, seed=cfg.seed,
                                   max_new_tokens=cfg.judge.max_new_tokens, progress=True, limit=trained)
-        sampled = {ex.id for ex, _, _ in judge_sample(store.kept(trained), cfg.judge.sample, cfg.seed)}
-        verdicts = {i: v for i, v in sorted(store.judgments().items()) if i in sampled}
+    verdicts = result.pop("verdicts")
     if result["pending"]:
         raise RuntimeError(f"judge {settings['backend']!r}: {result['pending']} rationales of {spec.name!r} are "
                            "pending because its requests kept failing; rerun the study to judge them")
