@@ -144,14 +144,13 @@ def compare(baseline: dict, result: dict, name: str) -> list[dict]:
     seconds to the baseline's, in all and per kind of stage (the stages both ran)."""
     ratios = [ratio(f"time: {name} / this run", run_time(baseline) / run_time(result))]
     mine, theirs = result["stage_seconds"], baseline["stage_seconds"]
-    shared = [s for s in mine if s in theirs]
     kinds: dict[str, list[float]] = {}
-    for stage in shared:
+    for stage in (s for s in mine if s in theirs):
         pair = kinds.setdefault(stage_kind(stage), [0.0, 0.0])
         pair[0] += mine[stage]
         pair[1] += theirs[stage]
     ratios.append(ratio(f"stage seconds, all stages: this run / {name}",
-                        sum(mine[s] for s in shared) / sum(theirs[s] for s in shared)))
+                        sum(a for a, _ in kinds.values()) / sum(b for _, b in kinds.values())))
     for kind, (a, b) in sorted(kinds.items(), key=lambda kv: -kv[1][1]):
         if b > 10:
             ratios.append(ratio(f"stage seconds, {kind}: this run / {name}", a / b))
