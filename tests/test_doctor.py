@@ -125,7 +125,8 @@ def test_dtype_fails_when_bf16_is_asked_for_and_missing(monkeypatch) -> None:
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(raftlab.machine, "cpu_has_fast_bf16", lambda: False)
-    assert doctor.check_dtype(_cfg()).status == "ok"
+    ok = doctor.check_dtype(_cfg())
+    assert ok.status == "ok" and "float32" in ok.detail and "docs/performance.md" in ok.detail
     check = doctor.check_dtype(_cfg(train={"bf16": True}))
     assert check.status == "FAIL" and "bf16: false" in check.fix
 

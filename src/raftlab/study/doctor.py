@@ -88,7 +88,9 @@ def check_dtype(cfg: StudyConfig | None) -> Check:
     if wants:
         return Check("dtype", "FAIL", f"train.bf16 is true but {where} has no (fast) bf16",
                      "a GPU with bf16 (Ampere or newer), or train: {bf16: false}")
-    return Check("dtype", "ok", f"no bf16 on {where}: models run in float32")
+    slower = "" if cuda else (" (on a CPU several times slower than with bf16 hardware: docs/performance.md, "
+                              "\"On a CPU without bf16\")")
+    return Check("dtype", "ok", f"no bf16 on {where}: models run in float32{slower}")
 
 
 def _free_memory_gb() -> tuple[float, str]:
