@@ -6,19 +6,21 @@ allocator's settings differ:
 
 * official: random order, each batch padded to its longest example, full-vocabulary logits at every position
   (the study's released recipe with dynamic padding);
-* raftlab: length-grouped batches (``raftlab.training.sampler``) and logits only where a token is trained
-  (``raftlab.training.loss``), plain matmul attention on a CPU where it fits; the default of ``raftlab train``
-  in fp32;
+* raftlab: length-grouped batches (``raftlab.training.sampler``), logits only where a token is trained
+  (``raftlab.training.loss``), the instruction a batch's rows share run once (``raftlab.training.shared_prefix``),
+  plain matmul attention on a CPU where it fits; the default of ``raftlab train`` in fp32;
 * raftlab + bf16 (where the hardware has bf16; raftlab's default there): the same, with LoRA's frozen base in
   bf16, fp32 adapters and autocast;
 * reference, official + bf16 autocast: the official recipe with the Trainer's ``bf16`` flag (autocast over fp32
   weights), what the official scripts do with ``--bf16``;
 * raftlab --pack: one padding-free row per batch (``PackCollator``) and target-only logits;
-* with ``--max-length-baseline``: also every batch padded to ``--max-length`` (tokenizer padding="max_length").
+* with ``--max-length-baseline``: also every batch padded to ``--max-length`` (tokenizer padding="max_length");
+* with ``--whole-rows-baseline``: raftlab's default recipe with every row run whole (no shared prefix).
 
 Each recipe runs in its own process: raftlab's recipes keep freed memory for the next step as ``raftlab train``
 does (:func:`raftlab.allocator.keep_freed_memory`), the official ones use glibc's defaults, as a script would.
-Prints trained target tokens/s (tokens whose loss counts) for each and the speed-up over the official recipe.
+Prints trained target tokens/s (tokens whose loss counts) for each and the speed-up over the official recipe,
+and the tokens fed: the positions the model runs (padding included, a shared prefix counted once).
 On a GPU the rate is per wall-clock second; on a CPU per CPU-second of the recipe's process, which other
 processes on a shared machine distort less. Rounds are interleaved and the fastest round of each recipe counts.
 Writes the result as JSON to ``benchmarks/results/train_<model>_<device>.json`` (``--out``;
@@ -49,6 +51,7 @@ class Recipe(NamedTuple):
     target_logits: bool
     pad_to_max: bool = False
     bf16: bool = False
+    shared_prefix: bool = True  # where target_logits (raftlab.training.shared_prefix)
 
 
 OFFICIAL = Recipe("official (random order, pad per batch, full logits)", False, False, False)
@@ -57,7 +60,11 @@ RAFTLAB_BF16 = Recipe("raftlab + bf16 (bf16 base, fp32 LoRA, autocast)", True, F
 OFFICIAL_BF16 = Recipe("reference: official + bf16 autocast", False, False, False, bf16=True)
 PACKED = Recipe("raftlab --pack (packed rows, target-only logits)", False, True, True)
 MAX_LENGTH = Recipe("reference: random order, pad to max length", False, False, False, True)
-RECIPES = (OFFICIAL, RAFTLAB, RAFTLAB_BF16, OFFICIAL_BF16, PACKED, MAX_LENGTH)
+WHOLE_ROWS = Recipe("reference: raftlab, every row run whole (no shared prefix)", True, False, True,
+                    shared_prefix=False)
+WHOLE_ROWS_BF16 = Recipe("reference: raftlab + bf16, every row run whole (no shared prefix)", True, False, True,
+                         bf16=True, shared_prefix=False)
+RECIPES = (OFFICIAL, RAFTLAB, RAFTLAB_BF16, OFFICIAL_BF16, PACKED, MAX_LENGTH, WHOLE_ROWS, WHOLE_ROWS_BF16)
 
 
 def make_data(path: Path, n: int) -> None:
@@ -96,12 +103,22 @@ def build_trainer(config, recipe: Recipe):
     else:
         collator = PadCollator(tok.pad_token_id, pad_to=config.max_length if recipe.pad_to_max else None)
     trainer = raft_trainer_cls()(model=model, args=args, train_dataset=Dataset.from_list(rows),
-                                 data_collator=collator, target_logits=recipe.target_logits)
+                                 data_collator=collator, target_logits=recipe.target_logits,
+                                 shared_prefix=recipe.shared_prefix)
     assert trainer.target_logits == recipe.target_logits, "this model does not support target-only logits"
     batches = list(trainer.get_train_dataloader())
     target_tokens = sum(int((b["labels"] != -100).sum()) for b in batches)
-    fed_tokens = sum(b["input_ids"].numel() for b in batches)
+    fed_tokens = sum(b["input_ids"].numel() - fed_once(trainer, b) for b in batches)
     return trainer, target_tokens, fed_tokens
+
+
+def fed_once(trainer, batch) -> int:
+    """Positions of ``batch`` the model does not run because its rows share them (a shared prefix runs once)."""
+    from raftlab.training.shared_prefix import shared_prefix_length
+
+    if not trainer.shared_prefix:
+        return 0
+    return (batch["input_ids"].shape[0] - 1) * shared_prefix_length(trainer.view_inputs(batch))
 
 
 def run(config, recipe: Recipe) -> tuple[float, float, int, int, float]:
@@ -141,7 +158,7 @@ def worker(args: argparse.Namespace) -> None:
     recipe = RECIPES[args.worker]
     if args.threads:
         torch.set_num_threads(args.threads)
-    if recipe in (RAFTLAB, RAFTLAB_BF16, PACKED):
+    if recipe in (RAFTLAB, RAFTLAB_BF16, PACKED, WHOLE_ROWS, WHOLE_ROWS_BF16):
         from raftlab.allocator import keep_freed_memory
 
         keep_freed_memory()
@@ -175,6 +192,8 @@ def main() -> None:
                     "counts (robust to other processes on a shared machine)")
     ap.add_argument("--no-pack", action="store_true", help="skip the packed recipe")
     ap.add_argument("--max-length-baseline", action="store_true", help="also time padding to --max-length")
+    ap.add_argument("--whole-rows-baseline", action="store_true", help="also time raftlab's recipe with every row "
+                    "run whole (no shared prefix)")
     ap.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
                     help="also time bf16 autocast (raftlab, and the official recipe as a reference); default: where "
                          "the device has bf16 hardware")
@@ -194,7 +213,8 @@ def main() -> None:
 
     bf16 = args.bf16 if args.bf16 is not None else (torch.cuda.is_bf16_supported() if on_gpu else cpu_has_fast_bf16())
     recipes = [OFFICIAL, RAFTLAB] + ([RAFTLAB_BF16, OFFICIAL_BF16] if bf16 else []) + \
-        ([] if args.no_pack else [PACKED]) + ([MAX_LENGTH] if args.max_length_baseline else [])
+        ([] if args.no_pack else [PACKED]) + ([MAX_LENGTH] if args.max_length_baseline else []) + \
+        ([WHOLE_ROWS_BF16 if bf16 else WHOLE_ROWS] if args.whole_rows_baseline else [])
 
     best: dict[Recipe, tuple[float, float, int, int, float]] = {}
     key = 0 if on_gpu else 1  # wall time on a GPU, CPU time of the recipe's process on a CPU
@@ -222,6 +242,10 @@ def main() -> None:
         ratios.append(ratio(f"raftlab + bf16 / official + bf16 autocast, target tokens/{unit}",
                             rate[RAFTLAB_BF16] / rate[OFFICIAL_BF16]))
     default = RAFTLAB_BF16 if bf16 else RAFTLAB
+    whole = WHOLE_ROWS_BF16 if bf16 else WHOLE_ROWS
+    if whole in rate:
+        print(f"speed-up (target tokens/{unit}) shared prefix / whole rows: {rate[default] / rate[whole]:.2f}x")
+        ratios.append(ratio(f"raftlab shared prefix / whole rows, target tokens/{unit}", rate[default] / rate[whole]))
     recipes_out = {rec.name: {"target_tokens_per_unit": round(rate[rec], 2), "wall_seconds": round(r[0], 2),
                               "cpu_seconds": round(r[1], 2), "target_tokens": r[2], "tokens_fed": r[3],
                               "train_loss": round(r[4], 4)} for rec, r in best.items()}

@@ -193,3 +193,22 @@ def test_record_study_compares_a_run_against_another_way_of_running_it(monkeypat
     assert ratios["stage seconds, teacher: this run / base.json"] == 1.8
     assert ratios["stage seconds, training: this run / base.json"] == 1.6
     assert ratios["stage seconds, CoT evaluations (② and RAFT): this run / base.json"] == 1.6
+
+
+def test_profile_sc_counts_torch_attention_called_by_the_cascade_as_decoding_attention(monkeypatch) -> None:
+    """Without the native kernel the cascade calls torch's flash attention through torch's op wrapper: that builtin
+    is decoding attention, while the same builtin called from elsewhere (a prefill) stays prefill attention."""
+    monkeypatch.syspath_prepend(str(BENCH))
+    profile_sc = _load("profile_sc")
+    flash = ("~", 0, "<built-in method torch._ops.aten._scaled_dot_product_flash_attention_for_cpu>")
+    wrapper = ("torch/_ops.py", 1, "__call__")
+    cascade = ("raftlab/engine/cascade_attention.py", 183, "cascade_attention")
+    prefill = ("raftlab/engine/prefill.py", 10, "prefill")
+    stats = {wrapper: (1, 1, 0.1, 0.1, {cascade: (1, 1, 0.1, 0.1)}), cascade: (1, 1, 0.1, 0.1, {})}
+    called_by_cascade = {wrapper: (1, 1, 2.0, 2.0)}
+    assert profile_sc.category(flash, called_by_cascade, stats) == "decoding attention (cascade kernel)"
+    assert profile_sc.category(flash, {prefill: (1, 1, 2.0, 2.0)}, {prefill: (1, 1, 0.1, 0.1, {})}) == \
+        "prefill attention"
+    sampling = ("raftlab/engine/sampling.py", 5, "sample")
+    assert profile_sc.category(("~", 0, "<built-in method torch.multinomial>"), {sampling: (1, 1, 1.0, 1.0)},
+                               {sampling: (1, 1, 0.1, 0.1, {})}) == "sampling"

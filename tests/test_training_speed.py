@@ -270,3 +270,79 @@ def test_every_lora_dropout_becomes_a_mask_dropout():
     drops = [m for m in model.modules() if isinstance(m, MaskDropout)]
     assert len(drops) == 2 * layers and all(abs(d.p - 0.1) < 2**-15 for d in drops)
     assert not any(type(m) is torch.nn.Dropout and m.p > 0 for m in model.modules())
+
+
+def _prefix_calls(model):
+    """(rows, positions) of every forward call's input ids, through a hook on the token embeddings."""
+    calls = []
+    hook = model.get_input_embeddings().register_forward_hook(lambda m, i, o: calls.append(tuple(i[0].shape)))
+    return calls, hook
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("name", "cls", "objective"), [("tiny", "grouped", "raft"), ("tiny-nobos", "grouped", "raft"),
+                                                       ("tiny", "align", "align")])
+def test_shared_prefix_gives_the_whole_rows_loss_and_gradients(name, cls, objective):
+    """The instruction every row starts with, run once per batch, gives the loss and gradients of running every
+    row whole; the prefix pass is one row of the common prefix and the rest continues its cache."""
+    from raftlab.training.shared_prefix import MIN_PREFIX, shared_prefix_length
+
+    model, tok = load_model(name)
+    model.train()
+    batch = PadCollator(tok.pad_token_id)(_features(tok, objective))
+    kw = {"align_lambda": 0.3} if cls == "align" else {}
+    whole_loss, whole_grads = _loss_and_grads(_trainer(model, True, cls, shared_prefix=False, **kw), model, batch)
+    trainer = _trainer(model, True, cls, **kw)
+    assert trainer.shared_prefix
+    length = shared_prefix_length(trainer.view_inputs(batch))
+    assert length >= MIN_PREFIX
+    calls, hook = _prefix_calls(model)
+    loss, grads = _loss_and_grads(trainer, model, batch)
+    hook.remove()
+    rows, width = batch["input_ids"].shape
+    assert calls[:2] == [(1, length), (rows, width - length)]
+    assert loss == pytest.approx(whole_loss, rel=1e-5)
+    assert grads.keys() == whole_grads.keys()
+    for n in grads:
+        torch.testing.assert_close(grads[n], whole_grads[n], rtol=1e-4, atol=1e-6, msg=n)
+
+
+@pytest.mark.slow
+def test_shared_prefix_gives_the_whole_rows_gradients_of_lora_adapters():
+    from peft import LoraConfig, get_peft_model
+
+    model, tok = load_model("tiny")
+    model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules="all-linear",
+                                             init_lora_weights=False))
+    model.train()
+    batch = PadCollator(tok.pad_token_id)(_features(tok))
+    whole_loss, whole_grads = _loss_and_grads(_trainer(model, True, shared_prefix=False), model, batch)
+    trainer = _trainer(model, True)
+    assert trainer.shared_prefix
+    loss, grads = _loss_and_grads(trainer, model, batch)
+    assert loss == pytest.approx(whole_loss, rel=1e-5)
+    assert grads.keys() == whole_grads.keys() and any("lora_A" in n for n in grads)
+    for n in grads:
+        torch.testing.assert_close(grads[n], whole_grads[n], rtol=1e-4, atol=1e-6, msg=n)
+
+
+def test_shared_prefix_length_stops_at_the_first_difference_the_mask_and_the_first_kept_logit():
+    from raftlab.training.shared_prefix import MIN_PREFIX, shared_prefix_length
+
+    common = list(range(10, 10 + MIN_PREFIX + 4))
+    ids = torch.tensor([common + [1, 2, 3], common + [4, 5, 0]])
+    mask = torch.tensor([[1] * 15, [1] * 14 + [0]])
+    keep = torch.arange(13, 15)
+    assert shared_prefix_length({"input_ids": ids, "attention_mask": mask, "logits_to_keep": keep}) == len(common)
+    # a kept logit inside the common tokens ends the prefix there (its position's logits are needed)
+    early = torch.arange(MIN_PREFIX + 1, 15)
+    assert shared_prefix_length({"input_ids": ids, "logits_to_keep": early}) == MIN_PREFIX + 1
+    # too short, one row, packed rows (position ids), or no target-only logits: not shared
+    assert shared_prefix_length({"input_ids": ids, "logits_to_keep": torch.arange(MIN_PREFIX - 1, 15)}) == 0
+    assert shared_prefix_length({"input_ids": ids[:1], "logits_to_keep": keep}) == 0
+    assert shared_prefix_length({"input_ids": ids, "position_ids": ids, "logits_to_keep": keep}) == 0
+    assert shared_prefix_length({"input_ids": ids, "logits_to_keep": 0}) == 0
+    # a padded position of one row is not common even where the ids agree
+    padded = mask.clone()
+    padded[1, 3] = 0
+    assert shared_prefix_length({"input_ids": ids, "attention_mask": padded, "logits_to_keep": keep}) == 0

@@ -71,6 +71,9 @@ class TrainSettings(Strict):
     target_logits: bool = Field(True, description="compute LM-head logits only where a token is trained "
                                 "(same loss and gradients, less compute)",
                                 json_schema_extra={"cli": ["--target-logits/--full-logits"]})
+    shared_prefix: bool = Field(True, description="run the tokens every row of a batch starts with (a task's "
+                                "instruction) once per batch instead of once per row (same loss and gradients; "
+                                "with target logits, unpacked rows, one process, no gradient checkpointing)")
     save_steps: int = Field(200, ge=1, description="checkpoint every N steps (resume continues from the newest; "
                             "with a dev set, checkpoints are written at each evaluation instead)")
     dev_size: int = Field(0, ge=0, description="examples held out of training as a dev set, chosen by example id "

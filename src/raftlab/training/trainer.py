@@ -40,21 +40,26 @@ def sampling_strategy(n_rows: int, batch_size: int, group_by_length: bool = True
 def raft_trainer_cls():
     from transformers import Trainer
 
+    from raftlab.training import shared_prefix as prefix_sharing
     from raftlab.training.loss import model_inputs, supports_target_logits, target_inputs
     from raftlab.training.sampler import GroupedByLengthSampler
 
     class RaftTrainer(Trainer):
         """Trainer with length-grouped sampling that also groups small datasets (``sampler.py``), logits computed
         only at target positions (``loss.py``; ``target_logits=False`` gives the stock full-vocabulary forward),
-        and an ``eval_loss`` that is the training objective over all dev target tokens (the stock one averages
-        batch means)."""
+        the tokens all rows of a batch start with computed once (``shared_prefix.py``), and an ``eval_loss`` that
+        is the training objective over all dev target tokens (the stock one averages batch means)."""
 
         #: (view prefix, weight) of the loss: the batch itself (align adds its rationale view)
         loss_views: tuple[tuple[str, float], ...] = (("", 1.0),)
 
-        def __init__(self, *args: Any, target_logits: bool = True, **kwargs: Any) -> None:
+        def __init__(self, *args: Any, target_logits: bool = True, shared_prefix: bool = True,
+                     **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self.target_logits = bool(target_logits and supports_target_logits(self.model))
+            self.shared_prefix = bool(shared_prefix and self.target_logits and self.args.world_size == 1
+                                      and not self.args.gradient_checkpointing
+                                      and prefix_sharing.supports_shared_prefix(self.model))
             self.compute_metrics = self.dev_metrics
 
         def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
@@ -92,8 +97,18 @@ def raft_trainer_cls():
                 return target_inputs(inputs, prefix)
             return {**model_inputs(inputs, prefix), "labels": inputs[f"{prefix}labels"]}
 
+        def forward_inputs(self, model, inputs: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+            """:meth:`view_inputs` for a training forward: where the rows share a prefix, it has been run once
+            and the returned kwargs continue its cache over the rest of the rows."""
+            kwargs = self.view_inputs(inputs, prefix)
+            length = prefix_sharing.shared_prefix_length(kwargs) if self.shared_prefix else 0
+            if not length:
+                return kwargs
+            cache = prefix_sharing.prefix_pass(model, kwargs, length)
+            return prefix_sharing.suffix_inputs(model, kwargs, length, cache)
+
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            return super().compute_loss(model, self.view_inputs(inputs), return_outputs, num_items_in_batch)
+            return super().compute_loss(model, self.forward_inputs(model, inputs), return_outputs, num_items_in_batch)
 
     return RaftTrainer
 
@@ -113,8 +128,8 @@ def _align_trainer_cls():
             self.model_accepts_loss_kwargs = False
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            label_out = model(**self.view_inputs(inputs, ""))
-            rat_out = model(**self.view_inputs(inputs, "r_"))
+            label_out = model(**self.forward_inputs(model, inputs, ""))
+            rat_out = model(**self.forward_inputs(model, inputs, "r_"))
             loss = self.align_lambda * label_out.loss + (1 - self.align_lambda) * rat_out.loss
             return (loss, {"label": label_out, "rationale": rat_out}) if return_outputs else loss
 
@@ -385,7 +400,8 @@ def run_training(config: TrainConfig):
     collator = PackCollator() if config.pack else PadCollator(tok.pad_token_id)
     common = dict(model=model, args=args, train_dataset=dataset, data_collator=collator,
                   eval_dataset=Dataset.from_list(with_lengths(p.dev_rows)) if p.dev_rows else None,
-                  callbacks=early_stopping.callbacks(config), target_logits=config.target_logits)
+                  callbacks=early_stopping.callbacks(config), target_logits=config.target_logits,
+                  shared_prefix=config.shared_prefix)
     if config.objective == "align":
         trainer = _align_trainer_cls()(**common, align_lambda=config.align_lambda)
     else:
