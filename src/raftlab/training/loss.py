@@ -49,17 +49,22 @@ def model_inputs(inputs: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return {**kwargs, "use_cache": False}
 
 
+def unwrapped(model: Any) -> Any:
+    """The transformers model inside DDP/FSDP (``.module``) and peft (``.get_base_model()``) wrappers."""
+    for _ in range(8):
+        inner = model.get_base_model() if hasattr(model, "get_base_model") else getattr(model, "module", model)
+        if inner is model:
+            break
+        model = inner
+    return model
+
+
 def supports_target_logits(model: Any) -> bool:
     """True when the (possibly peft-wrapped) model's forward takes ``logits_to_keep`` and its loss is the standard
     shifted causal-LM loss (which honours ``shift_labels``)."""
     from transformers.loss.loss_utils import LOSS_MAPPING, ForCausalLMLoss
 
-    base = model
-    for _ in range(8):  # unwrap DDP/FSDP (.module) and peft (.get_base_model())
-        inner = base.get_base_model() if hasattr(base, "get_base_model") else getattr(base, "module", base)
-        if inner is base:
-            break
-        base = inner
+    base = unwrapped(model)
     if "logits_to_keep" not in inspect.signature(base.forward).parameters:
         return False
     if getattr(getattr(base, "config", None), "is_encoder_decoder", False):

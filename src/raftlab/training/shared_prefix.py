@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from raftlab.training.loss import unwrapped
+
 #: Shorter common prefixes are not worth a second forward call.
 MIN_PREFIX = 8
 
@@ -23,19 +25,9 @@ MIN_PREFIX = 8
 MODEL_TYPES = frozenset({"llama", "qwen2", "qwen3"})
 
 
-def _base(model: Any) -> Any:
-    """The transformers model inside peft / DDP wrappers."""
-    for _ in range(8):
-        inner = model.get_base_model() if hasattr(model, "get_base_model") else getattr(model, "module", model)
-        if inner is model:
-            break
-        model = inner
-    return model
-
-
 def supports_shared_prefix(model: Any) -> bool:
     """Whether ``model`` (possibly peft-wrapped) is of :data:`MODEL_TYPES` with full attention in every layer."""
-    config = getattr(_base(model), "config", None)
+    config = getattr(unwrapped(model), "config", None)
     if getattr(config, "model_type", None) not in MODEL_TYPES:
         return False
     if getattr(config, "use_sliding_window", False):
@@ -68,7 +60,7 @@ def cache_argument(model: Any) -> str:
     """The KV-cache keyword of the base model's forward (``cache``, or ``past_key_values`` in older transformers)."""
     from raftlab.engine.prefill import cache_argument as of_model
 
-    return of_model(_base(model))
+    return of_model(unwrapped(model))
 
 
 def prefix_pass(model: Any, kwargs: dict[str, Any], length: int) -> Any:
@@ -76,14 +68,12 @@ def prefix_pass(model: Any, kwargs: dict[str, Any], length: int) -> Any:
     one row, with gradients; returns its KV cache expanded (a view, no copy) to the batch's rows."""
     import torch
 
-    from raftlab.engine.prefill import cache_argument as of_model
     from raftlab.engine.prefill import cache_of
 
-    decoder = _base(model).get_decoder()
     ids = kwargs["input_ids"]
     positions = torch.arange(length, device=ids.device)[None]
-    out = decoder(input_ids=ids[:1, :length], position_ids=positions, use_cache=True)
-    cache = cache_of(out, of_model(decoder))
+    out = unwrapped(model).get_decoder()(input_ids=ids[:1, :length], position_ids=positions, use_cache=True)
+    cache = cache_of(out, cache_argument(model))
     rows = ids.shape[0]
     for layer in cache.layers:
         layer.keys = layer.keys.expand(rows, -1, -1, -1)
