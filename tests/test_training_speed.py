@@ -3,6 +3,7 @@ same loss, gradients and per-example logits as the plain padded forward, on toke
 
 from __future__ import annotations
 
+import json
 import sys
 
 import pytest
@@ -346,3 +347,48 @@ def test_shared_prefix_length_stops_at_the_first_difference_the_mask_and_the_fir
     padded = mask.clone()
     padded[1, 3] = 0
     assert shared_prefix_length({"input_ids": ids, "attention_mask": padded, "logits_to_keep": keep}) == 0
+
+
+@pytest.mark.slow
+def test_shared_prefix_trains_through_the_trainer_under_bf16_lora(tmp_path, monkeypatch):
+    """Through ``train()`` (accelerate's autocast on the model's forward, bf16 base, fp32 adapters): the prefix
+    pass runs under the same autocast, and the first step's loss (LoRA's B starts at zero, so dropout cannot
+    change it) is the whole rows' loss."""
+    import raftlab.training.shared_prefix as sp
+    from raftlab.rationales.oracle import oracle_rationale
+
+    data = tmp_path / "d.jsonl"
+    task = get_task("synth_arith_easy")
+    write_jsonl([e.model_copy(update={"rationale": oracle_rationale(e)}) for e in task.load("train", limit=8)], data)
+    passes = []
+    real_pass = sp.prefix_pass
+    monkeypatch.setattr(sp, "prefix_pass", lambda *a: passes.append(a[2]) or real_pass(*a))
+    first_loss = {}
+    for shared in (True, False):
+        out = train(TrainConfig(model="tiny", data=str(data), objective="raft", out=str(tmp_path / f"o{shared}"),
+                                lora=True, bf16=True, batch_size=4, epochs=1, logging_steps=1, save_steps=10_000,
+                                shared_prefix=shared))
+        summary = json.loads((out / "train_summary.json").read_text())
+        first_loss[shared] = next(h["loss"] for h in summary["log_history"] if "loss" in h)
+        if shared:
+            assert passes and min(passes) >= sp.MIN_PREFIX  # every step's batch shared its instruction
+            n_passes = len(passes)
+    assert len(passes) == n_passes  # none with shared_prefix off
+    assert first_loss[True] == pytest.approx(first_loss[False], rel=1e-2)
+
+
+def test_shared_prefix_only_for_cached_llama_family_models_with_static_rotary_frequencies():
+    from types import SimpleNamespace as NS
+
+    from raftlab.training.shared_prefix import supports_shared_prefix
+
+    def model(**config):
+        return NS(config=NS(**{"model_type": "llama", "rope_parameters": {"rope_type": "default"}, **config}))
+
+    assert supports_shared_prefix(model())
+    assert supports_shared_prefix(model(rope_parameters={"rope_type": "llama3"}))
+    # frequencies recomputed from a call's longest position: a prefix alone would get other ones
+    assert not supports_shared_prefix(model(rope_parameters={"rope_type": "dynamic"}))
+    assert not supports_shared_prefix(model(rope_parameters={"rope_type": "longrope"}))
+    assert not supports_shared_prefix(model(model_type="gpt2"))
+    assert not supports_shared_prefix(model(layer_types=["full_attention", "sliding_attention"]))

@@ -6,6 +6,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from raftlab.models.kv_keyword import cache_argument, cache_of
+
 #: Shared prompt tokens from which the prefix is prefilled once for a whole batch (shorter ones are not worth it).
 MIN_SHARED_PREFIX = 16
 
@@ -19,19 +21,6 @@ def common_prefix_length(rows: list[list[int]]) -> int:
             i += 1
         length = i
     return length
-
-
-def cache_argument(model: Any) -> str:
-    """The name of the KV-cache argument of ``model``'s forward (and of its output): ``cache`` in newer
-    transformers, ``past_key_values`` (deprecated there) before."""
-    import inspect
-
-    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
-
-
-def cache_of(out: Any, cache_arg: str) -> Any:
-    """The KV cache of a forward's output."""
-    return out.cache if cache_arg == "cache" else out.past_key_values
 
 
 def _new_cache(model: Any, cache_arg: str, capacity: int | None = None) -> dict[str, Any]:

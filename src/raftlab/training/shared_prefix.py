@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from raftlab.models.kv_keyword import cache_argument, cache_of
 from raftlab.training.loss import unwrapped
 
 #: Shorter common prefixes are not worth a second forward call.
@@ -24,11 +25,19 @@ MIN_PREFIX = 8
 #: Llama family, full attention).
 MODEL_TYPES = frozenset({"llama", "qwen2", "qwen3"})
 
+#: Rotary embeddings whose frequencies do not depend on the longest position of a call ("dynamic" and "longrope"
+#: do, so a prefix alone would get other frequencies than the whole row).
+STATIC_ROPE = frozenset({None, "default", "linear", "llama3"})
+
 
 def supports_shared_prefix(model: Any) -> bool:
-    """Whether ``model`` (possibly peft-wrapped) is of :data:`MODEL_TYPES` with full attention in every layer."""
+    """Whether ``model`` (possibly peft-wrapped) is of :data:`MODEL_TYPES` with full attention in every layer and
+    rotary embeddings of :data:`STATIC_ROPE`."""
     config = getattr(unwrapped(model), "config", None)
     if getattr(config, "model_type", None) not in MODEL_TYPES:
+        return False
+    rope = getattr(config, "rope_parameters", None) or getattr(config, "rope_scaling", None) or {}
+    if rope.get("rope_type", rope.get("type")) not in STATIC_ROPE:
         return False
     if getattr(config, "use_sliding_window", False):
         return False
@@ -56,24 +65,22 @@ def shared_prefix_length(kwargs: dict[str, Any]) -> int:
     return length if length >= MIN_PREFIX else 0
 
 
-def cache_argument(model: Any) -> str:
+def cache_keyword(model: Any) -> str:
     """The KV-cache keyword of the base model's forward (``cache``, or ``past_key_values`` in older transformers)."""
-    from raftlab.engine.prefill import cache_argument as of_model
-
-    return of_model(unwrapped(model))
+    return cache_argument(unwrapped(model))
 
 
 def prefix_pass(model: Any, kwargs: dict[str, Any], length: int) -> Any:
     """The model's decoder (no LM head: no prefix position has a kept logit) over the first ``length`` tokens of
-    one row, with gradients; returns its KV cache expanded (a view, no copy) to the batch's rows."""
+    one row, with gradients; returns its KV cache expanded (a view, no copy) to the batch's rows. The decoder is
+    called directly, past the autocast that accelerate puts on the model's forward: call this under the same
+    autocast (the trainer's ``accelerator.autocast()``)."""
     import torch
-
-    from raftlab.engine.prefill import cache_of
 
     ids = kwargs["input_ids"]
     positions = torch.arange(length, device=ids.device)[None]
     out = unwrapped(model).get_decoder()(input_ids=ids[:1, :length], position_ids=positions, use_cache=True)
-    cache = cache_of(out, cache_argument(model))
+    cache = cache_of(out, cache_keyword(model))
     rows = ids.shape[0]
     for layer in cache.layers:
         layer.keys = layer.keys.expand(rows, -1, -1, -1)
@@ -94,5 +101,5 @@ def suffix_inputs(model: Any, kwargs: dict[str, Any], length: int, cache: Any) -
     out["position_ids"] = torch.arange(length, width, device=ids.device)[None].expand(rows, -1)
     out["logits_to_keep"] = kwargs["logits_to_keep"] - length
     out["use_cache"] = True
-    out[cache_argument(model)] = cache
+    out[cache_keyword(model)] = cache
     return out

@@ -59,6 +59,7 @@ def raft_trainer_cls():
             self.target_logits = bool(target_logits and supports_target_logits(self.model))
             self.shared_prefix = bool(shared_prefix and self.target_logits and self.args.world_size == 1
                                       and not self.args.gradient_checkpointing
+                                      and not (self.is_fsdp_enabled or self.is_deepspeed_enabled)
                                       and prefix_sharing.supports_shared_prefix(self.model))
             self.compute_metrics = self.dev_metrics
 
@@ -104,7 +105,8 @@ def raft_trainer_cls():
             length = prefix_sharing.shared_prefix_length(kwargs) if self.shared_prefix else 0
             if not length:
                 return kwargs
-            cache = prefix_sharing.prefix_pass(model, kwargs, length)
+            with self.accelerator.autocast():  # the decoder is called past the model's own autocast wrapper
+                cache = prefix_sharing.prefix_pass(model, kwargs, length)
             return prefix_sharing.suffix_inputs(model, kwargs, length, cache)
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
