@@ -212,9 +212,10 @@ def main() -> None:
     from raftlab.machine import cpu_has_fast_bf16
 
     bf16 = args.bf16 if args.bf16 is not None else (torch.cuda.is_bf16_supported() if on_gpu else cpu_has_fast_bf16())
+    default, whole = (RAFTLAB_BF16, WHOLE_ROWS_BF16) if bf16 else (RAFTLAB, WHOLE_ROWS)
     recipes = [OFFICIAL, RAFTLAB] + ([RAFTLAB_BF16, OFFICIAL_BF16] if bf16 else []) + \
         ([] if args.no_pack else [PACKED]) + ([MAX_LENGTH] if args.max_length_baseline else []) + \
-        ([WHOLE_ROWS_BF16 if bf16 else WHOLE_ROWS] if args.whole_rows_baseline else [])
+        ([whole] if args.whole_rows_baseline else [])
 
     best: dict[Recipe, tuple[float, float, int, int, float]] = {}
     key = 0 if on_gpu else 1  # wall time on a GPU, CPU time of the recipe's process on a CPU
@@ -241,8 +242,6 @@ def main() -> None:
     if bf16:
         ratios.append(ratio(f"raftlab + bf16 / official + bf16 autocast, target tokens/{unit}",
                             rate[RAFTLAB_BF16] / rate[OFFICIAL_BF16]))
-    default = RAFTLAB_BF16 if bf16 else RAFTLAB
-    whole = WHOLE_ROWS_BF16 if bf16 else WHOLE_ROWS
     if whole in rate:
         print(f"speed-up (target tokens/{unit}) shared prefix / whole rows: {rate[default] / rate[whole]:.2f}x")
         ratios.append(ratio(f"raftlab shared prefix / whole rows, target tokens/{unit}", rate[default] / rate[whole]))

@@ -33,13 +33,18 @@ BY_NAME = (
 SAMPLING_FILE = "engine/sampling.py"
 
 
+def _main_caller(callers: dict) -> tuple:
+    """The cProfile entry that spent the most cumulative time calling a function."""
+    return max(callers.items(), key=lambda kv: kv[1][2])[0]
+
+
 def _called_from_cascade(callers: dict, stats: dict, depth: int = 3) -> bool:
     """Whether a function's main caller chain (up to ``depth`` callers, through torch's op wrappers) starts in
     ``cascade_attention``."""
     for _ in range(depth):
         if not callers:
             return False
-        caller = max(callers.items(), key=lambda kv: kv[1][2])[0]
+        caller = _main_caller(callers)
         if caller[2] == "cascade_attention":
             return True
         callers = stats.get(caller, (None,) * 5)[4]
@@ -59,7 +64,7 @@ def category(func: tuple, callers: dict, stats: dict | None = None) -> str:
             return label
     if file == "~":  # a builtin: the category of its main caller
         if callers:
-            caller = max(callers.items(), key=lambda kv: kv[1][2])[0]
+            caller = _main_caller(callers)
             return "sampling" if caller[0].endswith(SAMPLING_FILE) else "other tensor operations"
         return "other tensor operations"
     return "sampling" if file.endswith(SAMPLING_FILE) else "Python"
