@@ -1,7 +1,8 @@
 """Where raftlab's training time goes: one epoch of its default recipe under torch's profiler, by kind of work.
 
 The recipe is bench_train.py's "raftlab + bf16" (the same data, model, batch and LoRA settings; length-grouped
-batches, target-only logits, bf16 base with fp32 adapters under autocast; fp32 where the CPU has no bf16). Each
+batches, target-only logits, bf16 base with fp32 adapters under autocast; fp32 where the CPU has no bf16, or with
+``--no-bf16``), in a process that keeps freed memory as ``raftlab train`` does. Each
 profiled operator's self CPU time is put in one category (:data:`CATEGORIES`, first match wins; the rest is
 "other"), so the result says how much of a step is matrix products, LoRA dropout's random masks, elementwise
 work, dtype casts, attention's softmax, the loss and the optimizer. Run it pinned to one core:
@@ -45,17 +46,21 @@ def category(name: str) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_setup_arguments(ap)
+    ap.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
+                    help="profile the bf16 recipe (default: raftlab's choice on this CPU)")
     add_out_argument(ap, "benchmarks/results/train_profile_<model>_cpu.json")
     args = ap.parse_args()
 
     import torch
     from torch.profiler import ProfilerActivity, profile
 
+    from raftlab.allocator import keep_freed_memory
     from raftlab.machine import cpu_has_fast_bf16
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    bf16 = cpu_has_fast_bf16()
+    keep_freed_memory()  # as `raftlab train` and bench_train's raftlab recipes run
+    bf16 = args.bf16 if args.bf16 is not None else cpu_has_fast_bf16()
     with tempfile.TemporaryDirectory() as tmp:
         config = train_config(args, Path(tmp))
         trainer, _, _ = build_trainer(config, RAFTLAB_BF16 if bf16 else RAFTLAB)
