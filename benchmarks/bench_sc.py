@@ -31,6 +31,8 @@ from pathlib import Path
 
 from results_io import add_out_argument, headline, ratio, slug, write_result
 
+from raftlab.machine import matmul_gflops
+
 #: Shapes for ``--random-init`` (Llama-2-7B and the 135M SmolLM2 student).
 SHAPES = {
     "llama-7b": dict(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,
@@ -92,24 +94,6 @@ def raftlab_sc(backend, prompts, k, temperature, max_new_tokens, stop, batch_siz
     rows = backend.generate(prompts, SamplingParams(n=k, temperature=temperature, max_new_tokens=max_new_tokens,
                                                     stop=tuple(stop), seed=0))
     return sum(g.num_tokens for row in rows for g in row)
-
-
-def matmul_gflops(dtype, device: str, size: int = 1024, repeats: int = 20) -> float:
-    """This machine's matrix-multiply rate in ``dtype`` (GFLOP/s, ``size``-cubed products, after a warm-up)."""
-    import torch
-
-    a = torch.randn(size, size, device=device).to(dtype)
-    b = torch.randn(size, size, device=device).to(dtype)
-    for _ in range(3):
-        a @ b
-    if device == "cuda":
-        torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    for _ in range(repeats):
-        a @ b
-    if device == "cuda":
-        torch.cuda.synchronize()
-    return 2 * size**3 * repeats / (time.perf_counter() - t0) / 1e9
 
 
 def _random_model(shape: str, tokenizer, dtype, device):

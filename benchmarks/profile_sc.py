@@ -19,8 +19,9 @@ import cProfile
 import pstats
 import time
 
-from bench_sc import matmul_gflops
 from results_io import add_out_argument, headline, slug, write_result
+
+from raftlab.machine import matmul_gflops
 
 #: (category, substrings of a function's name), first match wins; builtins that match none count for the category
 #: of the Python function that called them most.

@@ -131,6 +131,32 @@ def test_dtype_fails_when_bf16_is_asked_for_and_missing(monkeypatch) -> None:
     assert check.status == "FAIL" and "bf16: false" in check.fix
 
 
+@pytest.mark.parametrize("rates, slower", [((84.0, 163.0), True), ((211.0, 100.0), False)])
+def test_dtype_states_the_cpu_rates_and_when_bf16_is_the_slower(monkeypatch, rates, slower) -> None:
+    import torch
+
+    import raftlab.machine
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(raftlab.machine, "cpu_has_fast_bf16", lambda: True)
+    monkeypatch.setattr(doctor, "cpu_rates", lambda bf16: rates if bf16 else (None, rates[1]))
+    check = doctor.check_dtype(_cfg())
+    assert check.status == "ok"
+    assert f"{rates[0]:.0f} GFLOP/s in bf16 and {rates[1]:.0f} in fp32" in check.detail
+    assert ("bf16 multiplies slower than fp32" in check.detail) is slower
+    assert ("without AMX" in check.detail or "no AMX" in check.detail) is slower
+
+
+def test_the_multiply_rate_probe_measures_and_restores_the_threads() -> None:
+    import torch
+
+    from raftlab.machine import matmul_gflops
+
+    before = torch.get_num_threads()
+    assert matmul_gflops(torch.float32, size=64, repeats=2, threads=1) > 0
+    assert torch.get_num_threads() == before
+
+
 def test_memory_fails_when_too_little_is_free_and_skips_an_unknown_size(monkeypatch) -> None:
     monkeypatch.setattr(doctor, "_free_memory_gb", lambda: (4.0, "GPU 0"))
     check = doctor.check_memory(_cfg(train={"lora": True}), 7e9)

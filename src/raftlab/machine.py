@@ -40,6 +40,34 @@ def cpu_has_fast_bf16() -> bool:
     return bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
 
 
+def matmul_gflops(dtype: Any, device: str = "cpu", size: int = 1024, repeats: int = 20,
+                  threads: int | None = None) -> float:
+    """This machine's matrix-multiply rate in ``dtype`` (GFLOP/s of ``size``-cubed products after a warm-up), on
+    ``threads`` torch threads where given (restored after)."""
+    import time
+
+    import torch
+
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        a = torch.randn(size, size, device=device).to(dtype)
+        b = torch.randn(size, size, device=device).to(dtype)
+        for _ in range(3):
+            a @ b
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        for _ in range(repeats):
+            a @ b
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        return 2 * size**3 * repeats / (time.perf_counter() - t0) / 1e9
+    finally:
+        torch.set_num_threads(before)
+
+
 def default_dtype_name(device: str) -> str:
     """The dtype raftlab loads models in when none is given: bf16 on GPUs that support it and on CPUs with bf16
     hardware, else fp32. ``RAFTLAB_DTYPE`` (e.g. ``float32``) overrides it."""

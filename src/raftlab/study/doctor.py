@@ -73,7 +73,23 @@ def check_device(cfg: StudyConfig | None) -> Check:
     return Check("device", "ok", f"CPU only (torch {torch.__version__}); this config needs no GPU")
 
 
+#: Torch threads of the CPU multiply-rate probe: one core's rate, as docs/performance.md states rates.
+PROBE_THREADS = 1
+
+
+def cpu_rates(bf16: bool) -> tuple[float | None, float]:
+    """One core's measured multiply rates in GFLOP/s, ``(bf16 or None without it, fp32)``; about half a second."""
+    import torch
+
+    from raftlab.machine import matmul_gflops
+
+    fp32 = matmul_gflops(torch.float32, repeats=10, threads=PROBE_THREADS)
+    return (matmul_gflops(torch.bfloat16, repeats=10, threads=PROBE_THREADS) if bf16 else None), fp32
+
+
 def check_dtype(cfg: StudyConfig | None) -> Check:
+    """bf16 where the hardware has it; on a CPU also one core's measured multiply rates, which tell the kinds of
+    CPU apart for a study's time (docs/performance.md has a section per kind)."""
     cuda, torch = _cuda()
     if cuda:
         has = torch.cuda.is_bf16_supported()
@@ -83,14 +99,24 @@ def check_dtype(cfg: StudyConfig | None) -> Check:
 
         has, where = cpu_has_fast_bf16(), "the CPU"
     wants = cfg is not None and cfg.train.bf16 is True
+    bf16_rate, fp32_rate = (None, 0.0) if cuda else cpu_rates(has)
     if has:
-        return Check("dtype", "ok", f"bf16 supported on {where}")
+        if cuda:
+            return Check("dtype", "ok", f"bf16 supported on {where}")
+        detail = (f"bf16 supported on {where} (one core multiplies {bf16_rate:.0f} GFLOP/s in bf16 and "
+                  f"{fp32_rate:.0f} in fp32)")
+        if bf16_rate is not None and bf16_rate < fp32_rate:
+            detail += ("; bf16 multiplies slower than fp32 here, so studies take longer than on CPUs whose bf16 is "
+                       "faster: docs/performance.md, \"On an Intel Xeon with AVX-512 BF16 but no AMX\"")
+        return Check("dtype", "ok", detail)
     if wants:
         return Check("dtype", "FAIL", f"train.bf16 is true but {where} has no (fast) bf16",
                      "a GPU with bf16 (Ampere or newer), or train: {bf16: false}")
-    slower = "" if cuda else (" (on a CPU several times slower than with bf16 hardware: docs/performance.md, "
-                              "\"On a CPU without bf16\")")
-    return Check("dtype", "ok", f"no bf16 on {where}: models run in float32{slower}")
+    if cuda:
+        return Check("dtype", "ok", f"no bf16 on {where}: models run in float32")
+    return Check("dtype", "ok", f"no bf16 on {where}: models run in float32 (one core multiplies {fp32_rate:.0f} "
+                 "GFLOP/s; several times slower than with bf16 hardware: docs/performance.md, \"On a CPU without "
+                 "bf16\")")
 
 
 def _free_memory_gb() -> tuple[float, str]:
