@@ -48,7 +48,7 @@ def main() -> None:
     add_setup_arguments(ap)
     ap.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
                     help="profile the bf16 recipe (default: raftlab's choice on this CPU)")
-    add_out_argument(ap, "benchmarks/results/train_profile_<model>_cpu.json")
+    add_out_argument(ap, "benchmarks/results/train_profile_<model>_cpu[_fp32].json")
     args = ap.parse_args()
 
     import torch
@@ -87,7 +87,8 @@ def main() -> None:
     write_result("train_profile", {"settings": settings, "cpu_seconds_profiled": round(cpu_seconds, 2),
                                    "operator_cpu_seconds": round(total / 1e6, 2), "shares": shares,
                                    "top_operators": top, "headline": heads, "ratios": []},
-                 name=slug("train_profile", Path(args.model).name, "cpu"), out=args.out, save=not args.no_save,
+                 name=slug("train_profile", Path(args.model).name, "cpu", None if bf16 else "fp32"), out=args.out,
+                 save=not args.no_save,
                  device="cpu")
 
 

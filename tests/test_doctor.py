@@ -118,7 +118,21 @@ def test_device_fails_when_the_config_needs_cuda(monkeypatch) -> None:
     assert check.status == "FAIL" and "eval.backend vllm" in check.detail and check.fix
 
 
-def test_dtype_fails_when_bf16_is_asked_for_and_missing(monkeypatch) -> None:
+@pytest.fixture(autouse=True)
+def probed(monkeypatch) -> list[bool]:
+    """Every CPU multiply-rate probe of check_dtype, stubbed (a real one multiplies for half a second): the
+    ``bf16`` argument of each call; rates 150 GFLOP/s in bf16 and 100 in fp32 unless a test sets others."""
+    calls: list[bool] = []
+
+    def rates(bf16: bool) -> tuple[float | None, float]:
+        calls.append(bf16)
+        return (150.0 if bf16 else None), 100.0
+
+    monkeypatch.setattr(doctor, "cpu_rates", rates)
+    return calls
+
+
+def test_dtype_fails_when_bf16_is_asked_for_and_missing(monkeypatch, probed) -> None:
     import torch
 
     import raftlab.machine
@@ -127,11 +141,13 @@ def test_dtype_fails_when_bf16_is_asked_for_and_missing(monkeypatch) -> None:
     monkeypatch.setattr(raftlab.machine, "cpu_has_fast_bf16", lambda: False)
     ok = doctor.check_dtype(_cfg())
     assert ok.status == "ok" and "float32" in ok.detail and "docs/performance.md" in ok.detail
+    assert "one core multiplies 100 GFLOP/s" in ok.detail and probed == [False]
     check = doctor.check_dtype(_cfg(train={"bf16": True}))
     assert check.status == "FAIL" and "bf16: false" in check.fix
+    assert probed == [False]  # a failing check does not measure
 
 
-@pytest.mark.parametrize("rates, slower", [((84.0, 163.0), True), ((211.0, 100.0), False)])
+@pytest.mark.parametrize("rates, slower", [((84.0, 163.0), True), ((211.0, 100.0), False), ((140.0, 163.0), False)])
 def test_dtype_states_the_cpu_rates_and_when_bf16_is_the_slower(monkeypatch, rates, slower) -> None:
     import torch
 
@@ -139,21 +155,42 @@ def test_dtype_states_the_cpu_rates_and_when_bf16_is_the_slower(monkeypatch, rat
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(raftlab.machine, "cpu_has_fast_bf16", lambda: True)
-    monkeypatch.setattr(doctor, "cpu_rates", lambda bf16: rates if bf16 else (None, rates[1]))
+    monkeypatch.setattr(doctor, "cpu_rates", lambda bf16: rates)
     check = doctor.check_dtype(_cfg())
     assert check.status == "ok"
     assert f"{rates[0]:.0f} GFLOP/s in bf16 and {rates[1]:.0f} in fp32" in check.detail
-    assert ("bf16 multiplies slower than fp32" in check.detail) is slower
-    assert ("without AMX" in check.detail or "no AMX" in check.detail) is slower
+    assert ("bf16 multiplies slower than fp32" in check.detail) is slower  # a margin: 140 against 163 is not
+    assert "no AMX" in check.detail if slower else "AMX" not in check.detail
 
 
-def test_the_multiply_rate_probe_measures_and_restores_the_threads() -> None:
+def test_a_gpu_host_does_not_probe_the_cpu(monkeypatch, probed) -> None:
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    check = doctor.check_dtype(_cfg())
+    assert check.status == "ok" and check.detail == "bf16 supported on the GPU" and probed == []
+
+
+def test_the_multiply_rate_probe_runs_on_the_threads_asked_and_restores_them(monkeypatch) -> None:
     import torch
 
     from raftlab.machine import matmul_gflops
 
     before = torch.get_num_threads()
-    assert matmul_gflops(torch.float32, size=64, repeats=2, threads=1) > 0
+    asked = 2 if before == 1 else 1
+    seen: list[int] = []
+    real = torch.matmul
+
+    def matmul(a, b):
+        seen.append(torch.get_num_threads())
+        return real(a, b)
+
+    monkeypatch.setattr(torch.Tensor, "__matmul__", lambda a, b: matmul(a, b))
+    assert matmul_gflops(torch.float32, size=64, repeats=2, threads=asked) > 0
+    assert seen and set(seen) == {asked} and torch.get_num_threads() == before
+    with pytest.raises(RuntimeError, match="not a dtype"):  # a failed probe restores them too
+        matmul_gflops("not a dtype", size=8, repeats=1, threads=asked)
     assert torch.get_num_threads() == before
 
 
