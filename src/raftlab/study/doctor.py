@@ -111,7 +111,8 @@ def check_dtype(cfg: StudyConfig | None) -> Check:
         return Check("dtype", "ok", f"no bf16 on {where}: models run in float32 (one core multiplies "
                      f"{fp32_rate:.0f} GFLOP/s; several times slower than with bf16 hardware: docs/performance.md, "
                      "\"On a CPU without bf16\")")
-    detail = f"bf16 supported on {where} (one core multiplies {bf16_rate:.0f} GFLOP/s in bf16 and {fp32_rate:.0f} in fp32)"
+    detail = (f"bf16 supported on {where} (one core multiplies {bf16_rate:.0f} GFLOP/s in bf16 and {fp32_rate:.0f} "
+              "in fp32)")
     if bf16_rate < SLOWER_BELOW * fp32_rate:
         detail += ("; bf16 multiplies slower than fp32 here, so studies take longer than on CPUs whose bf16 is "
                    "faster: docs/performance.md, \"On an Intel Xeon with AVX-512 BF16 but no AMX\"")
