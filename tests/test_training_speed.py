@@ -258,6 +258,25 @@ def test_mask_dropout_is_inverted_dropout_of_the_same_rate():
         MaskDropout(1.0)
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32, torch.float64])
+@pytest.mark.parametrize("p", [2**-15, 0.05, 0.5, 0.9])
+def test_mask_dropout_builds_the_mask_of_a_plain_comparison(dtype, p):
+    """The mask built in integers and reinterpreted as floats is, bit for bit, the comparison of the same 15-bit
+    draws with the threshold, scaled and converted to the input's type."""
+    from raftlab.training.fast_dropout import MASK_BITS, MaskDropout
+
+    drop = MaskDropout(p)
+    x = torch.randn(401, 1001, dtype=dtype)  # not a multiple of four; every 15-bit value about 12 times
+    torch.manual_seed(3)
+    words = torch.empty(-(-x.numel() // 4), dtype=torch.int64).random_()
+    bits = words.view(torch.int16)[:x.numel()].view(x.shape) & (2**MASK_BITS - 1)
+    expected = ((bits >= drop.threshold) * drop.scale).to(dtype)
+    torch.manual_seed(3)
+    mask = drop.mask(x)
+    assert mask.dtype == dtype and torch.equal(mask, expected)
+    assert 0 < int((mask == 0).sum()) < x.numel() or p == 2**-15  # both kinds of element where p allows
+
+
 def test_every_lora_dropout_becomes_a_mask_dropout():
     from peft import LoraConfig, get_peft_model
 

@@ -5,6 +5,10 @@ Bernoulli sample (a Mersenne-Twister draw and a float comparison) per element, a
 step of a small model (docs/performance.md). :class:`MaskDropout` draws 64 random bits per four elements instead and
 keeps an element where its 15 bits are at least the threshold: the same inverted dropout, with the drop probability
 rounded to a multiple of 2^-15 (0.05 becomes 1638 / 32768 = 0.04999).
+
+The mask is built in integers as wide as the input's float type and then reinterpreted as floats (the bit pattern
+of ``1 / (1 - p)`` where kept, of 0.0 where dropped): torch's CPU comparisons and bool-to-float conversions are
+several times slower than its integer arithmetic, so this takes a few in-place integer passes and one multiply.
 """
 
 from __future__ import annotations
@@ -15,6 +19,10 @@ import torch
 
 #: Uniform bits per element of the mask (the low 15 bits of each 16-bit quarter of a 63-bit random integer).
 MASK_BITS = 15
+
+#: The integer type each float type's mask is built in (the same width, so its bits reinterpret as that float).
+_SAME_WIDTH_INT = {torch.bfloat16: torch.int16, torch.float16: torch.int16, torch.float32: torch.int32,
+                   torch.float64: torch.int64}
 
 
 class MaskDropout(torch.nn.Module):
@@ -28,14 +36,38 @@ class MaskDropout(torch.nn.Module):
         self.threshold = round(p * 2**MASK_BITS)
         self.p = self.threshold / 2**MASK_BITS  # the probability actually used
         self.scale = 1.0 / (1.0 - self.p)
+        self._bits: dict[torch.dtype, int] = {}  # the scale's bit pattern per float type (see _scale_bits)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.threshold == 0:
             return x
+        return x * self.mask(x)
+
+    def mask(self, x: torch.Tensor) -> torch.Tensor:
+        """A fresh mask shaped and typed like ``x``: ``1 / (1 - p)`` (as a float32 rounded to ``x``'s type) where
+        an element is kept, 0 where it is dropped."""
         n = x.numel()
         words = torch.empty(-(-n // 4), dtype=torch.int64, device=x.device).random_()  # 63 uniform bits each
-        bits = words.view(torch.int16)[:n].view(x.shape) & (2**MASK_BITS - 1)
-        return x * ((bits >= self.threshold) * self.scale).to(x.dtype)
+        bits = words.view(torch.int16)[:n].view(x.shape)
+        bits &= 2**MASK_BITS - 1  # one 15-bit uniform per element
+        as_int = _SAME_WIDTH_INT.get(x.dtype)
+        if as_int is None:  # a float type without an integer of its width: the plain comparison
+            return ((bits >= self.threshold) * self.scale).to(x.dtype)
+        if as_int is not torch.int16:
+            bits = bits.to(as_int)
+        # (threshold - 1 - bits) is negative exactly where bits >= threshold (kept); an arithmetic shift by the
+        # width - 1 turns it into all ones there and 0 elsewhere, and the AND leaves the scale's bit pattern
+        bits.sub_(self.threshold - 1).neg_()
+        bits >>= torch.iinfo(as_int).bits - 1
+        bits &= self._scale_bits(x.dtype, as_int)
+        return bits.view(x.dtype)
+
+    def _scale_bits(self, dtype: torch.dtype, as_int: torch.dtype) -> int:
+        """The bit pattern of ``1 / (1 - p)`` in ``dtype`` (rounded through float32, as a float32 mask converted to
+        ``dtype`` would be), as an integer of type ``as_int``."""
+        if dtype not in self._bits:
+            self._bits[dtype] = int(torch.tensor(self.scale, dtype=torch.float32).to(dtype).view(as_int).item())
+        return self._bits[dtype]
 
     def extra_repr(self) -> str:
         return f"p={self.p:.5f}"
