@@ -15,7 +15,10 @@ allocator's settings differ:
   weights), what the official scripts do with ``--bf16``;
 * raftlab --pack: one padding-free row per batch (``PackCollator``) and target-only logits;
 * with ``--max-length-baseline``: also every batch padded to ``--max-length`` (tokenizer padding="max_length");
-* with ``--whole-rows-baseline``: raftlab's default recipe with every row run whole (no shared prefix).
+* with ``--whole-rows-baseline``: raftlab's default recipe with every row run whole (no shared prefix);
+* with ``--bounds``: raftlab's default recipe with LoRA dropout off (another recipe: what the dropout masks cost),
+  and without adapters (the frozen base's forward and backward through every layer, training nothing: the time
+  LoRA's adapters add to sits on top of it, so it bounds what any faster LoRA could reach).
 
 Each recipe runs in its own process: raftlab's recipes keep freed memory for the next step as ``raftlab train``
 does (:func:`raftlab.allocator.keep_freed_memory`), the official ones use glibc's defaults, as a script would.
@@ -52,6 +55,8 @@ class Recipe(NamedTuple):
     pad_to_max: bool = False
     bf16: bool = False
     shared_prefix: bool = True  # where target_logits (raftlab.training.shared_prefix)
+    lora_dropout: float | None = None  # None: TrainConfig's default
+    adapters: bool = True  # False: every LoRA layer runs its base layer only (a bound; trains nothing)
 
 
 OFFICIAL = Recipe("official (random order, pad per batch, full logits)", False, False, False)
@@ -64,7 +69,17 @@ WHOLE_ROWS = Recipe("reference: raftlab, every row run whole (no shared prefix)"
                     shared_prefix=False)
 WHOLE_ROWS_BF16 = Recipe("reference: raftlab + bf16, every row run whole (no shared prefix)", True, False, True,
                          bf16=True, shared_prefix=False)
-RECIPES = (OFFICIAL, RAFTLAB, RAFTLAB_BF16, OFFICIAL_BF16, PACKED, MAX_LENGTH, WHOLE_ROWS, WHOLE_ROWS_BF16)
+NO_DROPOUT = Recipe("reference: raftlab, LoRA dropout off", True, False, True, lora_dropout=0.0)
+NO_DROPOUT_BF16 = Recipe("reference: raftlab + bf16, LoRA dropout off", True, False, True, bf16=True,
+                         lora_dropout=0.0)
+NO_ADAPTERS = Recipe("bound: raftlab without adapters (frozen base, trains nothing)", True, False, True,
+                     adapters=False)
+NO_ADAPTERS_BF16 = Recipe("bound: raftlab + bf16 without adapters (frozen base, trains nothing)", True, False,
+                          True, bf16=True, adapters=False)
+#: The official recipes: stock attention, fp32 weights (autocast under bf16) and glibc's allocator defaults.
+OFFICIAL_RECIPES = (OFFICIAL, OFFICIAL_BF16, MAX_LENGTH)
+RECIPES = (OFFICIAL, RAFTLAB, RAFTLAB_BF16, OFFICIAL_BF16, PACKED, MAX_LENGTH, WHOLE_ROWS, WHOLE_ROWS_BF16,
+           NO_DROPOUT, NO_DROPOUT_BF16, NO_ADAPTERS, NO_ADAPTERS_BF16)
 
 
 def make_data(path: Path, n: int) -> None:
@@ -90,8 +105,9 @@ def build_trainer(config, recipe: Recipe):
     set_seed(config.seed)
     # the official recipe under bf16 is the Trainer's autocast over fp32 weights (raftlab's LoRA keeps the base
     # in bf16 instead)
-    official = recipe in (OFFICIAL, OFFICIAL_BF16, MAX_LENGTH)  # stock attention and (under bf16) fp32 weights
-    model, tok, rows = prepare(config.model_copy(update={"bf16": recipe.bf16}),
+    official = recipe in OFFICIAL_RECIPES
+    update = {"bf16": recipe.bf16, **({} if recipe.lora_dropout is None else {"lora_dropout": recipe.lora_dropout})}
+    model, tok, rows = prepare(config.model_copy(update=update),
                                base_dtype="float32" if official else None, cpu_attention=not official)
     with_lengths(rows)
     args = training_arguments(config.model_copy(update={"group_by_length": recipe.grouped, "bf16": recipe.bf16}),
@@ -106,10 +122,21 @@ def build_trainer(config, recipe: Recipe):
                                  data_collator=collator, target_logits=recipe.target_logits,
                                  shared_prefix=recipe.shared_prefix)
     assert trainer.target_logits == recipe.target_logits, "this model does not support target-only logits"
+    if not recipe.adapters:
+        without_adapters(model)
     batches = list(trainer.get_train_dataloader())
     target_tokens = sum(int((b["labels"] != -100).sum()) for b in batches)
     fed_tokens = sum(b["input_ids"].numel() - fed_once(trainer, b) for b in batches)
     return trainer, target_tokens, fed_tokens
+
+
+def without_adapters(model) -> None:
+    """Every LoRA layer of ``model`` runs its base layer only, and the token embeddings' output requires a gradient,
+    so that the backward still runs through every layer (as LoRA's does) but computes no adapter's products."""
+    for module in model.modules():
+        if hasattr(module, "lora_A") and hasattr(module, "base_layer"):
+            module.forward = lambda x, *args, _base=module.base_layer, **kwargs: _base(x)
+    model.get_input_embeddings().register_forward_hook(lambda module, inputs, out: out.requires_grad_())
 
 
 def fed_once(trainer, batch) -> int:
@@ -158,7 +185,7 @@ def worker(args: argparse.Namespace) -> None:
     recipe = RECIPES[args.worker]
     if args.threads:
         torch.set_num_threads(args.threads)
-    if recipe in (RAFTLAB, RAFTLAB_BF16, PACKED, WHOLE_ROWS, WHOLE_ROWS_BF16):
+    if recipe not in OFFICIAL_RECIPES:
         from raftlab.allocator import keep_freed_memory
 
         keep_freed_memory()
@@ -194,6 +221,8 @@ def main() -> None:
     ap.add_argument("--max-length-baseline", action="store_true", help="also time padding to --max-length")
     ap.add_argument("--whole-rows-baseline", action="store_true", help="also time raftlab's recipe with every row "
                     "run whole (no shared prefix)")
+    ap.add_argument("--bounds", action="store_true", help="also time raftlab's recipe with LoRA dropout off, and "
+                    "without adapters (the frozen base's forward and backward: a bound that trains nothing)")
     ap.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
                     help="also time bf16 autocast (raftlab, and the official recipe as a reference); default: where "
                          "the device has bf16 hardware")
@@ -213,9 +242,10 @@ def main() -> None:
 
     bf16 = args.bf16 if args.bf16 is not None else (torch.cuda.is_bf16_supported() if on_gpu else cpu_has_fast_bf16())
     default, whole = (RAFTLAB_BF16, WHOLE_ROWS_BF16) if bf16 else (RAFTLAB, WHOLE_ROWS)
+    bounds = [NO_DROPOUT_BF16, NO_ADAPTERS_BF16] if bf16 else [NO_DROPOUT, NO_ADAPTERS]
     recipes = [OFFICIAL, RAFTLAB] + ([RAFTLAB_BF16, OFFICIAL_BF16] if bf16 else []) + \
         ([] if args.no_pack else [PACKED]) + ([MAX_LENGTH] if args.max_length_baseline else []) + \
-        ([whole] if args.whole_rows_baseline else [])
+        ([whole] if args.whole_rows_baseline else []) + (bounds if args.bounds else [])
 
     best: dict[Recipe, tuple[float, float, int, int, float]] = {}
     key = 0 if on_gpu else 1  # wall time on a GPU, CPU time of the recipe's process on a CPU

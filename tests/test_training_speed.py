@@ -292,6 +292,25 @@ def test_every_lora_dropout_becomes_a_mask_dropout():
     assert not any(type(m) is torch.nn.Dropout and m.p > 0 for m in model.modules())
 
 
+@pytest.mark.parametrize("p", [0.0, 0.1])
+def test_lora_dropout_setting_reaches_every_adapter(tmp_path, p):
+    """``lora_dropout`` sets every adapter's input dropout (a MaskDropout of that rate on a CPU; none at 0)."""
+    from raftlab.training.fast_dropout import MaskDropout
+    from raftlab.training.trainer import prepare
+
+    data = tmp_path / "d.jsonl"
+    task = get_task("synth_arith_easy")
+    write_jsonl([e.model_copy(update={"rationale": r}) for e, r in zip(task.load("train", limit=3), RATIONALES)],
+                data)
+    config = TrainConfig(model="tiny", data=str(data), objective="raft", out=str(tmp_path / "o"), lora=True,
+                         lora_dropout=p)
+    model = prepare(config)[0]
+    drops = [m for m in model.modules() if isinstance(m, MaskDropout)]
+    adapters = [m for m in model.modules() if hasattr(m, "lora_A") and hasattr(m, "base_layer")]
+    assert adapters and len(drops) == (len(adapters) if p else 0)
+    assert all(abs(d.p - p) < 2**-15 for d in drops)
+
+
 def _prefix_calls(model):
     """(rows, positions) of every forward call's input ids, through a hook on the token embeddings."""
     calls = []

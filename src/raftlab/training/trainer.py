@@ -211,7 +211,7 @@ def prepare_split(config: TrainConfig, base_dtype: str | None = None, cpu_attent
         from raftlab.models import resolve_model_path
 
         alpha = PAPER_PROFILE["lora_alpha"] * config.lora_r / PAPER_PROFILE["lora_r"]  # keep alpha/r fixed
-        lora = LoraConfig(r=config.lora_r, lora_alpha=alpha, lora_dropout=PAPER_PROFILE["lora_dropout"],
+        lora = LoraConfig(r=config.lora_r, lora_alpha=alpha, lora_dropout=config.lora_dropout,
                           task_type="CAUSAL_LM", target_modules=PAPER_PROFILE["lora_target_modules"],
                           trainable_token_indices=_token_embedding_modules(model, think_ids) if think_ids else None)
         model = get_peft_model(model, lora)
