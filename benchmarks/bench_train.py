@@ -148,12 +148,24 @@ def fed_once(trainer, batch) -> int:
     return (batch["input_ids"].shape[0] - 1) * shared_prefix_length(trainer.view_inputs(batch))
 
 
-def run(config, recipe: Recipe) -> tuple[float, float, int, int, float]:
-    """(wall seconds, CPU seconds of this process, target tokens, tokens fed, final train loss) of one epoch."""
+#: What :func:`run` returns: (wall seconds, CPU seconds of the process, target tokens, tokens fed, final train
+#: loss, the CPU seconds of those spent in the kernel, minor page faults)
+Result = tuple[float, float, int, int, float, float, int]
+
+
+def run(config, recipe: Recipe) -> Result:
+    """One epoch of ``recipe``. The kernel's share of the CPU time and the page faults show what giving the process
+    fresh memory costs (mostly once, in the step that first reaches the peak)."""
+    import resource
+
     trainer, target_tokens, fed_tokens = build_trainer(config, recipe)
+    before = resource.getrusage(resource.RUSAGE_SELF)
     t0, c0 = time.perf_counter(), time.process_time()
     result = trainer.train()
-    return time.perf_counter() - t0, time.process_time() - c0, target_tokens, fed_tokens, result.training_loss
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    return (wall, cpu, target_tokens, fed_tokens, result.training_loss, after.ru_stime - before.ru_stime,
+            after.ru_minflt - before.ru_minflt)
 
 
 def setup_argv(args: argparse.Namespace) -> list[str]:
@@ -172,7 +184,7 @@ def worker_result(script: str, argv: list[str], what: str):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def run_in_own_process(args: argparse.Namespace, recipe: Recipe) -> tuple[float, float, int, int, float]:
+def run_in_own_process(args: argparse.Namespace, recipe: Recipe) -> Result:
     """:func:`run` of ``recipe`` in a fresh process."""
     argv = ["--worker", str(RECIPES.index(recipe)), *setup_argv(args)]
     return tuple(worker_result(__file__, argv, recipe.name))  # type: ignore[return-value]
@@ -247,7 +259,7 @@ def main() -> None:
         ([] if args.no_pack else [PACKED]) + ([MAX_LENGTH] if args.max_length_baseline else []) + \
         ([whole] if args.whole_rows_baseline else []) + (bounds if args.bounds else [])
 
-    best: dict[Recipe, tuple[float, float, int, int, float]] = {}
+    best: dict[Recipe, Result] = {}
     key = 0 if on_gpu else 1  # wall time on a GPU, CPU time of the recipe's process on a CPU
     for _ in range(max(1, args.repeats)):
         for recipe in recipes:
@@ -256,9 +268,10 @@ def main() -> None:
                 best[recipe] = r
     unit = "s" if on_gpu else "CPU-s"
     rate = {rec: r[2] / r[key] for rec, r in best.items()}
-    for rec, (secs, cpu, target, fed, loss) in best.items():
-        print(f"{rec.name:54s} {rate[rec]:8.1f} target tokens/{unit}  wall {secs:6.1f} s  CPU {cpu:6.1f} s  "
-              f"{target} target / {fed} tokens fed ({target / fed:.0%} useful)  loss {loss:.4f}")
+    for rec, (secs, cpu, target, fed, loss, system, faults) in best.items():
+        print(f"{rec.name:54s} {rate[rec]:8.1f} target tokens/{unit}  wall {secs:6.1f} s  CPU {cpu:6.1f} s "
+              f"(kernel {system:4.1f} s, {faults} page faults)  {target} target / {fed} tokens fed "
+              f"({target / fed:.0%} useful)  loss {loss:.4f}")
     device = "cuda" if on_gpu else "cpu"
     settings = {"model": args.model, "examples": args.examples, "batch_size": args.batch_size,
                 "max_length": args.max_length, "repeats": args.repeats, "threads": torch.get_num_threads(),
@@ -277,7 +290,8 @@ def main() -> None:
         ratios.append(ratio(f"raftlab shared prefix / whole rows, target tokens/{unit}", rate[default] / rate[whole]))
     recipes_out = {rec.name: {"target_tokens_per_unit": round(rate[rec], 2), "wall_seconds": round(r[0], 2),
                               "cpu_seconds": round(r[1], 2), "target_tokens": r[2], "tokens_fed": r[3],
-                              "train_loss": round(r[4], 4)} for rec, r in best.items()}
+                              "train_loss": round(r[4], 4), "kernel_cpu_seconds": round(r[5], 2),
+                              "page_faults": r[6]} for rec, r in best.items()}
     heads = [headline(default.name.split(" (")[0], round(rate[default], 2), f"target tokens/{unit}"),
              headline("official", round(rate[OFFICIAL], 2), f"target tokens/{unit}")]
     write_result("train_throughput", {"settings": settings, "unit": f"target tokens/{unit}",
