@@ -131,12 +131,12 @@ def build_trainer(config, recipe: Recipe):
 
 
 def without_adapters(model) -> None:
-    """Every LoRA layer of ``model`` runs its base layer only, and the token embeddings' output requires a gradient,
-    so that the backward still runs through every layer (as LoRA's does) but computes no adapter's products."""
+    """Every LoRA layer of ``model`` runs its base layer only, with an output that requires a gradient as an
+    adapted layer's does: the backward runs the same products through the frozen base as LoRA's (down to the first
+    layer's adapted outputs, no input gradient below them) but none of an adapter's."""
     for module in model.modules():
         if hasattr(module, "lora_A") and hasattr(module, "base_layer"):
-            module.forward = lambda x, *args, _base=module.base_layer, **kwargs: _base(x)
-    model.get_input_embeddings().register_forward_hook(lambda module, inputs, out: out.requires_grad_())
+            module.forward = lambda x, *args, _base=module.base_layer, **kwargs: _base(x).requires_grad_()
 
 
 def fed_once(trainer, batch) -> int:

@@ -241,7 +241,8 @@ def test_a_new_field_needs_a_value_here() -> None:
 
 
 def test_a_field_at_its_neutral_default_keeps_earlier_keys() -> None:
-    """Fields added later (teacher.kept_target, teacher.traversals, a task's role, train.lora_dropout) leave every key as it was at
+    """Fields added later (teacher.kept_target, teacher.traversals, a task's role, train.lora_dropout) leave every
+    key as it was at
     their default, and change the keys of exactly the stages that read them otherwise."""
     cfg = StudyConfig.model_validate(EVERY_STAGE)
     base = {st.name: st.key for st in plan(cfg, StudySteps.real(), Path("unused"))}
@@ -253,8 +254,11 @@ def test_a_field_at_its_neutral_default_keeps_earlier_keys() -> None:
     changed = {st.name for st in plan(StudyConfig.model_validate(data), StudySteps.real(), Path("u"))
                if st.key != base[st.name]}
     assert "rationales/synth_topic" in changed and "analysis" in changed and "data/synth_topic" not in changed
+    stages = plan(cfg, StudySteps.real(), Path("u"))
+    assert all("train.lora_dropout" not in st.inputs for st in stages)  # at the rate used before it existed
+    assert any("train.lora" in st.inputs for st in stages)  # (the train stages' slices are what is looked at)
     data = cfg.model_dump(mode="json")
-    data["train"]["lora_dropout"] = 0.1  # train.lora_dropout: its default is the rate used before the field existed
+    data["train"]["lora_dropout"] = 0.1
     changed = {st.name for st in plan(StudyConfig.model_validate(data), StudySteps.real(), Path("u"))
                if st.key != base[st.name]}
     assert changed and {name.split("/")[0] for name in changed} <= {"train", "eval", "info_gain", "sizes", "analysis",

@@ -152,9 +152,9 @@ def test_ctrl_c_in_one_forked_worker_stops_the_others_and_they_save_their_work(t
     other = runner.stage_dir("waits")
 
     def waits(given, out):
-        (out / "started").write_text("")
         deadline = time.monotonic() + 120
         try:
+            (out / "started").write_text("")  # inside the try: an interrupt from the moment the file exists is caught
             while time.monotonic() < deadline:  # runs until interrupted (ends on its own if never: the test fails)
                 time.sleep(0.05)
         except KeyboardInterrupt:

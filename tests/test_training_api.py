@@ -146,3 +146,17 @@ def test_paper_profile_is_table_2_scaled_to_a_global_batch_of_64():
     assert getattr(args, "activation_checkpointing", None) or args.gradient_checkpointing
     # explicit values still win over the profile
     assert TrainConfig(model="tiny", data="d", out="o", profile="paper", max_length=512, lora=True).lora
+
+
+def test_a_run_recorded_before_a_later_setting_counts_as_finished(tmp_path):
+    """A finished run whose saved config predates a setting (``LATER_FIELDS``) is the same run at that setting's
+    earlier value, and another run at any other value."""
+    from raftlab.training.config import LATER_FIELDS
+    from raftlab.training.trainer import _finished
+
+    config = TrainConfig(model="tiny", data=str(tmp_path / "d.jsonl"), objective="raft", out=str(tmp_path / "o"))
+    saved = {k: v for k, v in config.model_dump(mode="json").items() if k not in LATER_FIELDS}
+    (tmp_path / "o").mkdir()
+    (tmp_path / "o" / "train_summary.json").write_text(json.dumps({"config": saved}))
+    assert _finished(tmp_path / "o", config)
+    assert not _finished(tmp_path / "o", config.model_copy(update={"lora_dropout": 0.1}))

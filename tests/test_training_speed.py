@@ -256,6 +256,8 @@ def test_mask_dropout_is_inverted_dropout_of_the_same_rate():
     assert drop(x) is x
     with pytest.raises(ValueError, match="dropout probability"):
         MaskDropout(1.0)
+    with pytest.raises(ValueError, match="rounds to 1"):
+        MaskDropout(0.99999)
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32, torch.float64])
@@ -294,7 +296,8 @@ def test_every_lora_dropout_becomes_a_mask_dropout():
 
 @pytest.mark.parametrize("p", [0.0, 0.1])
 def test_lora_dropout_setting_reaches_every_adapter(tmp_path, p):
-    """``lora_dropout`` sets every adapter's input dropout (a MaskDropout of that rate on a CPU; none at 0)."""
+    """``lora_dropout`` sets every adapter's input dropout (a MaskDropout of that rate on a CPU, torch's dropout on
+    a GPU; none at 0)."""
     from raftlab.training.fast_dropout import MaskDropout
     from raftlab.training.trainer import prepare
 
@@ -305,7 +308,7 @@ def test_lora_dropout_setting_reaches_every_adapter(tmp_path, p):
     config = TrainConfig(model="tiny", data=str(data), objective="raft", out=str(tmp_path / "o"), lora=True,
                          lora_dropout=p)
     model = prepare(config)[0]
-    drops = [m for m in model.modules() if isinstance(m, MaskDropout)]
+    drops = [m for m in model.modules() if isinstance(m, (MaskDropout, torch.nn.Dropout)) and m.p > 0]
     adapters = [m for m in model.modules() if hasattr(m, "lora_A") and hasattr(m, "base_layer")]
     assert adapters and len(drops) == (len(adapters) if p else 0)
     assert all(abs(d.p - p) < 2**-15 for d in drops)

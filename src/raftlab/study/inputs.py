@@ -19,7 +19,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from raftlab.study.config import StudyConfig, TaskSpec, stable_hash
-from raftlab.training.config import PAPER_PROFILE
+from raftlab.training.config import LATER_FIELDS
 
 #: Code version of each stage kind (part of its key).
 CODE_VERSION: dict[str, int] = {"data": 1, "rationales": 2, "judge": 1, "prompting": 1, "train": 1, "eval": 1,
@@ -140,7 +140,7 @@ def read_path(cfg: StudyConfig, path: str) -> Any:
 #: default they are left out of the declared slice, so adding them keeps every earlier stage key (and an earlier
 #: run's stages reusable); any other value enters the slice and changes the key. ``*`` matches a task name.
 NEUTRAL_DEFAULTS: dict[str, Any] = {"teacher.kept_target": None, "teacher.traversals": 1, "tasks.*.role": "fit",
-                                    "train.lora_dropout": PAPER_PROFILE["lora_dropout"]}
+                                    **{f"train.{name}": value for name, value in LATER_FIELDS.items()}}
 
 
 def at_neutral_default(path: str, value: Any) -> bool:

@@ -34,6 +34,9 @@ class MaskDropout(torch.nn.Module):
         if not 0.0 <= p < 1.0:
             raise ValueError(f"dropout probability must be in [0, 1), got {p}")
         self.threshold = round(p * 2**MASK_BITS)
+        if self.threshold == 2**MASK_BITS:
+            raise ValueError(f"dropout probability {p} rounds to 1 at {MASK_BITS}-bit resolution: use at most "
+                             f"{1 - 2**-MASK_BITS:.5f}")
         self.p = self.threshold / 2**MASK_BITS  # the probability actually used
         self.scale = 1.0 / (1.0 - self.p)
         self._bits: dict[torch.dtype, int] = {}  # the scale's bit pattern per float type (see _scale_bits)

@@ -16,7 +16,7 @@ from raftlab.schema import Example
 from raftlab.storage import settings_diff, write_json
 from raftlab.training import early_stopping
 from raftlab.training.collate import PackCollator, PadCollator
-from raftlab.training.config import PAPER_PROFILE, TrainConfig
+from raftlab.training.config import LATER_FIELDS, PAPER_PROFILE, TrainConfig
 from raftlab.training.data import (
     build_mixture, load_examples, mean_rationale_tokens, needed_think_tokens, polarity_weights, tokenize_examples,
 )
@@ -384,6 +384,7 @@ def _finished(out: Path, config: TrainConfig) -> bool:
         return False
     saved = read_json(summary, "delete it to train again, or use another --out")
     done = (saved.get("config") if isinstance(saved, dict) else None) or {}
+    done = {**LATER_FIELDS, **done}  # a run recorded before a setting existed used its earlier value
     return settings_diff(done, config.model_dump(mode="json")) in ([], ["resume"])
 
 
