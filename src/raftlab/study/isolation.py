@@ -79,6 +79,9 @@ def _child(conn: Any, payload: bytes, env: dict[str, str], cwd: str, levels: dic
 
     os.environ.clear()
     os.environ.update(env)
+    # the parent stops a running stage with SIGINT (_stop); a study started as a background job inherits SIGINT
+    # ignored, which would leave the stage no chance to save its partial work before it is killed
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     keep_freed_memory()  # faster training steps; the cost, a higher peak where the heap fragments (docs/training.md)
     os.chdir(cwd)
     warnings.filters[:] = filters
