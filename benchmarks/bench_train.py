@@ -57,6 +57,7 @@ class Recipe(NamedTuple):
     shared_prefix: bool = True  # where target_logits (raftlab.training.shared_prefix)
     lora_dropout: float | None = None  # None: TrainConfig's default
     adapters: bool = True  # False: every LoRA layer runs its base layer only (a bound; trains nothing)
+    fused_loss: bool = True  # where target_logits (raftlab.training.fused_loss)
 
 
 OFFICIAL = Recipe("official (random order, pad per batch, full logits)", False, False, False)
@@ -69,6 +70,8 @@ WHOLE_ROWS = Recipe("reference: raftlab, every row run whole (no shared prefix)"
                     shared_prefix=False)
 WHOLE_ROWS_BF16 = Recipe("reference: raftlab + bf16, every row run whole (no shared prefix)", True, False, True,
                          bf16=True, shared_prefix=False)
+UNFUSED_BF16 = Recipe("reference: raftlab + bf16, LM head and loss unfused", True, False, True, bf16=True,
+                      fused_loss=False)
 NO_DROPOUT = Recipe("reference: raftlab, LoRA dropout off", True, False, True, lora_dropout=0.0)
 NO_DROPOUT_BF16 = Recipe("reference: raftlab + bf16, LoRA dropout off", True, False, True, bf16=True,
                          lora_dropout=0.0)
@@ -79,7 +82,7 @@ NO_ADAPTERS_BF16 = Recipe("bound: raftlab + bf16 without adapters (frozen base, 
 #: The official recipes: stock attention, fp32 weights (autocast under bf16) and glibc's allocator defaults.
 OFFICIAL_RECIPES = (OFFICIAL, OFFICIAL_BF16, MAX_LENGTH)
 RECIPES = (OFFICIAL, RAFTLAB, RAFTLAB_BF16, OFFICIAL_BF16, PACKED, MAX_LENGTH, WHOLE_ROWS, WHOLE_ROWS_BF16,
-           NO_DROPOUT, NO_DROPOUT_BF16, NO_ADAPTERS, NO_ADAPTERS_BF16)
+           NO_DROPOUT, NO_DROPOUT_BF16, NO_ADAPTERS, NO_ADAPTERS_BF16, UNFUSED_BF16)
 
 
 def make_data(path: Path, n: int) -> None:
@@ -120,7 +123,7 @@ def build_trainer(config, recipe: Recipe):
         collator = PadCollator(tok.pad_token_id, pad_to=config.max_length if recipe.pad_to_max else None)
     trainer = raft_trainer_cls()(model=model, args=args, train_dataset=Dataset.from_list(rows),
                                  data_collator=collator, target_logits=recipe.target_logits,
-                                 shared_prefix=recipe.shared_prefix)
+                                 shared_prefix=recipe.shared_prefix, fused_loss=recipe.fused_loss)
     assert trainer.target_logits == recipe.target_logits, "this model does not support target-only logits"
     if not recipe.adapters:
         without_adapters(model)

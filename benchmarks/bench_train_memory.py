@@ -41,14 +41,14 @@ def worker(args: argparse.Namespace) -> None:
     """One setting's run in this process: prints one JSON line."""
     import torch
 
-    import raftlab.training.trainer as trainer_module
+    import raftlab.training.attention as attention_module
     from bench_train import RAFTLAB_BF16, build_trainer, make_data
     from raftlab.allocator import keep_freed_memory
     from raftlab.training import TrainConfig
 
     if args.keep and not keep_freed_memory():
         sys.exit("kept memory: glibc's mallopt is not available here (or RAFTLAB_KEEP_FREED_MEMORY=0)")
-    trainer_module.EAGER_ATTENTION_MB = args.eager_mb
+    attention_module.EAGER_ATTENTION_MB = args.eager_mb
     if args.threads:
         torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:

@@ -60,8 +60,8 @@ def test_target_only_logits_give_the_full_loss_and_gradients(name):
     full_loss, full_grads = _loss_and_grads(_trainer(model, False), model, batch)
     seen = []
     hook = model.lm_head.register_forward_hook(lambda m, i, o: seen.append(i[0].shape[1]))
-    trainer = _trainer(model, True)
-    assert trainer.target_logits
+    trainer = _trainer(model, True, fused_loss=False)
+    assert trainer.target_logits and not trainer.fused_loss
     loss, grads = _loss_and_grads(trainer, model, batch)
     hook.remove()
     assert loss == pytest.approx(full_loss, rel=1e-5)
@@ -185,18 +185,146 @@ def test_cli_pack_and_full_logits_flags_reach_the_config(tmp_path):
 
 
 @pytest.mark.slow
-def test_eager_attention_gives_the_sdpa_loss_and_gradients():
-    """Training on a CPU switches to the plain matmul attention where it fits: the same loss and gradients (fp32,
-    rtol 1e-4)."""
+@pytest.mark.parametrize("implementation", ["eager", "raftlab"])
+def test_plain_attentions_give_the_sdpa_loss_and_gradients(implementation):
+    """Training on a CPU switches to a plain matmul attention where it fits (transformers' eager one, or raftlab's
+    for Llama-family models): the same loss and gradients (fp32, rtol 1e-4)."""
+    from raftlab.training.attention import register
+
     model, tok = load_model("tiny", dtype=torch.float32)
+    assert model.config.num_key_value_heads < model.config.num_attention_heads  # grouped key/value heads
     batch = PadCollator(tok.pad_token_id)(_features(tok))
     trainer = _trainer(model, True)
     sdpa_loss, sdpa_grads = _loss_and_grads(trainer, model, batch)
-    model.set_attn_implementation("eager")
+    model.set_attn_implementation(register() if implementation == "raftlab" else implementation)
     loss, grads = _loss_and_grads(trainer, model, batch)
     assert loss == pytest.approx(sdpa_loss, rel=1e-5)
     for n in grads:
         torch.testing.assert_close(grads[n], sdpa_grads[n], rtol=1e-4, atol=1e-6, msg=n)
+
+
+@pytest.mark.slow
+def test_raftlab_attention_in_bf16_gives_eager_outputs_and_gradients_up_to_bf16_rounding():
+    """In bf16 the attention output is eager attention's (the same products, the same softmax rounded once to
+    bf16); the gradients differ by bf16 rounding only, since the softmax's backward uses the bf16 probabilities
+    instead of an fp32 copy. Stated tolerance: each input gradient within 2% relative error (norm of the
+    difference over the norm, measured ~0.4%) of eager attention's, and no further from the fp64 result than
+    eager's error plus 0.2%."""
+    from transformers.models.llama.modeling_llama import eager_attention_forward
+
+    from raftlab.training.attention import cpu_training_attention
+
+    class Module:
+        num_key_value_groups, training = 3, True
+
+    batch, heads, kv_heads, length, dim = 2, 9, 3, 40, 64
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(batch, n, length, dim, generator=g).bfloat16() for n in (heads, kv_heads, kv_heads))
+    mask = torch.full((length, length), torch.finfo(torch.bfloat16).min).triu(1).bfloat16()[None, None]
+    mask = mask.expand(batch, 1, length, length).clone()
+    mask[0, :, :, :5] = torch.finfo(torch.bfloat16).min  # a left-padded row
+    mask[0, :, :5, :5] = 0
+    grad_out = torch.randn(batch, length, heads, dim, generator=g).bfloat16()
+    results = {}
+    for name, fn, dtype in (("eager", eager_attention_forward, torch.bfloat16),
+                            ("raftlab", cpu_training_attention, torch.bfloat16),
+                            ("fp64", cpu_training_attention, torch.float64)):
+        inputs = [t.to(dtype).clone().requires_grad_() for t in (q, k, v)]
+        out, _ = fn(Module(), *inputs, mask.to(dtype).clamp(min=-1e30), 0.125)
+        out.backward(grad_out.to(dtype))
+        results[name] = [out.detach().double()] + [t.grad.double() for t in inputs]
+    torch.testing.assert_close(results["raftlab"][0], results["eager"][0], rtol=0, atol=0)
+    for ours, eager, exact in zip(results["raftlab"][1:], results["eager"][1:], results["fp64"][1:]):
+        assert (ours - eager).norm() / eager.norm() < 0.02
+        assert (ours - exact).norm() / exact.norm() < (eager - exact).norm() / exact.norm() + 0.002
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["tiny", "tiny-nobos"])
+@pytest.mark.parametrize("bf16", [False, True])
+def test_fused_loss_gives_the_target_only_loss_and_gradients(name, bf16, monkeypatch):
+    """The LM head and the loss fused over target positions, a few rows per chunk: the loss and gradients of the
+    unfused target-only logits, as a mean and as a sum over items (gradient accumulation). Stated tolerance: fp32
+    loss rel 1e-5 and gradients rtol 1e-4 / atol 1e-6; under bf16 autocast (the head's products in bf16, its weight
+    trained: full finetuning of a tied embedding) loss rel 1e-5 and each gradient within 1% of its largest
+    element (the head's gradient is summed over chunks in fp32 instead of one bf16 product; measured ~0.2%)."""
+    import raftlab.training.fused_loss as fused_loss
+
+    model, tok = load_model(name, dtype=torch.float32)
+    model.train()
+    batch = PadCollator(tok.pad_token_id)(_features(tok))
+    monkeypatch.setattr(fused_loss, "CHUNK_BYTES", 4 * model.config.vocab_size * 3)  # three rows per chunk
+    lm_head_calls = []
+    model.lm_head.register_forward_hook(lambda *a: lm_head_calls.append(1))
+    results = {}
+    for fused in (False, True):
+        trainer = _trainer(model, True, fused_loss=fused)
+        assert trainer.fused_loss == fused
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            results[fused] = [_loss_and_grads(trainer, model, batch),
+                              _loss_and_grads(trainer, model, batch, num_items_in_batch=torch.tensor(37))]
+        assert len(lm_head_calls) == (0 if fused else 2)
+        lm_head_calls.clear()
+    for (ref_loss, ref_grads), (loss, grads) in zip(results[False], results[True]):
+        assert loss == pytest.approx(ref_loss, rel=1e-5)
+        assert grads.keys() == ref_grads.keys()
+        assert {"lm_head.weight", "model.embed_tokens.weight"} & grads.keys()  # the tied head trains
+        for n in grads:
+            if bf16:
+                assert (grads[n] - ref_grads[n]).abs().max() <= 0.01 * ref_grads[n].abs().max(), n
+            else:
+                torch.testing.assert_close(grads[n], ref_grads[n], rtol=1e-4, atol=1e-6, msg=n)
+
+
+@pytest.mark.slow
+def test_fused_loss_only_in_training_steps_and_a_gradient_scale_reaches_it():
+    """Evaluation (eval mode or no gradients) runs the model's own forward with logits; a backward gradient other
+    than 1 (a scaled loss) scales the fused gradients."""
+    model, tok = load_model("tiny", dtype=torch.float32)
+    batch = PadCollator(tok.pad_token_id)(_features(tok))
+    trainer = _trainer(model, True)
+    assert trainer.fused_loss
+    kwargs = trainer.view_inputs(batch)
+    model.train()
+    with torch.no_grad():
+        assert model(**kwargs).logits is not None
+    model.eval()
+    assert model(**kwargs).logits is not None
+    model.train()
+    out = model(**kwargs)
+    assert out.logits is None
+    model.zero_grad()
+    (3 * out.loss).backward()
+    tripled = {n: p.grad.clone() for n, p in model.named_parameters()}
+    _, grads = _loss_and_grads(trainer, model, batch)
+    for n, g in grads.items():
+        torch.testing.assert_close(tripled[n], 3 * g, rtol=1e-5, atol=1e-7, msg=n)
+
+
+def test_fused_loss_and_raftlab_attention_only_for_plain_llama_family_heads():
+    from peft import LoraConfig, get_peft_model
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from raftlab.training.attention import NAME, attention_for_cpu_training
+    from raftlab.training.fused_loss import supports_fused_loss
+
+    model, _ = load_model("tiny")
+    assert supports_fused_loss(model)
+    lora = get_peft_model(model, LoraConfig(r=2, target_modules=["q_proj"]))
+    assert supports_fused_loss(lora)
+    adapted_head = get_peft_model(load_model("tiny")[0], LoraConfig(r=2, target_modules=["q_proj", "lm_head"]))
+    assert not supports_fused_loss(adapted_head)
+    gpt2 = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=64, attn_implementation="sdpa"))
+    assert not supports_fused_loss(gpt2)
+    if torch.cuda.is_available():
+        return  # CPU attention only
+    attention_for_cpu_training(lora, longest=32, batch_size=2, checkpointing=False)
+    assert lora.get_base_model().config._attn_implementation == NAME
+    attention_for_cpu_training(gpt2, longest=32, batch_size=2, checkpointing=False)
+    assert gpt2.config._attn_implementation == "eager"
+    big = load_model("tiny")[0]
+    attention_for_cpu_training(big, longest=100_000, batch_size=8, checkpointing=False)  # too large: sdpa stays
+    assert big.config._attn_implementation == "sdpa"
 
 
 @pytest.mark.slow

@@ -15,6 +15,7 @@ from raftlab.machine import describe_machine
 from raftlab.schema import Example
 from raftlab.storage import settings_diff, write_json
 from raftlab.training import early_stopping
+from raftlab.training.attention import attention_for_cpu_training
 from raftlab.training.collate import PackCollator, PadCollator
 from raftlab.training.config import LATER_FIELDS, PAPER_PROFILE, TrainConfig
 from raftlab.training.data import (
@@ -41,26 +42,30 @@ def raft_trainer_cls():
     from transformers import Trainer
 
     from raftlab.training import shared_prefix as prefix_sharing
+    from raftlab.training.fused_loss import supports_fused_loss, use_fused_loss
     from raftlab.training.loss import model_inputs, supports_target_logits, target_inputs
     from raftlab.training.sampler import GroupedByLengthSampler
 
     class RaftTrainer(Trainer):
         """Trainer with length-grouped sampling that also groups small datasets (``sampler.py``), logits computed
         only at target positions (``loss.py``; ``target_logits=False`` gives the stock full-vocabulary forward),
-        the tokens all rows of a batch start with computed once (``shared_prefix.py``), and an ``eval_loss`` that
-        is the training objective over all dev target tokens (the stock one averages batch means)."""
+        the tokens all rows of a batch start with computed once (``shared_prefix.py``), the LM head and the loss
+        fused over the target positions of a training step (``fused_loss.py``), and an ``eval_loss`` that is the
+        training objective over all dev target tokens (the stock one averages batch means)."""
 
         #: (view prefix, weight) of the loss: the batch itself (align adds its rationale view)
         loss_views: tuple[tuple[str, float], ...] = (("", 1.0),)
 
         def __init__(self, *args: Any, target_logits: bool = True, shared_prefix: bool = True,
-                     **kwargs: Any) -> None:
+                     fused_loss: bool = True, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self.target_logits = bool(target_logits and supports_target_logits(self.model))
             self.shared_prefix = bool(shared_prefix and self.target_logits and self.args.world_size == 1
                                       and not self.args.gradient_checkpointing
                                       and not (self.is_fsdp_enabled or self.is_deepspeed_enabled)
                                       and prefix_sharing.supports_shared_prefix(self.model))
+            self.fused_loss = bool(fused_loss and self.target_logits and supports_fused_loss(self.model))
+            use_fused_loss(self.model, self.fused_loss)
             self.compute_metrics = self.dev_metrics
 
         def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
@@ -226,36 +231,10 @@ def prepare_split(config: TrainConfig, base_dtype: str | None = None, cpu_attent
             from raftlab.training.fast_dropout import use_mask_dropout
 
             use_mask_dropout(model)
-    if cpu_attention:
-        _attention_for_cpu_training(model, rows, config)
+    if cpu_attention and not config.pack:  # packed rows keep sdpa's block-diagonal masks
+        longest = max((len(r.get(key) or []) for r in rows for key in ("input_ids", "r_input_ids")), default=0)
+        attention_for_cpu_training(model, longest, config.batch_size, config.gradient_checkpointing)
     return Prepared(model, tok, rows, dev_rows, len({(e.task, e.id) for e in examples}), len(dev))
-
-
-#: Attention matrices (MB) that training on a CPU may hold for the plain matmul attention (see below).
-EAGER_ATTENTION_MB = 512
-
-
-def _attention_for_cpu_training(model: Any, rows: list[dict[str, Any]], config: TrainConfig) -> None:
-    """On a CPU, train with transformers' plain matmul attention ("eager") instead of sdpa where its attention
-    matrices stay small: torch's fused CPU attention kernel is slow to differentiate (its backward costs several
-    times its forward), so the plain one trains more tokens per CPU-second with the same loss. The matrices are
-    batch x heads x longest row^2 x 4 bytes per layer, for every layer unless gradient checkpointing recomputes
-    them; above EAGER_ATTENTION_MB sdpa stays."""
-    import torch
-
-    if torch.cuda.is_available() or config.pack:  # packed rows keep sdpa's block-diagonal masks
-        return
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    cfg = base.config
-    if getattr(cfg, "_attn_implementation", None) != "sdpa" or not hasattr(base, "set_attn_implementation"):
-        return
-    longest = max((len(r.get(key) or []) for r in rows for key in ("input_ids", "r_input_ids")), default=0)
-    heads = getattr(cfg, "num_attention_heads", 0) or 0
-    layers = 1 if config.gradient_checkpointing else (getattr(cfg, "num_hidden_layers", 1) or 1)
-    megabytes = config.batch_size * heads * longest**2 * 4 * layers / 2**20
-    if 0 < megabytes <= EAGER_ATTENTION_MB:
-        base.set_attn_implementation("eager")
-        logger.debug("training attention: eager (%.0f MB of attention matrices)", megabytes)
 
 
 def use_bf16(config: TrainConfig) -> bool:
