@@ -16,6 +16,9 @@ allocator's settings differ:
 * raftlab --pack: one padding-free row per batch (``PackCollator``) and target-only logits;
 * with ``--max-length-baseline``: also every batch padded to ``--max-length`` (tokenizer padding="max_length");
 * with ``--whole-rows-baseline``: raftlab's default recipe with every row run whole (no shared prefix);
+* with ``--parts`` (bf16): raftlab's default recipe with the LM head and the loss unfused
+  (``raftlab.training.fused_loss`` off), and with transformers' eager attention instead of raftlab's
+  (``raftlab.training.attention``): what each part gains in the same run;
 * with ``--bounds``: raftlab's default recipe with LoRA dropout off (another recipe: what the dropout masks cost),
   and without adapters (the frozen base's forward and backward through every layer, training nothing: the time
   LoRA's adapters add to sits on top of it, so it bounds what any faster LoRA could reach).
@@ -58,6 +61,7 @@ class Recipe(NamedTuple):
     lora_dropout: float | None = None  # None: TrainConfig's default
     adapters: bool = True  # False: every LoRA layer runs its base layer only (a bound; trains nothing)
     fused_loss: bool = True  # where target_logits (raftlab.training.fused_loss)
+    eager_attention: bool = False  # transformers' eager attention instead of raftlab.training.attention's
 
 
 OFFICIAL = Recipe("official (random order, pad per batch, full logits)", False, False, False)
@@ -72,6 +76,8 @@ WHOLE_ROWS_BF16 = Recipe("reference: raftlab + bf16, every row run whole (no sha
                          bf16=True, shared_prefix=False)
 UNFUSED_BF16 = Recipe("reference: raftlab + bf16, LM head and loss unfused", True, False, True, bf16=True,
                       fused_loss=False)
+EAGER_BF16 = Recipe("reference: raftlab + bf16, transformers' eager attention", True, False, True, bf16=True,
+                    eager_attention=True)
 NO_DROPOUT = Recipe("reference: raftlab, LoRA dropout off", True, False, True, lora_dropout=0.0)
 NO_DROPOUT_BF16 = Recipe("reference: raftlab + bf16, LoRA dropout off", True, False, True, bf16=True,
                          lora_dropout=0.0)
@@ -82,7 +88,8 @@ NO_ADAPTERS_BF16 = Recipe("bound: raftlab + bf16 without adapters (frozen base, 
 #: The official recipes: stock attention, fp32 weights (autocast under bf16) and glibc's allocator defaults.
 OFFICIAL_RECIPES = (OFFICIAL, OFFICIAL_BF16, MAX_LENGTH)
 RECIPES = (OFFICIAL, RAFTLAB, RAFTLAB_BF16, OFFICIAL_BF16, PACKED, MAX_LENGTH, WHOLE_ROWS, WHOLE_ROWS_BF16,
-           NO_DROPOUT, NO_DROPOUT_BF16, NO_ADAPTERS, NO_ADAPTERS_BF16, UNFUSED_BF16)
+           NO_DROPOUT, NO_DROPOUT_BF16, NO_ADAPTERS, NO_ADAPTERS_BF16, UNFUSED_BF16,
+           EAGER_BF16)
 
 
 def make_data(path: Path, n: int) -> None:
@@ -112,6 +119,8 @@ def build_trainer(config, recipe: Recipe):
     update = {"bf16": recipe.bf16, **({} if recipe.lora_dropout is None else {"lora_dropout": recipe.lora_dropout})}
     model, tok, rows = prepare(config.model_copy(update=update),
                                base_dtype="float32" if official else None, cpu_attention=not official)
+    if recipe.eager_attention and model.get_base_model().config._attn_implementation != "sdpa":
+        model.get_base_model().set_attn_implementation("eager")
     with_lengths(rows)
     args = training_arguments(config.model_copy(update={"group_by_length": recipe.grouped, "bf16": recipe.bf16}),
                               len(rows))
@@ -152,8 +161,8 @@ def fed_once(trainer, batch) -> int:
 
 
 #: What :func:`run` returns: (wall seconds, CPU seconds of the process, target tokens, tokens fed, final train
-#: loss, the CPU seconds of those spent in the kernel, minor page faults)
-Result = tuple[float, float, int, int, float, float, int]
+#: loss, the CPU seconds of those spent in the kernel, minor page faults, the process's peak resident MB)
+Result = tuple[float, float, int, int, float, float, int, int]
 
 
 def run(config, recipe: Recipe) -> Result:
@@ -168,7 +177,7 @@ def run(config, recipe: Recipe) -> Result:
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     after = resource.getrusage(resource.RUSAGE_SELF)
     return (wall, cpu, target_tokens, fed_tokens, result.training_loss, after.ru_stime - before.ru_stime,
-            after.ru_minflt - before.ru_minflt)
+            after.ru_minflt - before.ru_minflt, after.ru_maxrss // 1024)
 
 
 def setup_argv(args: argparse.Namespace) -> list[str]:
@@ -238,6 +247,8 @@ def main() -> None:
                     "run whole (no shared prefix)")
     ap.add_argument("--bounds", action="store_true", help="also time raftlab's recipe with LoRA dropout off, and "
                     "without adapters (the frozen base's forward and backward: a bound that trains nothing)")
+    ap.add_argument("--parts", action="store_true", help="also time raftlab's bf16 recipe with the LM head and the "
+                    "loss unfused, and with transformers' eager attention")
     ap.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
                     help="also time bf16 autocast (raftlab, and the official recipe as a reference); default: where "
                          "the device has bf16 hardware")
@@ -260,7 +271,8 @@ def main() -> None:
     bounds = [NO_DROPOUT_BF16, NO_ADAPTERS_BF16] if bf16 else [NO_DROPOUT, NO_ADAPTERS]
     recipes = [OFFICIAL, RAFTLAB] + ([RAFTLAB_BF16, OFFICIAL_BF16] if bf16 else []) + \
         ([] if args.no_pack else [PACKED]) + ([MAX_LENGTH] if args.max_length_baseline else []) + \
-        ([whole] if args.whole_rows_baseline else []) + (bounds if args.bounds else [])
+        ([whole] if args.whole_rows_baseline else []) + (bounds if args.bounds else []) + \
+        ([UNFUSED_BF16, EAGER_BF16] if args.parts and bf16 else [])
 
     best: dict[Recipe, Result] = {}
     key = 0 if on_gpu else 1  # wall time on a GPU, CPU time of the recipe's process on a CPU
@@ -271,9 +283,9 @@ def main() -> None:
                 best[recipe] = r
     unit = "s" if on_gpu else "CPU-s"
     rate = {rec: r[2] / r[key] for rec, r in best.items()}
-    for rec, (secs, cpu, target, fed, loss, system, faults) in best.items():
+    for rec, (secs, cpu, target, fed, loss, system, faults, peak) in best.items():
         print(f"{rec.name:54s} {rate[rec]:8.1f} target tokens/{unit}  wall {secs:6.1f} s  CPU {cpu:6.1f} s "
-              f"(kernel {system:4.1f} s, {faults} page faults)  {target} target / {fed} tokens fed "
+              f"(kernel {system:4.1f} s, {faults} page faults, peak {peak} MB)  {target} target / {fed} tokens fed "
               f"({target / fed:.0%} useful)  loss {loss:.4f}")
     device = "cuda" if on_gpu else "cpu"
     settings = {"model": args.model, "examples": args.examples, "batch_size": args.batch_size,
@@ -291,10 +303,15 @@ def main() -> None:
     if whole in rate:
         print(f"speed-up (target tokens/{unit}) shared prefix / whole rows: {rate[default] / rate[whole]:.2f}x")
         ratios.append(ratio(f"raftlab shared prefix / whole rows, target tokens/{unit}", rate[default] / rate[whole]))
+    for part, rec in (("fused LM head and loss / unfused", UNFUSED_BF16),
+                      ("raftlab attention / eager attention", EAGER_BF16)):
+        if rec in rate:
+            print(f"speed-up (target tokens/{unit}) {part}: {rate[default] / rate[rec]:.2f}x")
+            ratios.append(ratio(f"raftlab {part}, target tokens/{unit}", rate[default] / rate[rec]))
     recipes_out = {rec.name: {"target_tokens_per_unit": round(rate[rec], 2), "wall_seconds": round(r[0], 2),
                               "cpu_seconds": round(r[1], 2), "target_tokens": r[2], "tokens_fed": r[3],
                               "train_loss": round(r[4], 4), "kernel_cpu_seconds": round(r[5], 2),
-                              "page_faults": r[6]} for rec, r in best.items()}
+                              "page_faults": r[6], "peak_rss_mb": r[7]} for rec, r in best.items()}
     heads = [headline(default.name.split(" (")[0], round(rate[default], 2), f"target tokens/{unit}"),
              headline("official", round(rate[OFFICIAL], 2), f"target tokens/{unit}")]
     write_result("train_throughput", {"settings": settings, "unit": f"target tokens/{unit}",
