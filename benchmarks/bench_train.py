@@ -303,11 +303,11 @@ def main() -> None:
     if whole in rate:
         print(f"speed-up (target tokens/{unit}) shared prefix / whole rows: {rate[default] / rate[whole]:.2f}x")
         ratios.append(ratio(f"raftlab shared prefix / whole rows, target tokens/{unit}", rate[default] / rate[whole]))
-    for part, rec in (("fused LM head and loss / unfused", UNFUSED_BF16),
-                      ("raftlab attention / eager attention", EAGER_BF16)):
+    for part, rec in (("raftlab's fused LM head and loss / unfused", UNFUSED_BF16),
+                      ("raftlab's attention / transformers' eager attention", EAGER_BF16)):
         if rec in rate:
             print(f"speed-up (target tokens/{unit}) {part}: {rate[default] / rate[rec]:.2f}x")
-            ratios.append(ratio(f"raftlab {part}, target tokens/{unit}", rate[default] / rate[rec]))
+            ratios.append(ratio(f"{part}, target tokens/{unit}", rate[default] / rate[rec]))
     recipes_out = {rec.name: {"target_tokens_per_unit": round(rate[rec], 2), "wall_seconds": round(r[0], 2),
                               "cpu_seconds": round(r[1], 2), "target_tokens": r[2], "tokens_fed": r[3],
                               "train_loss": round(r[4], 4), "kernel_cpu_seconds": round(r[5], 2),
