@@ -64,7 +64,10 @@ def raft_trainer_cls():
                                       and not self.args.gradient_checkpointing
                                       and not (self.is_fsdp_enabled or self.is_deepspeed_enabled)
                                       and prefix_sharing.supports_shared_prefix(self.model))
-            self.fused_loss = bool(fused_loss and self.target_logits and supports_fused_loss(self.model))
+            # FSDP and ZeRO-3 gather a module's weights when the module runs; the fused loss reads the head's weight
+            # without running it
+            self.fused_loss = bool(fused_loss and self.target_logits and supports_fused_loss(self.model)
+                                   and not (self.is_fsdp_enabled or self.is_deepspeed_enabled))
             use_fused_loss(self.model, self.fused_loss)
             self.compute_metrics = self.dev_metrics
 
