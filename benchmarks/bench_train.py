@@ -119,8 +119,13 @@ def build_trainer(config, recipe: Recipe):
     update = {"bf16": recipe.bf16, **({} if recipe.lora_dropout is None else {"lora_dropout": recipe.lora_dropout})}
     model, tok, rows = prepare(config.model_copy(update=update),
                                base_dtype="float32" if official else None, cpu_attention=not official)
-    if recipe.eager_attention and model.get_base_model().config._attn_implementation != "sdpa":
-        model.get_base_model().set_attn_implementation("eager")
+    if recipe.eager_attention:
+        from raftlab.training.attention import NAME
+
+        base = model.get_base_model() if hasattr(model, "get_base_model") else model
+        if base.config._attn_implementation != NAME:
+            sys.exit(f"{recipe.name}: raftlab's attention is not in use here ({base.config._attn_implementation})")
+        base.set_attn_implementation("eager")
     with_lengths(rows)
     args = training_arguments(config.model_copy(update={"group_by_length": recipe.grouped, "bf16": recipe.bf16}),
                               len(rows))

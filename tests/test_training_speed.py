@@ -301,6 +301,87 @@ def test_fused_loss_only_in_training_steps_and_a_gradient_scale_reaches_it():
         torch.testing.assert_close(tripled[n], 3 * g, rtol=1e-5, atol=1e-7, msg=n)
 
 
+@pytest.mark.slow
+def test_fused_loss_gives_lora_gradients_on_a_bf16_base():
+    """LoRA as raftlab trains it on a CPU with bf16 (frozen bf16 base and head, fp32 adapters, autocast): the fused
+    loss gives the unfused loss (rel 1e-5) and adapter gradients within 1% of each one's largest element."""
+    from peft import LoraConfig, get_peft_model
+
+    model, tok = load_model("tiny", dtype=torch.bfloat16)
+    model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules="all-linear",
+                                             init_lora_weights=False))
+    for p in model.parameters():
+        if p.requires_grad:
+            p.data = p.data.float()
+    model.train()
+    batch = PadCollator(tok.pad_token_id)(_features(tok))
+    results = {}
+    for fused in (False, True):
+        trainer = _trainer(model, True, fused_loss=fused)
+        assert trainer.fused_loss == fused
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            results[fused] = _loss_and_grads(trainer, model, batch)
+    (ref_loss, ref_grads), (loss, grads) = results[False], results[True]
+    assert loss == pytest.approx(ref_loss, rel=1e-5)
+    assert grads.keys() == ref_grads.keys() and all("lora_" in n for n in grads)
+    for n in grads:
+        assert (grads[n] - ref_grads[n]).abs().max() <= 0.01 * ref_grads[n].abs().max(), n
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("grad_accum", [1, 2])
+def test_fused_loss_trains_through_the_trainer(tmp_path, monkeypatch, grad_accum):
+    """Through ``train()`` (accelerate's autocast around the model's forward, bf16 LoRA, gradient accumulation):
+    the fused loss runs in every training step and the logged losses are the unfused run's (rel 1e-3: bf16)."""
+    import raftlab.training.fused_loss as fused_loss
+    from raftlab.rationales.oracle import oracle_rationale
+
+    data = tmp_path / "d.jsonl"
+    task = get_task("synth_arith_easy")
+    write_jsonl([e.model_copy(update={"rationale": oracle_rationale(e)}) for e in task.load("train", limit=8)], data)
+    calls = []
+    real = fused_loss.target_cross_entropy
+    monkeypatch.setattr(fused_loss, "target_cross_entropy", lambda *a: calls.append(1) or real(*a))
+    losses = {}
+    for fused in (True, False):
+        if not fused:
+            monkeypatch.setattr(fused_loss, "supports_fused_loss", lambda model: False)
+        out = train(TrainConfig(model="tiny", data=str(data), objective="raft", out=str(tmp_path / f"o{fused}"),
+                                lora=True, lora_dropout=0.0, bf16=True, batch_size=2, grad_accum=grad_accum,
+                                epochs=1, logging_steps=1, save_steps=10_000))
+        summary = json.loads((out / "train_summary.json").read_text())
+        losses[fused] = [h["loss"] for h in summary["log_history"] if "loss" in h]
+        if fused:
+            assert len(calls) == 4  # one per batch of two rows
+    assert len(calls) == 4 and len(losses[True]) == 4 // grad_accum
+    assert losses[True] == pytest.approx(losses[False], rel=1e-3)
+
+
+def test_raftlab_attention_keeps_bf16_scores_for_fp32_weights_under_autocast(monkeypatch):
+    """Full finetuning under bf16 autocast hands fp32 queries, keys, values and mask: the softmax still runs on
+    bf16 scores (the mask is clamped to bf16's range and cast first), and the output is eager attention's up to
+    bf16 rounding."""
+    from transformers.models.llama.modeling_llama import eager_attention_forward
+
+    from raftlab.training.attention import cpu_training_attention
+
+    class Module:
+        num_key_value_groups, training = 2, True
+
+    g = torch.Generator().manual_seed(1)
+    q, k, v = (torch.randn(2, n, 12, 16, generator=g) for n in (4, 2, 2))
+    mask = torch.full((12, 12), torch.finfo(torch.float32).min).triu(1)[None, None].expand(2, 1, 12, 12)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        eager, _ = eager_attention_forward(Module(), q, k, v, mask, 0.25)
+        softmax_inputs = []
+        real_softmax = torch.softmax
+        monkeypatch.setattr(torch, "softmax", lambda x, **kw: softmax_inputs.append(x.dtype) or real_softmax(x, **kw))
+        ours, _ = cpu_training_attention(Module(), q, k, v, mask, 0.25)
+    assert softmax_inputs == [torch.bfloat16]
+    assert ours.dtype == eager.dtype == torch.bfloat16 and torch.isfinite(ours).all()
+    torch.testing.assert_close(ours.float(), eager.float(), rtol=2e-2, atol=2e-2)
+
+
 def test_fused_loss_and_raftlab_attention_only_for_plain_llama_family_heads():
     from peft import LoraConfig, get_peft_model
     from transformers import GPT2Config, GPT2LMHeadModel

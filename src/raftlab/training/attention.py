@@ -47,6 +47,8 @@ def cpu_training_attention(module: Any, query: Any, key: Any, value: Any, attent
     q = (query * scaling).reshape(batch, kv_heads, group * length, dim)
     scores = torch.matmul(q, key.transpose(-1, -2)).view(batch, kv_heads, group, length, keys)
     if attention_mask is not None:
+        if attention_mask.dtype != scores.dtype:  # fp32 weights under autocast: keep the scores in bf16
+            attention_mask = attention_mask.clamp(min=torch.finfo(scores.dtype).min).to(scores.dtype)
         scores = scores + attention_mask[:, :, None]
     probs = torch.softmax(scores, dim=-1).view(batch, kv_heads, group * length, keys)
     out = torch.matmul(probs, value).view(batch, heads, length, dim)

@@ -10,7 +10,8 @@ backward. The loss and the gradients are those of the LM head followed by transf
 the order of the loss's sum over rows.
 
 Because the gradient is computed in the forward, this is for training steps (the trainer installs it with
-:func:`use_fused_loss`); evaluation and generation run the model's own forward.
+:func:`use_fused_loss`, on a CPU, in one process or under DDP); evaluation and generation run the model's own
+forward. A batch without targets gives a zero loss (the stock mean would be NaN).
 """
 
 from __future__ import annotations
@@ -86,8 +87,8 @@ def target_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: to
         dtype = torch.get_autocast_dtype(device)
     else:
         dtype = torch.promote_types(hidden.dtype, weight.dtype)
-    if not hidden.shape[0]:  # no target in the batch: a zero loss that still reaches the graph
-        return hidden.sum() * 0.0
+    if not hidden.shape[0]:  # no target in the batch: a zero loss (the stock mean is NaN) with zero gradients
+        return (hidden.sum() + weight.sum()) * 0.0
     divisor = num_items_in_batch if num_items_in_batch is not None else hidden.shape[0]
     if torch.is_tensor(divisor):
         divisor = divisor.item()

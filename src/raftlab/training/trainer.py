@@ -64,10 +64,12 @@ def raft_trainer_cls():
                                       and not self.args.gradient_checkpointing
                                       and not (self.is_fsdp_enabled or self.is_deepspeed_enabled)
                                       and prefix_sharing.supports_shared_prefix(self.model))
-            # FSDP and ZeRO-3 gather a module's weights when the module runs; the fused loss reads the head's weight
-            # without running it
+            # measured on CPUs only; FSDP, ZeRO-3 and tensor parallelism gather or shard the head's weight around
+            # the head's own forward, which the fused loss does not run; DataParallel replicas would share it
             self.fused_loss = bool(fused_loss and self.target_logits and supports_fused_loss(self.model)
-                                   and not (self.is_fsdp_enabled or self.is_deepspeed_enabled))
+                                   and self.args.device.type == "cpu" and not self.args.fp16
+                                   and not (self.is_fsdp_enabled or self.is_deepspeed_enabled)
+                                   and self.args.n_gpu <= 1 and getattr(self, "get_tp_size", lambda: 1)() == 1)
             use_fused_loss(self.model, self.fused_loss)
             self.compute_metrics = self.dev_metrics
 
