@@ -16,6 +16,7 @@ forward. A batch without targets gives a zero loss (the stock mean would be NaN)
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import torch
@@ -119,8 +120,6 @@ def use_fused_loss(model: Any, on: bool = True) -> None:
     Installed on the causal-LM module itself, so wrappers (peft, DDP, accelerate's autocast) still run theirs
     around it."""
     from transformers.modeling_outputs import CausalLMOutputWithPast
-
-    import functools
 
     base = unwrapped(model)
     if on and not hasattr(base, "_fused_loss"):
